@@ -1,0 +1,176 @@
+"""`python -m precompute run | list | export` — the command line of the precompute engine."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+from precompute.projections import ProjectionParams
+
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from precompute.corpus import CorpusError
+    from precompute.models import ModelLoadError
+    from precompute.pipeline import RunError
+    from precompute.selection import SelectionError
+    from precompute.store import StoreError
+    return (CorpusError, ModelLoadError, RunError, SelectionError, StoreError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m precompute",
+                                description="Precompute joint query-key embeddings of every attention head.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a corpus through a model and store every head's embeddings",
+                       description="Run a corpus through a model, capture every head's queries and keys, "
+                                   "project the joint embeddings and store them. Re-running reuses what is stored.")
+    r.add_argument("--model", required=True,
+                   help="built-in name (minilm, smollm2, dinov2-small), a local Hugging Face model folder, "
+                        "a model id already in your HF cache, or timm:<folder> for a timm ViT")
+    r.add_argument("--corpus", required=True,
+                   help="demo | demo-images | a .txt (one input a line), .jsonl or .csv file | a folder of images")
+    r.add_argument("--cache", default="./cache/demo", help="store directory (default: ./cache/demo)")
+    r.add_argument("--layers", help="layers to keep, e.g. 0-5 or 0,3,7 (default: all)")
+    r.add_argument("--heads", help="heads to keep in each layer, e.g. 0,3 (default: all)")
+    r.add_argument("--projections", help="comma list of pca,tsne,umap (default: all three)")
+    r.add_argument("--dims", help="comma list of 2,3 (default: both)")
+    r.add_argument("--variants", default="translated,raw",
+                   help="joint-embedding variants to project: translated (keys moved to the query centroid), raw, "
+                        "translated-scaled, raw-scaled (norm scaling) (default: translated,raw)")
+    r.add_argument("--text-column", help="column/key holding the text in .csv/.jsonl corpora (default: text)")
+    r.add_argument("--max-tokens", type=int, help="cap on the run's total tokens (whole inputs are kept, in order)")
+    r.add_argument("--max-inputs", type=int, help="use only the first N inputs of the corpus")
+    r.add_argument("--batch-size", type=int, default=16, help="inputs per forward pass (default: 16)")
+    r.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda or mps")
+    r.add_argument("--workers", type=int, help="parallel processes for per-head work (default: all cores)")
+    r.add_argument("--dask", metavar="ADDRESS", help="run per-head work on a Dask distributed scheduler at ADDRESS")
+    r.add_argument("--seed", type=int, default=0, help="random seed of the projections (default: 0)")
+    r.add_argument("--perplexity", type=float, help="t-SNE perplexity")
+    r.add_argument("--neighbors", type=int, help="UMAP number of neighbours")
+    r.add_argument("--force", action="store_true", help="recompute everything even if stored")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ls = sub.add_parser("list", help="list stored runs", description="List every run in a store.")
+    ls.add_argument("--cache", default="./cache/demo", help="store directory (default: ./cache/demo)")
+    ls.add_argument("--json", action="store_true", help="print a JSON list of objects (with an id key)")
+
+    ex = sub.add_parser("export", help="export one head to .npz or .csv",
+                        description="Export one head's queries, keys, token fields, projections and metrics.")
+    ex.add_argument("--cache", default="./cache/demo", help="store directory (default: ./cache/demo)")
+    ex.add_argument("--run", required=True, help="run id (or a unique prefix) from `list`")
+    ex.add_argument("--layer", type=int, required=True, help="layer index")
+    ex.add_argument("--head", type=int, required=True, help="head index")
+    ex.add_argument("--out", required=True, help="output file (.npz or .csv)")
+    ex.add_argument("--variant", default="translated", help="embedding variant of the coordinates (default: translated)")
+    ex.add_argument("--format", choices=("npz", "csv"), help="output format (default: from --out's extension)")
+    ex.add_argument("--projection", default="pca", help="csv only: which projection (default: pca)")
+    ex.add_argument("--dim", type=int, default=2, help="csv only: 2 or 3 (default: 2)")
+    return p
+
+
+def cmd_run(args) -> int:
+    from tqdm import tqdm
+
+    from precompute.pipeline import RunConfig, run
+
+    params = ProjectionParams(seed=args.seed)
+    if args.perplexity is not None:
+        params.tsne_perplexity = args.perplexity
+    if args.neighbors is not None:
+        params.umap_n_neighbors = args.neighbors
+    cfg = RunConfig(model=args.model, corpus=args.corpus, cache=args.cache, layers=args.layers, heads=args.heads,
+                    projections=args.projections, dims=args.dims, variants=args.variants, device=args.device,
+                    batch_size=args.batch_size, max_tokens=args.max_tokens, max_inputs=args.max_inputs,
+                    text_column=args.text_column, force=args.force, workers=args.workers, dask=args.dask,
+                    params=params)
+    progress = None if args.quiet else (lambda **kw: tqdm(dynamic_ncols=True, file=sys.stderr, **kw))
+    t0 = time.perf_counter()
+    summary = run(cfg, progress=progress)
+    for w in summary.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"run id:   {summary.run_id}")
+    print(f"status:   {summary.status['status']} ({summary.status['heads_done']}/{summary.status['heads_total']} heads)")
+    for stage, secs in summary.timings.items():
+        print(f"  {stage:<22} {secs:8.1f} s")
+    print(f"  {'total':<22} {time.perf_counter() - t0:8.1f} s")
+    if summary.spearman_median is not None:
+        print(f"distance-attention Spearman (median over heads, translated): {summary.spearman_median:+.3f} "
+              "(AttentionViz quotes about -0.93 for BERT)")
+    print(f"stored in: {os.path.abspath(summary.store_path)}")
+    return 0
+
+
+def list_rows(store) -> list[dict]:
+    rows = []
+    for rid in store.run_ids():
+        m = store.manifest(rid)
+        st = store.status(rid, m)
+        rows.append({"id": rid, "model": m["model"]["name"], "corpus": m["corpus"]["name"],
+                     "tokens": m["corpus"]["n_tokens"], "layers": len(m["layers"]), "heads_per_layer": len(m["heads"]),
+                     "heads": st["heads_total"], "heads_done": st["heads_done"],
+                     "projections": [f"{p}{d}d" for p in m["projections"] for d in m["dims"]],
+                     "variants": m["variants"], "size_bytes": store.volume(f"run/{rid}/"),
+                     "status": st["status"], "created": m.get("created")})
+    return rows
+
+
+def cmd_list(args) -> int:
+    from precompute.store import Store
+
+    store = Store(args.cache, readonly=True)
+    rows = list_rows(store)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no runs in {store.path}")
+        return 0
+    print(f"{'id':<13} {'model':<28} {'corpus':<16} {'tokens':>7} {'heads':>9} {'projections':<36} {'size':>9}  status")
+    for r in rows:
+        heads = f"{r['heads_done']}/{r['heads']}"
+        print(f"{r['id']:<13} {r['model'][:28]:<28} {r['corpus'][:16]:<16} {r['tokens']:>7} {heads:>9} "
+              f"{','.join(r['projections'])[:36]:<36} {r['size_bytes'] / 2**20:7.1f}MB  {r['status']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from precompute.export import export_csv, export_npz, head_arrays, resolve_run
+    from precompute.store import Store
+
+    store = Store(args.cache, readonly=True)
+    run_id = resolve_run(store, args.run)
+    arrays = head_arrays(store, run_id, args.layer, args.head, args.variant)
+    fmt = args.format or ("csv" if args.out.lower().endswith(".csv") else "npz")
+    path = export_csv(arrays, args.projection, args.dim, args.out) if fmt == "csv" else export_npz(arrays, args.out)
+    print(f"wrote {path} (run {run_id}, layer {args.layer}, head {args.head}, {len(arrays['tokens'])} tokens)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = {"run": cmd_run, "list": cmd_list, "export": cmd_export}[args.command]
+    try:
+        return handler(args)
+    except _expected_errors() as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: what was finished is stored; re-run the same command to continue", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback for users unless asked
+        if args.debug:
+            raise
+        print(f"error: unexpected {exc.__class__.__name__}: {exc} (re-run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,91 @@
+"""Export one head of a stored run for users' own analysis (.npz, or .csv for one projection)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from precompute.store import Store, StoreError
+
+
+def resolve_run(store: Store, run: str) -> str:
+    """A full run id from an id or a unique prefix of one."""
+    ids = store.run_ids()
+    if run in ids:
+        return run
+    hits = [i for i in ids if i.startswith(run)]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise StoreError(f"unknown run {run!r}: `python -m precompute list --cache {store.path}` shows the stored runs")
+    raise StoreError(f"run prefix {run!r} is ambiguous ({', '.join(hits)}): give more characters")
+
+
+def check_head(manifest: dict, layer: int, head: int) -> None:
+    if layer not in manifest["layers"]:
+        raise StoreError(f"unknown layer {layer}: run {manifest['id']} stores layers {_ranges(manifest['layers'])}")
+    if head not in manifest["heads"]:
+        raise StoreError(f"unknown head {head}: run {manifest['id']} stores heads {_ranges(manifest['heads'])}")
+
+
+def _ranges(values: list[int]) -> str:
+    return ",".join(map(str, values)) if len(values) < 8 else f"{values[0]}-{values[-1]}"
+
+
+def head_arrays(store: Store, run_id: str, layer: int, head: int, variant: str = "translated") -> dict:
+    """Everything stored about a head, as the arrays the .npz export contains."""
+    manifest = store.manifest(run_id)
+    check_head(manifest, layer, head)
+    qk = store.qk(run_id, layer, head)
+    if qk is None:
+        raise StoreError(f"layer {layer} head {head} of run {run_id} has no data yet (the run is partial): re-run it to complete")
+    tokens = store.tokens(run_id)
+    out = {"queries": qk[0], "keys": qk[1], "tokens": tokens["text"], "input_id": tokens["input_id"],
+           "token_id": tokens["token_id"], "position": tokens["position"],
+           "norm_position": tokens["norm_position"]}
+    if manifest["model"]["modality"] == "image":
+        out.update(patch_row=tokens["patch_row"], patch_col=tokens["patch_col"], patch_rgb=tokens["patch_rgb"])
+    for method in manifest["projections"]:
+        for dim in manifest["dims"]:
+            coords = store.coords(run_id, layer, head, variant, method, dim)
+            if coords is not None:
+                out[f"coords_{method}_{dim}d"] = coords
+    metrics = store.metrics(run_id, layer, head) or {}
+    out["metrics"] = np.array(json.dumps({**metrics, "layer": layer, "head": head, "run": run_id,
+                                          "variant": variant, "model": manifest["model"]["name"]}))
+    return out
+
+
+def export_npz(arrays: dict, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    tmp.replace(out)
+    return out
+
+
+def export_csv(arrays: dict, method: str, dim: int, out: str | Path) -> Path:
+    """One row per point (queries first, then keys) with its token fields and coordinates."""
+    key = f"coords_{method}_{dim}d"
+    if key not in arrays:
+        have = sorted(k[7:] for k in arrays if k.startswith("coords_"))
+        raise StoreError(f"projection {method} {dim}d is not stored for this head (stored: {', '.join(have) or 'none'}): "
+                         "pick one of those or re-run precompute with it")
+    coords = arrays[key]
+    n = len(arrays["tokens"])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["kind", "token", "input_id", "position", *("xyz"[:dim])])
+        for i in range(2 * n):
+            t = i % n
+            w.writerow(["query" if i < n else "key", arrays["tokens"][t], int(arrays["input_id"][t]),
+                        int(arrays["position"][t]), *(f"{c:.6g}" for c in coords[i])])
+    tmp.replace(out)
+    return out

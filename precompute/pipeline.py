@@ -1,0 +1,399 @@
+"""A precompute run: corpus → model → q/k per head → joint embeddings → projections → store.
+
+The run is resumable: every stage asks the store what is missing and computes only that.
+Stage 1 (forward passes) writes each head's queries/keys; stage 2 (per head, in parallel
+through an executor) writes projections and metrics. One process writes a run at a time
+(a lock in the store); any number may read it meanwhile.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from precompute.corpus import Corpus, load_corpus
+from precompute.headwork import HeadTask, compute_head
+from precompute.joint import VARIANTS
+from precompute.projections import DIMS, METHODS, ProjectionParams
+from precompute.selection import parse_choices, parse_index_list
+from precompute.store import FORMAT_VERSION, Store, StoreError, requested_heads
+
+log = logging.getLogger("precompute")
+
+# Bytes of captured q/k held in memory at once before the forward stage splits the
+# layers into groups (each group is one pass over the corpus): layer-by-layer streaming.
+DEFAULT_MEMORY_BUDGET = 1 << 30
+
+
+class RunError(Exception):
+    """A run that cannot proceed, phrased as one line naming the fix."""
+
+
+@dataclass
+class RunConfig:
+    model: str
+    corpus: str
+    cache: str
+    layers: str | None = None
+    heads: str | None = None
+    projections: str | None = None
+    dims: str | None = None
+    variants: str | None = "translated,raw"
+    device: str = "cpu"
+    batch_size: int = 16
+    max_tokens: int | None = None
+    max_inputs: int | None = None
+    text_column: str | None = None
+    force: bool = False
+    workers: int | None = None
+    dask: str | None = None
+    params: ProjectionParams = field(default_factory=ProjectionParams)
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    store_path: str
+    timings: dict
+    status: dict
+    warnings: list
+    spearman_median: float | None
+
+
+# ------------------------------------------------------------------ pure helpers
+def cap_tokens(lengths: list[int], max_tokens: int | None) -> int:
+    """How many leading inputs fit in max_tokens (all if no cap)."""
+    if max_tokens is None:
+        return len(lengths)
+    total = 0
+    for i, n in enumerate(lengths):
+        if total + n > max_tokens:
+            return i
+        total += n
+    return len(lengths)
+
+
+def run_id_for(model_identity: str, corpus_hash: str, settings: dict) -> str:
+    """Key of a run: model, corpus and every setting that changes the stored numbers."""
+    blob = json.dumps({"model": model_identity, "corpus": corpus_hash, "settings": settings},
+                      sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def token_table(encoded: list, images: list | None = None) -> dict[str, np.ndarray]:
+    """One row per token of every input: the fields the dashboard colours and searches by."""
+    text, tok_id, input_id, pos, norm_pos, length, prow, pcol = [], [], [], [], [], [], [], []
+    rgb: list[np.ndarray] = []
+    for i, enc in enumerate(encoded):
+        n = len(enc.tokens)
+        text += list(enc.tokens)
+        tok_id += list(enc.token_ids)
+        input_id += [i] * n
+        pos += list(range(n))
+        norm_pos += [p / (n - 1) if n > 1 else 0.0 for p in range(n)]
+        length += [n] * n
+        if enc.patch_grid is not None and images is not None:
+            rows, cols = enc.patch_grid
+            r = np.full(n, -1, np.int16)
+            c = np.full(n, -1, np.int16)
+            grid = np.arange(rows * cols)
+            r[enc.n_prefix:enc.n_prefix + rows * cols] = grid // cols
+            c[enc.n_prefix:enc.n_prefix + rows * cols] = grid % cols
+            prow += list(r)
+            pcol += list(c)
+            rgb.append(patch_colours(images[i], enc))
+        else:
+            prow += [-1] * n
+            pcol += [-1] * n
+            rgb.append(np.zeros((n, 3), np.uint8))
+    return {
+        "text": np.array(text, dtype=str),
+        "token_id": np.array(tok_id, np.int32),
+        "input_id": np.array(input_id, np.int32),
+        "position": np.array(pos, np.int32),
+        "norm_position": np.array(norm_pos, np.float32),
+        "input_length": np.array(length, np.int32),
+        "patch_row": np.array(prow, np.int16),
+        "patch_col": np.array(pcol, np.int16),
+        "patch_rgb": np.concatenate(rgb).astype(np.uint8) if rgb else np.zeros((0, 3), np.uint8),
+    }
+
+
+def patch_colours(rgb: np.ndarray, enc) -> np.ndarray:
+    """Mean colour of each patch of the image as the model saw it (prefix tokens: grey mean)."""
+    rows, cols = enc.patch_grid
+    h, w = rgb.shape[0] // rows, rgb.shape[1] // cols
+    grid = rgb[: rows * h, : cols * w].reshape(rows, h, cols, w, 3).mean(axis=(1, 3)).reshape(-1, 3)
+    out = np.empty((len(enc.tokens), 3), np.float64)
+    out[:] = rgb.reshape(-1, 3).mean(axis=0)
+    out[enc.n_prefix:enc.n_prefix + rows * cols] = grid
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def display_image(enc) -> np.ndarray:
+    """The image exactly as the model saw it, as uint8 H×W×3."""
+    if getattr(enc, "display_image", None) is not None:
+        return np.asarray(enc.display_image, np.uint8)
+    pv = np.asarray(enc.pixel_values, np.float32)
+    mean = np.asarray(getattr(enc, "image_mean", None) or (0.485, 0.456, 0.406), np.float32)
+    std = np.asarray(getattr(enc, "image_std", None) or (0.229, 0.224, 0.225), np.float32)
+    img = pv * std[:, None, None] + mean[:, None, None]
+    return np.clip(np.round(img.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
+
+
+def layer_groups(layers: list[int], bytes_per_layer: int, budget: int) -> list[list[int]]:
+    """Split layers into groups whose captured q/k fit the memory budget."""
+    per_group = max(1, budget // max(1, bytes_per_layer))
+    return [layers[i:i + per_group] for i in range(0, len(layers), per_group)]
+
+
+def batches(n: int, size: int) -> list[range]:
+    return [range(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+    out = {"format": FORMAT_VERSION, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "timm", "numpy", "scikit-learn", "umap-learn", "openTSNE"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+# ------------------------------------------------------------------ the run
+class Run:
+    """One precompute run; ``execute()`` does the work and returns a RunSummary."""
+
+    def __init__(self, cfg: RunConfig, progress: Callable | None = None):
+        self.cfg = cfg
+        self.progress = progress or _null_progress
+        self.timings: dict[str, float] = {}
+        self.warnings: list[str] = []
+
+    def _stage(self, name: str, t0: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+    def execute(self) -> RunSummary:
+        from precompute.models import load_model
+
+        cfg = self.cfg
+        store = Store(cfg.cache)  # fail early if the cache is not writable / incompatible
+        t0 = time.perf_counter()
+        corpus = load_corpus(cfg.corpus, text_column=cfg.text_column, max_inputs=cfg.max_inputs)
+        self.warnings += corpus.warnings
+        self._stage("load corpus", t0)
+
+        t0 = time.perf_counter()
+        adapter = load_model(cfg.model, device=cfg.device)
+        info = adapter.info
+        self._stage("load model", t0)
+        if (corpus.kind == "image") != (info.modality == "image"):
+            raise RunError(f"model {info.name} reads {info.modality} but corpus {corpus.name!r} is {corpus.kind}: "
+                           f"pick a {info.modality} corpus (e.g. {'demo-images' if info.modality == 'image' else 'demo'})")
+
+        layers = parse_index_list(cfg.layers, info.n_layers, "layer")
+        heads = parse_index_list(cfg.heads, info.n_heads, "head")
+        methods = parse_choices(cfg.projections, METHODS, "projection")
+        dims = parse_choices(cfg.dims, DIMS, "dimension")
+        variants = parse_choices(cfg.variants, tuple(VARIANTS), "variant")
+
+        t0 = time.perf_counter()
+        encoded, items = self._encode(adapter, corpus)
+        self._stage("tokenize", t0)
+
+        settings = {"max_tokens": cfg.max_tokens, "max_inputs": cfg.max_inputs, "text_column": cfg.text_column,
+                    "params": asdict(cfg.params)}
+        run_id = run_id_for(info.identity, corpus.hash, settings)
+        holder = store.try_lock(run_id)
+        if holder is not None:
+            raise RunError(f"run {run_id} is being written by another process (pid {holder.get('pid')} on "
+                           f"{holder.get('host', '?')}): wait for it to finish, then re-run to complete it")
+        try:
+            manifest = self._manifest(store, run_id, info, corpus, encoded, settings,
+                                      layers, heads, methods, dims, variants)
+            store.put_manifest(run_id, manifest)
+            if cfg.force or store.tokens(run_id) is None:
+                store.put_tokens(run_id, token_table(encoded, items if corpus.kind == "image" else None))
+                store.put_inputs(run_id, corpus.labels if corpus.kind == "image" else list(items))
+                if corpus.kind == "image":
+                    for i, enc in enumerate(encoded):
+                        store.put_image(run_id, i, display_image(enc))
+            self._forward(store, run_id, adapter, encoded, manifest)
+            manifest["forward_done"] = True
+            store.put_manifest(run_id, manifest)
+            del adapter
+            self._heads(store, run_id, manifest)
+            manifest["timings"] = self.timings
+            store.put_manifest(run_id, manifest)
+            status = store.status(run_id, manifest)
+            spearman = self._spearman_median(store, run_id, manifest)
+        finally:
+            store.unlock(run_id)
+        return RunSummary(run_id, str(store.path), self.timings, status, self.warnings, spearman)
+
+    # ------------------------------------------------------------ stages
+    def _encode(self, adapter, corpus: Corpus):
+        if corpus.kind == "image":
+            encoded = adapter.encode_images(corpus.items)
+            items = [display_image(e) for e in encoded]
+        else:
+            encoded = adapter.encode_texts(corpus.items)
+            items = list(corpus.items)
+        cut = [e.truncated for e in encoded if e.truncated]
+        if cut:
+            self.warnings.append(f"{len(cut)} inputs were longer than the model's limit of "
+                                 f"{adapter.info.max_length} tokens and were truncated ({sum(cut)} tokens cut)")
+        keep = cap_tokens([len(e.tokens) for e in encoded], self.cfg.max_tokens)
+        if keep < len(encoded):
+            dropped = len(encoded) - keep
+            self.warnings.append(f"--max-tokens {self.cfg.max_tokens}: kept the first {keep} inputs, "
+                                 f"dropped {dropped} ({sum(len(e.tokens) for e in encoded[keep:])} tokens)")
+            if keep == 0:
+                raise RunError(f"--max-tokens {self.cfg.max_tokens} is smaller than the first input "
+                               f"({len(encoded[0].tokens)} tokens): raise it")
+            encoded, items = encoded[:keep], items[:keep]
+        return encoded, items
+
+    def _manifest(self, store, run_id, info, corpus, encoded, settings, layers, heads, methods, dims, variants):
+        old = None if self.cfg.force else store._get(f"run/{run_id}/manifest")
+
+        def union(key, new, order=None):
+            merged = set(new) | set(old[key] if old else [])
+            return sorted(merged, key=(order.index if order else None))
+
+        return {
+            "id": run_id,
+            "format": FORMAT_VERSION,
+            "created": (old or {}).get("created") or time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "model": {**info.to_dict(), "source": self.cfg.model},
+            "corpus": {"name": corpus.name, "kind": corpus.kind, "hash": corpus.hash,
+                       "n_inputs": len(encoded), "n_tokens": int(sum(len(e.tokens) for e in encoded)),
+                       "truncated_inputs": sum(1 for e in encoded if e.truncated),
+                       "truncated_tokens": int(sum(e.truncated for e in encoded)),
+                       "skipped": corpus.skipped, "warnings": self.warnings},
+            "settings": settings,
+            "versions": versions(),
+            "layers": union("layers", layers),
+            "heads": union("heads", heads),
+            "projections": union("projections", methods, list(METHODS)),
+            "dims": union("dims", dims),
+            "variants": union("variants", variants, list(VARIANTS)),
+            "forward_done": bool(old and old.get("forward_done")) and not self.cfg.force,
+            "timings": (old or {}).get("timings", {}),
+        }
+
+    def _forward(self, store: Store, run_id: str, adapter, encoded: list, manifest: dict) -> None:
+        t0 = time.perf_counter()
+        todo = [l for l in manifest["layers"]
+                if self.cfg.force or any(not store.has_qk(run_id, l, h) for h in manifest["heads"])]
+        if not todo:
+            return
+        info = adapter.info
+        n_tokens = sum(len(e.tokens) for e in encoded)
+        per_layer = n_tokens * info.n_heads * info.head_dim * 4 * 2
+        groups = layer_groups(todo, per_layer, self.cfg.memory_budget)
+        chunks = batches(len(encoded), self.cfg.batch_size)
+        with self.progress(total=len(groups) * len(chunks), desc="forward passes", unit="batch") as bar:
+            for group in groups:
+                acc: dict[int, tuple[list, list]] = {l: ([], []) for l in group}
+                for chunk in chunks:
+                    out = adapter.capture([encoded[i] for i in chunk], layers=group)
+                    for l in group:
+                        acc[l][0].extend(out[l][0])
+                        acc[l][1].extend(out[l][1])
+                    bar.update(1)
+                for l in group:
+                    q_all = np.concatenate(acc[l][0], axis=1)  # (H, n_tokens, d)
+                    k_all = np.concatenate(acc[l][1], axis=1)
+                    for h in manifest["heads"]:
+                        if self.cfg.force or not store.has_qk(run_id, l, h):
+                            store.put_qk(run_id, l, h, q_all[h], k_all[h])
+                    del acc[l]
+        self._stage("forward passes", t0)
+
+    def _heads(self, store: Store, run_id: str, manifest: dict) -> None:
+        from precompute.executor import make_executor, run_tasks
+
+        t0 = time.perf_counter()
+        input_index = store.tokens(run_id)["input_id"]
+        model = manifest["model"]
+        work = []
+        for l, h in requested_heads(manifest):
+            missing = self._missing(store, run_id, l, h, manifest)
+            if missing is not None:
+                work.append((l, h, missing))
+        if not work:
+            return
+
+        def tasks():
+            for l, h, (variants, methods, dims) in work:
+                q, k = store.qk(run_id, l, h)
+                yield HeadTask(layer=l, head=h, queries=q, keys=k, input_index=input_index,
+                               causal=model["causal"], scale=model["scale"], variants=variants,
+                               methods=methods, dims=dims, params=self.cfg.params)
+
+        executor = make_executor(workers=self.cfg.workers, dask_address=self.cfg.dask)
+        try:
+            with self.progress(total=len(work), desc="projections per head", unit="head") as bar:
+                for result in run_tasks(executor, tasks(), compute_head):
+                    for (variant, method, dim), coords in result.coords.items():
+                        if self.cfg.force or not store.has_coords(run_id, result.layer, result.head, variant, method, dim):
+                            store.put_coords(run_id, result.layer, result.head, variant, method, dim, coords)
+                    old = store.metrics(run_id, result.layer, result.head) or {}
+                    merged = {**old, **result.metrics, "warnings": sorted(set(old.get("warnings", []) + list(result.warnings)))}
+                    store.put_metrics(run_id, result.layer, result.head, merged)
+                    bar.update(1)
+        finally:
+            executor.shutdown(wait=True)
+        self._stage("projections", t0)
+
+    def _missing(self, store, run_id, layer, head, manifest):
+        """(variants, methods, dims) to compute for this head, or None if it is done."""
+        if self.cfg.force:
+            return list(manifest["variants"]), list(manifest["projections"]), list(manifest["dims"])
+        gaps = [(v, m, d) for v in manifest["variants"] for m in manifest["projections"] for d in manifest["dims"]
+                if not store.has_coords(run_id, layer, head, v, m, d)]
+        metrics = store.metrics(run_id, layer, head) if gaps == [] else None
+        if not gaps and metrics is not None and all(f"spearman/{v}" in metrics for v in manifest["variants"]):
+            return None
+        if not gaps:  # only metrics missing: the cheapest projection recomputes them
+            return list(manifest["variants"]), ["pca"], [min(manifest["dims"])]
+        return (sorted({g[0] for g in gaps}, key=list(VARIANTS).index),
+                sorted({g[1] for g in gaps}, key=list(METHODS).index),
+                sorted({g[2] for g in gaps}))
+
+    def _spearman_median(self, store, run_id, manifest) -> float | None:
+        values = []
+        for l, h in requested_heads(manifest):
+            m = store.metrics(run_id, l, h) or {}
+            if m.get("spearman/translated") is not None:
+                values.append(m["spearman/translated"])
+        return float(np.median(values)) if values else None
+
+
+class _null_progress:
+    def __init__(self, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        pass
+
+
+def run(cfg: RunConfig, progress: Callable | None = None) -> RunSummary:
+    return Run(cfg, progress).execute()
