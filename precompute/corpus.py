@@ -25,7 +25,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-MAX_CORPUS_BYTES = 200 * 1024 * 1024  # 200 MB: larger text files are refused
+MAX_CORPUS_BYTES = 200_000_000  # 200 MB: larger text files are refused
 DATA_DIR = Path(__file__).parent / "data"
 DEMO_CORPUS_PATH = DATA_DIR / "demo_corpus.txt"
 LABEL_CHARS = 40
@@ -118,7 +118,8 @@ def _read_text(path: Path) -> str:
     if size > MAX_CORPUS_BYTES:
         raise CorpusError(
             f"corpus {path.name} is {size / 1e6:.0f} MB, over the {MAX_CORPUS_BYTES / 1e6:.0f} MB "
-            f"limit — split it into smaller files or cap it with --max-inputs on a shorter file")
+            f"limit — split it into smaller files (e.g. `split -l 100000`); --max-inputs then caps "
+            f"how many inputs a run uses")
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -286,20 +287,17 @@ def _load_folder(path: Path, max_inputs: int | None, warnings: list[str]) -> tup
     images: list[Image.Image] = []
     labels: list[str] = []
     failed: list[str] = []
-    used = 0
     for i, f in enumerate(files):
         if max_inputs is not None and len(images) >= max_inputs:
             rest = len(files) - i
             warnings.append(f"--max-inputs {max_inputs}: kept the first {max_inputs} images, "
                             f"dropped {rest} more image file(s)")
             break
-        used = i + 1
         try:
             images.append(decode_image(f))
             labels.append(f.name)
         except Exception:
             failed.append(f.name)
-    del used
     if failed:
         noun = "image" if len(failed) == 1 else "images"
         warnings.insert(0, f"skipped {len(failed)} {noun} that failed to decode: "
