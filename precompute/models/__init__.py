@@ -1,0 +1,90 @@
+"""Model adapters: one small module per architecture family, dispatched on config.model_type.
+
+``load_model(spec)`` accepts a built-in name (see ``BUILTIN_MODELS``), a local transformers
+folder, a model id already in the local Hugging Face cache (offline), or ``timm:<folder or file>``.
+Adding a family = one module exposing ``FAMILY``, ``MODEL_TYPES`` and ``load(folder, config, device,
+name=None, identity=None)``, listed in ``FAMILIES``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from precompute.models import bert, gpt2, llama, vit_hf
+from precompute.models.base import Encoded, ModelAdapter, ModelInfo, ModelLoadError, first_line
+from precompute.models.packaged import DISPLAY_NAMES, PACKAGES, builtin_folder
+
+__all__ = ["BUILTIN_MODELS", "Encoded", "ModelAdapter", "ModelInfo", "ModelLoadError", "load_model",
+           "supported_families"]
+
+FAMILIES = (bert, gpt2, llama, vit_hf)
+BUILTIN_MODELS: dict[str, str] = {name: desc for name, (_, _, desc) in PACKAGES.items()}
+
+
+def supported_families() -> str:
+    """One line naming every supported family and its model types."""
+    parts = [f"{f.FAMILY} ({', '.join(f.MODEL_TYPES)})" for f in FAMILIES]
+    return "; ".join(parts + ["vit-timm (timm:<folder or file>)"])
+
+
+def load_model(spec: str, device: str = "cpu") -> ModelAdapter:
+    """Load a model by built-in name, local folder, cached HF model id, or ``timm:<path>``."""
+    spec = str(spec).strip()
+    _check_device(device)
+    if spec.startswith("timm:"):
+        from precompute.models import vit_timm
+
+        return vit_timm.load(spec[len("timm:"):], device)
+    if spec in PACKAGES:
+        folder, identity = builtin_folder(spec)
+        return _load_folder(str(folder), device, name=DISPLAY_NAMES[spec], identity=identity)
+    return _load_folder(_resolve_folder(spec), device)
+
+
+def _check_device(device: str) -> None:
+    """Fail early, in one line, when the requested accelerator is absent."""
+    import torch
+
+    kind = str(device).split(":")[0]
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available.get(kind, False):
+        raise ModelLoadError(f"device {device!r} is not available here: use cpu"
+                             + ("" if kind in available else " (supported: cpu, cuda, mps)"))
+
+
+def _resolve_folder(spec: str) -> str:
+    """A local folder for ``spec``: the path itself, or the snapshot of a cached HF model id."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if path.exists():
+        raise ModelLoadError(f"{spec} is a file, not a model folder: give the folder holding config.json "
+                             "(for a timm weight file use timm:<file>)")
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return snapshot_download(spec, local_files_only=True)
+        except Exception:  # noqa: BLE001 - any failure means: not available offline
+            pass
+    raise ModelLoadError(f"model {spec!r} not found: give a built-in name ({', '.join(BUILTIN_MODELS)}), "
+                         "an existing local model folder, a model id already in the local Hugging Face cache, "
+                         "or timm:<folder or file>")
+
+
+def _load_folder(folder: str, device: str, name: str | None = None, identity: str | None = None) -> ModelAdapter:
+    """Read config.json, pick the family by model_type, and load."""
+    from transformers import AutoConfig
+
+    if not (Path(folder) / "config.json").is_file():
+        raise ModelLoadError(f"{folder} has no config.json: point to a folder saved with save_pretrained")
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"unreadable or unsupported config.json in {folder}: {first_line(exc)} "
+                             f"(supported families: {supported_families()})") from exc
+    for family in FAMILIES:
+        if config.model_type in family.MODEL_TYPES:
+            return family.load(folder, config, device, name=name, identity=identity)
+    raise ModelLoadError(f"unsupported architecture {config.model_type!r} in {folder}: "
+                         f"supported families: {supported_families()}")

@@ -1,0 +1,203 @@
+"""Shared types of the model adapters and the batched capture loop they all use.
+
+An adapter wraps one loaded model. ``capture`` runs ONE batched forward pass with forward
+hooks installed on the attention's query/key producers and returns, per layer, each input's
+queries and keys exactly as the attention multiplies them (after bias, RoPE and qk-norm, kv
+heads expanded to query heads, before the ``scale`` factor), padding removed.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+# Nothing here may download: weights come from local folders, the HF cache or pip packages.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".gguf")
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names the problem and the fix in one line."""
+
+
+@dataclass
+class ModelInfo:
+    """Static description of a loaded model, stored in every run's manifest."""
+    name: str
+    family: str
+    modality: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    causal: bool
+    scale: float
+    max_length: int
+    identity: str
+    special_tokens: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Encoded:
+    """One input after tokenisation (text) or preprocessing (image)."""
+    tokens: list[str]
+    token_ids: list[int]
+    truncated: int
+    pixel_values: "torch.Tensor | None" = None
+    patch_grid: tuple[int, int] | None = None
+    n_prefix: int = 0
+    display_image: "np.ndarray | None" = None   # images: uint8 H×W×3 exactly as the model saw it
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if the message is empty)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def folder_identity(path: str | os.PathLike) -> str:
+    """Resolved folder path + sha256 of config.json + sizes of the weight files."""
+    folder = Path(path).resolve()
+    cfg = folder / "config.json"
+    digest = hashlib.sha256(cfg.read_bytes()).hexdigest()[:16] if cfg.is_file() else "noconfig"
+    sizes = ",".join(f"{p.name}={p.stat().st_size}" for p in sorted(folder.iterdir())
+                     if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    return f"{folder}|config={digest}|{sizes}"
+
+
+def split_heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """(B, S, H·D) → (B, H, S, D)."""
+    b, s, _ = x.shape
+    return x.reshape(b, s, -1, head_dim).transpose(1, 2)
+
+
+@contextlib.contextmanager
+def hooks(registrations: list[tuple[torch.nn.Module, str, Callable]]):
+    """Install (module, kind, fn) hooks for the duration of the block; kind is
+    "forward", "pre" or "pre_kwargs"."""
+    handles = []
+    try:
+        for module, kind, fn in registrations:
+            if kind == "forward":
+                handles.append(module.register_forward_hook(fn))
+            elif kind == "pre":
+                handles.append(module.register_forward_pre_hook(fn))
+            else:
+                handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def store_output(store: dict, key: Any) -> Callable:
+    """A forward hook that keeps the module's output under ``store[key]``."""
+    def hook(_module, _inputs, output):
+        store[key] = output.detach()
+    return hook
+
+
+class ModelAdapter:
+    """Base adapter. Families implement ``_inputs``, ``_qk_hooks``, ``_qk`` and ``_attention_maps``."""
+
+    info: ModelInfo
+
+    def __init__(self, model: torch.nn.Module, info: ModelInfo, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.info = info
+
+    # ------------------------------------------------------------------ public API
+    def encode_texts(self, texts: list[str]) -> list[Encoded]:
+        raise TypeError(f"{self.info.name} reads {self.info.modality}, not text: use encode_images")
+
+    def encode_images(self, images: list) -> list[Encoded]:
+        raise TypeError(f"{self.info.name} reads {self.info.modality}, not images: use encode_texts")
+
+    def capture(self, batch: list[Encoded], layers: list[int] | None = None
+                ) -> dict[int, tuple[list[np.ndarray], list[np.ndarray]]]:
+        """Queries and keys per layer, per input: float32 (n_heads, len_i, head_dim)."""
+        layers = self._check_layers(layers)
+        kwargs, lengths = self._inputs(batch)
+        store: dict = {}
+        with torch.inference_mode(), hooks(self._qk_hooks(layers, store)):
+            self._forward(kwargs, want_attentions=False)
+        out = {}
+        for layer in layers:
+            q, k = self._qk(layer, store)
+            out[layer] = (_unpad(q, lengths), _unpad(k, lengths))
+        return out
+
+    def attentions(self, batch: list[Encoded]) -> dict[int, list[np.ndarray]]:
+        """The model's own attention probabilities per layer: [(n_heads, len_i, len_i)], padding removed."""
+        kwargs, lengths = self._inputs(batch)
+        with torch.inference_mode():
+            maps = self._attention_maps(kwargs)
+        return {layer: [a[i, :, :n, :n].float().cpu().numpy() for i, n in enumerate(lengths)]
+                for layer, a in enumerate(maps)}
+
+    # ------------------------------------------------------------------ family hooks
+    def _inputs(self, batch: list[Encoded]) -> tuple[dict, list[int]]:
+        """Model keyword arguments for the padded batch, and each input's true length."""
+        raise NotImplementedError
+
+    def _forward(self, kwargs: dict, want_attentions: bool):
+        """Run the model (its base, without heads) on the prepared inputs."""
+        raise NotImplementedError
+
+    def _qk_hooks(self, layers: list[int], store: dict) -> list[tuple]:
+        """(module, kind, fn) registrations that fill ``store`` during the forward pass."""
+        raise NotImplementedError
+
+    def _qk(self, layer: int, store: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n_heads, S, head_dim) queries and keys of ``layer`` from what the hooks stored."""
+        raise NotImplementedError
+
+    def _attention_maps(self, kwargs: dict) -> list[torch.Tensor]:
+        """One (B, n_heads, S, S) tensor per layer."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    def _check_layers(self, layers: list[int] | None) -> list[int]:
+        n = self.info.n_layers
+        layers = list(range(n)) if layers is None else [int(l) for l in layers]
+        bad = [l for l in layers if not 0 <= l < n]
+        if bad:
+            raise ValueError(f"layers {bad} out of range: {self.info.name} has layers 0..{n - 1}")
+        return layers
+
+
+def _unpad(x: torch.Tensor, lengths: list[int]) -> list[np.ndarray]:
+    """(B, H, S, D) → per input float32 (H, len_i, D)."""
+    x = x.float().cpu()
+    return [np.ascontiguousarray(x[i, :, :n].numpy()) for i, n in enumerate(lengths)]
+
+
+class SeparateQKMixin:
+    """For attentions whose queries and keys come out of two separate projection modules:
+    ``self.qk_modules[layer] = (query_module, key_module)`` (outputs (B, S, H·D))."""
+
+    qk_modules: list[tuple[torch.nn.Module, torch.nn.Module]]
+
+    def _qk_hooks(self, layers: list[int], store: dict) -> list[tuple]:
+        regs = []
+        for layer in layers:
+            q_mod, k_mod = self.qk_modules[layer]
+            regs += [(q_mod, "forward", store_output(store, (layer, "q"))),
+                     (k_mod, "forward", store_output(store, (layer, "k")))]
+        return regs
+
+    def _qk(self, layer: int, store: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.info.head_dim
+        return split_heads(store[(layer, "q")], d), split_heads(store[(layer, "k")], d)
