@@ -1,0 +1,133 @@
+"""Executors for per-head work: local processes (default) or a dask cluster.
+
+Local: ``ProcessPoolExecutor`` with the ``forkserver`` start method (no fork
+after BLAS/numba threads exist) and an initializer that limits BLAS/OpenMP/numba
+threads so ``workers * threads ≈ cores``, points numba's cache at a persistent
+directory and (optionally) warms up UMAP/openTSNE once per worker process.
+No numpy import at module level, so the thread env vars are in place before
+BLAS loads in a fresh worker.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+__all__ = ["make_executor", "run_tasks", "worker_init", "numba_cache_dir"]
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+                "NUMBA_NUM_THREADS")
+_LIMITER = None  # keeps threadpoolctl's limits alive in the worker
+
+
+def numba_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return os.path.join(base, "attention_atlas", "numba")
+
+
+def worker_init(threads: int = 1, warm: bool = True) -> None:
+    """Process-pool initializer: thread limits, numba cache dir, optional warm-up."""
+    global _LIMITER
+    threads = max(1, int(threads))
+    for var in _THREAD_VARS:
+        os.environ[var] = str(threads)
+    os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_dir())
+    try:
+        os.makedirs(os.environ["NUMBA_CACHE_DIR"], exist_ok=True)
+    except OSError:
+        pass
+    try:  # effective even if BLAS was already loaded (e.g. fork start method)
+        from threadpoolctl import threadpool_limits
+        _LIMITER = threadpool_limits(limits=threads)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import numba
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except Exception:  # noqa: BLE001
+        pass
+    if warm:
+        try:
+            from .headwork import warmup
+            warmup()
+        except Exception:  # noqa: BLE001 - warm-up is an optimisation only
+            pass
+
+
+def make_executor(workers: int | None = None, dask_address: str | None = None,
+                  warm: bool = True) -> cf.Executor:
+    """Return a ``concurrent.futures`` executor for :func:`run_tasks`.
+
+    ``dask_address``: connect ``distributed.Client(address)`` and return
+    ``client.get_executor()`` (the client stays referenced by the executor as
+    ``executor._client``); thread limits are then the dask workers' business
+    (dask's nanny already sets OMP/MKL/OPENBLAS=1).  Otherwise a
+    ``ProcessPoolExecutor(max_workers=workers or os.cpu_count())`` whose workers
+    each use ``max(1, cores // workers)`` BLAS/numba threads.  ``warm`` (extra
+    keyword): run a tiny projection in each new worker to compile numba up front.
+    """
+    if dask_address:
+        from distributed import Client
+
+        client = Client(dask_address)
+        ex = client.get_executor()
+        ex._client = client  # noqa: SLF001 - keep alive; ClientExecutor already holds it
+        ex._atlas_workers = max(1, sum(client.nthreads().values()))
+        return ex
+    cores = os.cpu_count() or 1
+    workers = max(1, int(workers or cores))
+    threads = max(1, cores // workers)
+    try:
+        ctx = mp.get_context("forkserver")
+    except ValueError:  # platforms without forkserver
+        ctx = mp.get_context("spawn")
+    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init,
+                                initargs=(threads, warm))
+    ex._atlas_workers = workers
+    return ex
+
+
+def _n_workers(executor) -> int:
+    n = getattr(executor, "_atlas_workers", None) or getattr(executor, "_max_workers", None)
+    return max(1, int(n or os.cpu_count() or 1))
+
+
+def run_tasks(executor: cf.Executor, tasks: Iterable, fn: Callable,
+              on_done: Callable | None = None, max_in_flight: int | None = None) -> Iterator:
+    """Submit ``fn(task)`` for each task and yield results as they complete.
+
+    At most ``max_in_flight`` (default ``2 * workers``) tasks are submitted at a
+    time, so only that many heads' inputs/results are held in memory; tasks are
+    pulled lazily from ``tasks`` (a generator is fine).  ``on_done(result)`` is
+    called for each result before it is yielded.  An exception in a task is
+    re-raised here (remaining futures are cancelled).
+    """
+    limit = max(1, int(max_in_flight or 2 * _n_workers(executor)))
+    it = iter(tasks)
+    pending: set = set()
+
+    def fill():
+        while len(pending) < limit:
+            try:
+                t = next(it)
+            except StopIteration:
+                return
+            pending.add(executor.submit(fn, t))
+
+    fill()
+    try:
+        while pending:
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                pending.discard(fut)
+                result = fut.result()
+                if on_done is not None:
+                    on_done(result)
+                yield result
+            fill()
+    finally:
+        for fut in pending:
+            fut.cancel()

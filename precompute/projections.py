@@ -1,0 +1,375 @@
+"""2-D / 3-D projections of one head's joint query–key cloud: PCA, t-SNE, UMAP.
+
+Speed tricks (all keep the result a faithful t-SNE / UMAP of the same data):
+
+* ONE exact kNN graph (:func:`precompute.knn.exact_knn`, float32 BLAS) with
+  ``k = max(3 * perplexity, umap_n_neighbors - 1)`` is computed per input array and
+  shared by t-SNE (openTSNE ``PerplexityBasedNN`` on a ``PrecomputedNeighbors``
+  index) and UMAP (``precomputed_knn=``).  Neither library builds its own
+  approximate index.
+* PCA is computed once (3 components; 2-D is its first two columns) and used
+  to initialise t-SNE and UMAP (deterministic, faster convergence than random).
+* t-SNE 2-D uses openTSNE's FFT-interpolated gradient.  FFT only exists for
+  2-D, so 3-D t-SNE uses openTSNE's Barnes–Hut; when the 2-D t-SNE was also
+  computed, the 3-D run is initialised from it (third axis = PCA component 3)
+  and skips most of early exaggeration, which is where BH time goes
+  (``tsne3d_from_2d``; measured in ``bench/precompute.py``).
+* Fewer, sufficient optimisation epochs (defaults below; trustworthiness is
+  checked against the scikit-learn / umap-learn reference in the bench).
+
+Degenerate inputs (fewer than ``min_points`` points or distinct points, zero
+vectors with the cosine metric, non-finite output) never raise: t-SNE/UMAP
+fall back to (padded) PCA and a message is added to ``result.warnings`` and
+logged.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import warnings as _warnings
+from dataclasses import dataclass, asdict
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .knn import exact_knn
+
+log = logging.getLogger(__name__)
+
+METHODS = ("pca", "tsne", "umap")
+DIMS = (2, 3)
+
+__all__ = ["METHODS", "DIMS", "ProjectionParams", "ProjectionResult", "project", "pca_coords",
+           "needed_k"]
+
+
+@dataclass
+class ProjectionParams:
+    """Projection settings.  Defaults are chosen for speed at ~1k–20k points per head.
+
+    seed: seeds PCA noise, t-SNE and UMAP; same input + params -> identical output.
+    metric: "cosine" (AttentionViz) or "euclidean"; used for the shared kNN graph.
+    tsne_perplexity: 30 (AttentionViz used 50 for text, 20 for ViT).  kNN k = 3*perplexity.
+    tsne_early_iter / tsne_n_iter: early-exaggeration (x12) and normal iterations
+        for 2-D FFT t-SNE (openTSNE's defaults are 250 / 500).
+    tsne_3d_*: 3-D Barnes–Hut t-SNE.  If ``tsne3d_from_2d`` and 2-D t-SNE is
+        computed too, 3-D starts from the 2-D layout (+ PCA axis 3) and runs
+        ``tsne_3d_from2d_early_iter`` + ``tsne_3d_from2d_n_iter`` iterations.
+    tsne_theta: Barnes–Hut opening angle for 3-D (0.8: ~2.5x faster than 0.5 per iteration).
+    tsne_ints_in_interval / tsne_min_num_intervals: FFT grid of 2-D t-SNE; openTSNE's
+        defaults (1 / 50) put one interval per embedding unit, so the grid grows with the
+        spread of the layout (~130 units at 10k points -> ~80 ms/iteration); 3 / 30 is
+        ~3.5x faster at a trustworthiness cost of < 0.005 (measured, bench/precompute.py).
+    umap_n_neighbors / umap_min_dist: 15 / 0.1 as AttentionViz (ViT used 10).
+    umap_n_epochs: UMAP optimisation epochs (umap-learn default: 200 for n>10k, else 500).
+    min_points: below this many (distinct) points t-SNE/UMAP fall back to PCA.
+    n_jobs: threads for openTSNE (1: parallelism is across heads/processes).
+    """
+
+    seed: int = 0
+    metric: str = "cosine"
+    tsne_perplexity: float = 30.0
+    tsne_early_iter: int = 100
+    tsne_n_iter: int = 200
+    tsne_exaggeration: float = 12.0
+    tsne_ints_in_interval: float = 3.0
+    tsne_min_num_intervals: int = 30
+    tsne_3d_early_iter: int = 125
+    tsne_3d_n_iter: int = 375
+    tsne3d_from_2d: bool = True
+    tsne_3d_from2d_early_iter: int = 0
+    tsne_3d_from2d_n_iter: int = 50
+    tsne_theta: float = 0.8
+    umap_n_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    umap_n_epochs: int = 120
+    min_points: int = 10
+    n_jobs: int = 1
+    knn_block: int = 2048
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ProjectionResult(dict):
+    """``{(method, dim): float32 (n, dim)}`` plus ``.warnings`` (list[str]),
+    ``.timings`` (stage -> seconds) and ``.knn`` (the shared (idx, dist) or None)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.warnings: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.knn = None
+
+
+def needed_k(params: ProjectionParams, methods: Iterable[str]) -> int:
+    """Neighbours (excluding self) the shared kNN graph must provide."""
+    k = 0
+    methods = set(methods)
+    if "tsne" in methods:
+        k = max(k, int(3 * params.tsne_perplexity))
+    if "umap" in methods:
+        k = max(k, int(params.umap_n_neighbors) - 1)  # umap counts self as a neighbour
+    return k
+
+
+def pca_coords(X: np.ndarray, n_components: int = 3) -> np.ndarray:
+    """PCA scores (float64, (n, n_components)), same as sklearn ``PCA(n).fit_transform``
+    (svd_flip sign convention) via the d×d covariance eigendecomposition.
+    Components beyond ``rank`` / ``min(n, d)`` are zero-padded."""
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    out = np.zeros((n, n_components))
+    if n < 2 or d == 0:
+        return out
+    Xc = X - X.mean(axis=0)
+    C = Xc.T @ Xc
+    evals, evecs = np.linalg.eigh(C)
+    order = np.argsort(evals)[::-1]
+    evals, evecs = evals[order], evecs[:, order]
+    m = min(n_components, d, n - 1)
+    tol = max(evals[0], 0.0) * 1e-12 if len(evals) else 0.0
+    m = min(m, int(np.sum(evals > tol)))
+    if m <= 0:
+        return out
+    V = evecs[:, :m]
+    # sklearn's svd_flip (u_based_decision=False): largest |component| entry positive
+    max_abs = np.argmax(np.abs(V), axis=0)
+    signs = np.sign(V[max_abs, np.arange(m)])
+    signs[signs == 0] = 1.0
+    V = V * signs
+    out[:, :m] = Xc @ V
+    return out
+
+
+def _scaled_init(Y: np.ndarray, target_std: float, rng: np.random.Generator | None = None,
+                 jitter: float = 0.01) -> np.ndarray:
+    """Rescale so axis 0 has std ``target_std``; add seeded jitter (``jitter`` × std) so
+    the seed matters and exactly coincident points are separated (as openTSNE's pca init)."""
+    Y = np.array(Y, dtype=np.float64)
+    s = Y[:, 0].std() if len(Y) else 0.0
+    if s > 0:
+        Y = Y / s * target_std
+    if rng is not None and jitter > 0:
+        Y += rng.normal(scale=jitter * target_std, size=Y.shape)
+    return Y
+
+
+def _jitter_if_degenerate(Y: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """Add tiny noise to axes with zero spread (UMAP min-max rescales each axis)."""
+    Y = np.array(Y, dtype=np.float64)
+    spread = Y.max(axis=0) - Y.min(axis=0) if len(Y) else np.zeros(Y.shape[1])
+    bad = ~(spread > 0)
+    if bad.any():
+        Y[:, bad] += rng.normal(scale=scale, size=(len(Y), int(bad.sum())))
+    return Y
+
+
+def _tsne(P_aff, init: np.ndarray, params: ProjectionParams, early: int, n_iter: int,
+          method: str, seed: int) -> np.ndarray:
+    from openTSNE import TSNEEmbedding
+
+    n = init.shape[0]
+    emb = TSNEEmbedding(
+        init, P_aff, negative_gradient_method=method, theta=params.tsne_theta,
+        random_state=seed, n_jobs=params.n_jobs, verbose=False,
+        ints_in_interval=params.tsne_ints_in_interval,
+        min_num_intervals=params.tsne_min_num_intervals,
+    )
+    if early > 0:
+        emb = emb.optimize(n_iter=early, exaggeration=params.tsne_exaggeration, momentum=0.8,
+                           learning_rate=max(n / params.tsne_exaggeration, 1.0))
+    if n_iter > 0:
+        emb = emb.optimize(n_iter=n_iter, exaggeration=1.0, momentum=0.8,
+                           learning_rate=max(float(n), 1.0))
+    return np.asarray(emb, dtype=np.float64)
+
+
+def _umap(X: np.ndarray, knn_idx: np.ndarray, knn_dist: np.ndarray, init: np.ndarray,
+          dim: int, params: ProjectionParams) -> np.ndarray:
+    import umap
+
+    n = X.shape[0]
+    nn = int(min(params.umap_n_neighbors, n))
+    # umap's kNN convention includes the point itself at distance 0 in column 0
+    kidx = np.empty((n, nn), np.int32)
+    kdist = np.empty((n, nn), np.float32)
+    kidx[:, 0] = np.arange(n)
+    kdist[:, 0] = 0.0
+    kidx[:, 1:] = knn_idx[:, : nn - 1]
+    kdist[:, 1:] = knn_dist[:, : nn - 1]
+    reducer = umap.UMAP(
+        n_components=dim, n_neighbors=nn, min_dist=params.umap_min_dist,
+        metric=params.metric, random_state=params.seed, init=init.astype(np.float32),
+        n_epochs=params.umap_n_epochs, precomputed_knn=(kidx, kdist, None),
+        n_jobs=1, verbose=False, low_memory=True,
+    )
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")  # "no NNDescent search index", n_jobs/random_state notes
+        Y = reducer.fit_transform(X)
+    return np.asarray(Y, dtype=np.float64)
+
+
+def project(X: np.ndarray, methods=METHODS, dims=DIMS, params: ProjectionParams | None = None,
+            knn: tuple[np.ndarray, np.ndarray] | None = None,
+            progress: Callable[[str, float], None] | None = None) -> ProjectionResult:
+    """Project ``X`` (n, d) with each of ``methods`` into each of ``dims``.
+
+    Returns a :class:`ProjectionResult` (a dict ``{(method, dim): float32 (n, dim)}``
+    with ``.warnings``, ``.timings`` and ``.knn``).  Deterministic for a given
+    input and ``params.seed``.  ``knn``: a precomputed ``(indices, distances)``
+    from :func:`exact_knn` on ``X`` with ``params.metric`` (self excluded); it
+    is recomputed if it has too few columns.  ``progress(stage, seconds)`` is
+    called after each stage ("pca", "knn", "tsne2d", ...).
+    """
+    params = params or ProjectionParams()
+    methods = tuple(methods)
+    dims = tuple(int(d) for d in dims)
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; expected one of {METHODS}")
+    for d in dims:
+        if d not in DIMS:
+            raise ValueError(f"unsupported dim {d}; expected one of {DIMS}")
+    res = ProjectionResult()
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got {X.shape}")
+    n = X.shape[0]
+    X = np.ascontiguousarray(X, dtype=np.float32)
+
+    def warn(msg: str) -> None:
+        res.warnings.append(msg)
+        log.warning(msg)
+
+    def stage(name: str, t0: float) -> None:
+        dt = time.perf_counter() - t0
+        res.timings[name] = res.timings.get(name, 0.0) + dt
+        if progress is not None:
+            progress(name, dt)
+
+    if not np.all(np.isfinite(X)):
+        warn("input contains non-finite values; replaced by 0")
+        X = np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
+
+    t0 = time.perf_counter()
+    pca3 = pca_coords(X, 3)
+    stage("pca", t0)
+    if "pca" in methods:
+        for d in dims:
+            res[("pca", d)] = pca3[:, :d].astype(np.float32)
+
+    nonlinear = [m for m in methods if m != "pca"]
+    if not nonlinear:
+        return res
+
+    # ---- degenerate-input checks -------------------------------------------------
+    fallback_reason = None
+    if n < params.min_points:
+        fallback_reason = f"only {n} points (< {params.min_points})"
+    else:
+        n_unique = np.unique(X, axis=0).shape[0]
+        if n_unique < params.min_points:
+            fallback_reason = f"only {n_unique} distinct points (< {params.min_points})"
+        elif n_unique < n:
+            warn(f"{n - n_unique} duplicate points (exact copies) in input")
+    if fallback_reason is None and params.metric == "cosine":
+        nz = int(np.sum(~np.any(X != 0, axis=1)))
+        if nz:
+            warn(f"{nz} zero vectors: cosine distance undefined, treated as distance 1 to all")
+    if fallback_reason is not None:
+        warn(f"t-SNE/UMAP replaced by PCA: {fallback_reason}")
+        for m in nonlinear:
+            for d in dims:
+                res[(m, d)] = pca3[:, :d].astype(np.float32)
+        return res
+
+    # ---- shared exact kNN graph ----------------------------------------------------
+    k_need = min(needed_k(params, nonlinear), n - 1)
+    if knn is not None and (knn[0].shape[0] != n or knn[0].shape[1] < k_need):
+        warn("precomputed knn unusable (wrong shape / too few neighbours); recomputing")
+        knn = None
+    t0 = time.perf_counter()
+    if knn is None:
+        knn = exact_knn(X, k_need, metric=params.metric, block=params.knn_block)
+    knn_idx, knn_dist = knn
+    res.knn = (knn_idx, knn_dist)
+    stage("knn", t0)
+    rng = np.random.default_rng(params.seed)
+    pca_init = _jitter_if_degenerate(pca3, rng, 1e-4 * (np.abs(pca3).max() + 1.0))
+
+    def finite_or_pca(name, Y, d):
+        if Y is None or not np.all(np.isfinite(Y)):
+            warn(f"{name} {d}D produced non-finite coordinates; PCA used instead")
+            return pca3[:, :d].astype(np.float32)
+        return Y.astype(np.float32)
+
+    # ---- t-SNE ---------------------------------------------------------------------------
+    if "tsne" in methods:
+        from openTSNE.affinity import PerplexityBasedNN
+        from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+        t0 = time.perf_counter()
+        perp = float(params.tsne_perplexity)
+        k_t = min(int(3 * perp), knn_idx.shape[1])
+        if 3 * perp > k_t:
+            perp = max(k_t / 3.0, 1.0)
+            warn(f"t-SNE perplexity lowered to {perp:.1f} ({n} points)")
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            aff = PerplexityBasedNN(
+                knn_index=PrecomputedNeighbors(knn_idx[:, :k_t].astype(np.int64),
+                                               knn_dist[:, :k_t].astype(np.float64)),
+                perplexity=perp, n_jobs=params.n_jobs)
+        stage("tsne_affinity", t0)
+        y2 = None
+        for d in sorted(dims):
+            t0 = time.perf_counter()
+            Y = None
+            try:
+                if d == 2:
+                    init = _scaled_init(pca_init[:, :2], 1e-4, rng)
+                    Y = _tsne(aff, init, params, params.tsne_early_iter, params.tsne_n_iter,
+                              "fft", params.seed)
+                    y2 = Y
+                else:
+                    if y2 is not None and params.tsne3d_from_2d:
+                        # start from the converged 2-D layout, third axis = PCA 3 at a
+                        # small spread so the 2-D structure is kept and refined in 3-D
+                        s2 = y2.std(axis=0).mean()
+                        z = pca_init[:, 2:3]
+                        zs = z.std()
+                        z = z / zs * (0.1 * s2) if zs > 0 else z
+                        init = np.hstack([y2, z])
+                        Y = _tsne(aff, init, params, params.tsne_3d_from2d_early_iter,
+                                  params.tsne_3d_from2d_n_iter, "bh", params.seed)
+                    else:
+                        init = _scaled_init(pca_init[:, :3], 1e-4, rng)
+                        Y = _tsne(aff, init, params, params.tsne_3d_early_iter,
+                                  params.tsne_3d_n_iter, "bh", params.seed)
+            except Exception as e:  # noqa: BLE001 - never crash a whole run on one head
+                warn(f"t-SNE {d}D failed ({type(e).__name__}: {e})")
+                Y = None
+            res[("tsne", d)] = finite_or_pca("t-SNE", Y, d)
+            stage(f"tsne{d}d", t0)
+
+    # ---- UMAP ----------------------------------------------------------------------------
+    if "umap" in methods:
+        for d in sorted(dims):
+            t0 = time.perf_counter()
+            Y = None
+            try:
+                init = pca_init[:, :d]
+                s = np.abs(init).max()
+                init = init / s * 10.0 if s > 0 else init
+                Y = _umap(X, knn_idx, knn_dist, init, d, params)
+            except Exception as e:  # noqa: BLE001
+                warn(f"UMAP {d}D failed ({type(e).__name__}: {e})")
+                Y = None
+            res[("umap", d)] = finite_or_pca("UMAP", Y, d)
+            stage(f"umap{d}d", t0)
+
+    # keep the caller's requested key order: method-major
+    ordered = ProjectionResult({(m, d): res[(m, d)] for m in methods for d in dims})
+    ordered.warnings, ordered.timings, ordered.knn = res.warnings, res.timings, res.knn
+    return ordered
