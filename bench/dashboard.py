@@ -1,0 +1,246 @@
+"""Dashboard benchmark (headless Chromium + the real callback endpoint).
+
+    python bench/dashboard.py [--store DIR] [--calls 200] [--heads 6x12] [--tokens 5000]
+
+Builds (or reuses) a fixture store with three runs of 6×12 = 72 heads × 10,000 points
+(5,000 tokens; queries + keys), serves it with ``python app.py`` in a subprocess and reports:
+
+* Matrix View first paint / first paint of an empty page of the same app (target ≤ 2×)
+* bytes on the wire per Matrix View point, gzip as served (target ≤ 4)
+* server time per callback over N calls via POST /_dash-update-component: head drill-down
+  (Single View), colour change (Matrix patch), search (Matrix patch); p50/p95 (target p95 ≤ 150 ms)
+* server RSS after every run's Matrix View has been drawn once (three runs stored)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RUNS = ["bench-a", "bench-b", "bench-c"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_store(path: Path, layers: int, heads: int, tokens: int):
+    from precompute.store import Store
+    from tests.store_fixture import make_test_store
+    have = set(Store(path).run_ids()) if (path / "cache.db").exists() else set()
+    per_input = 20
+    for seed, run in enumerate(RUNS):
+        if run in have:
+            continue
+        t0 = time.time()
+        make_test_store(path, "text", n_layers=layers, n_heads=heads, n_inputs=tokens // per_input,
+                        tokens_per_input=per_input, seed=seed, run_id=run, variants=("translated",),
+                        methods=("tsne", "pca"), dims=(2,))
+        print(f"  built {run} in {time.time() - t0:.0f}s", flush=True)
+
+
+def serve(store: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--cache", str(store), "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if requests.get(base + "/", timeout=1).ok:
+                return proc, base
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("app did not start")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ---------------------------------------------------------------- callback endpoint
+class Callbacks:
+    """Builds /_dash-update-component payloads from the app's own callback map."""
+
+    def __init__(self, store: Path, base: str):
+        from app import create_app
+        self.app = create_app(store)
+        self.base = base
+        self.session = requests.Session()
+
+    def _find(self, output: str, trigger: str) -> tuple[str, dict]:
+        for key, spec in self.app.callback_map.items():
+            if output in key and any(f"{i['id']}.{i['property']}" == trigger for i in spec["inputs"]):
+                return key, spec
+        raise KeyError(output, trigger)
+
+    def call(self, output: str, trigger: str, values: dict, raw: bool = False):
+        key, spec = self._find(output, trigger)
+        outs = []
+        for part in key.strip(".").split("..."):
+            cid, prop = part.rsplit(".", 1)
+            outs.append({"id": cid, "property": prop})
+        body = {
+            "output": key,
+            "outputs": outs if len(outs) > 1 else outs[0],
+            "inputs": [dict(i, value=values.get(f"{i['id']}.{i['property']}")) for i in spec["inputs"]],
+            "state": [dict(s, value=values.get(f"{s['id']}.{s['property']}")) for s in spec.get("state", [])],
+            "changedPropIds": [trigger],
+        }
+        t0 = time.perf_counter()
+        r = self.session.post(self.base + "/_dash-update-component", data=json.dumps(body),
+                              headers={"Content-Type": "application/json", "Accept-Encoding": "gzip"}, stream=raw)
+        wire = r.raw.read(decode_content=False) if raw else None
+        dt = time.perf_counter() - t0
+        if r.status_code != 200:
+            raise RuntimeError(f"{output} <- {trigger}: HTTP {r.status_code}")
+        return dt, wire, r
+
+
+def base_values(run: str) -> dict:
+    return {"run-select.value": run, "projection-select.value": "tsne", "translate-toggle.value": ["on"],
+            "scaled-toggle.value": [], "lod-select.value": 0, "sort-select.value": "grid", "rho-threshold.value": 0,
+            "color-select.value": "qk", "search-input.value": "", "regex-toggle.value": [], "layer-select.value": 0,
+            "head-select.value": 0, "dim-select.value": 2, "token-store.data": None, "lines-toggle.value": ["on"],
+            "topk-input.value": 2, "minw-input.value": 0.05, "normsize-toggle.value": [],
+            "matrix-meta.data": {"offsets": [0]}}
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+# ---------------------------------------------------------------- first paint
+def first_paint(base_full: str, base_empty: str, n_points: int, n_default: int) -> tuple[float, float, float]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update "
+              "--disable-sync --no-first-run --disable-dev-shm-usage --enable-unsafe-swiftshader").split():
+        opts.add_argument(a)
+    opts.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='atlas-bench-')}")
+    opts.add_argument("--window-size=1400,1000")
+    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+    def timed(url, ready_js):
+        d.get("about:blank")
+        t0 = time.perf_counter()
+        d.get(url)
+        while True:
+            try:
+                if d.execute_script(ready_js):
+                    return time.perf_counter() - t0
+            except Exception:  # noqa: BLE001 - page still building
+                pass
+            if time.perf_counter() - t0 > 120:
+                raise RuntimeError("page never became ready: " + url)
+            time.sleep(0.02)
+    matrix_ready = (f"if (!document.getElementById('matrix-graph')) return false; var g = document.querySelector('#matrix-graph .js-plotly-plot'); return !!(g && g._fullData && "
+                    f"g._fullData[0] && g._fullData[0].x && g._fullData[0].x.length === {n_points} && "
+                    f"g.querySelector('canvas'));")
+    default_ready = matrix_ready.replace(f"=== {n_points}", f"=== {n_default}")
+    empty_ready = "var m = document.getElementById('message-area'); return !!m && m.innerText.includes('holds no runs');"
+    try:
+        timed(base_full + f"/?run={RUNS[0]}&lod=0", matrix_ready)  # warm caches (server + browser)
+        full = statistics.median(timed(base_full + f"/?run={RUNS[0]}&lod=0", matrix_ready) for _ in range(3))
+        timed(base_full + f"/?run={RUNS[0]}", default_ready)
+        default = statistics.median(timed(base_full + f"/?run={RUNS[0]}", default_ready) for _ in range(3))
+        timed(base_empty + "/", empty_ready)
+        empty = statistics.median(timed(base_empty + "/", empty_ready) for _ in range(3))
+    finally:
+        d.quit()
+    return full, default, empty
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", default=os.environ.get("ATLAS_BENCH_STORE", "/tmp/atlas-bench-store"))
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--heads", default="6x12")
+    ap.add_argument("--tokens", type=int, default=5000)
+    args = ap.parse_args(argv)
+    layers, heads = (int(x) for x in args.heads.lower().split("x"))
+    store = Path(args.store)
+    print(f"store {store}: {len(RUNS)} runs × {layers * heads} heads × {2 * args.tokens:,} points", flush=True)
+    build_store(store, layers, heads, args.tokens)
+    empty_store = Path(tempfile.mkdtemp(prefix="atlas-empty-"))
+    from precompute.store import Store
+    Store(empty_store).close()
+
+    proc, base = serve(store)
+    proc_e, base_e = serve(empty_store)
+    rows = []
+    try:
+        cb = Callbacks(store, base)
+        v = base_values(RUNS[0])
+        # bytes on the wire: the full Matrix View response with every point
+        _, wire, r = cb.call("matrix-graph.figure", "run-select.value", v, raw=True)
+        n_points = layers * heads * 2 * args.tokens
+        plain = len(r.content) if not wire else None
+        bpp = len(wire) / n_points
+        rows.append(("Matrix View bytes/point (gzip, all points)", f"{bpp:.2f}", "≤ 4", bpp <= 4))
+        _, wire_s, _ = cb.call("matrix-graph.figure", "run-select.value", dict(v, **{"lod-select.value": 1000}), raw=True)
+        rows.append(("Matrix View response, 1000 pts/head (gzip)", f"{len(wire_s) / 1024:.0f} KiB", "", None))
+        del plain
+
+        def bench(name, output, trigger, vary):
+            times = []
+            for i in range(args.calls):
+                dt, _, _ = cb.call(output, trigger, vary(i))
+                times.append(dt * 1000)
+            p50, p95 = pct(times, 50), pct(times, 95)
+            rows.append((f"{name} p50 / p95 (ms)", f"{p50:.0f} / {p95:.0f}", "p95 ≤ 150", p95 <= 150))
+            print("  ", rows[-1], flush=True)
+
+        meta = {"offsets": [0, 1]}
+        schemes = ["qk", "norm_position", "position_mod5", "token_length", "punctuation", "frequency"]
+        words = ["the", "cat", "park", "sun", "a", "bird"]
+        bench("head drill-down (Single View)", "single-graph.figure", "head-select.value",
+              lambda i: dict(v, **{"layer-select.value": (i // heads) % layers, "head-select.value": i % heads}))
+        bench("colour change (Matrix patch)", "matrix-graph.figure@", "color-select.value",
+              lambda i: dict(v, **{"color-select.value": schemes[i % len(schemes)], "matrix-meta.data": meta}))
+        bench("search (Matrix patch)", "search-count.children", "search-input.value",
+              lambda i: dict(v, **{"search-input.value": words[i % len(words)], "matrix-meta.data": meta}))
+        for run in RUNS:
+            cb.call("matrix-graph.figure", "run-select.value", base_values(run))
+        rows.append((f"server RSS, {len(RUNS)} runs drawn (MiB)", f"{rss_mb(proc.pid):.0f}", "", None))
+        n_default = layers * heads * 1000
+        full, default, empty = first_paint(base, base_e, n_points, n_default)
+        rows.append(("empty page first paint (s)", f"{empty:.2f}", "", None))
+        rows.append(("Matrix View first paint (s), default 1000 pts/head", f"{default:.2f}", "", None))
+        rows.append(("  ratio to empty page", f"{default / empty:.2f}×", "≤ 2×", default / empty <= 2))
+        rows.append(("Matrix View first paint (s), all points", f"{full:.2f}", "", None))
+        rows.append(("  ratio to empty page", f"{full / empty:.2f}×", "≤ 2×", full / empty <= 2))
+    finally:
+        proc.terminate()
+        proc_e.terminate()
+        proc.wait(10)
+        proc_e.wait(10)
+    w = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'measure'.ljust(w)}  {'value':>14}  {'target':>10}  ok")
+    for name, val, target, ok in rows:
+        print(f"{name.ljust(w)}  {val:>14}  {target:>10}  {'' if ok is None else ('yes' if ok else 'NO')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Helpers shared by the callbacks (no figure maths here)."""
+from __future__ import annotations
+
+import logging
+
+from dash import html
+
+from dashboard_data import DataError
+from figures.colors import IMAGE_SCHEMES, TEXT_SCHEMES
+
+log = logging.getLogger("atlas")
+
+
+def is_image(manifest: dict) -> bool:
+    return manifest.get("model", {}).get("modality") == "image" or manifest.get("corpus", {}).get("kind") == "image"
+
+
+def schemes_for(manifest: dict) -> dict:
+    return IMAGE_SCHEMES if is_image(manifest) else TEXT_SCHEMES
+
+
+def on(v) -> bool:
+    return bool(v) and "on" in v
+
+
+def resolve_variant(manifest: dict, translate: bool, scaled: bool) -> tuple[str, str]:
+    """(variant to show, note). Falls back to the unscaled/available variant with a note."""
+    available = manifest.get("variants") or ["translated"]
+    want = ("translated" if translate else "raw") + ("-scaled" if scaled else "")
+    if want in available:
+        return want, ""
+    if scaled and want.replace("-scaled", "") in available:
+        return want.replace("-scaled", ""), (f"norm scaling was not computed for run {manifest.get('id')!r} "
+                                             f"(stored variants: {', '.join(available)}); showing the unscaled embedding")
+    return available[0], (f"variant {want!r} is not stored for run {manifest.get('id')!r}; "
+                          f"showing {available[0]!r}")
+
+
+def resolve_projection(manifest: dict, proj: str) -> tuple[str, str]:
+    methods = manifest.get("projections") or ["pca"]
+    if proj in methods:
+        return proj, ""
+    return methods[0], f"{proj} was not computed for this run; showing {methods[0]}"
+
+
+def friendly(exc: Exception) -> str:
+    if isinstance(exc, DataError):
+        return str(exc)
+    log.exception("callback failed")
+    return f"something went wrong while drawing this view ({exc.__class__.__name__}: {exc}); the rest of the page still works"
+
+
+def legend_children(legend: dict, title: str):
+    kids = [html.B(title + ":", style={"marginRight": "6px"})]
+    for label, colour in legend.get("items", []):
+        kids.append(html.Span([html.Span(className="sw", style={"background": colour}), label]))
+    if "gradient" in legend:
+        from plotly.colors import sample_colorscale
+        import numpy as np
+        cols = sample_colorscale(legend["gradient"], list(np.linspace(0, 1, 7)), colortype="rgb")
+        kids.append(html.Span([legend.get("lo", ""), html.Span(className="grad", style={
+            "background": f"linear-gradient(to right, {', '.join(cols)})"}), legend.get("hi", "")]))
+    for label, cols, lo, hi in legend.get("gradients", []):
+        kids.append(html.Span([f"{label}: {lo}", html.Span(className="grad", style={
+            "background": f"linear-gradient(to right, {', '.join(cols)})"}), hi]))
+    return kids
+
+
+def input_of_token(tokens, token):
+    """(input id, token) for the selected token, defaulting to the first token of the first input."""
+    import numpy as np
+    if token is None or not (0 <= int(token) < tokens.n):
+        first_input = int(tokens.index.input_ids[0]) if len(tokens.index.input_ids) else 0
+        rows = tokens.index.rows(first_input)
+        return first_input, (int(rows[0]) if len(rows) else None)
+    return int(np.asarray(tokens.arrays["input_id"])[int(token)]), int(token)

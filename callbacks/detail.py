@@ -1,0 +1,213 @@
+"""Sentence, Image and Model views (the detail panel under the Matrix/Single views)."""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from dash import Input, Output, State, no_update
+
+from figures.attention import aggregate_by_position, attention, downsample, hide_and_renormalise
+from figures.views import attention_heatmap, empty_figure, image_figure, model_view_figure, sentence_lines_figure
+
+from .common import friendly, input_of_token, is_image
+
+MODEL_THUMB = 24
+AUTO_HEATMAP_ABOVE = 60
+CLS_TEXTS = {"[CLS]", "<s>", "<|begin_of_text|>", "<|im_start|>"}
+SEP_TEXTS = {"[SEP]", "</s>", "<|endoftext|>", "<|im_end|>"}
+SHOW, HIDE = {"display": "block"}, {"display": "none"}
+
+
+def _input_attention(data, run, layer, head, input_id, tokens):
+    m = data.manifest(run)
+    qk = data.qk(run, layer, head)
+    if qk is None:
+        return None, None
+    rows = tokens.index.rows(input_id)
+    return rows, attention(qk[0][rows], qk[1][rows], float(m["model"]["scale"]), bool(m["model"].get("causal")))
+
+
+def _aggregate(data, run, layer, head, tokens, length):
+    m = data.manifest(run)
+    max_len = int(min(512, max(np.asarray(tokens.arrays["input_length"]).max(), length)))
+
+    def build():
+        qk = data.qk(run, layer, head)
+        if qk is None:
+            return None
+        return aggregate_by_position(qk[0], qk[1], tokens.index, float(m["model"]["scale"]),
+                                     bool(m["model"].get("causal")), max_len)
+    agg = data.misc_cache.get(("agg", run, layer, head, max_len), build)
+    if agg is None:
+        return None
+    crop = agg[:length, :length]
+    s = crop.sum(1, keepdims=True)
+    return np.where(s > 0, crop / np.where(s > 0, s, 1), 0.0)
+
+
+def register(app, data):
+    @app.callback(Output("sentence-view", "style"), Output("image-view", "style"), Output("model-view", "style"),
+                  Input("detail-tab", "value"))
+    def show_tab(tab):
+        return (SHOW if tab == "sentence" else HIDE, SHOW if tab == "image" else HIDE, SHOW if tab == "model" else HIDE)
+
+    @app.callback(Output("sentence-graph", "figure"), Output("sentence-info", "children"),
+                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
+                  Input("token-store", "data"), Input("focus-store", "data"), Input("hide-select", "value"),
+                  Input("sentence-mode", "value"), Input("detail-tab", "value"), prevent_initial_call=True)
+    def draw_sentence(run, layer, head, token, focus, hide, mode, tab):
+        if tab != "sentence" or not run or layer is None or head is None:
+            return no_update, no_update
+        try:
+            m = data.manifest(run)
+            if is_image(m):
+                return empty_figure("Sentence View is for text runs; this is an image run (see Image View)"), ""
+            tokens = data.tokens(run)
+            input_id, tok = input_of_token(tokens, token)
+            rows, a = _input_attention(data, run, layer, head, input_id, tokens)
+            if a is None:
+                return empty_figure(f"L{layer} H{head}: queries/keys not stored yet (partial run)"), ""
+            words = [tokens.text[r] for r in rows]
+            n = len(rows)
+            hidden = set()
+            hide = hide or []
+            if "first" in hide:
+                hidden.add(0)
+            if "cls" in hide:
+                hidden |= {i for i, w in enumerate(words) if w in CLS_TEXTS}
+            if "sep" in hide:
+                hidden |= {i for i, w in enumerate(words) if w in SEP_TEXTS}
+            text = tokens.inputs[input_id] if input_id < len(tokens.inputs) else ""
+            label = f"L{layer} H{head} · input {input_id} ({n} tokens)"
+            info = [f"input {input_id}: {str(text)[:160]}{'…' if len(str(text)) > 160 else ''}"]
+            if hidden:
+                info.append(f"hidden keys: {', '.join(words[i] for i in sorted(hidden))} (rows renormalised over the rest)")
+            if mode == "aggregate":
+                agg = _aggregate(data, run, layer, head, tokens, n)
+                if agg is None:
+                    return empty_figure("aggregate needs this head's queries/keys"), ""
+                agg = hide_and_renormalise(agg, sorted(hidden))
+                fig = attention_heatmap([str(i) for i in range(n)], [str(i) for i in range(n)], agg,
+                                        f"{label} · mean attention by position over all inputs (rows renormalised, "
+                                        f"cropped to {n})", colorscale="Purples")
+                fig.update_xaxes(title="key position")
+                fig.update_yaxes(title="query position")
+                return fig, " · ".join(info)
+            a2 = hide_and_renormalise(a, sorted(hidden))
+            use_heatmap = mode == "heatmap" or (mode in (None, "auto") and n > AUTO_HEATMAP_ABOVE)
+            if use_heatmap:
+                info.append("heatmap" + (f" (auto: more than {AUTO_HEATMAP_ABOVE} tokens)" if mode != "heatmap" else ""))
+                return attention_heatmap(words, words, a2, label, sorted(hidden)), " · ".join(info)
+            f = None
+            if focus and focus.get("input") == input_id and 0 <= int(focus.get("pos", -1)) < n:
+                f = (focus.get("side", "query"), int(focus["pos"]))
+                info.append(f"isolating the lines of {f[0]} {f[1]} «{words[f[1]]}» (click it again to show all)")
+            else:
+                info.append("click a token to isolate its lines")
+            fig = sentence_lines_figure(words, a2, sorted(hidden), f, label)
+            return fig, " · ".join(info)
+        except Exception as exc:  # noqa: BLE001
+            return empty_figure(friendly(exc)), friendly(exc)
+
+    @app.callback(Output("image-graph", "figure"), Output("image-info", "children"),
+                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
+                  Input("token-store", "data"), Input("image-mode", "value"), Input("detail-tab", "value"),
+                  prevent_initial_call=True)
+    def draw_image(run, layer, head, token, mode, tab):
+        if tab != "image" or not run or layer is None or head is None:
+            return no_update, no_update
+        try:
+            m = data.manifest(run)
+            if not is_image(m):
+                return empty_figure("Image View is for image runs; this is a text run"), ""
+            tokens = data.tokens(run)
+            input_id, tok = input_of_token(tokens, token)
+            rgb = data.image(run, input_id)
+            if rgb is None:
+                return empty_figure(f"image {input_id} is not stored in this run"), ""
+            rows, a = _input_attention(data, run, layer, head, input_id, tokens)
+            if a is None:
+                return empty_figure(f"L{layer} H{head}: queries/keys not stored yet (partial run)"), ""
+            pr = np.asarray(tokens.arrays["patch_row"])[rows].astype(int)
+            pc = np.asarray(tokens.arrays["patch_col"])[rows].astype(int)
+            is_patch = pr >= 0
+            grid = int(max(pr.max(), pc.max()) + 1) if is_patch.any() else 1
+            qi = int(np.flatnonzero(rows == tok)[0]) if tok in set(rows.tolist()) else 0
+            w = np.zeros((grid, grid))
+            w[pr[is_patch], pc[is_patch]] = a[qi, is_patch]
+            cls_w = float(a[qi, ~is_patch].sum()) if (~is_patch).any() else None
+            sel_patch = (int(pr[qi]), int(pc[qi])) if is_patch[qi] else None
+            strongest = []
+            if mode == "arrows":
+                pidx = np.flatnonzero(is_patch)
+                sub = a[np.ix_(pidx, pidx)]
+                best = sub.argmax(1)
+                for i, j in enumerate(best):
+                    wt = float(sub[i, j])
+                    if wt >= 0.05 and i != j:
+                        strongest.append((int(pr[pidx[i]]), int(pc[pidx[i]]), int(pr[pidx[j]]), int(pc[pidx[j]]), wt))
+            label = tokens.inputs[input_id] if input_id < len(tokens.inputs) else f"image {input_id}"
+            qname = f"patch {sel_patch}" if sel_patch else "CLS"
+            title = f"L{layer} H{head} · {label} · query {qname}"
+            fig = image_figure(rgb, grid, w, cls_w, sel_patch, mode or "heatmap", strongest, title)
+            info = (f"{len(strongest)} patches whose strongest target (another patch) has weight ≥ 0.05"
+                    if mode == "arrows" else
+                    f"attention from {qname} to the {grid}×{grid} patches; CLS receives {cls_w:.3f}" if cls_w is not None
+                    else f"attention from {qname}")
+            return fig, info + " · click a patch to make it the query"
+        except Exception as exc:  # noqa: BLE001
+            return empty_figure(friendly(exc)), friendly(exc)
+
+    @app.callback(Output("patch-zoom", "src"), Input("image-graph", "hoverData"), State("run-select", "value"),
+                  State("token-store", "data"), prevent_initial_call=True)
+    def zoom_patch(hover, run, token):
+        try:
+            pt = (hover or {}).get("points", [{}])[0]
+            from .state import _patch_of
+            cd = _patch_of(pt)
+            if cd is None:
+                return no_update
+            tokens = data.tokens(run)
+            input_id, _ = input_of_token(tokens, token)
+            rgb = data.image(run, input_id)
+            rows = tokens.index.rows(input_id)
+            grid = int(np.asarray(tokens.arrays["patch_row"])[rows].max() + 1)
+            ph, pw = rgb.shape[0] // grid, rgb.shape[1] // grid
+            r, c = int(cd[0]), int(cd[1])
+            crop = rgb[r * ph:(r + 1) * ph, c * pw:(c + 1) * pw]
+            from PIL import Image
+            buf = io.BytesIO()
+            Image.fromarray(crop).resize((160, 160), Image.NEAREST).save(buf, format="PNG")
+            return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        except Exception:  # noqa: BLE001
+            return no_update
+
+    @app.callback(Output("model-graph", "figure"), Output("model-info", "children"),
+                  Input("run-select", "value"), Input("token-store", "data"), Input("detail-tab", "value"),
+                  prevent_initial_call=True)
+    def draw_model(run, token, tab):
+        if tab != "model" or not run:
+            return no_update, no_update
+        try:
+            m = data.manifest(run)
+            tokens = data.tokens(run)
+            input_id, _ = input_of_token(tokens, token)
+
+            def build():
+                pats = {}
+                for layer in m["layers"]:
+                    for head in m["heads"]:
+                        rows, a = _input_attention(data, run, layer, head, input_id, tokens)
+                        if a is not None:
+                            pats[(layer, head)] = downsample(a, MODEL_THUMB).astype(np.float32)
+                return pats
+            pats = data.misc_cache.get(("model", run, input_id), build)
+            n = len(tokens.index.rows(input_id))
+            fig = model_view_figure(pats, m["layers"], m["heads"], MODEL_THUMB,
+                                    f"input {input_id}: attention pattern of every head (rows = queries, columns = keys"
+                                    + (f"; {n} tokens shown as {MODEL_THUMB}×{MODEL_THUMB} block means" if n > MODEL_THUMB else "")
+                                    + "; each thumbnail scaled to its own max)")
+            return fig, f"{len(pats)} of {len(m['layers']) * len(m['heads'])} heads · click a thumbnail to open that head"
+        except Exception as exc:  # noqa: BLE001
+            return empty_figure(friendly(exc)), friendly(exc)

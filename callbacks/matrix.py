@@ -1,0 +1,163 @@
+"""Matrix View callbacks: full build on data changes; Patch-only updates for colour and search."""
+from __future__ import annotations
+
+import numpy as np
+from dash import Input, Output, Patch, State, clientside_callback, no_update
+
+from dashboard_data import DataError
+from figures.colors import PER_HEAD, color_spec
+from figures.common import typed
+from figures.matrix import BASE_SIZE, matrix_colors, matrix_emphasis, matrix_figure
+from figures.search import search_tokens
+from figures.views import empty_figure
+
+from .common import friendly, legend_children, on, resolve_projection, resolve_variant, schemes_for
+
+DATA_INPUTS = [Input("run-select", "value"), Input("projection-select", "value"), Input("translate-toggle", "value"),
+               Input("scaled-toggle", "value"), Input("lod-select", "value"), Input("sort-select", "value"),
+               Input("rho-threshold", "value")]
+DATA_STATES = [State(i.component_id, i.component_property) for i in DATA_INPUTS]
+
+
+def _matrix(data, run, proj, translate, scaled, lod, sort, rho):
+    m = data.manifest(run)
+    variant, note_v = resolve_variant(m, on(translate), on(scaled))
+    method, note_p = resolve_projection(m, proj)
+    md = data.matrix(run, variant, method, lod, sort or "grid", float(rho or 0))
+    notes = [n for n in (note_v, note_p) if n]
+    return m, md, notes
+
+
+def _colors(data, run, md, scheme):
+    tokens = data.tokens(run)
+    arrays = tokens.arrays
+    if scheme in PER_HEAD:
+        def per_head(l, h):
+            nr = data.norms(run, l, h)
+            sel = np.r_[md.idx, tokens.n + md.idx]
+            return color_spec(scheme, arrays, md.idx, norms=None if nr is None else nr[sel], freq=tokens.freq)
+        return matrix_colors(md, per_head)
+    spec = color_spec(scheme, arrays, md.idx, freq=tokens.freq)
+    return matrix_colors(md, lambda l, h: spec)
+
+
+def _note(md, tokens_n, lod, variant_notes):
+    shown = len(md.shown)
+    parts = []
+    per = md.per_head
+    if lod and per < 2 * tokens_n:
+        parts.append(f"sampled: {per:,} of {2 * tokens_n:,} points per head (same seeded token sample in every head; "
+                     f"Single View shows all points)")
+    else:
+        parts.append(f"all {2 * tokens_n:,} points per head")
+    parts.append(f"{shown} heads drawn")
+    if md.missing:
+        parts.append(f"{len(md.missing)} heads not computed yet (pending)")
+    if md.filtered:
+        parts.append(f"{len(md.filtered)} heads hidden by the |ρ| filter")
+    return " · ".join(parts + variant_notes)
+
+
+def register(app, data):
+    @app.callback(Output("matrix-graph", "figure"), Output("matrix-note", "children"), Output("msg-matrix", "children"),
+                  Output("matrix-meta", "data"),
+                  *DATA_INPUTS, State("color-select", "value"), State("search-input", "value"),
+                  State("regex-toggle", "value"), prevent_initial_call=True)
+    def draw_matrix(run, proj, translate, scaled, lod, sort, rho, scheme, query, regex):
+        if not run:
+            return no_update, no_update, no_update, no_update
+        try:
+            m, md, notes = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
+            tokens = data.tokens(run)
+            if scheme not in schemes_for(m):
+                scheme = "qk"
+            colors, scale = _colors(data, run, md, scheme)
+            res = search_tokens(tokens.norm_texts, query, on(regex))
+            opacity, size = matrix_emphasis(md, res.mask)
+            fig = matrix_figure(md, colors, scale, opacity, size, uirevision=f"{run}|{sort}|{rho}|{lod}")
+            meta = {"offsets": md.offsets.tolist(), "heads": [f"L{l} H{h}" for l, h in md.shown]}
+            return fig, _note(md, tokens.n, lod, notes), "", meta
+        except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+            return empty_figure(friendly(exc)), "", friendly(exc), None
+
+    @app.callback(Output("matrix-graph", "figure", allow_duplicate=True), Input("color-select", "value"),
+                  *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
+    def recolor_matrix(scheme, run, proj, translate, scaled, lod, sort, rho, meta):
+        if not run or not meta:  # no figure yet: the full draw applies the colours
+            return no_update
+        try:
+            m, md, _ = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
+            if scheme not in schemes_for(m):
+                return no_update
+            colors, scale = _colors(data, run, md, scheme)
+        except Exception:  # noqa: BLE001 - the full redraw reports problems
+            return no_update
+        patch = Patch()
+        patch["data"][0]["marker"]["color"] = typed(colors)
+        patch["data"][0]["marker"]["colorscale"] = scale
+        return patch
+
+    @app.callback(Output("matrix-graph", "figure", allow_duplicate=True), Output("search-count", "children"),
+                  Output("msg-search", "children"),
+                  Input("search-input", "value"), Input("regex-toggle", "value"), *DATA_STATES,
+                  State("matrix-meta", "data"), prevent_initial_call=True)
+    def search_matrix(query, regex, run, proj, translate, scaled, lod, sort, rho, meta):
+        if not run:
+            return no_update, no_update, no_update
+        try:
+            m, md, _ = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
+            tokens = data.tokens(run)
+        except Exception as exc:  # noqa: BLE001
+            return no_update, "", friendly(exc)
+        res = search_tokens(tokens.norm_texts, query, on(regex))
+        patch = Patch() if meta else no_update  # no figure yet: the full draw applies the search
+        if res.error:
+            return no_update, "", res.message
+        opacity, size = matrix_emphasis(md, res.mask)
+        if opacity is None:
+            if meta:
+                patch["data"][0]["marker"]["opacity"] = 0.75
+                patch["data"][0]["marker"]["size"] = BASE_SIZE
+            return patch, "", ""
+        if meta:
+            patch["data"][0]["marker"]["opacity"] = typed(opacity)
+            patch["data"][0]["marker"]["size"] = typed(size)
+        n_tok = res.n_tokens
+        in_sample = int(np.asarray(res.mask)[md.idx].sum())
+        heads = len(md.shown)
+        count = (f"{res.message}: {2 * n_tok} points per head (query + key); "
+                 f"{2 * in_sample * heads:,} points highlighted in {heads} heads of the matrix"
+                 + (f" (sample holds {in_sample} of the {n_tok})" if in_sample < n_tok else "")) if n_tok else res.message
+        return patch, count, ""
+
+    @app.callback(Output("color-legend", "children"), Input("color-select", "value"), Input("run-select", "value"),
+                  prevent_initial_call=True)
+    def legend(scheme, run):
+        if not run:
+            return no_update
+        try:
+            m = data.manifest(run)
+            schemes = schemes_for(m)
+            if scheme not in schemes:
+                scheme = "qk"
+            tokens = data.tokens(run)
+            idx = np.arange(min(tokens.n, 2000))
+            spec = color_spec(scheme if scheme != "embedding_norm" else "qk", tokens.arrays, idx, freq=tokens.freq)
+            leg = spec.legend if scheme != "embedding_norm" else {"gradient": "Cividis", "lo": "min ‖v‖ (per head)",
+                                                                  "hi": "max ‖v‖"}
+            return legend_children(leg, schemes[scheme])
+        except Exception:  # noqa: BLE001
+            return ""
+
+    clientside_callback(
+        """
+        function(hover, meta) {
+            if (!hover || !hover.points || !hover.points.length || !meta) { return ""; }
+            var p = hover.points[0].pointNumber, off = meta.offsets, lo = 0, hi = off.length - 1;
+            while (hi - lo > 1) { var mid = (lo + hi) >> 1; if (off[mid] <= p) { lo = mid; } else { hi = mid; } }
+            var local = p - off[lo], half = (off[lo + 1] - off[lo]) / 2;
+            return meta.heads[lo] + (local < half ? " · query" : " · key") + " — click to open in Single View";
+        }
+        """,
+        Output("matrix-hover", "children"), Input("matrix-graph", "hoverData"), State("matrix-meta", "data"),
+        prevent_initial_call=True)

@@ -1,0 +1,255 @@
+"""One reducer keeps controls, clicks and the URL query string in sync.
+
+Triggered by the URL (first load, back/forward) it parses and validates the state and sets
+every control; triggered by a control or a click it updates the affected controls and
+writes the URL. Views listen to the controls, so only what changed is redrawn."""
+from __future__ import annotations
+
+import numpy as np
+from dash import Input, Output, State, ctx, no_update
+
+from dashboard_data import DataError
+from figures.tiling import head_of_point  # noqa: F401  (kept for readers: matrix clicks map through offsets)
+from figures.urlstate import DEFAULTS, parse, serialise
+from figures.views import model_view_cell
+
+from .common import friendly, is_image, on, resolve_projection, resolve_variant, schemes_for
+
+_tog = (lambda v: ["on"] if v else [], on)
+_same = (lambda v: v, lambda v: v)
+CONTROLS = [
+    ("run", "run-select", "value", _same),
+    ("proj", "projection-select", "value", _same),
+    ("dim", "dim-select", "value", (lambda v: v, lambda v: int(v) if v is not None else 2)),
+    ("translate", "translate-toggle", "value", _tog),
+    ("scaled", "scaled-toggle", "value", _tog),
+    ("color", "color-select", "value", _same),
+    ("q", "search-input", "value", (lambda v: v, lambda v: v or "")),
+    ("regex", "regex-toggle", "value", _tog),
+    ("layer", "layer-select", "value", _same),
+    ("head", "head-select", "value", _same),
+    ("lod", "lod-select", "value", _same),
+    ("sort", "sort-select", "value", _same),
+    ("rho", "rho-threshold", "value", (lambda v: v, lambda v: float(v or 0))),
+    ("topk", "topk-input", "value", (lambda v: v, lambda v: int(v) if v not in (None, "") else DEFAULTS["topk"])),
+    ("minw", "minw-input", "value", (lambda v: v, lambda v: float(v) if v not in (None, "") else DEFAULTS["minw"])),
+    ("lines", "lines-toggle", "value", _tog),
+    ("normsize", "normsize-toggle", "value", _tog),
+    ("tab", "detail-tab", "value", _same),
+    ("smode", "sentence-mode", "value", _same),
+    ("hide", "hide-select", "value", (lambda v: [x for x in v.split(",") if x] if v else [],
+                                      lambda v: ",".join(sorted(v or [])))),
+    ("imode", "image-mode", "value", _same),
+    ("token", "token-store", "data", _same),
+]
+CLICKS = ["matrix-graph", "single-graph", "sentence-graph", "image-graph", "model-graph"]
+BUTTONS = ["prev-head-btn", "next-head-btn", "prev-layer-btn", "next-layer-btn"]
+EXTRA_OUT = [("run-select", "options"), ("layer-select", "options"), ("head-select", "options"),
+             ("color-select", "options"), ("detail-tab", "options"), ("focus-store", "data"),
+             ("url", "search"), ("msg-url", "children"), ("run-info", "children"), ("boot-store", "data")]
+
+
+def _run_label(data, run_id):
+    try:
+        m = data.manifest(run_id)
+        st = data.status(run_id)
+    except DataError:
+        return run_id
+    tag = "" if st["status"] == "complete" else f" — partial {st['heads_done']}/{st['heads_total']}"
+    return f"{run_id} ({m.get('model', {}).get('name', '?')}{tag})"
+
+
+def _apply_click(data, state, trig, click, focus):
+    """Update state for a click on one of the graphs. Returns the new focus."""
+    if not click or not click.get("points"):
+        return focus
+    pt = click["points"][0]
+    run = state["run"]
+    if trig == "matrix-graph":
+        variant, _ = resolve_variant(data.manifest(run), state["translate"], state["scaled"])
+        proj, _ = resolve_projection(data.manifest(run), state["proj"])
+        md = data.matrix(run, variant, proj, state["lod"], state["sort"], state["rho"])
+        hit = md.point_to_head(int(pt.get("pointNumber", pt.get("pointIndex", -1))))
+        if hit:
+            state["layer"], state["head"], state["token"], _ = hit
+            return None
+    elif trig == "single-graph":
+        if pt.get("curveNumber") in (0, 1) and pt.get("pointNumber") is not None:
+            state["token"] = int(pt["pointNumber"])
+            return None
+    elif trig == "sentence-graph":
+        tokens = data.tokens(run)
+        from .common import input_of_token
+        input_id, _ = input_of_token(tokens, state["token"])
+        rows = tokens.index.rows(input_id)
+        side = pos = None
+        if "z" not in pt and pt.get("x") in (0, 1) and pt.get("pointNumber") is not None:
+            # token markers: x = 0 queries (left), x = 1 keys (right); pointNumber = position
+            pos, side = int(pt["pointNumber"]), ("query" if pt["x"] == 0 else "key")
+        elif "z" in pt and isinstance(pt.get("y"), str):  # heatmap: y label "pos token"
+            try:
+                pos, side = int(str(pt["y"]).split("\u2009")[0]), "query"
+            except ValueError:
+                pos = None
+        if pos is not None and 0 <= pos < len(rows):
+            new = {"input": input_id, "side": side, "pos": pos}
+            if focus == new:
+                return None
+            if side == "query":
+                state["token"] = int(rows[pos])
+            return new
+    elif trig == "image-graph":
+        cd = _patch_of(pt)
+        if cd is not None:
+            tokens = data.tokens(run)
+            from .common import input_of_token
+            input_id, _ = input_of_token(tokens, state["token"])
+            rows = tokens.index.rows(input_id)
+            pr = np.asarray(tokens.arrays["patch_row"])[rows]
+            pc = np.asarray(tokens.arrays["patch_col"])[rows]
+            hit = np.flatnonzero((pr == int(cd[0])) & (pc == int(cd[1])))
+            if len(hit):
+                state["token"] = int(rows[hit[0]])
+    elif trig == "model-graph":
+        m = data.manifest(run)
+        from .detail import MODEL_THUMB
+        cell = model_view_cell(float(pt.get("x", -1)), float(pt.get("y", -1)), MODEL_THUMB,
+                               len(m["layers"]), len(m["heads"]))
+        if cell:
+            state["layer"], state["head"] = m["layers"][cell[0]], m["heads"][cell[1]]
+    return focus
+
+
+def _patch_of(pt) -> tuple[int, int] | None:
+    """(row, col) of an Image View patch from click/hover data (the patch grid's text is 'r,c')."""
+    t = pt.get("text")
+    if isinstance(t, str) and t.count(",") == 1:
+        try:
+            r, c = t.split(",")
+            return int(r), int(c)
+        except ValueError:
+            return None
+    return None
+
+
+def register(app, data):
+    outputs = [Output(cid, prop) for _, cid, prop, _ in CONTROLS] + [Output(c, p) for c, p in EXTRA_OUT]
+    inputs = ([Input("url", "search")] + [Input(cid, prop) for _, cid, prop, _ in CONTROLS]
+              + [Input(c, "clickData") for c in CLICKS] + [Input(b, "n_clicks") for b in BUTTONS])
+    n_ctl = len(CONTROLS)
+
+    @app.callback(outputs, inputs, State("focus-store", "data"), State("run-select", "options"), State("boot-store", "data"))
+    def reduce_state(search, *args):
+        values = args[:n_ctl]
+        clicks = args[n_ctl:n_ctl + len(CLICKS)]
+        focus, run_options, booted = args[-3], args[-2], args[-1]
+        focus0 = focus
+        trig = ctx.triggered_id
+        current = {key: conv[1](v) for (key, _, _, conv), v in zip(CONTROLS, values)}
+        first = not booted or trig == "url"
+        problems = []
+        if first:
+            state, problems = parse(search)
+            focus = None
+        else:
+            state = dict(current)
+        keep = [no_update] * len(outputs)
+        try:
+            runs = data.run_ids()
+        except DataError as exc:
+            keep[-3] = str(exc)
+            return keep
+        if not runs:
+            keep[-3] = f"the store at {data.path} holds no runs yet: run `python -m precompute run ... --cache {data.path}`"
+            return keep
+        try:
+            if state["run"] not in runs:
+                if state["run"] is not None:
+                    problems.append(f"unknown run {state['run']!r} in the link; showing {runs[0]!r} "
+                                    f"(stored runs: {', '.join(runs)})")
+                state["run"] = runs[0]
+            manifest = data.manifest(state["run"])
+            run_changed = not first and state["run"] != current["run"]
+            if run_changed:
+                state["token"] = None
+                focus = None
+            if trig in CLICKS:
+                focus = _apply_click(data, state, trig, clicks[CLICKS.index(trig)], focus)
+            elif trig in BUTTONS:
+                heads, layers = list(manifest["heads"]), list(manifest["layers"])
+                h = heads.index(state["head"]) if state["head"] in heads else 0
+                l = layers.index(state["layer"]) if state["layer"] in layers else 0
+                if trig == "prev-head-btn":
+                    h = (h - 1) % len(heads)
+                elif trig == "next-head-btn":
+                    h = (h + 1) % len(heads)
+                elif trig == "prev-layer-btn":
+                    l = max(0, l - 1)
+                else:
+                    l = min(len(layers) - 1, l + 1)
+                state["layer"], state["head"] = layers[l], heads[h]
+            elif trig == "token-store" or trig == "search-input":
+                pass
+            # ----- validate against the run
+            if state["layer"] not in manifest["layers"]:
+                problems.append(f"layer {state['layer']} is not in run {state['run']!r} "
+                                f"(layers {manifest['layers'][0]}–{manifest['layers'][-1]}); showing layer {manifest['layers'][0]}")
+                state["layer"] = manifest["layers"][0]
+            if state["head"] not in manifest["heads"]:
+                problems.append(f"head {state['head']} is not in run {state['run']!r} "
+                                f"(heads {manifest['heads'][0]}–{manifest['heads'][-1]}); showing head {manifest['heads'][0]}")
+                state["head"] = manifest["heads"][0]
+            schemes = schemes_for(manifest)
+            if state["color"] not in schemes:
+                if first and state["color"] != DEFAULTS["color"]:
+                    problems.append(f"colour scheme {state['color']!r} does not apply to this run; showing query/key")
+                state["color"] = "qk"
+            image = is_image(manifest)
+            if run_changed or first:
+                if image and state["tab"] == "sentence":
+                    state["tab"] = "image"
+                if not image and state["tab"] == "image":
+                    state["tab"] = "sentence"
+            if state["token"] is not None:
+                n_tok = manifest.get("corpus", {}).get("n_tokens")
+                if n_tok is not None and state["token"] >= n_tok:
+                    problems.append(f"token {state['token']} is not in run {state['run']!r}; no token selected")
+                    state["token"] = None
+            st = data.status(state["run"])
+            m = manifest.get("model", {})
+            c = manifest.get("corpus", {})
+            info = (f"{m.get('name', '?')} · {len(manifest['layers'])} layers × {len(manifest['heads'])} heads"
+                    f"{' · causal' if m.get('causal') else ''} · {c.get('n_tokens', '?')} tokens in "
+                    f"{c.get('n_inputs', '?')} {'images' if image else 'inputs'} · "
+                    + ("complete" if st["status"] == "complete"
+                       else f"PARTIAL run: {st['heads_done']}/{st['heads_total']} heads done — showing what exists"))
+        except DataError as exc:
+            keep[-3] = str(exc)
+            return keep
+        except Exception as exc:  # noqa: BLE001
+            keep[-3] = friendly(exc)
+            return keep
+
+        out = []
+        for key, cid, prop, conv in CONTROLS:
+            if first or state[key] != current[key]:
+                out.append(conv[0](state[key]))
+            else:
+                out.append(no_update)
+        opts_needed = first or (state["run"] != current["run"]) or not run_options
+        out.append([{"label": _run_label(data, r), "value": r} for r in runs] if opts_needed else no_update)
+        if opts_needed:
+            out.append([{"label": f"L{l}", "value": l} for l in manifest["layers"]])
+            out.append([{"label": f"H{h}", "value": h} for h in manifest["heads"]])
+            out.append([{"label": v, "value": k} for k, v in schemes.items()])
+            out.append([{"label": "Sentence View", "value": "sentence", "disabled": image},
+                        {"label": "Image View", "value": "image", "disabled": not image},
+                        {"label": "Model View", "value": "model"}])
+        else:
+            out += [no_update] * 4
+        out.append(focus if (first or focus != focus0) else no_update)
+        out.append(serialise(state))
+        out.append(" · ".join(problems) if problems else ("" if first else no_update))
+        out.append(info)
+        out.append(True)
+        return out

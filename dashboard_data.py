@@ -1,0 +1,240 @@
+"""Lazy, cached reads of the run store for the dashboard.
+
+Every read goes through :class:`Data`, which turns store problems (missing directory,
+corrupt entry, unknown run) into :class:`DataError` with a one-line message the page shows.
+Store API is used read-only and unchanged; derived per-run data (normalised texts,
+frequencies, input index, hover contexts) and per-head data (coords, norms) are cached.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from figures.common import InputIndex, context_string, display_token
+from figures.colors import token_frequency
+from figures.matrix import build_matrix_data
+from figures.search import normalised_texts
+from precompute.store import CorruptEntry, Store, StoreError
+
+_MISSING = object()
+
+
+class DataError(Exception):
+    """A friendly, one-line problem with the data behind the current view."""
+
+
+class LRU:
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, fn, cache_none: bool = False):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        value = fn()
+        if value is not None or cache_none:
+            with self._lock:
+                self._d[key] = value
+                self._d.move_to_end(key)
+                while len(self._d) > self.maxsize:
+                    self._d.popitem(last=False)
+        return value
+
+    def clear(self):
+        with self._lock:
+            self._d.clear()
+
+
+class RunTokens:
+    """A run's token table plus what the views derive from it."""
+
+    def __init__(self, tokens: dict, inputs: list | None):
+        self.arrays = tokens
+        self.n = len(tokens["text"])
+        self.text = np.asarray(tokens["text"]).astype(str)
+        self.norm_texts = normalised_texts(self.text)
+        self.freq = token_frequency(self.text)
+        self.index = InputIndex(np.asarray(tokens["input_id"]), np.asarray(tokens["position"]))
+        self.inputs = inputs or []
+        self._contexts = None
+
+    @property
+    def contexts(self) -> list[str]:
+        if self._contexts is None:
+            ctx = [""] * self.n
+            for _, rows in self.index:
+                words = [display_token(t) for t in self.text[rows]]
+                for j, r in enumerate(rows):
+                    ctx[r] = context_string(words, j)
+            self._contexts = ctx
+        return self._contexts
+
+    def words(self, input_id: int) -> tuple[np.ndarray, list[str]]:
+        rows = self.index.rows(input_id)
+        return rows, [display_token(t) for t in self.text[rows]]
+
+
+class Data:
+    def __init__(self, cache_dir: str | os.PathLike):
+        self.path = Path(cache_dir).expanduser()
+        self._store: Store | None = None
+        self._inode = None
+        self._lock = threading.Lock()
+        self._manifests = {}
+        self.tokens_cache = LRU(4)
+        self.coords_cache = LRU(4096)
+        self.qk_cache = LRU(24)
+        self.norm_cache = LRU(4096)
+        self.metrics_cache = LRU(4096)
+        self.image_cache = LRU(32)
+        self.matrix_cache = LRU(6)
+        self.misc_cache = LRU(64)
+
+    # ----------------------------------------------------------------- store access
+    def _unreachable(self, exc) -> DataError:
+        reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+        return DataError(f"the store at {self.path} is not reachable: {reason}")
+
+    def store(self) -> Store:
+        """The open store; reopened if the directory was replaced; DataError if gone."""
+        db = self.path / "cache.db"
+        try:
+            st = os.stat(db)
+        except OSError as exc:
+            with self._lock:
+                if self._store is not None:
+                    try:
+                        self._store.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                self._store = None
+            raise self._unreachable(exc) from exc
+        with self._lock:
+            if self._store is None or self._inode != (st.st_dev, st.st_ino):
+                try:
+                    if self._store is not None:
+                        self._store.close()
+                    self._store = Store(self.path, readonly=True)
+                except StoreError as exc:
+                    self._store = None
+                    raise DataError(str(exc)) from exc
+                if self._inode is not None:
+                    self.clear()
+                self._inode = (st.st_dev, st.st_ino)
+            return self._store
+
+    def _read(self, fn):
+        try:
+            return fn(self.store())
+        except DataError:
+            raise
+        except CorruptEntry as exc:
+            raise DataError(str(exc)) from exc
+        except StoreError as exc:
+            raise DataError(str(exc)) from exc
+        except (OSError, sqlite3.Error, EOFError) as exc:
+            raise self._unreachable(exc) from exc
+
+    def check(self) -> None:
+        self.store()
+
+    def clear(self):
+        for c in (self.tokens_cache, self.coords_cache, self.qk_cache, self.norm_cache, self.metrics_cache,
+                  self.image_cache, self.matrix_cache, self.misc_cache):
+            c.clear()
+        self._manifests.clear()
+
+    # ----------------------------------------------------------------- runs
+    def run_ids(self) -> list[str]:
+        return self._read(lambda s: s.run_ids())
+
+    def manifest(self, run_id: str, max_age: float = 5.0) -> dict:
+        hit = self._manifests.get(run_id)
+        if hit and time.monotonic() - hit[0] < max_age:
+            return hit[1]
+        m = self._read(lambda s: s.manifest(run_id))
+        self._manifests[run_id] = (time.monotonic(), m)
+        return m
+
+    def status(self, run_id: str) -> dict:
+        key = ("status", run_id)
+        hit = self._manifests.get(key)
+        if hit and time.monotonic() - hit[0] < 5.0:
+            return hit[1]
+        st = self._read(lambda s: s.status(run_id, self.manifest(run_id)))
+        self._manifests[key] = (time.monotonic(), st)
+        return st
+
+    def tokens(self, run_id: str) -> RunTokens:
+        def load():
+            def get(s):
+                toks = s.tokens(run_id)
+                if toks is None:
+                    return None
+                return RunTokens(toks, s.inputs(run_id))
+            return self._read(get)
+        rt = self.tokens_cache.get(run_id, load)
+        if rt is None:
+            raise DataError(f"run {run_id!r} has no tokens yet (its forward pass is still running): try again later")
+        return rt
+
+    # ----------------------------------------------------------------- heads
+    def coords(self, run_id, layer, head, variant, method, dim) -> np.ndarray | None:
+        key = (run_id, layer, head, variant, method, dim)
+        return self.coords_cache.get(key, lambda: self._read(lambda s: s.coords(run_id, layer, head, variant, method, dim)))
+
+    def qk(self, run_id, layer, head):
+        return self.qk_cache.get((run_id, layer, head), lambda: self._read(lambda s: s.qk(run_id, layer, head)))
+
+    def norms(self, run_id, layer, head) -> np.ndarray | None:
+        def load():
+            qk = self.qk(run_id, layer, head)
+            if qk is None:
+                return None
+            q, k = qk
+            return np.r_[np.linalg.norm(q, axis=1), np.linalg.norm(k, axis=1)].astype(np.float32)
+        return self.norm_cache.get((run_id, layer, head), load)
+
+    def metrics(self, run_id, layer, head) -> dict | None:
+        return self.metrics_cache.get((run_id, layer, head), lambda: self._read(lambda s: s.metrics(run_id, layer, head)))
+
+    def rho(self, run_id: str, variant: str) -> dict:
+        m = self.manifest(run_id)
+        base = variant.replace("-scaled", "")
+        out = {}
+        for layer in m["layers"]:
+            for head in m["heads"]:
+                met = self.metrics(run_id, layer, head) or {}
+                r = met.get(f"spearman/{variant}", met.get(f"spearman/{base}"))
+                out[(layer, head)] = None if r is None else float(r)
+        return out
+
+    def image(self, run_id: str, index: int) -> np.ndarray | None:
+        return self.image_cache.get((run_id, index), lambda: self._read(lambda s: s.image(run_id, index)))
+
+    def matrix(self, run_id, variant, method, lod, order, rho_threshold):
+        key = (run_id, variant, method, lod, order, round(float(rho_threshold), 3))
+        m = self.manifest(run_id)
+        n = self.tokens(run_id).n
+        rho = self.rho(run_id, variant)
+
+        def build():
+            md = build_matrix_data(m["layers"], m["heads"], n, lambda l, h: self.coords(run_id, l, h, variant, method, 2),
+                                   rho, lod or None, order, rho_threshold)
+            return md
+        md = self.matrix_cache.get(key, build)
+        if md.missing:  # a partial run fills in over time: don't keep a stale picture for long
+            stamp = self.misc_cache.get(("mstamp",) + key, lambda: time.monotonic())
+            if time.monotonic() - stamp > 10:
+                self.matrix_cache._d.pop(key, None)
+                self.misc_cache._d.pop(("mstamp",) + key, None)
+        return md

@@ -1,0 +1,149 @@
+"""Colour schemes. Every scheme maps points (queries of the token subset, then keys) to
+small integer codes (uint8) plus a colour scale, so colours travel as one byte a point
+and a colour change patches only marker.color / marker.colorscale."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from plotly.colors import sample_colorscale
+
+from .common import KEY_PINK, QUERY_GREEN, is_punct_or_special, normalise_token
+
+TEXT_SCHEMES = {
+    "qk": "query / key",
+    "norm_position": "normalized position",
+    "position_mod5": "discrete position (mod 5)",
+    "token_length": "token length",
+    "punctuation": "punctuation",
+    "embedding_norm": "embedding norm",
+    "frequency": "token frequency",
+}
+IMAGE_SCHEMES = {
+    "qk": "query / key",
+    "patch_row": "patch row",
+    "patch_col": "patch column",
+    "patch_color": "patch colour",
+    "embedding_norm": "embedding norm",
+}
+PER_HEAD = {"embedding_norm"}  # depends on the head's vectors
+
+# five hue pairs (light for keys, dark for queries)
+MOD5_KEYS = ["#9ecae1", "#fdae6b", "#a1d99b", "#fc9272", "#bcbddc"]
+MOD5_QUERIES = ["#08519c", "#a63603", "#006d2c", "#a50f15", "#54278f"]
+GREY = "#9a9a9a"
+
+
+@dataclass
+class ColorSpec:
+    values: np.ndarray              # uint8, one per point (queries then keys)
+    colorscale: list                # plotly colorscale over [0, 255]
+    legend: dict = field(default_factory=dict)  # {"items": [(label, colour)]} or {"gradient": [...], "lo":, "hi":}
+    cmin: float = 0.0
+    cmax: float = 255.0
+
+
+def discrete_scale(colors: list[str]) -> list:
+    """Colorscale over codes 0..255 where code i (i < len(colors)) is exactly colors[i]."""
+    n = len(colors)
+    scale = []
+    for i, c in enumerate(colors):
+        lo = (i - 0.5) / 255 if i else 0.0
+        hi = min((i + 0.5) / 255, 1.0) if i < n - 1 else 1.0
+        scale += [[max(lo, 0.0), c], [hi, c]]
+    return scale
+
+
+def ramp(colors: list[str], n: int = 16) -> list[str]:
+    scale = [[i / (len(colors) - 1), c] for i, c in enumerate(colors)]
+    return sample_colorscale(scale, list(np.linspace(0, 1, n)), colortype="rgb")
+
+
+def _continuous(vals: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    v = np.asarray(vals, np.float64)
+    lo = float(np.nanmin(v)) if lo is None else lo
+    hi = float(np.nanmax(v)) if hi is None else hi
+    return np.rint(np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1) * 254 + 1).astype(np.uint8)
+
+
+VIRIDIS = "Viridis"
+
+
+def _gradient_scale(name: str = VIRIDIS, grey_zero: bool = True) -> list:
+    cols = sample_colorscale(name, list(np.linspace(0, 1, 11)), colortype="rgb")
+    scale = [[1 / 255 + i / 10 * (254 / 255), c] for i, c in enumerate(cols)]
+    if grey_zero:
+        scale = [[0.0, GREY], [0.5 / 255, GREY]] + scale
+    else:
+        scale = [[0.0, cols[0]]] + scale
+    scale[-1][0] = 1.0
+    return scale
+
+
+def token_frequency(texts: np.ndarray) -> np.ndarray:
+    norm = np.array([normalise_token(t) for t in texts])
+    _, inv, counts = np.unique(norm, return_inverse=True, return_counts=True)
+    return counts[inv]
+
+
+def color_spec(scheme: str, tokens: dict, idx: np.ndarray, norms: np.ndarray | None = None,
+               freq: np.ndarray | None = None) -> ColorSpec:
+    """Colours for the points of token subset ``idx`` (queries first, then keys).
+    ``norms``: (2·len(idx),) vector norms in the same order (embedding-norm scheme)."""
+    m = len(idx)
+    is_q = np.r_[np.ones(m, bool), np.zeros(m, bool)]
+    tok = np.r_[idx, idx]
+    if scheme == "qk":
+        return ColorSpec((~is_q).astype(np.uint8), discrete_scale([QUERY_GREEN, KEY_PINK]),
+                         {"items": [("query", QUERY_GREEN), ("key", KEY_PINK)]})
+    if scheme == "norm_position":
+        npos = np.asarray(tokens["norm_position"], np.float64)[tok]
+        # keys on codes 1..127 (pink ramp), queries on 128..254 (green ramp)
+        codes = np.where(is_q, 128 + np.rint(npos * 126), 1 + np.rint(npos * 126)).astype(np.uint8)
+        pinks, greens = ramp(["#fde0ef", "#8e0152"], 8), ramp(["#e5f5e0", "#00441b"], 8)
+        scale = [[0.0, pinks[0]]]
+        scale += [[(1 + i / 7 * 126) / 255, c] for i, c in enumerate(pinks)]
+        scale += [[(128 + i / 7 * 126) / 255, c] for i, c in enumerate(greens)]
+        scale.append([1.0, greens[-1]])
+        return ColorSpec(codes, scale, {"gradients": [("queries", greens, "first", "last"),
+                                                      ("keys", pinks, "first", "last")]})
+    if scheme == "position_mod5":
+        pos = np.asarray(tokens["position"])[tok] % 5
+        codes = (pos + np.where(is_q, 5, 0)).astype(np.uint8)
+        items = [(f"pos≡{i} query", MOD5_QUERIES[i]) for i in range(5)] + [(f"pos≡{i} key", MOD5_KEYS[i]) for i in range(5)]
+        return ColorSpec(codes, discrete_scale(MOD5_KEYS + MOD5_QUERIES), {"items": items})
+    if scheme == "token_length":
+        lengths = np.array([len(normalise_token(t)) for t in np.asarray(tokens["text"])[idx]])
+        lengths = np.r_[lengths, lengths]
+        hi = max(int(lengths.max()) if m else 1, 1)
+        return ColorSpec(_continuous(lengths, 0, hi), _gradient_scale(), {"gradient": VIRIDIS, "lo": "0", "hi": f"{hi} chars"})
+    if scheme == "punctuation":
+        p = np.array([is_punct_or_special(t) for t in np.asarray(tokens["text"])[idx]], bool)
+        codes = np.r_[p, p].astype(np.uint8)
+        return ColorSpec(codes, discrete_scale(["#bdbdbd", "#d95f02"]),
+                         {"items": [("word", "#bdbdbd"), ("punctuation / special", "#d95f02")]})
+    if scheme == "frequency":
+        f = (freq if freq is not None else token_frequency(np.asarray(tokens["text"])))[idx]
+        lf = np.log10(np.r_[f, f].astype(np.float64))
+        return ColorSpec(_continuous(lf, 0, max(float(lf.max()) if m else 1, 1e-6)), _gradient_scale("Plasma"),
+                         {"gradient": "Plasma", "lo": "1", "hi": f"{int(f.max()) if m else 1} (log)"})
+    if scheme == "embedding_norm":
+        if norms is None:
+            return color_spec("qk", tokens, idx)
+        return ColorSpec(_continuous(norms), _gradient_scale("Cividis"),
+                         {"gradient": "Cividis", "lo": "min ‖v‖ (per head)", "hi": "max ‖v‖"})
+    if scheme in ("patch_row", "patch_col"):
+        v = np.asarray(tokens[scheme], np.int64)[tok]
+        g = max(int(v.max()) + 1, 1) if len(v) else 1
+        codes = np.where(v < 0, 0, 1 + v).astype(np.uint8)  # code 0 = CLS / not a patch
+        cols = sample_colorscale("Turbo", list(np.linspace(0.05, 0.95, g)), colortype="rgb")
+        return ColorSpec(codes, discrete_scale([GREY] + cols),
+                         {"gradient": "Turbo", "lo": f"{scheme.split('_')[1]} 0", "hi": f"{g - 1}  (grey: CLS)"})
+    if scheme == "patch_color":
+        rgb = np.asarray(tokens["patch_rgb"], np.int64)[tok]
+        q = np.clip(rgb * 6 // 256, 0, 5)
+        codes = (1 + q[:, 0] * 36 + q[:, 1] * 6 + q[:, 2]).astype(np.uint8)
+        codes[np.asarray(tokens["patch_row"])[tok] < 0] = 0
+        palette = [GREY] + [f"rgb({r * 51},{g * 51},{b * 51})" for r in range(6) for g in range(6) for b in range(6)]
+        return ColorSpec(codes, discrete_scale(palette), {"items": [("mean RGB of the patch", "#c08040"), ("CLS", GREY)]})
+    raise ValueError(f"unknown colour scheme {scheme!r}")

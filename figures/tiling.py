@@ -1,0 +1,81 @@
+"""Matrix View tiling: every head's 2D coords rescaled into its own grid cell.
+
+Coordinates are quantised to uint16 in a grid of ``cell`` units per head so that the whole
+matrix travels as two uint16 typed arrays (4 bytes a point before gzip)."""
+from __future__ import annotations
+
+import numpy as np
+
+PAD = 0.06  # fraction of a cell left empty on each side
+
+
+def cell_size(n_rows: int, n_cols: int) -> int:
+    """Units per cell: as fine as uint16 allows for this grid (capped at 4096)."""
+    return int(min(4096, 65000 // max(1, n_rows, n_cols)))
+
+
+def sample_tokens(n_tokens: int, points_per_head: int | None, seed: int = 0) -> np.ndarray:
+    """Seeded token subset (sorted) used in every head, so colours and search align across
+    heads. ``points_per_head`` counts queries + keys; None/0 = all tokens."""
+    if not points_per_head or 2 * n_tokens <= points_per_head:
+        return np.arange(n_tokens)
+    m = max(1, points_per_head // 2)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_tokens, size=m, replace=False))
+
+
+def fit_into_cell(coords: np.ndarray, row: int, col: int, n_rows: int, cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Min–max rescale (aspect kept) into cell (row, col); row 0 is the top row."""
+    c = np.asarray(coords, np.float64)[:, :2]
+    if len(c) == 0:
+        return np.zeros(0, np.uint16), np.zeros(0, np.uint16)
+    finite = np.isfinite(c).all(1)
+    c = np.where(finite[:, None], c, np.nanmean(c[finite], 0) if finite.any() else 0.0)
+    lo, hi = c.min(0), c.max(0)
+    span = max(float((hi - lo).max()), 1e-12)
+    inner = cell * (1 - 2 * PAD)
+    centred = (c - (lo + hi) / 2) / span * inner + cell / 2  # in [PAD·cell, (1−PAD)·cell]
+    x = col * cell + centred[:, 0]
+    y = (n_rows - 1 - row) * cell + centred[:, 1]
+    return np.rint(x).astype(np.uint16), np.rint(y).astype(np.uint16)
+
+
+def cell_of_point(x: float, y: float, n_rows: int, cell: int) -> tuple[int, int]:
+    col = int(x // cell)
+    row = n_rows - 1 - int(y // cell)
+    return row, col
+
+
+def tile_heads(head_coords: list[np.ndarray | None], cells: list[tuple[int, int]], n_rows: int, cell: int):
+    """Concatenate tiled heads. ``head_coords[i]`` (or None for a missing head) goes to
+    ``cells[i]``. Returns x, y (uint16) and offsets (len(heads)+1) into the point arrays."""
+    xs, ys, offsets = [], [], [0]
+    for coords, (row, col) in zip(head_coords, cells):
+        if coords is None:
+            offsets.append(offsets[-1])
+            continue
+        x, y = fit_into_cell(coords, row, col, n_rows, cell)
+        xs.append(x)
+        ys.append(y)
+        offsets.append(offsets[-1] + len(x))
+    if not xs:
+        return np.zeros(0, np.uint16), np.zeros(0, np.uint16), np.array(offsets)
+    return np.concatenate(xs), np.concatenate(ys), np.array(offsets)
+
+
+def head_of_point(point_index: int, offsets: np.ndarray) -> int:
+    """Index (into the heads list) of the head owning a point of the tiled trace."""
+    return int(np.searchsorted(offsets, point_index, side="right") - 1)
+
+
+def grid_cells(layers: list[int], heads: list[int], rho: dict | None = None, order: str = "grid"):
+    """(row, col) per (layer, head). order='grid' keeps head order; 'rho' sorts the heads of
+    each layer by |ρ| (strongest first) so columns read as a ranking within a layer."""
+    cells = {}
+    for r, layer in enumerate(layers):
+        hs = list(heads)
+        if order == "rho" and rho is not None:
+            hs.sort(key=lambda h: -abs(rho.get((layer, h)) or 0.0))
+        for c, head in enumerate(hs):
+            cells[(layer, head)] = (r, c)
+    return cells

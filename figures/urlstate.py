@@ -1,0 +1,77 @@
+"""The view state <-> URL query string. Parsing never raises: bad values fall back to the
+default and are reported, so a malformed shared link still opens a working view."""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+DEFAULTS = {
+    "run": None, "proj": "tsne", "dim": 2, "translate": True, "scaled": False, "color": "qk",
+    "q": "", "regex": False, "layer": 0, "head": 0, "token": None, "lod": 1000,
+    "sort": "grid", "rho": 0.0, "topk": 2, "minw": 0.05, "lines": True, "normsize": False,
+    "tab": "sentence", "smode": "auto", "hide": "", "imode": "heatmap",
+}
+CHOICES = {
+    "proj": {"pca", "tsne", "umap"}, "dim": {2, 3}, "lod": {1000, 3000, 0}, "sort": {"grid", "rho"},
+    "tab": {"sentence", "image", "model"}, "smode": {"auto", "lines", "heatmap", "aggregate"},
+    "imode": {"heatmap", "arrows"},
+}
+BOOLS = {"translate", "scaled", "regex", "lines", "normsize"}
+INTS = {"dim", "layer", "head", "lod", "topk"}
+FLOATS = {"rho", "minw"}
+OPTIONAL_INTS = {"token"}
+
+
+def _bool(v: str) -> bool:
+    s = v.strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(v)
+
+
+def parse(search: str | None) -> tuple[dict, list[str]]:
+    """Query string -> (full state, problems). Unknown keys are ignored silently."""
+    state = dict(DEFAULTS)
+    problems = []
+    s = (search or "").lstrip("?")
+    try:
+        pairs = parse_qsl(s, keep_blank_values=True)
+    except Exception:  # noqa: BLE001 - anything odd in the URL is just ignored
+        return state, ["the link's parameters could not be read; showing the default view"]
+    for key, raw in pairs:
+        if key not in DEFAULTS:
+            continue
+        try:
+            if key in BOOLS:
+                val = _bool(raw)
+            elif key in INTS or key in OPTIONAL_INTS:
+                val = int(raw)
+                if key in ("layer", "head", "topk", "token") and val < 0:
+                    raise ValueError(raw)
+            elif key in FLOATS:
+                val = float(raw)
+                if not 0.0 <= val <= 1.0:
+                    raise ValueError(raw)
+            else:
+                val = raw
+            if key in CHOICES and val not in CHOICES[key]:
+                raise ValueError(raw)
+        except (ValueError, TypeError):
+            problems.append(f"ignored {key}={raw!r} in the link (not a valid value)")
+            continue
+        state[key] = val
+    return state, problems
+
+
+def serialise(state: dict) -> str:
+    """State -> '?k=v&…' with only the values that differ from the defaults."""
+    out = []
+    for key, default in DEFAULTS.items():
+        val = state.get(key, default)
+        if val is None or val == default:
+            continue
+        if isinstance(val, bool):
+            val = "1" if val else "0"
+        out.append((key, str(val)))
+    return ("?" + urlencode(out)) if out else ""

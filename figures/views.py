@@ -1,0 +1,231 @@
+"""Figure builders for Single, Sentence, Image and Model views."""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .colors import ColorSpec
+from .common import KEY_PINK, QUERY_GREEN
+
+HEAD_LINE = "rgba(31,119,180,{a:.3f})"
+
+
+def empty_figure(message: str = "", height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(height=height, xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white",
+                      margin=dict(l=10, r=10, t=10, b=10),
+                      annotations=[dict(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                                        font=dict(size=14, color="#666"))] if message else [])
+    return fig
+
+
+# ---------------------------------------------------------------------------- single view
+def norm_sizes(norms: np.ndarray, lo: float = 3.0, hi: float = 12.0) -> np.ndarray:
+    n = np.asarray(norms, np.float64)
+    span = n.max() - n.min() if len(n) else 0.0
+    return (lo + (hi - lo) * (n - n.min()) / span if span > 0 else np.full(len(n), (lo + hi) / 2)).astype(np.float32)
+
+
+def single_figure(coords: np.ndarray, contexts: list[str], positions: np.ndarray, norms: np.ndarray | None,
+                  spec: ColorSpec, title: str, dim: int = 2, sizes: np.ndarray | None = None,
+                  search_mask: np.ndarray | None = None, selected: int | None = None,
+                  lines: list[tuple[int, float]] | None = None, uirevision: str = "single") -> go.Figure:
+    """``coords``: 2n × d (queries then keys, token order). Colour codes in ``spec`` cover all
+    2n points. ``lines``: (key token, weight) for the selected query token."""
+    n = len(coords) // 2
+    d3 = dim == 3 and coords.shape[1] >= 3
+    Trace = go.Scatter3d if d3 else go.Scattergl
+    base = 2.5 if d3 else 5.0
+    fig = go.Figure()
+    pos = np.asarray(positions, np.float32)
+    for part, (lo, hi), label in (("query", (0, n), "query"), ("key", (n, 2 * n), "key")):
+        c = coords[lo:hi]
+        marker = dict(color=spec.values[lo:hi], colorscale=spec.colorscale, cmin=spec.cmin, cmax=spec.cmax,
+                      line=dict(width=0))
+        size = np.full(n, base, np.float32) if sizes is None else sizes[lo:hi] * (0.5 if d3 else 1.0)
+        opacity = None
+        if search_mask is not None:
+            size = np.where(search_mask, size * 1.8 + 2, size * 0.7).astype(np.float32)
+            opacity = np.where(search_mask, 1.0, 0.12).astype(np.float32)
+        marker["size"] = size
+        if opacity is not None and not d3:
+            marker["opacity"] = opacity
+        elif d3:
+            marker["opacity"] = 0.85
+        nm = np.zeros(n, np.float32) if norms is None else np.asarray(norms[lo:hi], np.float32)
+        custom = np.stack([pos, nm], 1).astype(np.float32)
+        xyz = dict(x=c[:, 0], y=c[:, 1]) | (dict(z=c[:, 2]) if d3 else {})
+        fig.add_trace(Trace(**xyz, mode="markers", marker=marker, text=contexts, customdata=custom, name=label,
+                            hovertemplate="%{text}<br>position %{customdata[0]} · " + label
+                                          + " · ‖" + label[0] + "‖ = %{customdata[1]:.2f}<extra></extra>"))
+    if selected is not None and 0 <= selected < n:
+        sel_xyz = coords[selected]
+        if lines:
+            for key, w in lines:
+                k_xyz = coords[n + key]
+                pts = np.stack([sel_xyz, k_xyz])
+                seg = dict(x=pts[:, 0], y=pts[:, 1]) | (dict(z=pts[:, 2]) if d3 else {})
+                fig.add_trace((go.Scatter3d if d3 else go.Scatter)(
+                    **seg, mode="lines", line=dict(color=f"rgba(40,40,40,{0.25 + 0.75 * w:.2f})", width=1 + 5 * w),
+                    hoverinfo="skip", showlegend=False, name="attention"))
+            kx = coords[[n + k for k, _ in lines]]
+            fig.add_trace(Trace(**(dict(x=kx[:, 0], y=kx[:, 1]) | (dict(z=kx[:, 2]) if d3 else {})), mode="markers+text",
+                                text=[f"{w:.2f}" for _, w in lines], textposition="top center",
+                                marker=dict(size=11 if not d3 else 6, color="rgba(0,0,0,0)", line=dict(color="#222", width=2)),
+                                hoverinfo="skip", showlegend=False, name="top keys"))
+        fig.add_trace(Trace(**(dict(x=[sel_xyz[0]], y=[sel_xyz[1]]) | (dict(z=[sel_xyz[2]]) if d3 else {})),
+                            mode="markers", marker=dict(size=14 if not d3 else 7, color="rgba(0,0,0,0)",
+                                                        line=dict(color="#000", width=3)),
+                            hoverinfo="skip", showlegend=False, name="selected query"))
+    layout = dict(title=dict(text=title, x=0.01, font=dict(size=14)), margin=dict(l=10, r=10, t=40, b=10),
+                  height=560, uirevision=uirevision, legend=dict(orientation="h", y=-0.02), plot_bgcolor="white",
+                  hovermode="closest")
+    if d3:
+        layout["scene"] = dict(xaxis=dict(title=""), yaxis=dict(title=""), zaxis=dict(title=""))
+    else:
+        layout["xaxis"] = dict(showticklabels=False, zeroline=False, showgrid=False)
+        layout["yaxis"] = dict(showticklabels=False, zeroline=False, showgrid=False, scaleanchor="x")
+    fig.update_layout(**layout)
+    return fig
+
+
+# ---------------------------------------------------------------------------- sentence view
+def _labels(words: list[str]) -> list[str]:
+    return [f"{i}\u2009{w}" for i, w in enumerate(words)]
+
+
+def sentence_lines_figure(words: list[str], a: np.ndarray, hidden=(), focus: tuple[str, int] | None = None,
+                          title: str = "", min_weight: float = 0.01) -> go.Figure:
+    """BertViz head-view style: queries left, keys right, line opacity = weight.
+    ``focus`` = ("query"|"key", position) isolates that token's lines."""
+    n = len(words)
+    ys = -np.arange(n, dtype=float)
+    fig = go.Figure()
+    bins = np.linspace(0, 1, 11)
+    rows, cols = np.nonzero(a >= min_weight)
+    if focus is not None:
+        side, p = focus
+        keep = rows == p if side == "query" else cols == p
+        rows, cols = rows[keep], cols[keep]
+    w = a[rows, cols]
+    which = np.clip(np.digitize(w, bins) - 1, 0, 9)
+    for b in range(10):
+        sel = which == b
+        if not sel.any():
+            continue
+        xs = np.full(sel.sum() * 3, np.nan)
+        yv = np.full(sel.sum() * 3, np.nan)
+        xs[0::3], xs[1::3] = 0.0, 1.0
+        yv[0::3], yv[1::3] = ys[rows[sel]], ys[cols[sel]]
+        alpha = max(0.08, (b + 0.5) / 10)
+        fig.add_trace(go.Scatter(x=xs, y=yv, mode="lines", hoverinfo="skip", showlegend=False,
+                                 line=dict(color=HEAD_LINE.format(a=alpha), width=1.5 + 2 * (b / 9))))
+    hidden = set(int(h) for h in hidden)
+    qcol = ["#000" if not (focus and focus == ("query", i)) else "#c00" for i in range(n)]
+    kcol = ["#bbb" if i in hidden else ("#c00" if focus and focus == ("key", i) else "#000") for i in range(n)]
+    fig.add_trace(go.Scatter(x=np.zeros(n), y=ys, mode="markers+text", text=words, textposition="middle left",
+                             textfont=dict(color=qcol, size=12), marker=dict(size=8, color=QUERY_GREEN),
+                             customdata=np.stack([np.arange(n), np.zeros(n, int)], 1), name="queries", showlegend=False,
+                             hovertemplate="query %{customdata[0]}: %{text} (click to isolate)<extra></extra>"))
+    fig.add_trace(go.Scatter(x=np.ones(n), y=ys, mode="markers+text", text=words, textposition="middle right",
+                             textfont=dict(color=kcol, size=12), marker=dict(size=8, color=KEY_PINK),
+                             customdata=np.stack([np.arange(n), np.ones(n, int)], 1), name="keys", showlegend=False,
+                             hovertemplate="key %{customdata[0]}: %{text} (click to isolate)<extra></extra>"))
+    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=13)), height=max(260, 60 + 20 * n),
+                      margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white", hovermode="closest",
+                      xaxis=dict(range=[-0.9, 1.9], visible=False, fixedrange=True),
+                      yaxis=dict(range=[-n + 0.4, 0.8], visible=False, fixedrange=True))
+    return fig
+
+
+def attention_heatmap(words_q: list[str], words_k: list[str], a: np.ndarray, title: str = "",
+                      hidden=(), colorscale: str = "Blues") -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=np.asarray(a, np.float32), x=_labels(words_k), y=_labels(words_q), zmin=0,
+                               colorscale=colorscale, colorbar=dict(title="weight", thickness=12),
+                               hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
+    n = len(words_q)
+    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=13)), height=int(min(900, max(320, 120 + 9 * n))),
+                      margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis=dict(title="keys", tickfont=dict(size=9), side="top"),
+                      yaxis=dict(title="queries", autorange="reversed", tickfont=dict(size=9)))
+    return fig
+
+
+# ---------------------------------------------------------------------------- image view
+def png_data_uri(rgb: np.ndarray) -> str:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def image_figure(rgb: np.ndarray, grid: int, weights: np.ndarray | None, cls_weight: float | None,
+                 selected_patch: tuple[int, int] | None, mode: str = "heatmap",
+                 strongest: list[tuple[int, int, int, int, float]] | None = None, title: str = "") -> go.Figure:
+    """``weights``: grid×grid attention from the selected query to the patches.
+    ``strongest``: (r, c, r2, c2, w) arrows from patch to its argmax patch."""
+    h, w = rgb.shape[:2]
+    ph, pw = h / grid, w / grid
+    fig = go.Figure(go.Image(source=png_data_uri(rgb), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"))
+    if mode == "heatmap" and weights is not None:
+        fig.add_trace(go.Heatmap(z=np.asarray(weights, np.float32), x0=pw / 2, dx=pw, y0=ph / 2, dy=ph, opacity=0.55,
+                                 colorscale="Inferno", zmin=0, colorbar=dict(title="weight", thickness=12),
+                                 hovertemplate="patch row %{y:.0f} col %{x:.0f}<br>weight %{z:.3f}<extra></extra>"))
+    # a transparent hover grid so every patch reports its row/col
+    rr, cc = np.mgrid[0:grid, 0:grid]
+    fig.add_trace(go.Scatter(x=((cc + 0.5) * pw).ravel(), y=((rr + 0.5) * ph).ravel(), mode="markers",
+                             marker=dict(size=max(4, int(300 / grid)), color="rgba(0,0,0,0)", symbol="square"),
+                             text=[f"{r},{c}" for r, c in zip(rr.ravel(), cc.ravel())],
+                             hovertemplate="patch (%{text}) — click to make it the query<extra></extra>",
+                             showlegend=False, name="patches"))
+    if mode == "arrows" and strongest:
+        for r, c, r2, c2, wt in strongest:
+            fig.add_annotation(x=(c2 + 0.5) * pw, y=(r2 + 0.5) * ph, ax=(c + 0.5) * pw, ay=(r + 0.5) * ph,
+                               xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=2,
+                               arrowsize=1, arrowwidth=1 + 2 * wt, arrowcolor=f"rgba(255,255,0,{0.35 + 0.65 * wt:.2f})")
+    if selected_patch is not None:
+        r, c = selected_patch
+        fig.add_shape(type="rect", x0=c * pw, x1=(c + 1) * pw, y0=r * ph, y1=(r + 1) * ph,
+                      line=dict(color="#00e5ff", width=3))
+    sub = f"  ·  CLS weight {cls_weight:.3f}" if cls_weight is not None else ""
+    fig.update_layout(title=dict(text=title + sub, x=0.01, font=dict(size=13)), height=520,
+                      margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis=dict(visible=False, range=[0, w]), yaxis=dict(visible=False, range=[h, 0], scaleanchor="x"))
+    return fig
+
+
+# ---------------------------------------------------------------------------- model view
+def model_view_figure(patterns: dict, layers: list, heads: list, thumb: int, title: str = "") -> go.Figure:
+    """``patterns[(l, h)]``: thumb×thumb (or smaller) attention; tiled into one heatmap with gaps.
+    Each thumbnail is scaled by its own max so every head's pattern is visible."""
+    gap = 1
+    step = thumb + gap
+    z = np.full((len(layers) * step, len(heads) * step), np.nan, np.float32)
+    for r, layer in enumerate(layers):
+        for c, head in enumerate(heads):
+            p = patterns.get((layer, head))
+            if p is None:
+                continue
+            m = float(np.nanmax(p)) or 1.0
+            z[r * step:r * step + p.shape[0], c * step:c * step + p.shape[1]] = p / m
+    fig = go.Figure(go.Heatmap(z=z, colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="none"))
+    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=13)), plot_bgcolor="white",
+                      height=int(min(1600, max(300, 60 + len(layers) * max(30, min(80, 900 / max(len(heads), 1)))))),
+                      margin=dict(l=40, r=10, t=40, b=10),
+                      xaxis=dict(tickvals=[c * step + thumb / 2 for c in range(len(heads))],
+                                 ticktext=[f"H{h}" for h in heads], side="top", showgrid=False, zeroline=False),
+                      yaxis=dict(tickvals=[r * step + thumb / 2 for r in range(len(layers))],
+                                 ticktext=[f"L{l}" for l in layers], autorange="reversed", showgrid=False,
+                                 zeroline=False, scaleanchor="x"))
+    return fig
+
+
+def model_view_cell(x: float, y: float, thumb: int, n_layers: int, n_heads: int) -> tuple[int, int] | None:
+    step = thumb + 1
+    r, c = int(y // step), int(x // step)
+    if 0 <= r < n_layers and 0 <= c < n_heads:
+        return r, c
+    return None

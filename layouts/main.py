@@ -1,0 +1,147 @@
+"""Page structure. Component ids are part of the contract (tests and callbacks use them)."""
+from __future__ import annotations
+
+from dash import dcc, html
+
+from figures.colors import TEXT_SCHEMES
+from figures.urlstate import DEFAULTS
+
+
+def _ctl(label, component, cls="ctl"):
+    return html.Div([html.Label(label), component], className=cls)
+
+
+def _toggle(id_, label, on):
+    return dcc.Checklist(id=id_, options=[{"label": label, "value": "on"}], value=["on"] if on else [],
+                         className="toggle", inline=True)
+
+
+def controls():
+    d = DEFAULTS
+    return html.Div(className="controls", children=[
+        _ctl("Run", dcc.Dropdown(id="run-select", options=[], value=None, clearable=False, style={"minWidth": "260px"})),
+        _ctl("Projection", dcc.Dropdown(id="projection-select", clearable=False, value=d["proj"],
+                                        options=[{"label": "t-SNE", "value": "tsne"}, {"label": "UMAP", "value": "umap"},
+                                                 {"label": "PCA", "value": "pca"}], style={"width": "100px"})),
+        _ctl("Single View", dcc.RadioItems(id="dim-select", options=[{"label": "2D", "value": 2}, {"label": "3D", "value": 3}],
+                                           value=d["dim"], inline=True)),
+        _ctl("Embedding", html.Div([_toggle("translate-toggle", "key translation", d["translate"]),
+                                    _toggle("scaled-toggle", "norm scaling", d["scaled"])])),
+        _ctl("Colour", dcc.Dropdown(id="color-select", clearable=False, value=d["color"],
+                                    options=[{"label": v, "value": k} for k, v in TEXT_SCHEMES.items()],
+                                    style={"width": "200px"})),
+        _ctl("Token search", html.Div([
+            dcc.Input(id="search-input", type="text", debounce=True, placeholder="token, e.g. the", value="",
+                      style={"width": "150px"}),
+            _toggle("regex-toggle", "regex", d["regex"])], className="row-inline")),
+        _ctl("Head", html.Div([
+            dcc.Dropdown(id="layer-select", options=[], value=d["layer"], clearable=False, style={"width": "80px"}),
+            dcc.Dropdown(id="head-select", options=[], value=d["head"], clearable=False, style={"width": "80px"})],
+            className="row-inline")),
+    ])
+
+
+def matrix_panel():
+    d = DEFAULTS
+    return html.Div(className="panel matrix-panel", children=[
+        html.Div(className="panel-head", children=[
+            html.H3("Matrix View"),
+            html.Div(className="row-inline", children=[
+                _ctl("points per head in matrix", dcc.RadioItems(
+                    id="lod-select", value=d["lod"], inline=True,
+                    options=[{"label": "1000", "value": 1000}, {"label": "3000", "value": 3000}, {"label": "all", "value": 0}])),
+                _ctl("order", dcc.Dropdown(id="sort-select", value=d["sort"], clearable=False, style={"width": "150px"},
+                                           options=[{"label": "grid (layer × head)", "value": "grid"},
+                                                    {"label": "by |ρ| within layer", "value": "rho"}])),
+                _ctl("show heads with |ρ| ≥", dcc.Slider(id="rho-threshold", min=0, max=1, step=0.05, value=d["rho"],
+                                                         marks={0: "0", 0.5: "0.5", 1: "1"},
+                                                         tooltip={"placement": "bottom"}), cls="ctl slider"),
+            ]),
+        ]),
+        html.Div(id="matrix-note", className="note"),
+        html.Div(id="matrix-hover", className="hover-note"),
+        dcc.Graph(id="matrix-graph", config={"displaylogo": False, "scrollZoom": True}, style={"minHeight": "320px"}),
+    ])
+
+
+def single_panel():
+    d = DEFAULTS
+    return html.Div(className="panel single-panel", children=[
+        html.Div(className="panel-head", children=[
+            html.H3("Single View"),
+            html.Div(className="row-inline nav", children=[
+                html.Button("↑ layer", id="prev-layer-btn", title="previous layer (↑)"),
+                html.Button("← head", id="prev-head-btn", title="previous head (←)"),
+                html.Button("head →", id="next-head-btn", title="next head (→)"),
+                html.Button("layer ↓", id="next-layer-btn", title="next layer (↓)"),
+            ]),
+        ]),
+        html.Div(className="row-inline", children=[
+            _toggle("lines-toggle", "attention lines from the selected query", d["lines"]),
+            _ctl("top-k", dcc.Input(id="topk-input", type="number", min=1, max=50, step=1, value=d["topk"],
+                                    debounce=True, style={"width": "55px"})),
+            _ctl("min weight", dcc.Input(id="minw-input", type="number", min=0, max=1, step=0.01, value=d["minw"],
+                                         debounce=True, style={"width": "65px"})),
+            _toggle("normsize-toggle", "dot size by vector norm", d["normsize"]),
+        ]),
+        html.Div(id="single-info", className="note"),
+        dcc.Graph(id="single-graph", config={"displaylogo": False, "scrollZoom": True}),
+    ])
+
+
+def detail_panel():
+    d = DEFAULTS
+    return html.Div(className="panel detail-panel", children=[
+        dcc.RadioItems(id="detail-tab", value=d["tab"], inline=True, className="tabs",
+                       options=[{"label": "Sentence View", "value": "sentence"}, {"label": "Image View", "value": "image"},
+                                {"label": "Model View", "value": "model"}]),
+        html.Div(id="sentence-view", className="view", children=[
+            html.Div(className="row-inline", children=[
+                _ctl("show", dcc.RadioItems(id="sentence-mode", value=d["smode"], inline=True, options=[
+                    {"label": "auto (lines ≤ 60 tokens, else heatmap)", "value": "auto"},
+                    {"label": "lines", "value": "lines"}, {"label": "heatmap", "value": "heatmap"},
+                    {"label": "aggregate by position", "value": "aggregate"}])),
+                _ctl("hide keys (rows renormalised)", dcc.Checklist(id="hide-select", value=[], inline=True, options=[
+                    {"label": "first token", "value": "first"}, {"label": "[CLS]", "value": "cls"},
+                    {"label": "[SEP]", "value": "sep"}])),
+            ]),
+            html.Div(id="sentence-info", className="note"),
+            dcc.Graph(id="sentence-graph", config={"displaylogo": False}),
+        ]),
+        html.Div(id="image-view", className="view", style={"display": "none"}, children=[
+            _ctl("show", dcc.RadioItems(id="image-mode", value=d["imode"], inline=True, options=[
+                {"label": "attention from the selected patch", "value": "heatmap"},
+                {"label": "strongest target of every patch (≥ 0.05)", "value": "arrows"}])),
+            html.Div(id="image-info", className="note"),
+            html.Div(className="row-inline", children=[
+                dcc.Graph(id="image-graph", config={"displaylogo": False}, style={"width": "560px"}),
+                html.Div(className="zoom", children=[html.Div("hovered patch", className="note"),
+                                                     html.Img(id="patch-zoom", style={"width": "160px",
+                                                                                      "imageRendering": "pixelated"})]),
+            ]),
+        ]),
+        html.Div(id="model-view", className="view", style={"display": "none"}, children=[
+            html.Div(id="model-info", className="note"),
+            dcc.Graph(id="model-graph", config={"displaylogo": False}),
+        ]),
+    ])
+
+
+def layout():
+    return html.Div(className="page", children=[
+        dcc.Location(id="url", refresh=False),
+        dcc.Store(id="token-store", data=None),
+        dcc.Store(id="focus-store", data=None),
+        dcc.Store(id="matrix-meta", data=None),
+        dcc.Store(id="boot-store", data=None),
+        html.Div(className="topbar", children=[
+            html.H2("Attention Atlas"), html.Div(id="run-info", className="run-info")]),
+        controls(),
+        html.Div(id="message-area", className="messages", children=[
+            html.Div(id="msg-url"), html.Div(id="msg-matrix"), html.Div(id="msg-search"),
+            html.Div(id="msg-single"), html.Div(id="msg-detail"), html.Div(id="msg-error")]),
+        html.Div(className="legend-row", children=[html.Div(id="color-legend", className="legend"),
+                                                   html.Div(id="search-count", className="search-count")]),
+        html.Div(className="main", children=[matrix_panel(), single_panel()]),
+        detail_panel(),
+    ])
