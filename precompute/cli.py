@@ -95,7 +95,8 @@ def cmd_run(args) -> int:
     for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"run id:   {summary.run_id}")
-    print(f"status:   {summary.status['status']} ({summary.status['heads_done']}/{summary.status['heads_total']} heads)")
+    print(f"status:   {summary.status['status']} ({summary.status['heads_done']}/{summary.status['heads_total']} heads; "
+          f"computed now: {summary.layers_forwarded} layers forwarded, {summary.heads_computed} heads projected)")
     for stage, secs in summary.timings.items():
         print(f"  {stage:<22} {secs:8.1f} s")
     print(f"  {'total':<22} {time.perf_counter() - t0:8.1f} s")

@@ -66,6 +66,8 @@ class RunSummary:
     status: dict
     warnings: list
     spearman_median: float | None
+    heads_computed: int = 0
+    layers_forwarded: int = 0
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -179,6 +181,8 @@ class Run:
         self.progress = progress or _null_progress
         self.timings: dict[str, float] = {}
         self.warnings: list[str] = []
+        self.heads_computed = 0
+        self.layers_forwarded = 0
 
     def _stage(self, name: str, t0: float) -> None:
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
@@ -239,7 +243,8 @@ class Run:
             spearman = self._spearman_median(store, run_id, manifest)
         finally:
             store.unlock(run_id)
-        return RunSummary(run_id, str(store.path), self.timings, status, self.warnings, spearman)
+        return RunSummary(run_id, str(store.path), self.timings, status, self.warnings, spearman,
+                          self.heads_computed, self.layers_forwarded)
 
     # ------------------------------------------------------------ stages
     def _encode(self, adapter, corpus: Corpus):
@@ -298,6 +303,7 @@ class Run:
                 if self.cfg.force or any(not store.has_qk(run_id, l, h) for h in manifest["heads"])]
         if not todo:
             return
+        self.layers_forwarded = len(todo)
         info = adapter.info
         n_tokens = sum(len(e.tokens) for e in encoded)
         per_layer = n_tokens * info.n_heads * info.head_dim * 4 * 2
@@ -352,6 +358,7 @@ class Run:
                     old = store.metrics(run_id, result.layer, result.head) or {}
                     merged = {**old, **result.metrics, "warnings": sorted(set(old.get("warnings", []) + list(result.warnings)))}
                     store.put_metrics(run_id, result.layer, result.head, merged)
+                    self.heads_computed += 1
                     bar.update(1)
         finally:
             executor.shutdown(wait=True)
