@@ -324,15 +324,39 @@ def mode_scaling(args):
 
 
 def run_end_to_end(args):
-    """Hook for the lead: whole-model end-to-end benchmark via precompute.pipeline."""
-    try:
-        import precompute.pipeline as pipeline  # noqa: F401
-    except ImportError as e:
-        raise NotImplementedError("precompute.pipeline is absent; end-to-end mode not available") from e
-    fn = getattr(pipeline, "bench_end_to_end", None)
-    if fn is None:
-        raise NotImplementedError("precompute.pipeline has no bench_end_to_end(args) yet")
-    return fn(args)
+    """Whole-model runs through the real pipeline: all six projections, then PCA only.
+
+    Uses the demo corpus (repeated if needed) capped at --e2e-tokens tokens, one variant
+    (translated), a fresh store per measurement, and reports wall time and peak RSS.
+    """
+    import resource
+    import tempfile
+
+    from precompute.pipeline import RunConfig, run
+
+    sentences = [l for l in (Path(__file__).resolve().parents[1] / "precompute/data/demo_corpus.txt")
+                 .read_text(encoding="utf-8").splitlines() if l.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text("\n".join(sentences * 4), encoding="utf-8")
+        rows = []
+        for label, model, projections in [("all six", args.e2e_model, "pca,tsne,umap"),
+                                          ("PCA only", args.e2e_model, "pca")]:
+            cfg = RunConfig(model=model, corpus=str(corpus), cache=str(Path(tmp) / label.replace(" ", "_")),
+                            projections=projections, dims="2,3", variants="translated",
+                            max_tokens=args.e2e_tokens)
+            t0 = time.perf_counter()
+            summary = run(cfg)
+            wall = time.perf_counter() - t0
+            rows.append((label, wall, summary))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"== end to end: {args.e2e_model}, {args.e2e_tokens} tokens cap, variant translated ==")
+    for label, wall, summary in rows:
+        st = summary.status
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.timings.items())
+        print(f"{label:<9} wall {wall:7.1f} s  ({st['heads_done']} heads; {stages})")
+    print(f"peak RSS: main process {peak:.0f} MiB, largest worker {peak_children:.0f} MiB")
 
 
 def main(argv=None):
@@ -347,6 +371,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--layer", type=int, default=2)
     ap.add_argument("--head", type=int, default=3)
+    ap.add_argument("--e2e-model", default="minilm", help="model for --mode end-to-end")
+    ap.add_argument("--e2e-tokens", type=int, default=5000, help="token cap for --mode end-to-end")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "atlas_bench_qk.npz",
                     help="cache of the captured q/k (npz)")
     args = ap.parse_args(argv)

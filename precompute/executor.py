@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["make_executor", "run_tasks", "worker_init", "numba_cache_dir"]
+__all__ = ["make_executor", "close_executor", "run_tasks", "worker_init", "numba_cache_dir"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -88,6 +88,14 @@ def make_executor(workers: int | None = None, dask_address: str | None = None,
                                 initargs=(threads, warm))
     ex._atlas_workers = workers
     return ex
+
+
+def close_executor(executor: cf.Executor) -> None:
+    """Shut an executor down; for Dask also close the client it opened."""
+    executor.shutdown(wait=True)
+    client = getattr(executor, "_client", None)
+    if client is not None:
+        client.close()
 
 
 def _n_workers(executor) -> int:

@@ -328,7 +328,7 @@ class Run:
         self._stage("forward passes", t0)
 
     def _heads(self, store: Store, run_id: str, manifest: dict) -> None:
-        from precompute.executor import make_executor, run_tasks
+        from precompute.executor import close_executor, make_executor, run_tasks
 
         t0 = time.perf_counter()
         input_index = store.tokens(run_id)["input_id"]
@@ -361,7 +361,7 @@ class Run:
                     self.heads_computed += 1
                     bar.update(1)
         finally:
-            executor.shutdown(wait=True)
+            close_executor(executor)
         self._stage("projections", t0)
 
     def _missing(self, store, run_id, layer, head, manifest):
