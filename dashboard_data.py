@@ -98,6 +98,7 @@ class Data:
         self.image_cache = LRU(32)
         self.matrix_cache = LRU(6)
         self.misc_cache = LRU(64)
+        self._matrix_lock = threading.Lock()
 
     # ----------------------------------------------------------------- store access
     def _unreachable(self, exc) -> DataError:
@@ -231,7 +232,8 @@ class Data:
             md = build_matrix_data(m["layers"], m["heads"], n, lambda l, h: self.coords(run_id, l, h, variant, method, 2),
                                    rho, lod or None, order, rho_threshold)
             return md
-        md = self.matrix_cache.get(key, build)
+        with self._matrix_lock:  # concurrent callbacks of one page load share a single build
+            md = self.matrix_cache.get(key, build)
         if md.missing:  # a partial run fills in over time: don't keep a stale picture for long
             stamp = self.misc_cache.get(("mstamp",) + key, lambda: time.monotonic())
             if time.monotonic() - stamp > 10:

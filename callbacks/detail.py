@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 
 import numpy as np
-from dash import Input, Output, State, no_update
+from dash import Input, Output, State, clientside_callback, no_update
 
 from figures.attention import aggregate_by_position, attention, downsample, hide_and_renormalise
 from figures.views import attention_heatmap, empty_figure, image_figure, model_view_figure, sentence_lines_figure
@@ -17,6 +18,7 @@ AUTO_HEATMAP_ABOVE = 60
 CLS_TEXTS = {"[CLS]", "<s>", "<|begin_of_text|>", "<|im_start|>"}
 SEP_TEXTS = {"[SEP]", "</s>", "<|endoftext|>", "<|im_end|>"}
 SHOW, HIDE = {"display": "block"}, {"display": "none"}
+_REVISION = itertools.count(1)
 
 
 def _input_attention(data, run, layer, head, input_id, tokens):
@@ -47,17 +49,23 @@ def _aggregate(data, run, layer, head, tokens, length):
 
 
 def register(app, data):
-    @app.callback(Output("sentence-view", "style"), Output("image-view", "style"), Output("model-view", "style"),
-                  Input("detail-tab", "value"))
-    def show_tab(tab):
-        return (SHOW if tab == "sentence" else HIDE, SHOW if tab == "image" else HIDE, SHOW if tab == "model" else HIDE)
+    clientside_callback(
+        """
+        function(tab) {
+            var s = function(t) { return {display: tab === t ? "block" : "none"}; };
+            return [s("sentence"), s("image"), s("model")];
+        }
+        """,
+        Output("sentence-view", "style"), Output("image-view", "style"), Output("model-view", "style"),
+        Input("detail-tab", "value"))
 
     @app.callback(Output("sentence-graph", "figure"), Output("sentence-info", "children"),
                   Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
                   Input("token-store", "data"), Input("focus-store", "data"), Input("hide-select", "value"),
-                  Input("sentence-mode", "value"), Input("detail-tab", "value"), prevent_initial_call=True)
-    def draw_sentence(run, layer, head, token, focus, hide, mode, tab):
-        if tab != "sentence" or not run or layer is None or head is None:
+                  Input("sentence-mode", "value"), Input("detail-tab", "value"), Input("matrix-painted", "data"),
+                  prevent_initial_call=True)
+    def draw_sentence(run, layer, head, token, focus, hide, mode, tab, painted=True):
+        if tab != "sentence" or not run or layer is None or head is None or not painted:
             return no_update, no_update
         try:
             m = data.manifest(run)
@@ -113,9 +121,9 @@ def register(app, data):
     @app.callback(Output("image-graph", "figure"), Output("image-info", "children"),
                   Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
                   Input("token-store", "data"), Input("image-mode", "value"), Input("detail-tab", "value"),
-                  prevent_initial_call=True)
-    def draw_image(run, layer, head, token, mode, tab):
-        if tab != "image" or not run or layer is None or head is None:
+                  Input("matrix-painted", "data"), prevent_initial_call=True)
+    def draw_image(run, layer, head, token, mode, tab, painted=True):
+        if tab != "image" or not run or layer is None or head is None or not painted:
             return no_update, no_update
         try:
             m = data.manifest(run)
@@ -151,6 +159,9 @@ def register(app, data):
             qname = f"patch {sel_patch}" if sel_patch else "CLS"
             title = f"L{layer} H{head} · {label} · query {qname}"
             fig = image_figure(rgb, grid, w, cls_w, sel_patch, mode or "heatmap", strongest, title)
+            # a fresh datarevision per figure: without it Plotly.react sometimes skipped the redraw
+            # when only the mode changed (heatmap -> arrows: Dash delivered the figure, nothing drawn)
+            fig.update_layout(datarevision=next(_REVISION))
             info = (f"{len(strongest)} patches whose strongest target (another patch) has weight ≥ 0.05"
                     if mode == "arrows" else
                     f"attention from {qname} to the {grid}×{grid} patches; CLS receives {cls_w:.3f}" if cls_w is not None
@@ -185,9 +196,9 @@ def register(app, data):
 
     @app.callback(Output("model-graph", "figure"), Output("model-info", "children"),
                   Input("run-select", "value"), Input("token-store", "data"), Input("detail-tab", "value"),
-                  prevent_initial_call=True)
-    def draw_model(run, token, tab):
-        if tab != "model" or not run:
+                  Input("matrix-painted", "data"), prevent_initial_call=True)
+    def draw_model(run, token, tab, painted=True):
+        if tab != "model" or not run or not painted:
             return no_update, no_update
         try:
             m = data.manifest(run)

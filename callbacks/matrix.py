@@ -58,68 +58,97 @@ def _note(md, tokens_n, lod, variant_notes):
     return " · ".join(parts + variant_notes)
 
 
+def matrix_key(run, proj, translate, scaled, lod, sort, rho) -> str:
+    """What the Matrix View's points depend on (colour and search are patched separately)."""
+    return f"{run}|{proj}|{on(translate)}|{on(scaled)}|{lod}|{sort or 'grid'}|{round(float(rho or 0), 3)}"
+
+
+def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex):
+    """(figure, note, message, meta) of a full Matrix View draw. ``meta`` records what was drawn
+    (key, colour scheme, search) so the callbacks fired by the same page load skip redundant work."""
+    try:
+        m, md, notes = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
+        tokens = data.tokens(run)
+        if scheme not in schemes_for(m):
+            scheme = "qk"
+        colors, scale = _colors(data, run, md, scheme)
+        res = search_tokens(tokens.norm_texts, query, on(regex))
+        opacity, size = matrix_emphasis(md, res.mask)
+        fig = matrix_figure(md, colors, scale, opacity, size, uirevision=f"{run}|{sort}|{rho}|{lod}")
+        meta = {"offsets": md.offsets.tolist(), "heads": [f"L{l} H{h}" for l, h in md.shown],
+                "key": matrix_key(run, proj, translate, scaled, lod, sort, rho), "scheme": scheme,
+                "q": [query or "", on(regex)], "n": int(len(md.x))}
+        return fig, _note(md, tokens.n, lod, notes), "", meta
+    except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+        return empty_figure(friendly(exc)), "", friendly(exc), None
+
+
 def register(app, data):
     @app.callback(Output("matrix-graph", "figure"), Output("matrix-note", "children"), Output("msg-matrix", "children"),
                   Output("matrix-meta", "data"),
                   *DATA_INPUTS, State("color-select", "value"), State("search-input", "value"),
-                  State("regex-toggle", "value"), prevent_initial_call=True)
-    def draw_matrix(run, proj, translate, scaled, lod, sort, rho, scheme, query, regex):
+                  State("regex-toggle", "value"), State("matrix-meta", "data"), prevent_initial_call=True)
+    def draw_matrix(run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, meta=None):
         if not run:
             return no_update, no_update, no_update, no_update
-        try:
-            m, md, notes = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
-            tokens = data.tokens(run)
-            if scheme not in schemes_for(m):
-                scheme = "qk"
-            colors, scale = _colors(data, run, md, scheme)
-            res = search_tokens(tokens.norm_texts, query, on(regex))
-            opacity, size = matrix_emphasis(md, res.mask)
-            fig = matrix_figure(md, colors, scale, opacity, size, uirevision=f"{run}|{sort}|{rho}|{lod}")
-            meta = {"offsets": md.offsets.tolist(), "heads": [f"L{l} H{h}" for l, h in md.shown]}
-            return fig, _note(md, tokens.n, lod, notes), "", meta
-        except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
-            return empty_figure(friendly(exc)), "", friendly(exc), None
+        if meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho):
+            return no_update, no_update, no_update, no_update  # already drawn by the page-load reducer
+        return matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex)
 
-    @app.callback(Output("matrix-graph", "figure", allow_duplicate=True), Input("color-select", "value"),
+    @app.callback(Output("matrix-graph", "figure", allow_duplicate=True),
+                  Output("matrix-meta", "data", allow_duplicate=True), Input("color-select", "value"),
                   *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
     def recolor_matrix(scheme, run, proj, translate, scaled, lod, sort, rho, meta):
         if not run or not meta:  # no figure yet: the full draw applies the colours
-            return no_update
+            return no_update, no_update
+        if meta.get("scheme") == scheme and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho):
+            return no_update, no_update  # drawn with these colours already
         try:
             m, md, _ = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
             if scheme not in schemes_for(m):
                 return no_update
             colors, scale = _colors(data, run, md, scheme)
         except Exception:  # noqa: BLE001 - the full redraw reports problems
-            return no_update
+            return no_update, no_update
         patch = Patch()
         patch["data"][0]["marker"]["color"] = typed(colors)
         patch["data"][0]["marker"]["colorscale"] = scale
-        return patch
+        mpatch = Patch()
+        mpatch["scheme"] = scheme
+        return patch, mpatch
 
     @app.callback(Output("matrix-graph", "figure", allow_duplicate=True), Output("search-count", "children"),
-                  Output("msg-search", "children"),
+                  Output("msg-search", "children"), Output("matrix-meta", "data", allow_duplicate=True),
                   Input("search-input", "value"), Input("regex-toggle", "value"), *DATA_STATES,
                   State("matrix-meta", "data"), prevent_initial_call=True)
     def search_matrix(query, regex, run, proj, translate, scaled, lod, sort, rho, meta):
         if not run:
-            return no_update, no_update, no_update
+            return no_update, no_update, no_update, no_update
+        wanted = [query or "", on(regex)]
+        drawn = bool(meta) and meta.get("q") == wanted and \
+            meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho)
+        if not (query or "").strip() and (drawn or not meta):
+            return no_update, "", "", no_update  # nothing to highlight or count (page load without a search)
         try:
             m, md, _ = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
             tokens = data.tokens(run)
         except Exception as exc:  # noqa: BLE001
-            return no_update, "", friendly(exc)
+            return no_update, "", friendly(exc), no_update
         res = search_tokens(tokens.norm_texts, query, on(regex))
-        patch = Patch() if meta else no_update  # no figure yet: the full draw applies the search
         if res.error:
-            return no_update, "", res.message
+            return no_update, "", res.message, no_update
+        patch = Patch() if (meta and not drawn) else no_update  # no figure yet / already shown: count only
+        mpatch = no_update
+        if patch is not no_update:
+            mpatch = Patch()
+            mpatch["q"] = wanted
         opacity, size = matrix_emphasis(md, res.mask)
         if opacity is None:
-            if meta:
+            if patch is not no_update:
                 patch["data"][0]["marker"]["opacity"] = 0.75
                 patch["data"][0]["marker"]["size"] = BASE_SIZE
-            return patch, "", ""
-        if meta:
+            return patch, "", "", mpatch
+        if patch is not no_update:
             patch["data"][0]["marker"]["opacity"] = typed(opacity)
             patch["data"][0]["marker"]["size"] = typed(size)
         n_tok = res.n_tokens
@@ -128,12 +157,12 @@ def register(app, data):
         count = (f"{res.message}: {2 * n_tok} points per head (query + key); "
                  f"{2 * in_sample * heads:,} points highlighted in {heads} heads of the matrix"
                  + (f" (sample holds {in_sample} of the {n_tok})" if in_sample < n_tok else "")) if n_tok else res.message
-        return patch, count, ""
+        return patch, count, "", mpatch
 
     @app.callback(Output("color-legend", "children"), Input("color-select", "value"), Input("run-select", "value"),
-                  prevent_initial_call=True)
-    def legend(scheme, run):
-        if not run:
+                  Input("matrix-painted", "data"), prevent_initial_call=True)
+    def legend(scheme, run, painted=True):
+        if not run or not painted:
             return no_update
         try:
             m = data.manifest(run)
@@ -148,6 +177,29 @@ def register(app, data):
             return legend_children(leg, schemes[scheme])
         except Exception:  # noqa: BLE001
             return ""
+
+    # Page load draws the Matrix View first and alone: the other views wait for this flag, set
+    # once the matrix's points are on screen (or after 8 s, whatever happened).
+    clientside_callback(
+        """
+        function(fig, painted) {
+            if (painted) { return window.dash_clientside.no_update; }
+            var t0 = Date.now();
+            var x = fig && fig.data && fig.data[0] ? fig.data[0].x : undefined;
+            return new Promise(function(resolve) {
+                function check() {
+                    var g = document.querySelector('#matrix-graph .js-plotly-plot');
+                    var drawn = g && g._fullLayout && g._fullData && (x === undefined || (g.data && g.data[0] && g.data[0].x === x));
+                    if (drawn || Date.now() - t0 > 8000) {
+                        requestAnimationFrame(function() { setTimeout(function() { resolve(true); }, 0); });
+                    } else { setTimeout(check, 25); }
+                }
+                check();
+            });
+        }
+        """,
+        Output("matrix-painted", "data"), Input("matrix-graph", "figure"), State("matrix-painted", "data"),
+        prevent_initial_call=True)
 
     clientside_callback(
         """

@@ -19,10 +19,10 @@ def register(app, data):
                   Input("scaled-toggle", "value"), Input("color-select", "value"), Input("search-input", "value"),
                   Input("regex-toggle", "value"), Input("token-store", "data"), Input("lines-toggle", "value"),
                   Input("topk-input", "value"), Input("minw-input", "value"), Input("normsize-toggle", "value"),
-                  prevent_initial_call=True)
+                  Input("matrix-painted", "data"), prevent_initial_call=True)
     def draw_single(run, layer, head, proj, dim, translate, scaled, scheme, query, regex, token, lines, topk, minw,
-                    normsize):
-        if not run or layer is None or head is None:
+                    normsize, painted=True):
+        if not run or layer is None or head is None or not painted:  # page load: after the Matrix View
             return no_update, no_update, no_update
         try:
             m = data.manifest(run)

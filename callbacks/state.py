@@ -133,12 +133,18 @@ def _patch_of(pt) -> tuple[int, int] | None:
 
 
 def register(app, data):
-    outputs = [Output(cid, prop) for _, cid, prop, _ in CONTROLS] + [Output(c, p) for c, p in EXTRA_OUT]
+    from .matrix import matrix_outputs
+    # the page load's Matrix View comes with the controls (one round trip instead of two)
+    matrix_out = [Output("matrix-graph", "figure", allow_duplicate=True), Output("matrix-note", "children", allow_duplicate=True),
+                  Output("msg-matrix", "children", allow_duplicate=True), Output("matrix-meta", "data", allow_duplicate=True)]
+    outputs = [Output(cid, prop) for _, cid, prop, _ in CONTROLS] + [Output(c, p) for c, p in EXTRA_OUT] + matrix_out
     inputs = ([Input("url", "search")] + [Input(cid, prop) for _, cid, prop, _ in CONTROLS]
               + [Input(c, "clickData") for c in CLICKS] + [Input(b, "n_clicks") for b in BUTTONS])
     n_ctl = len(CONTROLS)
+    MSG_URL = n_ctl + EXTRA_OUT.index(("msg-url", "children"))
 
-    @app.callback(outputs, inputs, State("focus-store", "data"), State("run-select", "options"), State("boot-store", "data"))
+    @app.callback(outputs, inputs, State("focus-store", "data"), State("run-select", "options"), State("boot-store", "data"),
+                  prevent_initial_call="initial_duplicate")
     def reduce_state(search, *args):
         values = args[:n_ctl]
         clicks = args[n_ctl:n_ctl + len(CLICKS)]
@@ -157,10 +163,10 @@ def register(app, data):
         try:
             runs = data.run_ids()
         except DataError as exc:
-            keep[-3] = str(exc)
+            keep[MSG_URL] = str(exc)
             return keep
         if not runs:
-            keep[-3] = f"the store at {data.path} holds no runs yet: run `python -m precompute run ... --cache {data.path}`"
+            keep[MSG_URL] = f"the store at {data.path} holds no runs yet: run `python -m precompute run ... --cache {data.path}`"
             return keep
         try:
             if state["run"] not in runs:
@@ -224,10 +230,10 @@ def register(app, data):
                     + ("complete" if st["status"] == "complete"
                        else f"PARTIAL run: {st['heads_done']}/{st['heads_total']} heads done — showing what exists"))
         except DataError as exc:
-            keep[-3] = str(exc)
+            keep[MSG_URL] = str(exc)
             return keep
         except Exception as exc:  # noqa: BLE001
-            keep[-3] = friendly(exc)
+            keep[MSG_URL] = friendly(exc)
             return keep
 
         out = []
@@ -252,4 +258,10 @@ def register(app, data):
         out.append(" · ".join(problems) if problems else ("" if first else no_update))
         out.append(info)
         out.append(True)
+        if first:
+            out += list(matrix_outputs(data, state["run"], state["proj"], _tog[0](state["translate"]),
+                                       _tog[0](state["scaled"]), state["lod"], state["sort"], state["rho"],
+                                       state["color"], state["q"], _tog[0](state["regex"])))
+        else:
+            out += [no_update] * len(matrix_out)
         return out

@@ -49,7 +49,7 @@ def matrix_panel():
             html.Div(className="row-inline", children=[
                 _ctl("points per head in matrix", dcc.RadioItems(
                     id="lod-select", value=d["lod"], inline=True,
-                    options=[{"label": "1000", "value": 1000}, {"label": "3000", "value": 3000}, {"label": "all", "value": 0}])),
+                    options=[{"label": "250", "value": 250}, {"label": "500", "value": 500}, {"label": "1000", "value": 1000}, {"label": "3000", "value": 3000}, {"label": "all", "value": 0}])),
                 _ctl("order", dcc.Dropdown(id="sort-select", value=d["sort"], clearable=False, style={"width": "150px"},
                                            options=[{"label": "grid (layer × head)", "value": "grid"},
                                                     {"label": "by |ρ| within layer", "value": "rho"}])),
@@ -134,6 +134,7 @@ def layout():
         dcc.Store(id="focus-store", data=None),
         dcc.Store(id="matrix-meta", data=None),
         dcc.Store(id="boot-store", data=None),
+        dcc.Store(id="matrix-painted", data=None),  # set in the browser once the Matrix View has drawn
         html.Div(className="topbar", children=[
             html.H2("Attention Atlas"), html.Div(id="run-info", className="run-info")]),
         controls(),

@@ -405,7 +405,9 @@ def test_matrix_sort_and_filter_by_rho(server, driver):
     labels = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.map(a => a.text)"))
     assert sum("filtered" in t for t in labels) == 12 - keep
     n_points = driver.execute_script(gd_js("matrix-graph", "g._fullData[0].x.length"))
-    per_head = 2 * app.atlas_data.tokens(TEXT).n
+    from figures.urlstate import DEFAULTS
+    n_tok, lod = app.atlas_data.tokens(TEXT).n, DEFAULTS["lod"]
+    per_head = 2 * n_tok if (not lod or 2 * n_tok <= lod) else 2 * (lod // 2)  # default level of detail
     assert n_points == keep * per_head
     ticks = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.xaxis.ticktext"))
     assert ticks[0] == "#1"
