@@ -100,12 +100,15 @@ def matrix_emphasis(md: MatrixData, token_mask: np.ndarray | None):
     return opacity, size
 
 
-def _label(md: MatrixData, layer: int, head: int, show_rho: bool) -> str:
-    text = f"L{layer} H{head}"
+COMPACT_LABELS_ABOVE = 8  # columns; wider grids label cells with ρ only (the axes name layer and head)
+
+
+def _label(md: MatrixData, layer: int, head: int, show_rho: bool, compact: bool = False) -> str:
     r = md.rho.get((layer, head))
-    if show_rho and r is not None:
-        text += f"  ρ {r:+.2f}".replace("-", "−")
-    return text
+    rho = f"ρ {r:+.2f}".replace("-", "−") if show_rho and r is not None else ""
+    if compact:
+        return rho or f"H{head}"
+    return f"L{layer} H{head}" + (f"  {rho}" if rho else "")
 
 
 def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, opacity=None, size=None,
@@ -118,18 +121,20 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, opacity=
     fig = go.Figure(trace)
     annotations = []
     missing, filtered = set(md.missing), set(md.filtered)
+    compact = md.n_cols > COMPACT_LABELS_ABOVE
     for (layer, head), (row, col) in md.cells.items():
         x0 = col * cell
         y1 = (md.n_rows - row) * cell
         grey = (layer, head) in missing or (layer, head) in filtered
-        text = _label(md, layer, head, show_rho)
+        text = _label(md, layer, head, show_rho, compact)
         if (layer, head) in missing:
             text += " · pending"
         elif (layer, head) in filtered:
             text += " · filtered"
         annotations.append(dict(x=x0 + 0.03 * cell, y=y1 - 0.01 * cell, xref="x", yref="y", text=text,
-                                showarrow=False, xanchor="left", yanchor="top",
-                                font=dict(size=9, color="#aaa" if grey else "#444")))
+                                hovertext=_label(md, layer, head, show_rho), showarrow=False,
+                                xanchor="left", yanchor="top",
+                                font=dict(size=8 if compact else 9, color="#aaa" if grey else "#444")))
     cols = list(range(md.n_cols))
     fig.update_layout(
         annotations=annotations, margin=dict(l=50, r=10, t=10, b=40), plot_bgcolor="white",

@@ -2,7 +2,8 @@
 
 Speed tricks (all keep the result a faithful t-SNE / UMAP of the same data):
 
-* ONE exact kNN graph (:func:`precompute.knn.exact_knn`, float32 BLAS) with
+* ONE exact kNN graph (:func:`precompute.knn.exact_knn`, float32 BLAS, top-k by
+  ``torch.topk`` when torch is available) with
   ``k = max(3 * perplexity, umap_n_neighbors - 1)`` is computed per input array and
   shared by t-SNE (openTSNE ``PerplexityBasedNN`` on a ``PrecomputedNeighbors``
   index) and UMAP (``precomputed_knn=``).  Neither library builds its own
@@ -51,17 +52,27 @@ class ProjectionParams:
     metric: "cosine" (AttentionViz) or "euclidean"; used for the shared kNN graph.
     tsne_perplexity: 30 (AttentionViz used 50 for text, 20 for ViT).  kNN k = 3*perplexity.
     tsne_early_iter / tsne_n_iter: early-exaggeration (x12) and normal iterations
-        for 2-D FFT t-SNE (openTSNE's defaults are 250 / 500).
+        for 2-D FFT t-SNE; default 60 / 140 (openTSNE's defaults are 250 / 500).  With
+        PCA init and exact affinities this reaches the trustworthiness of sklearn's
+        300-iteration cosine t-SNE within ~0.007 at 10k points (bench/precompute.py).
     tsne_3d_*: 3-D Barnes–Hut t-SNE.  If ``tsne3d_from_2d`` and 2-D t-SNE is
         computed too, 3-D starts from the 2-D layout (+ PCA axis 3) and runs
-        ``tsne_3d_from2d_early_iter`` + ``tsne_3d_from2d_n_iter`` iterations.
+        ``tsne_3d_from2d_early_iter`` + ``tsne_3d_from2d_n_iter`` iterations (default
+        0 + 10: BH 3-D costs ~60 ms/iteration at 10k points, and 10 iterations from
+        the converged 2-D layout already give 3-D trustworthiness within ~0.004 of
+        sklearn's).  Otherwise ``tsne_3d_early_iter`` + ``tsne_3d_n_iter`` (125 + 375)
+        from PCA.  The affinity matrix P is computed once and shared by 2-D and 3-D.
     tsne_theta: Barnes–Hut opening angle for 3-D (0.8: ~2.5x faster than 0.5 per iteration).
     tsne_ints_in_interval / tsne_min_num_intervals: FFT grid of 2-D t-SNE; openTSNE's
         defaults (1 / 50) put one interval per embedding unit, so the grid grows with the
         spread of the layout (~130 units at 10k points -> ~80 ms/iteration); 3 / 30 is
         ~3.5x faster at a trustworthiness cost of < 0.005 (measured, bench/precompute.py).
     umap_n_neighbors / umap_min_dist: 15 / 0.1 as AttentionViz (ViT used 10).
-    umap_n_epochs: UMAP optimisation epochs (umap-learn default: 200 for n>10k, else 500).
+    umap_n_epochs: UMAP optimisation epochs, default 50 (umap-learn default: 200 for
+        n>10k, else 500).  From the PCA init 50 epochs give trustworthiness ~0.94 / 0.97
+        (2-D / 3-D) at 10k points vs ~0.83 / 0.85 for umap-learn's random-init default.
+    knn_block: rows per block of the exact kNN (1024: the (block, n) float32 similarity
+        block stays ~40 MB at 10k points).
     min_points: below this many (distinct) points t-SNE/UMAP fall back to PCA.
     n_jobs: threads for openTSNE (1: parallelism is across heads/processes).
     """
@@ -69,8 +80,8 @@ class ProjectionParams:
     seed: int = 0
     metric: str = "cosine"
     tsne_perplexity: float = 30.0
-    tsne_early_iter: int = 100
-    tsne_n_iter: int = 200
+    tsne_early_iter: int = 60
+    tsne_n_iter: int = 140
     tsne_exaggeration: float = 12.0
     tsne_ints_in_interval: float = 3.0
     tsne_min_num_intervals: int = 30
@@ -78,14 +89,14 @@ class ProjectionParams:
     tsne_3d_n_iter: int = 375
     tsne3d_from_2d: bool = True
     tsne_3d_from2d_early_iter: int = 0
-    tsne_3d_from2d_n_iter: int = 50
+    tsne_3d_from2d_n_iter: int = 10
     tsne_theta: float = 0.8
     umap_n_neighbors: int = 15
     umap_min_dist: float = 0.1
-    umap_n_epochs: int = 120
+    umap_n_epochs: int = 50
     min_points: int = 10
     n_jobs: int = 1
-    knn_block: int = 2048
+    knn_block: int = 1024
 
     def to_dict(self) -> dict:
         return asdict(self)

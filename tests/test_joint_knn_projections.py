@@ -150,3 +150,31 @@ def test_precomputed_knn_reused(blobs):
     a = project(blobs, methods=("tsne",), dims=(2,), params=FAST, knn=knn)
     b = project(blobs, methods=("tsne",), dims=(2,), params=FAST)
     np.testing.assert_allclose(a[("tsne", 2)], b[("tsne", 2)], atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_knn_torch_and_numpy_paths_agree(metric):
+    pytest.importorskip("torch")
+    X = np.random.default_rng(2).normal(size=(500, 12)).astype(np.float32)
+    a_idx, a_d = exact_knn(X, 20, metric=metric, block=128, use_torch=True)
+    b_idx, b_d = exact_knn(X, 20, metric=metric, block=128, use_torch=False)
+    assert a_idx.dtype == np.int32 and a_d.dtype == np.float32
+    assert (a_idx == b_idx).mean() > 0.999
+    np.testing.assert_allclose(a_d, b_d, atol=1e-5)
+
+
+def test_exact_knn_torch_respects_omp_threads(monkeypatch):
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    X = np.random.default_rng(3).normal(size=(100, 4)).astype(np.float32)
+    exact_knn(X, 5)
+    assert torch.get_num_threads() == before                   # restored afterwards
+
+
+def test_default_params_documented():
+    p = ProjectionParams()
+    doc = ProjectionParams.__doc__
+    for name in ("tsne_early_iter", "tsne_n_iter", "tsne_3d_from2d_n_iter", "umap_n_epochs", "knn_block"):
+        assert name in doc and hasattr(p, name)
+    assert (p.tsne_early_iter, p.tsne_n_iter, p.tsne_3d_from2d_n_iter, p.umap_n_epochs) == (60, 140, 10, 50)
