@@ -354,8 +354,9 @@ def run_end_to_end(args):
         corpus = Path(tmp) / "corpus.txt"
         corpus.write_text("\n".join(sentences * 4), encoding="utf-8")
         rows = []
-        for label, model, projections in [("all six", args.e2e_model, "pca,tsne,umap"),
-                                          ("PCA only", args.e2e_model, "pca")]:
+        modes = {"all": ("all six", "pca,tsne,umap"), "pca": ("PCA only", "pca")}
+        for label, projections in (modes[m] for m in args.e2e_modes.split(",")):
+            model = args.e2e_model
             cfg = RunConfig(model=model, corpus=str(corpus), cache=str(Path(tmp) / label.replace(" ", "_")),
                             projections=projections, dims="2,3", variants="translated",
                             max_tokens=args.e2e_tokens)
@@ -387,6 +388,7 @@ def main(argv=None):
     ap.add_argument("--head", type=int, default=3)
     ap.add_argument("--e2e-model", default="minilm", help="model for --mode end-to-end")
     ap.add_argument("--e2e-tokens", type=int, default=5000, help="token cap for --mode end-to-end")
+    ap.add_argument("--e2e-modes", default="all,pca", help="end-to-end runs: all (six projections), pca")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "atlas_bench_qk.npz",
                     help="cache of the captured q/k (npz)")
     args = ap.parse_args(argv)

@@ -348,6 +348,7 @@ class Run:
                                causal=model["causal"], scale=model["scale"], variants=variants,
                                methods=methods, dims=dims, params=self.cfg.params)
 
+        warned: list[tuple[int, int, str]] = []
         executor = make_executor(workers=self.cfg.workers, dask_address=self.cfg.dask)
         try:
             with self.progress(total=len(work), desc="projections per head", unit="head") as bar:
@@ -358,10 +359,16 @@ class Run:
                     old = store.metrics(run_id, result.layer, result.head) or {}
                     merged = {**old, **result.metrics, "warnings": sorted(set(old.get("warnings", []) + list(result.warnings)))}
                     store.put_metrics(run_id, result.layer, result.head, merged)
+                    if result.warnings:
+                        warned.append((result.layer, result.head, result.warnings[0]))
                     self.heads_computed += 1
                     bar.update(1)
         finally:
             close_executor(executor)
+            if warned:
+                l, h, first = warned[0]
+                self.warnings.append(f"{len(warned)} heads had projection warnings (e.g. L{l} H{h}: {first}); "
+                                     "each head's list is in its metrics ('warnings', also in export)")
         self._stage("projections", t0)
 
     def _missing(self, store, run_id, layer, head, manifest):

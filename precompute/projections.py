@@ -251,7 +251,7 @@ def project(X: np.ndarray, methods=METHODS, dims=DIMS, params: ProjectionParams 
 
     def warn(msg: str) -> None:
         res.warnings.append(msg)
-        log.warning(msg)
+        log.info(msg)  # returned to the caller, stored per head and summarised by the run
 
     def stage(name: str, t0: float) -> None:
         dt = time.perf_counter() - t0
