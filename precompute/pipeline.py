@@ -161,6 +161,18 @@ def batches(n: int, size: int) -> list[range]:
     return [range(i, min(n, i + size)) for i in range(0, n, size)]
 
 
+def release_memory() -> None:
+    """Return freed memory to the OS (glibc keeps freed heap pages otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def versions() -> dict:
     import importlib.metadata as md
     out = {"format": FORMAT_VERSION, "python": platform.python_version()}
@@ -236,6 +248,7 @@ class Run:
             manifest["forward_done"] = True
             store.put_manifest(run_id, manifest)
             del adapter
+            release_memory()  # the model and forward buffers go before the head workers start
             self._heads(store, run_id, manifest)
             manifest["timings"] = self.timings
             store.put_manifest(run_id, manifest)
