@@ -260,3 +260,21 @@ def test_dask_executor_path(tmp_path, capsys, corpus_file):
                                  "--dask", cluster.scheduler_address, "--quiet")
     assert code == 0, err
     assert "2 heads projected" in out
+
+
+def test_truncation_and_token_cap_are_reported(tmp_path, capsys):
+    corpus = tmp_path / "long.txt"
+    corpus.write_text("word " * 700 + "\nA short line.\nAnother short line here.\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "run", "--model", "minilm", "--corpus", str(corpus), "--cache", str(tmp_path / "c"),
+                             "--layers", "0", "--heads", "0", "--projections", "pca", "--dims", "2", "--quiet")
+    assert code == 0, err
+    assert "1 inputs were longer than the model's limit of 512 tokens and were truncated (190 tokens cut)" in err
+    store = Store(tmp_path / "c", readonly=True)
+    (run_id,) = store.run_ids()
+    m = store.manifest(run_id)
+    assert m["corpus"]["truncated_inputs"] == 1 and m["corpus"]["truncated_tokens"] == 190
+    code, out, err = run_cli(capsys, "run", "--model", "minilm", "--corpus", str(corpus), "--cache", str(tmp_path / "c"),
+                             "--layers", "0", "--heads", "0", "--projections", "pca", "--dims", "2", "--quiet",
+                             "--max-tokens", "520")
+    assert code == 0, err
+    assert "--max-tokens 520: kept the first 2 inputs, dropped 1 (7 tokens)" in err  # 512 + 6 fit, 7 do not
