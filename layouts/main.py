@@ -35,8 +35,11 @@ def controls():
                       style={"width": "150px"}),
             _toggle("regex-toggle", "regex", d["regex"])], className="row-inline")),
         _ctl("Head", html.Div([
-            dcc.Dropdown(id="layer-select", options=[], value=d["layer"], clearable=False, style={"width": "80px"}),
-            dcc.Dropdown(id="head-select", options=[], value=d["head"], clearable=False, style={"width": "80px"})],
+            # initial options hold the initial value: Dash clears a dropdown value missing from its options
+            dcc.Dropdown(id="layer-select", options=[{"label": f"L{d['layer']}", "value": d["layer"]}],
+                         value=d["layer"], clearable=False, style={"width": "80px"}),
+            dcc.Dropdown(id="head-select", options=[{"label": f"H{d['head']}", "value": d["head"]}],
+                         value=d["head"], clearable=False, style={"width": "80px"})],
             className="row-inline")),
     ])
 

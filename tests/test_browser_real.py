@@ -69,6 +69,8 @@ def test_matrix_and_single_view_on_real_run(real_store, real_server, driver, nam
     assert n_traces == 1 and kind == "scattergl" and n_points > 0 and n_points % n_heads == 0
     title = driver.execute_script(gd_js("single-graph", "g._fullLayout.title.text"))
     assert title.startswith("L0 H0")
+    # the runs load one after another in one browser: the head dropdowns must not come up blank
+    assert text_of(driver, "layer-select").strip() == "L0" and text_of(driver, "head-select").strip() == "H0"
     n_single = driver.execute_script(gd_js("single-graph", "g._fullData.reduce((s, t) => s + (t.x ? t.x.length : 0), 0)"))
     assert n_single >= 2 * m["corpus"]["n_tokens"]  # Single View shows every point
     collect_logs(driver)
