@@ -390,10 +390,11 @@ class Run:
             return list(manifest["variants"]), list(manifest["projections"]), list(manifest["dims"])
         gaps = [(v, m, d) for v in manifest["variants"] for m in manifest["projections"] for d in manifest["dims"]
                 if not store.has_coords(run_id, layer, head, v, m, d)]
-        metrics = store.metrics(run_id, layer, head) if gaps == [] else None
-        if not gaps and metrics is not None and all(f"spearman/{v}" in metrics for v in manifest["variants"]):
-            return None
-        if not gaps:  # only metrics missing: the cheapest projection recomputes them
+        if not gaps:
+            metrics = store.metrics(run_id, layer, head) or {}
+            if all(f"spearman/{v}" in metrics for v in manifest["variants"]):
+                return None
+            # only metrics missing: the cheapest projection recomputes them
             return list(manifest["variants"]), ["pca"], [min(manifest["dims"])]
         return (sorted({g[0] for g in gaps}, key=list(VARIANTS).index),
                 sorted({g[1] for g in gaps}, key=list(METHODS).index),

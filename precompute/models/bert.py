@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from precompute.models.base import ModelInfo, SeparateQKMixin, folder_identity
-from precompute.models.hf import HFTextAdapter, load_hf_model, load_tokenizer, text_max_length
+from precompute.models.hf import HFTextAdapter, folder_display_name, load_hf_model, load_tokenizer, text_max_length
 
 FAMILY = "bert"
 MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert")
@@ -37,7 +37,7 @@ def load(folder: str, config, device: str = "cpu", name: str | None = None,
     head_dim = config.hidden_size // n_heads
     offset = (config.pad_token_id or 0) + 1 if config.model_type in _POSITION_OFFSET_TYPES else 0
     info = ModelInfo(
-        name=name or f"{folder.rstrip('/').split('/')[-1]} ({config.model_type})",
+        name=name or folder_display_name(folder, config),
         family=FAMILY, modality="text", n_layers=config.num_hidden_layers, n_heads=n_heads,
         n_kv_heads=n_heads, head_dim=head_dim, causal=False, scale=head_dim ** -0.5,
         max_length=text_max_length(tokenizer, config, offset),

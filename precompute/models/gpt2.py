@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from precompute.models.base import ModelInfo, folder_identity, split_heads, store_output
-from precompute.models.hf import HFTextAdapter, load_hf_model, load_tokenizer, text_max_length
+from precompute.models.hf import HFTextAdapter, folder_display_name, load_hf_model, load_tokenizer, text_max_length
 
 FAMILY = "gpt2"
 MODEL_TYPES = ("gpt2",)
@@ -43,7 +43,7 @@ def load(folder: str, config, device: str = "cpu", name: str | None = None,
     n_heads = config.num_attention_heads
     head_dim = config.hidden_size // n_heads
     info = ModelInfo(
-        name=name or f"{folder.rstrip('/').split('/')[-1]} ({config.model_type})",
+        name=name or folder_display_name(folder, config),
         family=FAMILY, modality="text", n_layers=config.num_hidden_layers, n_heads=n_heads,
         n_kv_heads=n_heads, head_dim=head_dim, causal=True,
         scale=head_dim ** -0.5 if config.scale_attn_weights else 1.0,

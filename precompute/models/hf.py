@@ -19,6 +19,11 @@ def load_hf_model(folder: str, auto_class) -> torch.nn.Module:
                              f"(the folder needs config.json and model.safetensors or pytorch_model.bin)") from exc
 
 
+def folder_display_name(folder: str, config) -> str:
+    """Default display name of a model folder: its last path part and the model type."""
+    return f"{folder.rstrip('/').split('/')[-1]} ({config.model_type})"
+
+
 def load_tokenizer(folder: str):
     """The folder's own tokenizer, offline."""
     from transformers import AutoTokenizer

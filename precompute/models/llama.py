@@ -12,7 +12,7 @@ import sys
 import torch
 
 from precompute.models.base import ModelInfo, folder_identity, split_heads, store_output
-from precompute.models.hf import HFTextAdapter, load_hf_model, load_tokenizer, text_max_length
+from precompute.models.hf import HFTextAdapter, folder_display_name, load_hf_model, load_tokenizer, text_max_length
 
 FAMILY = "llama"
 MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
@@ -75,7 +75,7 @@ def load(folder: str, config, device: str = "cpu", name: str | None = None,
     n_heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
     info = ModelInfo(
-        name=name or f"{folder.rstrip('/').split('/')[-1]} ({config.model_type})",
+        name=name or folder_display_name(folder, config),
         family=FAMILY, modality="text", n_layers=config.num_hidden_layers, n_heads=n_heads,
         n_kv_heads=config.num_key_value_heads or n_heads, head_dim=head_dim, causal=True,
         scale=head_dim ** -0.5, max_length=max_length(tokenizer, config),

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from precompute.models.base import ModelInfo, SeparateQKMixin, folder_identity
-from precompute.models.hf import load_hf_model
+from precompute.models.hf import folder_display_name, load_hf_model
 from precompute.models.imaging import IMAGENET_MEAN, IMAGENET_STD, ImageAdapter
 
 FAMILY = "vit-hf"
@@ -79,7 +79,7 @@ def load(folder: str, config, device: str = "cpu", name: str | None = None,
     n_tokens = len(prefix) + (size // config.patch_size) ** 2
     mean, std = normalisation(folder)
     info = ModelInfo(
-        name=name or f"{folder.rstrip('/').split('/')[-1]} ({config.model_type})",
+        name=name or folder_display_name(folder, config),
         family=FAMILY, modality="image", n_layers=config.num_hidden_layers, n_heads=n_heads,
         n_kv_heads=n_heads, head_dim=head_dim, causal=False, scale=head_dim ** -0.5,
         max_length=n_tokens, identity=identity or folder_identity(folder), special_tokens=list(prefix))
