@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from precompute.metrics import attention_from_qk
+
 
 def attention(q: np.ndarray, k: np.ndarray, scale: float, causal: bool = False) -> np.ndarray:
-    """softmax(scale · q kᵀ + mask) for the tokens of one input (rows in position order)."""
-    s = (np.asarray(q, np.float64) @ np.asarray(k, np.float64).T) * scale
-    if causal:
-        n_q, n_k = s.shape
-        s = np.where(np.arange(n_k)[None, :] > np.arange(n_q)[:, None], -np.inf, s)
-    s -= s.max(1, keepdims=True)
-    e = np.exp(s)
-    return e / e.sum(1, keepdims=True)
+    """softmax(scale · q kᵀ + mask) for the tokens of one input (rows in position order).
+
+    The same function the faithfulness tests check against each model's own attentions."""
+    return attention_from_qk(q, k, causal=causal, scale=scale)
 
 
 def hide_and_renormalise(a: np.ndarray, hidden: list[int] | np.ndarray) -> np.ndarray:
