@@ -11,6 +11,8 @@ Layout (diskcache keys, values are checksummed blobs — see ``encode``):
     run/<id>/head/<l>/<h>/metrics       JSON: faithfulness figures and timings of the head
     run/<id>/head/<l>/<h>/proj/<v>/<m>/<d>   arrays: coords (2·n_tokens × d, float32;
                                         all queries first, then all keys, token order)
+    run/<id>/analysis/<name>            JSON or arrays: derived results (head patterns, ablation
+                                        effects, value norms …), written by analysis jobs
 
 Every value is written by one diskcache ``set`` (a single SQLite transaction; large
 values go to a file that is complete before the row that names it is committed), so a
@@ -258,6 +260,19 @@ class Store:
 
     def has_coords(self, run_id: str, layer: int, head: int, variant: str, method: str, dim: int) -> bool:
         return self.has(proj_key(run_id, layer, head, variant, method, dim))
+
+    # ----------------------------------------------------------------- derived analyses
+    def analysis(self, run_id: str, name: str) -> Any:
+        """A derived result stored under ``run/<id>/analysis/<name>`` (JSON or arrays), or None."""
+        return self._get(f"run/{run_id}/analysis/{name}")
+
+    def put_analysis(self, run_id: str, name: str, value: Any) -> None:
+        """Store a derived result: a dict of numpy arrays is stored as arrays, anything else as JSON."""
+        if isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+            blob = encode_arrays(value)
+        else:
+            blob = encode_json(value)
+        self._put(f"run/{run_id}/analysis/{name}", blob)
 
     # ----------------------------------------------------------------- status
     def head_missing(self, run_id: str, layer: int, head: int, manifest: dict) -> list[str]:
