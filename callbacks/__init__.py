@@ -1,9 +1,12 @@
-"""Thin Dash callbacks: read controls, fetch data through dashboard_data, build figures."""
+"""Thin Dash callbacks: read controls, fetch data through dashboard_data, build figures.
+
+Feature modules each own their callbacks (``register(app, data)``); the order does not matter."""
+
+FEATURES = ("state", "matrix", "single", "detail", "analysis", "patterns", "related", "ablation",
+            "neuron", "rollout", "owninput", "jobs", "export")
 
 
 def register_all(app, data):
-    from . import detail, matrix, single, state
-    state.register(app, data)
-    matrix.register(app, data)
-    single.register(app, data)
-    detail.register(app, data)
+    import importlib
+    for name in FEATURES:
+        importlib.import_module(f"{__name__}.{name}").register(app, data)

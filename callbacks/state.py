@@ -40,6 +40,7 @@ CONTROLS = [
     ("hide", "hide-select", "value", (lambda v: [x for x in v.split(",") if x] if v else [],
                                       lambda v: ",".join(sorted(v or [])))),
     ("imode", "image-mode", "value", _same),
+    ("atab", "analysis-tab", "value", _same),
     ("token", "token-store", "data", _same),
 ]
 CLICKS = ["matrix-graph", "single-graph", "sentence-graph", "image-graph", "model-graph"]

@@ -5,6 +5,8 @@ from dash import dcc, html
 
 from figures.colors import TEXT_SCHEMES
 from figures.urlstate import DEFAULTS
+from layouts import export
+from layouts.analysis import analysis_panel
 
 
 def _ctl(label, component, cls="ctl"):
@@ -88,6 +90,7 @@ def single_panel():
             _toggle("normsize-toggle", "dot size by vector norm", d["normsize"]),
         ]),
         html.Div(id="single-info", className="note"),
+        html.Div(id="single-analysis", className="note"),  # dominant pattern, similar heads (analysis)
         dcc.Graph(id="single-graph", config={"displaylogo": False, "scrollZoom": True}),
     ])
 
@@ -107,6 +110,7 @@ def detail_panel():
                 _ctl("hide keys (rows renormalised)", dcc.Checklist(id="hide-select", value=[], inline=True, options=[
                     {"label": "first token", "value": "first"}, {"label": "[CLS]", "value": "cls"},
                     {"label": "[SEP]", "value": "sep"}])),
+                _toggle("vnorm-toggle", "weight by value norm (‖v‖·a, renormalised)", False),
             ]),
             html.Div(id="sentence-info", className="note"),
             dcc.Graph(id="sentence-graph", config={"displaylogo": False}),
@@ -139,7 +143,7 @@ def layout():
         dcc.Store(id="boot-store", data=None),
         dcc.Store(id="matrix-painted", data=None),  # set in the browser once the Matrix View has drawn
         html.Div(className="topbar", children=[
-            html.H2("Attention Atlas"), html.Div(id="run-info", className="run-info")]),
+            html.H2("Attention Atlas"), html.Div(id="run-info", className="run-info"), export.panel()]),
         controls(),
         html.Div(id="message-area", className="messages", children=[
             html.Div(id="msg-url"), html.Div(id="msg-matrix"), html.Div(id="msg-search"),
@@ -148,4 +152,5 @@ def layout():
                                                    html.Div(id="search-count", className="search-count")]),
         html.Div(className="main", children=[matrix_panel(), single_panel()]),
         detail_panel(),
+        analysis_panel(),
     ])
