@@ -1,0 +1,69 @@
+"""The model behind a stored run, loaded again (offline) to run new computations on the run's
+inputs or on a user's own input: ablation, value norms, projecting new inputs.
+
+``run_model(manifest)`` reloads ``manifest["model"]["source"]`` and refuses a model whose
+identity differs from the one the run was made with (a folder that changed since); one model is
+kept per process (they are large). ``run_inputs(manifest, store)`` re-encodes the run's inputs
+and checks they give exactly the stored tokens."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from precompute.models import ModelLoadError, load_model
+from precompute.models.base import Encoded
+
+_LOCK = threading.Lock()
+_CACHE: dict = {}
+
+
+def run_model(manifest: dict, device: str = "cpu"):
+    """The run's model adapter (cached: one model per process)."""
+    model = manifest.get("model", {})
+    source, identity = model.get("source"), model.get("identity")
+    if not source:
+        raise ModelLoadError("this run's manifest does not name its model source: re-run precompute to refresh it")
+    with _LOCK:
+        if _CACHE.get("key") == (source, device):
+            adapter = _CACHE["adapter"]
+        else:
+            _CACHE.clear()
+            adapter = load_model(source, device=device)
+            _CACHE.update(key=(source, device), adapter=adapter)
+    if identity and adapter.info.identity != identity:
+        raise ModelLoadError(f"the model {source!r} changed since this run was made "
+                             f"(run: {identity[:60]}…, now: {adapter.info.identity[:60]}…): re-run precompute")
+    return adapter
+
+
+def release() -> None:
+    """Drop the cached model (frees its memory)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def run_inputs(manifest: dict, store, adapter) -> list[Encoded]:
+    """The run's inputs encoded again exactly as stored (same tokens, in order)."""
+    run_id = manifest["id"]
+    tokens = store.tokens(run_id)
+    input_id = np.asarray(tokens["input_id"])
+    n_inputs = int(input_id.max()) + 1 if len(input_id) else 0
+    if manifest["model"].get("modality") == "image":
+        images = []
+        for i in range(n_inputs):
+            rgb = store.image(run_id, i)
+            if rgb is None:
+                raise ValueError(f"image {i} of run {run_id} is missing from the store: re-run precompute")
+            images.append(rgb)
+        encoded = adapter.encode_images(images)
+    else:
+        texts = store.inputs(run_id)[:n_inputs]
+        encoded = adapter.encode_texts(texts)
+        ids = np.asarray(tokens["token_id"])
+        for i, e in enumerate(encoded):
+            stored = ids[input_id == i]
+            if len(e.token_ids) != len(stored) or not np.array_equal(np.asarray(e.token_ids), stored):
+                raise ValueError(f"input {i} of run {run_id} does not re-tokenise to the stored tokens "
+                                 "(the tokenizer changed?): re-run precompute")
+    return encoded
