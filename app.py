@@ -1,9 +1,10 @@
 """Attention Atlas dashboard.
 
-    python app.py --cache ./cache/demo --host 127.0.0.1 --port 8050
+    python app.py --cache ./cache/demo --host 127.0.0.1 --port 8050      # laptop
+    gunicorn -c gunicorn.conf.py wsgi:server                             # team server (see wsgi.py)
 
-``create_app(cache_dir)`` builds the Dash app (for tests and gunicorn:
-``gunicorn 'app:create_app("./cache/demo").server'``)."""
+``create_app(cache_dir, settings)`` builds the Dash app; settings come from settings.py
+(defaults < ATLAS_CONFIG file < ATLAS_* environment)."""
 from __future__ import annotations
 
 import argparse
@@ -17,21 +18,36 @@ from dash import set_props
 HERE = Path(__file__).resolve().parent
 
 
-def create_app(cache_dir: str | os.PathLike | None = None) -> dash.Dash:
+def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> dash.Dash:
+    from dataclasses import replace
+
+    import serving
     from callbacks import register_all
     from dashboard_data import Data
+    from jobs.manager import make_manager
     from layouts.main import layout
+    from settings import load_settings
 
-    cache_dir = cache_dir or os.environ.get("ATLAS_CACHE", "./cache/demo")
-    data = Data(cache_dir)
+    if settings is None:
+        settings = load_settings(cache=str(cache_dir) if cache_dir else None)
+    elif cache_dir:
+        settings = replace(settings, cache=str(cache_dir))
+    data = Data(settings.cache)
 
     def on_error(err):  # safety net: a message in the page instead of a failed request
-        logging.getLogger("atlas").exception("callback error")
-        set_props("msg-error", {"children": f"something went wrong ({err.__class__.__name__}: {err}); "
+        from dash import ctx
+        logging.getLogger("atlas").exception("callback error (trigger %s, outputs %s)",
+                                             getattr(ctx, "triggered_id", None),
+                                             str(getattr(ctx, "outputs_list", ""))[:200])
+        set_props("msg-error", {"children": f"something went wrong ({err.__class__.__name__}: "
+                                            f"{str(err).splitlines()[0][:200] if str(err) else ''}); "
                                             "the rest of the page still works"})
 
     app = dash.Dash(__name__, assets_folder=str(HERE / "assets"), title="Attention Atlas", compress=True,
-                    serve_locally=True, update_title=None, on_error=on_error)
+                    serve_locally=True, update_title=None, on_error=on_error,
+                    background_callback_manager=make_manager(settings))
+    app.atlas_settings = settings
+    serving.install(app, settings, data)
     # dcc.Graph loads plotly.js only once the layout has rendered; fetch it from the start so
     # it is parsed by the time the Matrix View's data arrives (same URL dcc's loader uses)
     plotly_url = f"{app.config.requests_pathname_prefix}_dash-component-suites/plotly/package_data/plotly.min.js"
@@ -68,15 +84,31 @@ def _cache_static_compression(server):
             ext.cache_key = lambda request: request.full_path  # the bundle URLs carry a version stamp
 
 
+def setup_logging(level: str = "INFO") -> None:
+    """One line per event: time, level, logger, message (requests come from serving.py)."""
+    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # serving.py logs each request once
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Serve the Attention Atlas dashboard")
-    p.add_argument("--cache", default=os.environ.get("ATLAS_CACHE", "./cache/demo"), help="store directory")
-    p.add_argument("--host", default=os.environ.get("ATLAS_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("ATLAS_PORT", "8050")))
+    from settings import SettingsError, load_settings
+
+    p = argparse.ArgumentParser(description="Serve the Attention Atlas dashboard (laptop mode; "
+                                            "team servers use gunicorn -c gunicorn.conf.py wsgi:server)")
+    p.add_argument("--cache", help="store directory (env ATLAS_CACHE; default ./cache/demo)")
+    p.add_argument("--host", help="address (env ATLAS_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (env ATLAS_PORT; default 8050)")
+    p.add_argument("--config", help="TOML settings file (env ATLAS_CONFIG)")
     p.add_argument("--debug", action="store_true", help="Dash debug mode (dev tools, reloader)")
     args = p.parse_args(argv)
-    app = create_app(args.cache)
-    app.run(host=args.host, port=args.port, debug=args.debug)
+    try:
+        settings = load_settings(args.config, cache=args.cache, host=args.host, port=args.port)
+    except SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    setup_logging(settings.log_level)
+    app = create_app(settings=settings)
+    app.run(host=settings.host, port=settings.port, debug=args.debug)
 
 
 if __name__ == "__main__":

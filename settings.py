@@ -29,6 +29,7 @@ class Settings:
     users: str = ""                          # basic auth: "alice:secret,bob:pw" (prefer users_file)
     users_file: str = ""                     # basic auth: file of "user:password" lines
     proxy_user_header: str = "X-Forwarded-User"  # auth=proxy: header the reverse proxy sets
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")  # auth=proxy: addresses allowed to set it
     model_roots: tuple[str, ...] = ()        # folders under which user-chosen models may live
     corpus_roots: tuple[str, ...] = ()       # folders under which user-chosen corpora may live
     upload_max_bytes: int = 5 * 2**20        # uploaded corpus size limit
@@ -78,6 +79,9 @@ _BOOLS = {"team"}
 
 def _coerce(name: str, value, source: str):
     try:
+        if name == "trusted_proxies":
+            items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+            return tuple(str(v).strip() for v in items if str(v).strip())
         if name in _TUPLES:
             if isinstance(value, (list, tuple)):
                 items = [str(v) for v in value]

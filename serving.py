@@ -1,0 +1,148 @@
+"""What the dashboard needs to be served to a team: health endpoint, authentication, request
+limits and request logging. ``install(app, settings, data)`` wires it into the Flask server.
+
+- ``GET /healthz``: without credentials a bare liveness answer (``ok`` / 503), with credentials
+  (or when auth is off) JSON with the store's reachability and its runs.
+- auth ``basic``: HTTP basic through dash-auth (constant-time password check; a malformed
+  ``Authorization`` header is simply "not authorised"); auth ``proxy``: trust the reverse proxy's
+  user header, but only from the proxy's own address (``trusted_proxies``).
+  Every route — page, assets, callbacks, ``/healthz`` detail — needs it.
+- request body limit (uploads are the only big bodies) and a check that callback requests are
+  well-formed JSON (400, not 500, for garbage).
+- one log line per request (method, path, status, bytes, ms, user), never headers or bodies.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+
+import flask
+from dash_auth.auth import Auth
+
+log = logging.getLogger("atlas.http")
+
+LIVE_PATH = "/healthz"
+
+
+class RobustBasicAuth(Auth):
+    """dash-auth basic auth with werkzeug's header parsing and constant-time comparison."""
+
+    def __init__(self, app, users: dict[str, str]):
+        self._users = {u: p.encode() for u, p in users.items()}
+        super().__init__(app)
+
+    def user(self) -> str | None:
+        auth = flask.request.authorization
+        if auth is None or (auth.type or "").lower() != "basic" or auth.username is None:
+            return None
+        expected = self._users.get(auth.username)
+        given = (auth.password or "").encode("utf-8", "surrogateescape")
+        # compare against something even for unknown users (no timing oracle on user names)
+        ok = hmac.compare_digest(expected if expected is not None else b"\0" * 32, given)
+        return auth.username if ok and expected is not None else None
+
+    def is_authorized(self) -> bool:
+        return self.user() is not None
+
+    def login_request(self):
+        return flask.Response("authentication required", status=401, mimetype="text/plain",
+                              headers={"WWW-Authenticate": 'Basic realm="Attention Atlas", charset="UTF-8"'})
+
+
+class ProxyHeaderAuth(Auth):
+    """Trust a reverse proxy's user header, only when the request comes from a trusted proxy."""
+
+    def __init__(self, app, header: str, trusted: tuple[str, ...]):
+        self.header = header
+        self.trusted = set(trusted)
+        super().__init__(app)
+
+    def user(self) -> str | None:
+        if flask.request.remote_addr not in self.trusted:
+            return None
+        value = (flask.request.headers.get(self.header) or "").strip()
+        return value[:200] or None
+
+    def is_authorized(self) -> bool:
+        return self.user() is not None
+
+    def login_request(self):
+        return flask.Response("authentication required: sign in through the team's proxy", status=401,
+                              mimetype="text/plain")
+
+
+def _health(data, detail: bool):
+    try:
+        runs = data.run_ids()
+        ok = True
+    except Exception as exc:  # noqa: BLE001 - any store problem is "not healthy"
+        runs, ok, problem = [], False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if not detail:
+        return flask.Response("ok" if ok else "unavailable", status=200 if ok else 503, mimetype="text/plain")
+    body = {"status": "ok" if ok else "unavailable", "store": str(data.path), "runs": runs}
+    if not ok:
+        body["problem"] = problem
+    else:
+        statuses = {}
+        for r in runs:
+            try:
+                statuses[r] = data.status(r)["status"]
+            except Exception:  # noqa: BLE001
+                statuses[r] = "unreadable"
+        body["run_status"] = statuses
+    return flask.Response(json.dumps(body), status=200 if ok else 503, mimetype="application/json")
+
+
+def _bad_callback_request() -> bool:
+    """True when a POST to the callback route is not a well-formed Dash callback body."""
+    try:
+        body = json.loads(flask.request.get_data(cache=True) or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return True
+    return not (isinstance(body, dict) and isinstance(body.get("output"), str)
+                and isinstance(body.get("inputs", []), list) and isinstance(body.get("state", []), list)
+                and all(isinstance(i, (dict, list)) for i in body.get("inputs", []) + body.get("state", [])))
+
+
+def install(app, settings, data) -> None:
+    server = app.server
+    server.config["MAX_CONTENT_LENGTH"] = settings.upload_max_bytes * 4 // 3 + 16 * 2**20  # base64 + state
+    auth = None
+
+    @server.before_request
+    def _early():  # registered before the auth hook, so it runs first
+        flask.g.t0 = time.perf_counter()
+        if flask.request.path == LIVE_PATH:
+            return _health(data, detail=auth is None or auth.is_authorized())
+        if flask.request.path.endswith("/_dash-update-component") and flask.request.method == "POST" \
+                and _bad_callback_request():
+            if auth is not None and not auth.is_authorized():
+                return auth.login_request()
+            return flask.Response("malformed callback request", status=400, mimetype="text/plain")
+        return None
+
+    if settings.auth == "basic":
+        auth = RobustBasicAuth(app, settings.basic_users())
+    elif settings.auth == "proxy":
+        auth = ProxyHeaderAuth(app, settings.proxy_user_header, settings.trusted_proxies)
+    app.atlas_auth = auth
+
+    @server.errorhandler(413)
+    def _too_large(_exc):
+        return flask.Response(f"request too large (limit {settings.upload_max_bytes // 2**20} MB for uploads): "
+                              "use a smaller file", status=413, mimetype="text/plain")
+
+    @server.after_request
+    def _log(response):
+        ms = (time.perf_counter() - flask.g.get("t0", time.perf_counter())) * 1000
+        user = "-"
+        if auth is not None:
+            try:
+                user = auth.user() or "-"
+            except Exception:  # noqa: BLE001
+                user = "?"
+        log.info('%s "%s %s" %s %s %.0fms user=%s', flask.request.remote_addr, flask.request.method,
+                 flask.request.path, response.status_code, response.calculate_content_length() or "-", ms, user)
+        return response
