@@ -15,6 +15,7 @@ graceful_timeout = 30
 keepalive = 5
 preload_app = False          # each worker opens the store itself (SQLite handles must not cross fork)
 max_requests = 2000          # recycle workers now and then (bounded memory)
+control_socket_disable = True  # several servers may share a host (tests, teams); nothing here uses it
 max_requests_jitter = 200
 accesslog = None             # serving.py logs one line per request (with the user, never headers)
 errorlog = "-"

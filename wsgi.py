@@ -24,5 +24,12 @@ def build(env=None):
     return app
 
 
-app = build()
-server = app.server
+_built = {}
+
+
+def __getattr__(name):  # PEP 562: build on first use of ``wsgi.app`` / ``wsgi.server`` (gunicorn's import)
+    if name in ("app", "server"):
+        if "app" not in _built:
+            _built["app"] = build()
+        return _built["app"] if name == "app" else _built["app"].server
+    raise AttributeError(name)
