@@ -2,7 +2,7 @@
 
 Feature modules each own their callbacks (``register(app, data)``); the order does not matter."""
 
-FEATURES = ("state", "matrix", "single", "detail", "analysis", "patterns", "related", "ablation",
+FEATURES = ("state", "matrix", "preview", "single", "detail", "analysis", "patterns", "related", "ablation",
             "neuron", "rollout", "owninput", "jobs", "export")
 
 

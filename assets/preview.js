@@ -1,0 +1,44 @@
+// Matrix View first paint: show the server-drawn picture of the matrix as soon as the page's
+// layout is in the DOM, then hide it when the interactive (WebGL) Matrix View has drawn.
+// Turn off with ?preview=0 in the page's address.
+(function () {
+  if (/[?&]preview=0(&|$)/.test(window.location.search)) { return; }
+  var shown = false;
+  function interactiveDrawn(graph) {
+    var gd = graph.querySelector(".js-plotly-plot");
+    return !!(gd && gd._fullData && gd._fullData.length && gd._fullData[0].type === "scattergl" &&
+              gd.querySelector(".gl-canvas-context"));
+  }
+  function attach() {
+    var graph = document.getElementById("matrix-graph");
+    if (!graph || shown) { return !!graph; }
+    shown = true;
+    var box = document.createElement("div");
+    box.id = "matrix-preview";
+    box.className = "matrix-preview";
+    var img = document.createElement("img");
+    img.alt = "Matrix View (picture; the interactive view is loading)";
+    var w = Math.max(300, Math.min(2400, Math.round(graph.getBoundingClientRect().width || 1000)));
+    var q = window.location.search.replace(/^\?/, "");
+    img.src = (window.location.pathname.replace(/\/$/, "") + "/_atlas/matrix-preview.png?" + q +
+               (q ? "&" : "") + "w=" + w);
+    img.onerror = function () { box.remove(); };
+    img.onload = function () { if (img.naturalWidth < 10) { box.remove(); } else { box.dataset.painted = String(performance.now()); } };
+    var note = document.createElement("div");
+    note.className = "note";
+    note.textContent = "picture of the Matrix View — the interactive view is loading…";
+    box.appendChild(note);
+    box.appendChild(img);
+    graph.parentNode.insertBefore(box, graph);
+    var timer = setInterval(function () {
+      var g = document.getElementById("matrix-graph");
+      if (!g || interactiveDrawn(g)) { clearInterval(timer); box.remove(); }
+    }, 100);
+    setTimeout(function () { clearInterval(timer); box.remove(); }, 30000);
+    return true;
+  }
+  if (!attach()) {
+    var obs = new MutationObserver(function () { if (attach()) { obs.disconnect(); } });
+    obs.observe(document.documentElement, {childList: true, subtree: true});
+  }
+})();

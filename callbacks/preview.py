@@ -1,0 +1,60 @@
+"""``GET /_atlas/matrix-preview.png?<the page's query string>``: the Matrix View as a picture,
+shown by assets/preview.js as soon as the page renders and replaced by the interactive view
+once plotly.js has drawn it (the first paint does not wait for plotly.js and WebGL)."""
+from __future__ import annotations
+
+import logging
+
+import flask
+from urllib.parse import urlencode
+
+from figures.matrix import matrix_emphasis
+from figures.preview import matrix_png
+from figures.search import search_tokens
+from figures.urlstate import parse
+
+from .common import schemes_for
+from .matrix import _colors, _matrix
+
+log = logging.getLogger("atlas.preview")
+
+
+def preview_png(data, search: str, width: int = 1000) -> bytes | None:
+    """The picture for a page's query string, or None when there is nothing to draw."""
+    state, _ = parse(search)
+    runs = data.run_ids()
+    if not runs:
+        return None
+    run = state["run"] if state["run"] in runs else runs[0]
+    m, md, _ = _matrix(data, run, state["proj"], ["on"] if state["translate"] else [],
+                       ["on"] if state["scaled"] else [], state["lod"], state["sort"], state["rho"])
+    if not len(md.x):
+        return None
+    scheme = state["color"] if state["color"] in schemes_for(m) else "qk"
+    codes, scale = _colors(data, run, md, scheme)
+    res = search_tokens(data.tokens(run).norm_texts, state["q"], state["regex"])
+    opacity, _ = matrix_emphasis(md, res.mask)
+    return matrix_png(md, codes, scale, width=width, alpha=0.75 if opacity is None else opacity)
+
+
+def register(app, data):
+    prefix = app.config.requests_pathname_prefix.rstrip("/")
+
+    @app.server.route(f"{prefix}/_atlas/matrix-preview.png")
+    def matrix_preview():
+        args = flask.request.args
+        try:
+            width = min(2400, max(300, int(args.get("w", "1000"))))
+        except ValueError:
+            width = 1000
+        search = urlencode([(k, v) for k, v in args.items(multi=True) if k != "w"])
+        try:
+            png = preview_png(data, search, width)
+        except Exception as exc:  # noqa: BLE001 - no picture; the interactive view reports the problem
+            log.info("no matrix preview: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            png = None
+        if png is None:
+            return flask.Response(status=204)
+        resp = flask.Response(png, mimetype="image/png")
+        resp.headers["Cache-Control"] = "private, max-age=60"
+        return resp

@@ -1,0 +1,102 @@
+"""A raster picture of the Matrix View, drawn on the server with numpy + Pillow.
+
+The page shows it the moment the layout renders (before plotly.js has loaded and WebGL has
+drawn), then the interactive Matrix View replaces it. It has the same tiling, the same colour
+codes and the same labels as the interactive figure, so what appears first is what stays."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from plotly.colors import hex_to_rgb, unlabel_rgb
+
+MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 50, 10, 10, 40
+
+
+def _rgb(colour: str) -> tuple[float, float, float]:
+    colour = colour.strip()
+    if colour.startswith("#"):
+        return tuple(float(v) for v in hex_to_rgb(colour))
+    return tuple(float(v) for v in unlabel_rgb(colour))[:3]
+
+
+def colorscale_lut(colorscale: list) -> np.ndarray:
+    """256 × 3 uint8: the RGB colour of each code 0..255 under a plotly colorscale over [0, 255]
+    (piecewise linear between stops, as plotly interpolates; equal stops make steps)."""
+    pos = np.array([float(p) for p, _ in colorscale])
+    rgb = np.array([_rgb(c) for _, c in colorscale])
+    t = np.arange(256) / 255.0
+    out = np.stack([np.interp(t, pos, rgb[:, ch]) for ch in range(3)], axis=1)
+    return np.rint(out).clip(0, 255).astype(np.uint8)
+
+
+def rasterise(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colorscale: list, extent: tuple[float, float],
+              size: tuple[int, int], alpha: np.ndarray | float = 0.75, dot: int = 2) -> np.ndarray:
+    """Points (data units, y up) → H × W × 3 uint8 on white, drawn in order (later on top),
+    each a ``dot``-pixel square blended with ``alpha``."""
+    w, h = size
+    img = np.full((h, w, 3), 255.0)
+    if len(x) == 0:
+        return img.astype(np.uint8)
+    lut = colorscale_lut(colorscale).astype(np.float64)
+    px = np.clip((np.asarray(x, np.float64) / extent[0] * (w - dot)).astype(np.int64), 0, w - dot)
+    py = np.clip(((1 - np.asarray(y, np.float64) / extent[1]) * (h - dot)).astype(np.int64), 0, h - dot)
+    col = lut[np.asarray(codes, np.int64).clip(0, 255)]
+    a = np.broadcast_to(np.asarray(alpha, np.float64), px.shape)[:, None]
+    # one blend per pixel offset of the dot; overlapping points: the last one drawn wins the
+    # pixel before blending (numpy fancy assignment keeps the last write), like painter's order
+    for dy in range(dot):
+        for dx in range(dot):
+            yy, xx = py + dy, px + dx
+            img[yy, xx] = img[yy, xx] * (1 - a) + col * a
+    return img.astype(np.uint8)
+
+
+_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+          "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf")
+
+
+def _font():
+    """(font, has Greek and the minus sign): a system TrueType font if there is one."""
+    for path in _FONTS:
+        try:
+            return ImageFont.truetype(path, 11), True
+        except OSError:
+            continue
+    return ImageFont.load_default(), False
+
+
+def matrix_png(md, codes: np.ndarray, colorscale: list, width: int = 1000, alpha=0.75) -> bytes:
+    """The Matrix View as a PNG: cells with grid lines, layer/head labels, the points."""
+    n_rows, n_cols, cell = md.n_rows, md.n_cols, md.cell
+    plot_w = max(100, width - MARGIN_L - MARGIN_R)
+    cell_px = plot_w / max(n_cols, 1)
+    plot_h = int(round(cell_px * n_rows))
+    body = rasterise(md.x, md.y, codes, colorscale, (n_cols * cell, n_rows * cell), (plot_w, plot_h), alpha)
+    img = Image.new("RGB", (width, plot_h + MARGIN_T + MARGIN_B), "white")
+    img.paste(Image.fromarray(body), (MARGIN_L, MARGIN_T))
+    draw = ImageDraw.Draw(img)
+    font, unicode_ok = _font()
+    grid = (221, 221, 221)
+    for c in range(n_cols + 1):
+        xx = MARGIN_L + int(round(c * cell_px))
+        draw.line([(xx, MARGIN_T), (xx, MARGIN_T + plot_h)], fill=grid)
+    for r in range(n_rows + 1):
+        yy = MARGIN_T + int(round(r * cell_px))
+        draw.line([(MARGIN_L, yy), (MARGIN_L + plot_w, yy)], fill=grid)
+    for r, layer in enumerate(md.layers):
+        draw.text((6, MARGIN_T + (r + 0.5) * cell_px - 5), f"L{layer}", fill=(68, 68, 68), font=font)
+    for c, head in enumerate(md.heads):
+        draw.text((MARGIN_L + (c + 0.5) * cell_px - 8, MARGIN_T + plot_h + 6), f"H{head}", fill=(68, 68, 68), font=font)
+    missing = set(md.missing) | set(md.filtered)
+    for (layer, head), (row, col) in md.cells.items():
+        r = md.rho.get((layer, head))
+        label = (f"ρ {r:+.2f}".replace("-", "−") if unicode_ok else f"rho {r:+.2f}") if r is not None else f"L{layer} H{head}"
+        if (layer, head) in missing:
+            label += " ·"
+        draw.text((MARGIN_L + col * cell_px + 3, MARGIN_T + row * cell_px + 2), label,
+                  fill=(170, 170, 170) if (layer, head) in missing else (68, 68, 68), font=font)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False, compress_level=3)
+    return buf.getvalue()
