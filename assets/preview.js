@@ -31,8 +31,8 @@
     box.appendChild(img);
     graph.parentNode.insertBefore(box, graph);
     var timer = setInterval(function () {
-      var g = document.getElementById("matrix-graph");
-      if (!g || interactiveDrawn(g)) { clearInterval(timer); box.remove(); }
+      var g = document.getElementById("matrix-graph"), msg = document.getElementById("msg-matrix");
+      if (!g || interactiveDrawn(g) || (msg && msg.innerText.trim())) { clearInterval(timer); box.remove(); }
     }, 100);
     setTimeout(function () { clearInterval(timer); box.remove(); }, 30000);
     return true;
