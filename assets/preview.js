@@ -20,16 +20,26 @@
     img.alt = "Matrix View (picture; the interactive view is loading)";
     var w = Math.max(300, Math.min(2400, Math.round(graph.getBoundingClientRect().width || 1000)));
     var q = window.location.search.replace(/^\?/, "");
+    var painted = function () {
+      if (img.naturalWidth < 10) { box.remove(); } else if (!box.dataset.painted) { box.dataset.painted = String(performance.now()); }
+    };
+    img.onerror = function () { box.remove(); };
+    img.onload = painted;
     img.src = (window.location.pathname.replace(/\/$/, "") + "/_atlas/matrix-preview.png?" + q +
                (q ? "&" : "") + "w=" + w);
-    img.onerror = function () { box.remove(); };
-    img.onload = function () { if (img.naturalWidth < 10) { box.remove(); } else { box.dataset.painted = String(performance.now()); } };
     var note = document.createElement("div");
     note.className = "note";
     note.textContent = "picture of the Matrix View — the interactive view is loading…";
     box.appendChild(note);
     box.appendChild(img);
-    graph.parentNode.insertBefore(box, graph);
+    // laid over the graph's place (no layout shift when the interactive view takes over)
+    var parent = graph.parentNode;
+    if (getComputedStyle(parent).position === "static") { parent.style.position = "relative"; }
+    box.style.top = graph.offsetTop + "px";
+    box.style.left = graph.offsetLeft + "px";
+    box.style.width = (graph.offsetWidth || w) + "px";
+    parent.appendChild(box);
+    if (img.complete && img.naturalWidth) { painted(); }
     var timer = setInterval(function () {
       var g = document.getElementById("matrix-graph"), msg = document.getElementById("msg-matrix");
       if (!g || interactiveDrawn(g) || (msg && msg.innerText.trim())) { clearInterval(timer); box.remove(); }

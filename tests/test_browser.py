@@ -318,6 +318,15 @@ def test_image_view(server, driver):
     ActionChains(driver).move_to_element(patches[7]).pause(0.4).click().perform()
     wait(driver, gd_js("image-graph", "g._fullLayout.title.text.includes('query patch (1, 1)')"), 10, "patch query")
     wait(driver, "return (document.getElementById('patch-zoom').src || '').startsWith('data:image/png')", 10, "zoom")
+    # the hovered patch's thumbnail travels with the hover label: the right patch, cropped from the image
+    ActionChains(driver).move_to_element(patches[14]).pause(0.5).perform()
+    wait(driver, "var t = document.getElementById('patch-hover-thumb'); return !!t && t.style.display === 'block' "
+                 "&& t.innerText.includes('patch 2,2');", 10, "hover thumbnail")
+    thumb = driver.execute_script("""var cv = document.querySelector('#patch-hover-thumb canvas');
+        var d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data, s = 0, n = 0;
+        for (var i = 0; i < d.length; i += 4) { s += d[i] + d[i + 1] + d[i + 2]; n += d[i + 3] > 0 ? 1 : 0; }
+        return [n, s];""")
+    assert thumb[0] == 96 * 96 and thumb[1] > 0, thumb  # every pixel painted, not blank
     colour_opts = driver.find_element(By.ID, "color-select")
     colour_opts.click()
     wait(driver, "return document.body.innerText.includes('patch row')", 5, "image colour schemes")
@@ -446,3 +455,21 @@ def test_corrupt_entry_gives_message(store_dir):
     with pytest.raises(DataError, match="truncated|checksum|not ours"):
         Data(copy).qk(TEXT, 0, 0)
     shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def test_matrix_picture_first_then_interactive(server, driver):
+    """assets/preview.js lays the server-drawn picture over the Matrix View until WebGL has drawn."""
+    base, _ = server
+    driver.get("about:blank")
+    driver.get(base + f"/?run={TEXT}&color=position_mod5")
+    seen = wait(driver, """var b = document.getElementById('matrix-preview');
+        var g = document.querySelector('#matrix-graph .js-plotly-plot');
+        if (b && b.dataset.painted) return 'picture';
+        if (g && g._fullData && g._fullData.length) return 'interactive'; return null;""", 15, "first paint")
+    assert seen in ("picture", "interactive")
+    wait(driver, gd_js("matrix-graph", "g._fullData.length === 1 && g._fullData[0].type === 'scattergl'"), 15, "matrix")
+    wait(driver, "return !document.getElementById('matrix-preview');", 5, "picture removed")
+    driver.get("about:blank")
+    open_url(driver, base, f"?run={TEXT}&preview=0")
+    assert driver.execute_script("return document.getElementById('matrix-preview') === null")
+    collect_logs(driver)
