@@ -1,5 +1,436 @@
-"""Callbacks of the export panel (placeholder until the feature lands)."""
+"""Export bar: PNG/SVG in the browser (Plotly.toImage on the graphs of the chosen view), HTML
+snapshot and CSV on the server (dcc.Download).
+
+The clientside callback finds the chosen view's graphs in the page (every drawn, visible
+``.js-plotly-plot`` under the view's container), so analysis tabs built later export without
+changes here. PNG and SVG never leave the browser. For HTML (and the CSV of views without a
+table of their own) it sends the figures as the browser holds them — zoom included — to the
+server callback; the CSV of the core views is recomputed on the server from the controls, with
+the same functions the views use."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from dash import Input, Output, State, clientside_callback, dcc, no_update
+
+from dashboard_data import DataError
+from figures.attention import attention, hide_and_renormalise
+from figures.export import (Table, arrows_table, attention_table, concat_tables, export_filename, figure_table,
+                            html_snapshot, image_table, matrix_table, single_table, snapshot_payload_figures, to_csv)
+from figures.search import search_tokens
+from layouts.export import views
+
+from .common import friendly, input_of_token, is_image, on, resolve_projection, resolve_variant
+
+MAX_CSV_ROWS = 1_000_000          # larger tables are refused with a message (never cut silently)
+MAX_UPLOAD_CHARS = 15_000_000     # figures sent up for an HTML snapshot
+VECTOR_SVG_MAX_POINTS = 60_000    # WebGL scatter points redrawn as SVG markers up to this many
+
+STATE = [State("run-select", "value"), State("layer-select", "value"), State("head-select", "value"),
+         State("projection-select", "value"), State("dim-select", "value"), State("translate-toggle", "value"),
+         State("scaled-toggle", "value"), State("lod-select", "value"), State("sort-select", "value"),
+         State("rho-threshold", "value"), State("search-input", "value"), State("regex-toggle", "value"),
+         State("token-store", "data"), State("export-all", "value"), State("sentence-mode", "value"),
+         State("hide-select", "value"), State("image-mode", "value"), State("vnorm-toggle", "value")]
+STATE_NAMES = ["run", "layer", "head", "proj", "dim", "translate", "scaled", "lod", "sort", "rho", "query", "regex",
+               "token", "all", "smode", "hide", "imode", "vnorm"]
+
+
+class ExportError(Exception):
+    """A one-line reason why this export cannot be made (shown in the export bar)."""
+
+
+def _check_rows(n: int, what: str):
+    if n > MAX_CSV_ROWS:
+        raise ExportError(f"{what} would be {n:,} rows (limit {MAX_CSV_ROWS:,}): too many to download from the page; "
+                          "export fewer points (e.g. a smaller sample) or one head with `python -m precompute export`")
+
+
+# ---------------------------------------------------------------------------- per-view tables
+def _head_ok(m, layer, head):
+    if layer not in m["layers"] or head not in m["heads"]:
+        raise ExportError(f"L{layer} H{head} is not in this run")
+
+
+def matrix_export(data, s) -> tuple[Table, list]:
+    from .matrix import _matrix
+    lod = 0 if on(s["all"]) else s["lod"]
+    m, md, notes = _matrix(data, s["run"], s["proj"], s["translate"], s["scaled"], lod, s["sort"], s["rho"])
+    tokens = data.tokens(s["run"])
+    _check_rows(len(md.shown) * md.per_head, "the Matrix View's points")
+    variant, _ = resolve_variant(m, on(s["translate"]), on(s["scaled"]))
+    method, _ = resolve_projection(m, s["proj"])
+    sampled = md.per_head < 2 * tokens.n
+    note = (f"SAMPLE: the Matrix View shows {md.per_head:,} of {2 * tokens.n:,} points per head (seeded token sample, "
+            f"the same tokens in every head); these rows are exactly those points. Tick 'all points' for every point."
+            if sampled else f"all {2 * tokens.n:,} points per head")
+    t = matrix_table(md, tokens.text, tokens.arrays["input_id"], tokens.arrays["position"],
+                     lambda l, h: data.coords(s["run"], l, h, variant, method, 2), note)
+    t.comments[:0] = [f"projection {method} 2D · variant {variant} · order {md.order}"
+                      + (f" · |rho| >= {float(s['rho'] or 0):g}" if float(s["rho"] or 0) > 0 else "")] + notes
+    return t, [method, variant, f"sample{md.per_head}" if sampled else "all"]
+
+
+def single_export(data, s) -> tuple[Table, list]:
+    run, layer, head = s["run"], s["layer"], s["head"]
+    m = data.manifest(run)
+    _head_ok(m, layer, head)
+    variant, note_v = resolve_variant(m, on(s["translate"]), on(s["scaled"]))
+    method, note_p = resolve_projection(m, s["proj"])
+    dim = int(s["dim"] or 2)
+    if dim not in (m.get("dims") or [2]):
+        dim = (m.get("dims") or [2])[0]
+    tokens = data.tokens(run)
+    _check_rows(2 * tokens.n, "the Single View's points")
+    coords = data.coords(run, layer, head, variant, method, dim)
+    if coords is None or len(coords) != 2 * tokens.n:
+        raise ExportError(f"L{layer} H{head}: the {variant}/{method}/{dim}D projection is not computed yet")
+    norms = data.norms(run, layer, head)
+    res = search_tokens(tokens.norm_texts, s["query"], on(s["regex"]))
+    row = None
+    comments = [f"L{layer} H{head} · {method} {dim}D · variant {variant} · all {2 * tokens.n:,} points "
+                "(queries first, then keys; token order)"] + [n for n in (note_v, note_p) if n]
+    tok = s["token"]
+    if tok is not None and 0 <= int(tok) < tokens.n:
+        qk = data.qk(run, layer, head)
+        if qk is not None:
+            input_id, _ = input_of_token(tokens, int(tok))
+            rows = tokens.index.rows(input_id)
+            a = attention(qk[0][rows], qk[1][rows], float(m["model"]["scale"]), bool(m["model"].get("causal")))
+            i = int(np.flatnonzero(rows == int(tok))[0])
+            row = {int(r): float(w) for r, w in zip(rows, a[i])}
+            comments.append(f"attention_from_selected: attention of the selected query (token {int(tok)}, "
+                            f"{tokens.contexts[int(tok)]}) to each key of its input")
+    met = data.metrics(run, layer, head) or {}
+    if met.get(f"spearman/{variant}") is not None:
+        comments.append(f"distance-attention Spearman rho = {met[f'spearman/{variant}']:+.6f}")
+    if res.mask is not None:
+        comments.append(f"search_match: {res.message}")
+    t = single_table(coords, dim, tokens.text, tokens.arrays["input_id"], tokens.arrays["position"], norms,
+                     None if res.mask is None else np.asarray(res.mask), row)
+    t.comments = comments
+    return t, [f"L{layer}", f"H{head}", f"{method}{dim}d", variant]
+
+
+def _value_norms(data, run, layer, head, input_id=None, rows=None):
+    """(‖v‖ per key or None, note): the value norms the Sentence/Image Views weight by when their
+    'weight by value norm' toggle is on (same functions as callbacks/detail.py; on failure the
+    views show plain attention, and so does the export, saying why)."""
+    try:
+        from . import detail
+        if input_id is None:
+            return detail._run_vnorm(data, run, layer, head), ""
+        return detail._input_vnorm(data, run, layer, head, input_id, rows), ""
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+        return None, f"value norms unavailable ({text}): plain attention exported"
+
+
+def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
+    """(input id, words, shown matrix, plain attention or None, description) of the Sentence View,
+    computed as callbacks/detail.py draws it (hidden keys, value-norm weighting, aggregate)."""
+    from figures.attention import value_weighted
+
+    from .detail import AUTO_HEATMAP_ABOVE, CLS_TEXTS, SEP_TEXTS, _aggregate, _input_attention
+    m = data.manifest(run)
+    if is_image(m):
+        raise ExportError("the Sentence View is for text runs; this is an image run (export the Image View)")
+    tokens = data.tokens(run)
+    input_id, _ = input_of_token(tokens, token)
+    rows, a = _input_attention(data, run, layer, head, input_id, tokens)
+    if a is None:
+        raise ExportError(f"L{layer} H{head}: queries/keys not stored yet (partial run)")
+    words = [str(tokens.text[r]) for r in rows]
+    hidden = set()
+    hide = hide or []
+    if "first" in hide:
+        hidden.add(0)
+    if "cls" in hide:
+        hidden |= {i for i, w in enumerate(words) if w in CLS_TEXTS}
+    if "sep" in hide:
+        hidden |= {i for i, w in enumerate(words) if w in SEP_TEXTS}
+    desc = []
+    if hidden:
+        desc.append("hidden keys: " + ", ".join(f"{i} {words[i]}" for i in sorted(hidden))
+                    + " (weight = rows renormalised over the other keys; attention = before hiding)")
+    if mode == "aggregate":
+        vn, note = _value_norms(data, run, layer, head) if vnorm else (None, "")
+        agg = _aggregate(data, run, layer, head, tokens, len(rows), vn) if vn is not None else \
+            _aggregate(data, run, layer, head, tokens, len(rows))
+        if agg is None:
+            raise ExportError("the aggregate needs this head's queries/keys")
+        shown = hide_and_renormalise(agg, sorted(hidden))
+        desc.insert(0, "mean attention by position over all inputs (rows renormalised, cropped to this input's length)"
+                    + (" · each input's attention weighted by value norms a·‖v‖ before averaging" if vn is not None else ""))
+        if note:
+            desc.append(note)
+        return input_id, [str(i) for i in range(len(rows))], shown, (agg if hidden else None), desc
+    shown = a
+    if vnorm:
+        vn, note = _value_norms(data, run, layer, head, input_id, rows)
+        if vn is not None:
+            shown = value_weighted(a, vn)
+            desc.append("weight = attention weighted by value norms a·‖v‖ (rows renormalised); attention = plain")
+        else:
+            desc.append(note)
+    weighted = shown is not a
+    shown = hide_and_renormalise(shown, sorted(hidden))
+    kind = "heatmap" if (mode == "heatmap" or (mode in (None, "auto") and len(rows) > AUTO_HEATMAP_ABOVE)) else "lines"
+    desc.insert(0, f"attention of input {input_id} ({len(rows)} tokens), shown as {kind}")
+    return input_id, words, shown, (a if (hidden or weighted) else None), desc
+
+
+def sentence_export(data, s) -> tuple[Table, list]:
+    m = data.manifest(s["run"])
+    _head_ok(m, s["layer"], s["head"])
+    input_id, words, shown, raw, desc = sentence_matrix(data, s["run"], s["layer"], s["head"], s["token"], s["hide"],
+                                                       s["smode"], on(s.get("vnorm")))
+    t = attention_table(shown, words, raw=raw)
+    t.comments = [f"L{s['layer']} H{s['head']} · input {input_id}"] + desc
+    return t, [f"L{s['layer']}", f"H{s['head']}", f"input{input_id}"] + (["aggregate"] if s["smode"] == "aggregate" else [])
+
+
+def model_export(data, s) -> tuple[Table, list]:
+    from .detail import _input_attention
+    run = s["run"]
+    m = data.manifest(run)
+    tokens = data.tokens(run)
+    input_id, _ = input_of_token(tokens, s["token"])
+    rows = tokens.index.rows(input_id)
+    n_heads = len(m["layers"]) * len(m["heads"])
+    _check_rows(n_heads * len(rows) ** 2, f"the attention of {n_heads} heads on input {input_id}")
+    words = [str(tokens.text[r]) for r in rows]
+    parts, missing = [], []
+    for layer in m["layers"]:
+        for head in m["heads"]:
+            _, a = _input_attention(data, run, layer, head, input_id, tokens)
+            if a is None:
+                missing.append(f"L{layer} H{head}")
+                continue
+            parts.append(attention_table(a, words, prefix=[("layer", int(layer)), ("head", int(head))]))
+    comments = [f"input {input_id} ({len(rows)} tokens): full attention of every head (the Model View's thumbnails "
+                "are block means of these, each scaled to its own max)"]
+    if missing:
+        comments.append(f"{len(missing)} heads without stored queries/keys (no rows): {', '.join(missing[:20])}")
+    return concat_tables(parts, comments), [f"input{input_id}"]
+
+
+def image_export(data, s) -> tuple[Table, list]:
+    from .detail import _input_attention
+    run, layer, head = s["run"], s["layer"], s["head"]
+    m = data.manifest(run)
+    _head_ok(m, layer, head)
+    if not is_image(m):
+        raise ExportError("the Image View is for image runs; this is a text run")
+    tokens = data.tokens(run)
+    input_id, tok = input_of_token(tokens, s["token"])
+    rows, a = _input_attention(data, run, layer, head, input_id, tokens)
+    if a is None:
+        raise ExportError(f"L{layer} H{head}: queries/keys not stored yet (partial run)")
+    vnote = ""
+    if on(s.get("vnorm")):
+        from figures.attention import value_weighted
+        vn, vnote = _value_norms(data, run, layer, head, input_id, rows)
+        if vn is not None:
+            a = value_weighted(a, vn)
+            vnote = "weighted by value norms a·‖v‖ (rows renormalised)"
+    pr = np.asarray(tokens.arrays["patch_row"])[rows].astype(int)
+    pc = np.asarray(tokens.arrays["patch_col"])[rows].astype(int)
+    is_patch = pr >= 0
+    qi = int(np.flatnonzero(rows == tok)[0]) if tok in set(rows.tolist()) else 0
+    label = tokens.inputs[input_id] if input_id < len(tokens.inputs) else f"image {input_id}"
+    if s["imode"] == "arrows":
+        pidx = np.flatnonzero(is_patch)
+        sub = a[np.ix_(pidx, pidx)]
+        best = sub.argmax(1)
+        strongest = [(int(pr[pidx[i]]), int(pc[pidx[i]]), int(pr[pidx[j]]), int(pc[pidx[j]]), float(sub[i, j]))
+                     for i, j in enumerate(best) if float(sub[i, j]) >= 0.05 and i != j]
+        t = arrows_table(strongest)
+        t.comments = [f"L{layer} H{head} · {label}: strongest target patch of every patch (weight >= 0.05, "
+                      "among patches), the arrows drawn"] + ([vnote] if vnote else [])
+        return t, [f"L{layer}", f"H{head}", f"input{input_id}", "arrows"]
+    words = [str(tokens.text[r]) for r in rows]
+    t = image_table(words, a[qi], pr, pc, qi)
+    t.comments = [f"L{layer} H{head} · {label}: attention from query position {qi} ({words[qi]}) to every token "
+                  "(patch_row/patch_col -1: not a patch, e.g. CLS)"] + ([vnote] if vnote else [])
+    return t, [f"L{layer}", f"H{head}", f"input{input_id}", f"q{qi}"]
+
+
+TABLES = {"matrix": matrix_export, "single": single_export, "sentence": sentence_export, "model": model_export,
+          "image": image_export}
+
+
+def csv_export(data, view: str, s: dict, figures=None, search: str = "", req_names=None) -> tuple[str, str, int]:
+    """(CSV text, file name, rows) of a view in state ``s``; ``figures`` for views without a table."""
+    labels = {v: label for v, label, _, _ in views()}
+    if view in TABLES:
+        if not s.get("run"):
+            raise ExportError("no run selected")
+        table, parts = TABLES[view](data, s)
+    else:
+        if not figures:
+            raise ExportError(f"{labels.get(view, view)} shows no figure to export")
+        names = [str(n) for n in (req_names or [])]
+        table = figure_table(figures, names if len(names) == len(figures) else None)
+        _check_rows(table.n_rows, "the figure's points")
+        parts = []
+    head = _provenance(data, s.get("run"), labels.get(view, view), search)
+    table.comments = head + list(table.comments) + [f"{table.n_rows:,} rows"]
+    return to_csv(table), export_filename(s.get("run"), view, parts, "csv"), table.n_rows
+
+
+def _provenance(data, run, label, search) -> list[str]:
+    model = ""
+    if run:
+        try:
+            m = data.manifest(run)
+            model = f" ({m.get('model', {}).get('name', '?')})"
+        except DataError:
+            pass
+    return [f"Attention Atlas export: {label} · run {run}{model} · {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+            f"view state: {search or '(defaults)'}"]
+
+
+def html_export(data, view: str, s: dict, figures: list, search: str = "") -> tuple[str, str]:
+    label = {v: lab for v, lab, _, _ in views()}.get(view, view)
+    if not figures:
+        raise ExportError(f"{label} shows no figure to export")
+    caption = _provenance(data, s.get("run"), label, search)
+    parts = [f"L{s['layer']}", f"H{s['head']}"] if view in ("single", "sentence", "image") else []
+    title = f"Attention Atlas · {label}" + (f" · {' '.join(parts)}" if parts else "")
+    return html_snapshot(figures, title, caption), export_filename(s.get("run"), view, parts, "html")
+
+
+# ---------------------------------------------------------------------------- clientside
+_CLIENT = """
+function(nPng, nSvg, nHtml, nCsv, view, run, layer, head) {
+    var C = window.dash_clientside, NU = C.no_update;
+    var V = __VIEWS__, MAXUP = __MAXUP__, MAXVEC = __MAXVEC__;
+    var trig = C.callback_context.triggered_id;
+    var kind = {"export-png": "png", "export-svg": "svg", "export-html": "html", "export-csv": "csv"}[trig];
+    if (!kind) { return [NU, NU]; }
+    var v = V[view];
+    if (!v) { return ["choose a view to export", NU]; }
+    var box = document.getElementById(v.container), graphs = [];
+    if (box) {
+        var list = box.classList.contains("js-plotly-plot") ? [box] : box.querySelectorAll(".js-plotly-plot");
+        for (var i = 0; i < list.length; i++) {
+            var g = list[i];
+            if (g._fullLayout && g._fullData && g.getClientRects().length && g.offsetParent !== null) { graphs.push(g); }
+        }
+    }
+    if (!graphs.length) {
+        return [v.label + " is not on screen: open it first (its tab or section), then export", NU];
+    }
+    if (v.table && kind === "csv") {
+        return ["preparing CSV of the " + v.label + "…", {kind: kind, view: view, ts: Date.now(),
+                                                          search: window.location.search}];
+    }
+    function rep(k, x) { return (x && ArrayBuffer.isView(x) && !(x instanceof DataView)) ? Array.from(x) : x; }
+    function fig(g) { return JSON.stringify({data: g.data, layout: g.layout}, rep); }
+    if (kind === "html" || kind === "csv") {
+        var figs = graphs.map(fig), size = figs.reduce(function(s, f) { return s + f.length; }, 0);
+        if (size > MAXUP) {
+            return [v.label + ": " + Math.round(size / 1e6) + " MB of figure data, too large for a snapshot; " +
+                    "lower the points per head or use PNG/CSV", NU];
+        }
+        var names = graphs.map(function(g) { var p = g.parentElement && g.parentElement.closest("[id]");
+                                             return p ? p.id : ""; });
+        return ["preparing " + kind.toUpperCase() + " of the " + v.label + "…",
+                {kind: kind, view: view, ts: Date.now(), search: window.location.search, graphs: figs, names: names}];
+    }
+    var safe = function(s) { return String(s).replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[-.]+|[-.]+$/g, "") || "x"; };
+    var base = safe(run || "no-run") + "_" + view + (v.head ? "_L" + layer + "_H" + head : "");
+    function blobOf(url) {
+        var i = url.indexOf(","), head = url.slice(5, i), body = url.slice(i + 1), type = head.split(";")[0];
+        if (/;base64/.test(head)) {
+            var b = atob(body), a = new Uint8Array(b.length);
+            for (var k = 0; k < b.length; k++) { a[k] = b.charCodeAt(k); }
+            return new Blob([a], {type: type});
+        }
+        return new Blob([decodeURIComponent(body)], {type: type});
+    }
+    function save(blob, name) {
+        var u = URL.createObjectURL(blob), a = document.createElement("a");
+        a.href = u; a.download = name; a.style.display = "none";
+        document.body.appendChild(a); a.click(); a.remove();
+        setTimeout(function() { URL.revokeObjectURL(u); }, 60000);
+        window.__atlasExports = (window.__atlasExports || []).concat([{name: name, size: blob.size, type: blob.type}]);
+    }
+    var notes = [];
+    function image(g) {
+        var W = Math.round(g._fullLayout.width), H = Math.round(g._fullLayout.height);
+        if (kind === "png") { return Plotly.toImage(g, {format: "png", width: W, height: H, scale: 2}); }
+        var gl = 0;
+        g._fullData.forEach(function(t) {
+            if (t.type === "scattergl") { gl += (t._length || 0); }
+            else if (/^(heatmap|image|histogram2d)$/.test(t.type)) { notes.push("heatmaps and images are pictures inside the SVG"); }
+            else if (/3d$|^(surface|mesh3d|cone|streamtube|volume|isosurface|splom|parcoords)$|map/.test(t.type)) {
+                notes.push("3D/WebGL scenes are pictures inside the SVG");
+            }
+        });
+        if (!gl) { return Plotly.toImage(g, {format: "svg", width: W, height: H}); }
+        if (gl > MAXVEC) {
+            notes.push(gl.toLocaleString() + " WebGL points embedded as a picture (vector markers up to " +
+                       MAXVEC.toLocaleString() + " points)");
+            return Plotly.toImage(g, {format: "svg", width: W, height: H});
+        }
+        var f = JSON.parse(fig(g));
+        f.data.forEach(function(t) { if (t.type === "scattergl") { t.type = "scatter"; } });
+        f.layout.width = W; f.layout.height = H;
+        return Plotly.toImage({data: f.data, layout: f.layout, config: {staticPlot: true}},
+                              {format: "svg", width: W, height: H});
+    }
+    var t0 = Date.now();
+    return Promise.all(graphs.map(image)).then(function(urls) {
+        var names = [];
+        urls.forEach(function(u, i) {
+            var name = base + (urls.length > 1 ? "_" + (i + 1) : "") + "." + kind;
+            save(blobOf(u), name); names.push(name);
+        });
+        var uniq = notes.filter(function(x, i) { return notes.indexOf(x) === i; });
+        return ["saved " + names.join(", ") + (uniq.length ? " (" + uniq.join("; ") + ")" : ""), NU];
+    }, function(err) {
+        return [kind.toUpperCase() + " export failed: " + (err && err.message ? err.message : err), NU];
+    });
+}
+"""
+
+
+def client_views() -> dict:
+    head_views = {"single", "sentence", "image"}
+    return {v: {"label": label, "container": cont, "table": table, "head": v in head_views}
+            for v, label, cont, table in views()}
 
 
 def register(app, data):
-    return None
+    js = (_CLIENT.replace("__VIEWS__", json.dumps(client_views())).replace("__MAXUP__", str(MAX_UPLOAD_CHARS))
+          .replace("__MAXVEC__", str(VECTOR_SVG_MAX_POINTS)))
+    clientside_callback(
+        js, Output("export-msg", "children"), Output("export-request", "data"),
+        Input("export-png", "n_clicks"), Input("export-svg", "n_clicks"), Input("export-html", "n_clicks"),
+        Input("export-csv", "n_clicks"), State("export-view", "value"), State("run-select", "value"),
+        State("layer-select", "value"), State("head-select", "value"), prevent_initial_call=True)
+
+    @app.callback(Output("export-download", "data"), Output("export-msg", "children", allow_duplicate=True),
+                  Input("export-request", "data"), *STATE, prevent_initial_call=True)
+    def export(req, *values):
+        if not req or req.get("kind") not in ("html", "csv"):
+            return no_update, no_update
+        s = dict(zip(STATE_NAMES, values))
+        view = req.get("view")
+        try:
+            figures = snapshot_payload_figures(req)
+            if req["kind"] == "html":
+                text, name = html_export(data, view, s, figures, req.get("search", ""))
+                mb = len(text) / 1e6
+                return (dcc.send_string(text, name, type="text/html"),
+                        f"saved {name} ({mb:.1f} MB, plotly.js inside: opens offline)")
+            text, name, n = csv_export(data, view, s, figures, req.get("search", ""), req.get("names"))
+            return dcc.send_string(text, name, type="text/csv"), f"saved {name} ({n:,} rows)"
+        except ExportError as exc:
+            return no_update, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a message in the bar, never a traceback
+            return no_update, "export: " + friendly(exc)

@@ -1,6 +1,57 @@
-"""Layout of the export panel (placeholder until the feature lands)."""
-from dash import html
+"""The export bar in the page's top bar: pick a view, download it as PNG, SVG, HTML or CSV.
+
+Views are listed in :data:`VIEWS` (core views) plus one entry per analysis tab (its graphs are
+found in the page by container id, so a new tab needs no change here)."""
+from __future__ import annotations
+
+from dash import dcc, html
+
+# (value, label, container id, has its own CSV table on the server)
+VIEWS = [
+    ("matrix", "Matrix View", "matrix-graph", True),
+    ("single", "Single View", "single-graph", True),
+    ("sentence", "Sentence View", "sentence-graph", True),
+    ("image", "Image View", "image-graph", True),
+    ("model", "Model View", "model-graph", True),
+]
+
+
+def views() -> list[tuple[str, str, str, bool]]:
+    """Every exportable view: the core views, then each analysis tab (generic export of the
+    graphs it shows)."""
+    try:
+        from layouts.analysis import TABS
+    except Exception:  # noqa: BLE001 - the analysis section is optional for the export bar
+        TABS = []
+    core = {v for v, *_ in VIEWS}
+    return VIEWS + [(f"analysis-{value}", f"{label} (analysis)", f"analysis-{value}", False)
+                    for value, label, _ in TABS if f"analysis-{value}" not in core]
+
+
+_BTN = {"padding": "2px 8px", "fontSize": "12px", "cursor": "pointer"}
 
 
 def panel():
-    return html.Div(id="export-bar", className="view", children=[html.Div("not built yet", className="note")])
+    return html.Div(id="export-bar", className="export-bar", style={
+        "marginLeft": "auto", "display": "flex", "flexDirection": "column", "alignItems": "flex-end",
+        "gap": "2px", "fontSize": "12px"}, children=[
+        html.Div(style={"display": "flex", "alignItems": "center", "gap": "6px"}, children=[
+            html.Span("Export", style={"color": "#666", "textTransform": "uppercase", "fontSize": "11px",
+                                       "letterSpacing": ".03em"}),
+            dcc.Dropdown(id="export-view", value="single", clearable=False, searchable=False,
+                         options=[{"label": label, "value": value} for value, label, _, _ in views()],
+                         style={"width": "160px", "fontSize": "12px"}),
+            html.Button("PNG", id="export-png", title="picture of the view (2× resolution)", style=_BTN),
+            html.Button("SVG", id="export-svg", title="vector picture of the view", style=_BTN),
+            html.Button("HTML", id="export-html", style=_BTN,
+                        title="interactive snapshot of the view in one file (works offline)"),
+            html.Button("CSV", id="export-csv", title="the numbers behind the view", style=_BTN),
+            html.Span(dcc.Checklist(id="export-all", value=[], inline=True, className="toggle",
+                                    options=[{"label": "all points", "value": "on"}]),
+                      title="Matrix View CSV: every point instead of the sampled points the view shows"),
+        ]),
+        html.Div(id="export-msg", className="export-msg",
+                 style={"color": "#555", "fontSize": "11px", "maxWidth": "560px", "textAlign": "right"}),
+        dcc.Store(id="export-request", data=None),
+        dcc.Download(id="export-download"),
+    ])

@@ -1,5 +1,6 @@
 """The dashboard on REAL runs of the three packaged models (minilm, smollm2, dinov2-small),
-made by the real precompute pipeline, in headless Chromium."""
+made by the real precompute pipeline, in headless Chromium (fixtures ``real_store`` and
+``real_server`` live in conftest.py, built once per test session)."""
 from __future__ import annotations
 
 import shutil
@@ -17,43 +18,6 @@ from tests.test_browser import (_free_port, collect_logs, driver, gd_js, open_ur
                                 text_of, wait, wait_idle)
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium")
-
-SENTENCES = ["The cat sat on the mat because it was tired.", "Where is the station, and when does the train leave?",
-             "She said \"yes\" to the offer, then changed her mind.", "One, two, three: the list goes on.",
-             "The trophy didn't fit in the suitcase because it was too big."]
-
-
-@pytest.fixture(scope="module")
-def real_store():
-    d = Path(tempfile.mkdtemp(prefix="atlas-real-"))
-    corpus = d / "corpus.txt"
-    corpus.write_text("\n".join(SENTENCES), encoding="utf-8")
-    ids = {}
-    for name, model, corp, extra in [
-        ("minilm", "minilm", str(corpus), dict(layers="0,5", projections="pca,umap", dims="2,3")),
-        ("smollm2", "smollm2", str(corpus), dict(layers="0,29", projections="pca", dims="2")),
-        ("dinov2", "dinov2-small", "demo-images", dict(layers="0,11", projections="pca", dims="2", max_inputs=2)),
-    ]:
-        summary = run(RunConfig(model=model, corpus=corp, cache=str(d / "store"), variants="translated",
-                                workers=1, **extra))
-        assert summary.status["status"] == "complete"
-        ids[name] = summary.run_id
-    yield d / "store", ids
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def real_server(real_store):
-    import logging
-
-    from werkzeug.serving import make_server
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from app import create_app
-    srv = make_server("127.0.0.1", _free_port(), create_app(real_store[0]).server, threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-
 
 @pytest.mark.parametrize("name", ["minilm", "smollm2", "dinov2"])
 def test_matrix_and_single_view_on_real_run(real_store, real_server, driver, name):
