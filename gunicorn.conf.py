@@ -2,9 +2,14 @@
 
     gunicorn -c gunicorn.conf.py wsgi:server
 """
-from settings import load_settings
+import sys
 
-_s = load_settings()
+from settings import SettingsError, team_settings
+
+try:
+    _s = team_settings()
+except SettingsError as exc:  # one line, no traceback, before any worker starts
+    sys.exit(f"error: {exc}")
 
 bind = f"{_s.host}:{_s.port}"
 workers = _s.workers

@@ -95,15 +95,56 @@ def _health(data, detail: bool):
     return flask.Response(json.dumps(body), status=200 if ok else 503, mimetype="application/json")
 
 
-def _bad_callback_request() -> bool:
-    """True when a POST to the callback route is not a well-formed Dash callback body."""
+def _same_dep(given, want: dict) -> bool:
+    """A body's input/state/output item against the registered one (pattern-matching ids: shape only)."""
+    wid = want.get("id")
+    if isinstance(wid, dict) or (isinstance(wid, str) and wid.startswith("{")):
+        return isinstance(given, (dict, list))   # a concrete dict id, or a list of them (ALL)
+    prop = given.get("property") if isinstance(given, dict) else None
+    return (isinstance(given, dict) and given.get("id") == wid and isinstance(prop, str)
+            and prop.split("@")[0] == str(want.get("property")).split("@")[0])
+
+
+def _outputs_of(key: str) -> list[dict]:
+    parts = key[2:-2].split("...") if key.startswith("..") else [key]
+    out = []
+    for part in parts:
+        if part.startswith("{"):
+            out.append({"id": part[:part.rindex("}") + 1], "property": part[part.rindex("}") + 2:]})
+        else:
+            cid, _, prop = part.rpartition(".")
+            out.append({"id": cid, "property": prop})
+    return out
+
+
+def _bad_callback_request(callback_map) -> bool:
+    """True when a POST to the callback route is not a well-formed body for a registered callback
+    (Dash itself answers 500 to an unknown output, missing or extra inputs, garbage ids, ...)."""
     try:
         body = json.loads(flask.request.get_data(cache=True) or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return True
-    return not (isinstance(body, dict) and isinstance(body.get("output"), str)
-                and isinstance(body.get("inputs", []), list) and isinstance(body.get("state", []), list)
-                and all(isinstance(i, (dict, list)) for i in body.get("inputs", []) + body.get("state", [])))
+    if not (isinstance(body, dict) and isinstance(body.get("output"), str)):
+        return True
+    spec = callback_map.get(body["output"])
+    inputs, state, changed = body.get("inputs"), body.get("state", []), body.get("changedPropIds", [])
+    if spec is None or not isinstance(inputs, list) or not isinstance(state, list) or not isinstance(changed, list):
+        return True
+    want_in, want_state = spec.get("inputs", []), spec.get("state", [])
+    if len(inputs) != len(want_in) or len(state) != len(want_state):
+        return True
+    if not all(_same_dep(g, w) for g, w in zip(inputs + state, want_in + want_state)):
+        return True
+    if not all(isinstance(c, str) for c in changed):
+        return True
+    want_out = _outputs_of(body["output"])
+    outputs = body.get("outputs")
+    if body["output"].startswith(".."):
+        if not (isinstance(outputs, list) and len(outputs) == len(want_out)):
+            return True
+    else:
+        outputs = [outputs]
+    return not all(_same_dep(g, w) for g, w in zip(outputs, want_out))
 
 
 def install(app, settings, data) -> None:
@@ -117,7 +158,7 @@ def install(app, settings, data) -> None:
         if flask.request.path == LIVE_PATH:
             return _health(data, detail=auth is None or auth.is_authorized())
         if flask.request.path.endswith("/_dash-update-component") and flask.request.method == "POST" \
-                and _bad_callback_request():
+                and _bad_callback_request(app.callback_map):
             if auth is not None and not auth.is_authorized():
                 return auth.login_request()
             return flask.Response("malformed callback request", status=400, mimetype="text/plain")

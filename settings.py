@@ -144,4 +144,15 @@ def load_settings(config_file: str | None = None, env: dict | None = None, **ove
     return s
 
 
-__all__ = ["Settings", "SettingsError", "load_settings", "field"]
+def team_settings(env: dict | None = None) -> Settings:
+    """The team server's settings (gunicorn.conf.py, wsgi.py): like load_settings, and an
+    authentication choice is required (ATLAS_AUTH=none must be explicit)."""
+    env = os.environ if env is None else env
+    s = load_settings(env=env, team=True)
+    if s.auth == "none" and "ATLAS_AUTH" not in env:
+        raise SettingsError("team mode needs authentication: set ATLAS_AUTH=basic (and ATLAS_USERS_FILE) or "
+                            "ATLAS_AUTH=proxy; ATLAS_AUTH=none serves without it (trusted networks only)")
+    return s
+
+
+__all__ = ["Settings", "SettingsError", "load_settings", "team_settings", "field"]

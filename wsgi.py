@@ -6,18 +6,12 @@ this mode: set ATLAS_AUTH=basic (with ATLAS_USERS_FILE) or ATLAS_AUTH=proxy; ser
 without it needs an explicit ATLAS_AUTH=none."""
 from __future__ import annotations
 
-import os
-
 from app import create_app, setup_logging
-from settings import SettingsError, load_settings
+from settings import SettingsError, team_settings  # noqa: F401 - SettingsError re-exported
 
 
 def build(env=None):
-    env = os.environ if env is None else env
-    settings = load_settings(env=env, team=True)
-    if settings.auth == "none" and "ATLAS_AUTH" not in env:
-        raise SettingsError("team mode needs authentication: set ATLAS_AUTH=basic (and ATLAS_USERS_FILE) or "
-                            "ATLAS_AUTH=proxy; ATLAS_AUTH=none serves without it (trusted networks only)")
+    settings = team_settings(env)
     setup_logging(settings.log_level)
     app = create_app(settings=settings)
     app.enable_dev_tools(debug=False)  # explicit: no dev tools, no hot reload, no tracebacks
