@@ -7,6 +7,7 @@ kept per process (they are large). ``run_inputs(manifest, store)`` re-encodes th
 and checks they give exactly the stored tokens."""
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -16,6 +17,15 @@ from precompute.models.base import Encoded
 
 _LOCK = threading.Lock()
 _CACHE: dict = {}
+
+
+def _after_fork_in_child() -> None:
+    """A job forked while another thread held the lock (loading a model) must not deadlock."""
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def run_model(manifest: dict, device: str = "cpu"):

@@ -1,5 +1,181 @@
-"""Callbacks of the ablation panel (placeholder until the feature lands)."""
+"""Callbacks of the ablation panel: Matrix View selection → heads, the plan line, the background
+ablation job (progress bar, cancel) and the ranked table / per-input chart of the results."""
+from __future__ import annotations
+
+import logging
+
+from dash import Input, Output, State, html, no_update
+
+from analysis import ablation as abl
+from figures.ablation import effects_figure, fmt, ranked_rows
+
+from .common import friendly, is_image, on, resolve_projection, resolve_variant
+
+log = logging.getLogger("atlas")
+HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
+
+
+def _objective_guess(manifest: dict) -> str:
+    m = manifest.get("model", {})
+    if m.get("modality") == "image":
+        return abl.OBJECTIVES["cls-cosine-distance"]
+    if m.get("causal"):
+        return abl.OBJECTIVES["next-token-loss"]
+    return ("masked-LM loss if the checkpoint has a masked-LM head, else 1 − cosine of the sentence embedding "
+            "(mean-pooled last hidden states) with and without the ablation")
+
+
+def _stored_entry(data, run: str):
+    try:
+        got = data._read(lambda s: s.analysis(run, abl.NAME))
+    except Exception:  # noqa: BLE001 - unreadable: treat as nothing stored
+        log.exception("reading stored ablation results failed")
+        return None
+    return got if isinstance(got, dict) else None
+
+
+def _table(rows: list[dict], entry: dict):
+    th = {"textAlign": "left", "padding": "3px 10px", "borderBottom": "2px solid #ccc", "fontSize": "12px"}
+    td = {"padding": "2px 10px", "borderBottom": "1px solid #eee", "fontSize": "12px", "fontFamily": "monospace"}
+    head = html.Tr([html.Th(t, style=th) for t in
+                    ("#", "head(s)", f"Δ {entry.get('objective', '')}", "95 % CI", "per input: min … median … max",
+                     "inputs")])
+    body = []
+    for r in rows:
+        style = dict(td, background="#fff6d5") if r["new"] else td
+        key = ",".join(f"{l}:{h}" for l, h in r["heads"])
+        body.append(html.Tr(className="ablation-row", **{"data-heads": key}, children=[
+            html.Td(str(r["rank"]), style=style), html.Td(r["label"], style=dict(style, fontFamily="inherit")),
+            html.Td(fmt(r["delta"]), className="abl-delta", style=style),
+            html.Td(f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", className="abl-ci", style=style),
+            html.Td(r["spread"], style=style), html.Td(str(len(r["per_input"])), style=style)]))
+    return html.Table([html.Thead(head), html.Tbody(body)], style={"borderCollapse": "collapse", "margin": "6px 0"})
 
 
 def register(app, data):
-    return None
+    @app.callback(Output("ablation-selection", "data"),
+                  Input("matrix-graph", "selectedData"),
+                  State("run-select", "value"), State("translate-toggle", "value"), State("scaled-toggle", "value"),
+                  State("projection-select", "value"), State("lod-select", "value"), State("sort-select", "value"),
+                  State("rho-threshold", "value"), prevent_initial_call=True)
+    def select_heads(selected, run, translate, scaled, proj, lod, sort, rho):
+        points = (selected or {}).get("points") or []
+        if not run or not points:
+            return []
+        try:
+            m = data.manifest(run)
+            variant, _ = resolve_variant(m, on(translate), on(scaled))
+            method, _ = resolve_projection(m, proj)
+            md = data.matrix(run, variant, method, lod, sort, float(rho or 0))
+            heads = set()
+            for pt in points:
+                hit = md.point_to_head(int(pt.get("pointNumber", pt.get("pointIndex", -1))))
+                if hit:
+                    heads.add((int(hit[0]), int(hit[1])))
+            return sorted([l, h] for l, h in heads)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("matrix selection could not be mapped to heads: %s", exc)
+            return []
+
+    @app.callback(Output("ablation-plan", "children"),
+                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
+                  Input("ablation-scope", "value"), Input("ablation-mode", "value"), Input("ablation-cap", "value"),
+                  Input("ablation-selection", "data"), prevent_initial_call=True)
+    def plan(run, layer, head, scope, mode, cap, selection):
+        if not run:
+            return ""
+        try:
+            m = data.manifest(run)
+            singles, sets, what = abl.heads_for(scope, m, layer, head, selection)
+            n_inputs = int(m.get("corpus", {}).get("n_inputs") or 0)
+            cap_ok = cap is None or (isinstance(cap, (int, float)) and cap >= 1)
+            if not cap_ok:
+                return "the number of inputs must be at least 1"
+            ids = abl.sample_inputs(n_inputs, int(cap) if cap else None)
+            runs = len(singles) + len(sets)
+            how = ("zero the head's output" if mode == "zero" else
+                   "replace the head's attention by its mean pattern over these inputs (by position, rows "
+                   "renormalised)")
+            return (f"will ablate {what} — {how} — on {abl.describe_sample(ids, n_inputs)} "
+                    f"({runs} ablated pass{'es' if runs != 1 else ''} over them); measure: {_objective_guess(m)}")
+        except ValueError as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001
+            return friendly(exc)
+
+    @app.callback(Output("ablation-result", "data"), Output("ablation-msg", "children"),
+                  Input("ablation-run", "n_clicks"),
+                  State("run-select", "value"), State("layer-select", "value"), State("head-select", "value"),
+                  State("ablation-scope", "value"), State("ablation-mode", "value"), State("ablation-cap", "value"),
+                  State("ablation-selection", "data"),
+                  background=True,
+                  progress=[Output("ablation-progress", "value"), Output("ablation-progress", "max"),
+                            Output("ablation-progress-text", "children")],
+                  running=[(Output("ablation-run", "disabled"), True, False),
+                           (Output("ablation-cancel", "disabled"), False, True)],
+                  cancel=[Input("ablation-cancel", "n_clicks")],
+                  prevent_initial_call=True)
+    def run_job(set_progress, n_clicks, run, layer, head, scope, mode, cap, selection):
+        if not n_clicks or not run:
+            return no_update, no_update
+        try:
+            if cap is not None and (not isinstance(cap, (int, float)) or cap < 1):
+                return no_update, "the number of inputs must be at least 1"
+            from precompute.store import Store
+            with Store(data.path, readonly=True) as store:
+                m = store.manifest(run)
+                singles, sets, what = abl.heads_for(scope, m, layer, head, selection)
+
+                def progress(done, total, text):
+                    set_progress((str(done), str(max(total, 1)), text))
+
+                fragment = abl.ablation_job(m, store, singles, sets, mode, int(cap) if cap else None, progress)
+                stored = store.analysis(run, abl.NAME)
+            merged, note = abl.save(data.path, run, mode, fragment)
+            if merged is None:
+                merged = abl.merge(stored if isinstance(stored, dict) else None, mode, fragment)
+            new = [[[l, h]] for l, h in singles] + [s for s in ([[list(x) for x in hs] for hs in sets])]
+            msg = (f"ablated {what} on {fragment['sample']} — {note}"
+                   + (f"; inputs {fragment['skipped']} skipped (one token: nothing to predict)"
+                      if fragment.get("skipped") else ""))
+            return {"run": run, "mode": mode, "entry": merged[mode], "new": new, "note": note}, msg
+        except ValueError as exc:
+            return no_update, str(exc)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("ablation job failed")
+            name = exc.__class__.__name__
+            text = str(exc).splitlines()[0][:200] if str(exc) else ""
+            return no_update, f"the ablation could not run ({name}: {text})"
+
+    @app.callback(Output("ablation-table", "children"), Output("ablation-graph", "figure"),
+                  Output("ablation-graph", "style"), Output("ablation-summary", "children"),
+                  Input("ablation-result", "data"), Input("run-select", "value"), Input("ablation-mode", "value"),
+                  Input("analysis-tab", "value"), prevent_initial_call=True)
+    def show(result, run, mode, atab):
+        if atab != "ablation" or not run:
+            return no_update, no_update, no_update, no_update
+        try:
+            if result and result.get("run") == run and result.get("mode") == mode:
+                entry, new = result["entry"], result.get("new") or []
+            else:
+                entry, new = (_stored_entry(data, run) or {}).get(mode), []
+            if not entry:
+                return (html.Div(f"no {mode}-mode ablation results for this run yet: choose heads and press Run",
+                                 className="note"), {}, HIDDEN, "")
+            rows = ranked_rows(entry, new)
+            m = data.manifest(run)
+            kind = "images" if is_image(m) else "inputs"
+            summary = (f"{mode} ablation · objective: {entry.get('objective_description', entry.get('objective'))}"
+                       f" · {entry.get('n_inputs')} {kind}"
+                       + (f" · unablated loss {entry['baseline']:.4f} nats" if entry.get("objective", "").endswith("loss")
+                          else "") + f" · 95 % percentile bootstrap CI over {kind} "
+                       f"({entry.get('resamples', abl.RESAMPLES)} resamples, seed {entry.get('seed', abl.SEED)})"
+                       + (f" — with only {entry.get('n_inputs')} {kind} the interval is rough"
+                          if (entry.get("n_inputs") or 0) < 5 else "")
+                       + (" · highlighted: the last job" if new else ""))
+            fig = effects_figure(rows, entry.get("objective", ""), entry.get("inputs") or [],
+                                 f"per-{kind[:-1]} effect of the top {min(len(rows), 15)} ablations "
+                                 "(dots: one per input; diamond: mean with 95 % CI)")
+            return _table(rows, entry), fig, SHOWN, summary
+        except Exception as exc:  # noqa: BLE001
+            return html.Div(friendly(exc), className="note"), {}, HIDDEN, ""

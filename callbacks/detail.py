@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 from dash import Input, Output, State, clientside_callback, no_update
 
-from figures.attention import aggregate_by_position, attention, downsample, hide_and_renormalise
+from figures.attention import aggregate_by_position, attention, downsample, hide_and_renormalise, value_weighted
 from figures.views import attention_heatmap, empty_figure, image_figure, model_view_figure, sentence_lines_figure
 
-from .common import friendly, input_of_token, is_image
+from .common import friendly, input_of_token, is_image, on
 
 MODEL_THUMB = 24
 AUTO_HEATMAP_ABOVE = 60
@@ -30,7 +30,30 @@ def _input_attention(data, run, layer, head, input_id, tokens):
     return rows, attention(qk[0][rows], qk[1][rows], float(m["model"]["scale"]), bool(m["model"].get("causal")))
 
 
-def _aggregate(data, run, layer, head, tokens, length):
+def _input_vnorm(data, run, layer, head, input_id, rows):
+    """‖v‖ of every token of one input for this head (stored norms, else the live model; cached)."""
+    from analysis.values import input_value_norms
+    m = data.manifest(run)
+    norms = data.misc_cache.get(("vnorm", run, input_id), lambda: input_value_norms(
+        m, data.store(), input_id, m["layers"], rows))
+    return np.asarray(norms[int(layer)][int(head)], np.float64)
+
+
+def _run_vnorm(data, run, layer, head):
+    """‖v‖ of every token of the run for this head (all inputs: the aggregate view)."""
+    from analysis.values import run_value_norms
+    m = data.manifest(run)
+    norms = data.misc_cache.get(("vnorm-run", run), lambda: run_value_norms(m, data.store(), m["layers"]))
+    return np.asarray(norms[int(layer)][int(head)], np.float64)
+
+
+def _vnorm_problem(exc: Exception) -> str:
+    """One line for a value-norm failure (the view then shows plain attention)."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+    return f"value norms unavailable ({text}); showing plain attention"
+
+
+def _aggregate(data, run, layer, head, tokens, length, vnorm=None):
     m = data.manifest(run)
     max_len = int(min(512, max(np.asarray(tokens.arrays["input_length"]).max(), length)))
 
@@ -39,8 +62,8 @@ def _aggregate(data, run, layer, head, tokens, length):
         if qk is None:
             return None
         return aggregate_by_position(qk[0], qk[1], tokens.index, float(m["model"]["scale"]),
-                                     bool(m["model"].get("causal")), max_len)
-    agg = data.misc_cache.get(("agg", run, layer, head, max_len), build)
+                                     bool(m["model"].get("causal")), max_len, vnorm)
+    agg = data.misc_cache.get(("agg", run, layer, head, max_len, vnorm is not None), build)
     if agg is None:
         return None
     crop = agg[:length, :length]
@@ -63,8 +86,8 @@ def register(app, data):
                   Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
                   Input("token-store", "data"), Input("focus-store", "data"), Input("hide-select", "value"),
                   Input("sentence-mode", "value"), Input("detail-tab", "value"), Input("matrix-painted", "data"),
-                  prevent_initial_call=True)
-    def draw_sentence(run, layer, head, token, focus, hide, mode, tab, painted=True):
+                  Input("vnorm-toggle", "value"), prevent_initial_call=True)
+    def draw_sentence(run, layer, head, token, focus, hide, mode, tab, painted=True, vnorm=None):
         if tab != "sentence" or not run or layer is None or head is None or not painted:
             return no_update, no_update
         try:
@@ -91,8 +114,20 @@ def register(app, data):
             info = [f"input {input_id}: {str(text)[:160]}{'…' if len(str(text)) > 160 else ''}"]
             if hidden:
                 info.append(f"hidden keys: {', '.join(words[i] for i in sorted(hidden))} (rows renormalised over the rest)")
+            weighted = on(vnorm)
+            if weighted:
+                label += " · weighted by ‖v‖"
             if mode == "aggregate":
-                agg = _aggregate(data, run, layer, head, tokens, n)
+                vn = None
+                if weighted:
+                    try:
+                        vn = _run_vnorm(data, run, layer, head)
+                        info.append("each input's attention weighted by the value norms ‖v_j‖ (a·‖v‖, rows "
+                                    "renormalised) before averaging")
+                    except Exception as exc:  # noqa: BLE001 - the plain aggregate is still useful
+                        info.append(_vnorm_problem(exc))
+                        label = label.replace(" · weighted by ‖v‖", "")
+                agg = _aggregate(data, run, layer, head, tokens, n, vn)
                 if agg is None:
                     return empty_figure("aggregate needs this head's queries/keys"), ""
                 agg = hide_and_renormalise(agg, sorted(hidden))
@@ -102,6 +137,15 @@ def register(app, data):
                 fig.update_xaxes(title="key position")
                 fig.update_yaxes(title="query position")
                 return fig, " · ".join(info)
+            if weighted:
+                try:
+                    vn = _input_vnorm(data, run, layer, head, input_id, rows)
+                    a = value_weighted(a, vn)
+                    info.append(f"weighted by value norms a·‖v‖ (rows renormalised); ‖v‖ from {vn.min():.2f} "
+                                f"to {vn.max():.2f}")
+                except Exception as exc:  # noqa: BLE001
+                    info.append(_vnorm_problem(exc))
+                    label = label.replace(" · weighted by ‖v‖", "")
             a2 = hide_and_renormalise(a, sorted(hidden))
             use_heatmap = mode == "heatmap" or (mode in (None, "auto") and n > AUTO_HEATMAP_ABOVE)
             if use_heatmap:
@@ -121,8 +165,8 @@ def register(app, data):
     @app.callback(Output("image-graph", "figure"), Output("image-info", "children"),
                   Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
                   Input("token-store", "data"), Input("image-mode", "value"), Input("detail-tab", "value"),
-                  Input("matrix-painted", "data"), prevent_initial_call=True)
-    def draw_image(run, layer, head, token, mode, tab, painted=True):
+                  Input("matrix-painted", "data"), Input("vnorm-toggle", "value"), prevent_initial_call=True)
+    def draw_image(run, layer, head, token, mode, tab, painted=True, vnorm=None):
         if tab != "image" or not run or layer is None or head is None or not painted:
             return no_update, no_update
         try:
@@ -137,6 +181,13 @@ def register(app, data):
             rows, a = _input_attention(data, run, layer, head, input_id, tokens)
             if a is None:
                 return empty_figure(f"L{layer} H{head}: queries/keys not stored yet (partial run)"), ""
+            vnote = ""
+            if on(vnorm):
+                try:
+                    a = value_weighted(a, _input_vnorm(data, run, layer, head, input_id, rows))
+                    vnote = " · weighted by value norms a·‖v‖ (rows renormalised)"
+                except Exception as exc:  # noqa: BLE001
+                    vnote = " · " + _vnorm_problem(exc)
             pr = np.asarray(tokens.arrays["patch_row"])[rows].astype(int)
             pc = np.asarray(tokens.arrays["patch_col"])[rows].astype(int)
             is_patch = pr >= 0
@@ -166,7 +217,7 @@ def register(app, data):
                     if mode == "arrows" else
                     f"attention from {qname} to the {grid}×{grid} patches; CLS receives {cls_w:.3f}" if cls_w is not None
                     else f"attention from {qname}")
-            return fig, info + " · click a patch to make it the query"
+            return fig, info + vnote + " · click a patch to make it the query"
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc)), friendly(exc)
 

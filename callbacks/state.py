@@ -41,6 +41,7 @@ CONTROLS = [
                                       lambda v: ",".join(sorted(v or [])))),
     ("imode", "image-mode", "value", _same),
     ("atab", "analysis-tab", "value", _same),
+    ("vnorm", "vnorm-toggle", "value", _tog),
     ("token", "token-store", "data", _same),
 ]
 CLICKS = ["matrix-graph", "single-graph", "sentence-graph", "image-graph", "model-graph"]

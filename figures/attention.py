@@ -27,22 +27,33 @@ def hide_and_renormalise(a: np.ndarray, hidden: list[int] | np.ndarray) -> np.nd
     return out
 
 
+def value_weighted(a: np.ndarray, vnorm: np.ndarray) -> np.ndarray:
+    """Attention weighted by the value norm of each key, rows renormalised:
+    a′ᵢⱼ = aᵢⱼ‖vⱼ‖ / Σₖ aᵢₖ‖vₖ‖. All norms equal: a′ = a. Rows with no mass stay 0."""
+    w = np.asarray(a, np.float64) * np.asarray(vnorm, np.float64)[None, :]
+    s = w.sum(1, keepdims=True)
+    return np.where(s > 0, w / np.where(s > 0, s, 1.0), 0.0)
+
+
 def top_keys(row: np.ndarray, k: int, min_weight: float) -> list[tuple[int, float]]:
     order = np.argsort(-row)[:max(0, k)]
     return [(int(j), float(row[j])) for j in order if row[j] >= min_weight]
 
 
 def aggregate_by_position(q: np.ndarray, k: np.ndarray, groups, scale: float, causal: bool,
-                          max_len: int) -> np.ndarray:
+                          max_len: int, vnorm: np.ndarray | None = None) -> np.ndarray:
     """AttentionViz's aggregate view: for each (query pos i, key pos j) < max_len, the mean
     attention over all inputs that have both positions; rows renormalised to sum to 1.
-    ``groups`` iterates (input_id, token rows in position order)."""
+    ``groups`` iterates (input_id, token rows in position order). ``vnorm`` (one value norm per
+    token row): each input's attention is value-weighted (``value_weighted``) before averaging."""
     total = np.zeros((max_len, max_len))
     count = np.zeros((max_len, max_len))
     for _, rows in groups:
         if len(rows) == 0:
             continue
         a = attention(q[rows], k[rows], scale, causal)
+        if vnorm is not None:
+            a = value_weighted(a, vnorm[rows])
         n = min(len(rows), max_len)
         total[:n, :n] += a[:n, :n]
         count[:n, :n] += 1

@@ -8,15 +8,19 @@ DEFAULTS = {
     "run": None, "proj": "tsne", "dim": 2, "translate": True, "scaled": False, "color": "qk",
     "q": "", "regex": False, "layer": 0, "head": 0, "token": None, "lod": 250,
     "sort": "grid", "rho": 0.0, "topk": 2, "minw": 0.05, "lines": True, "normsize": False,
-    "tab": "sentence", "smode": "auto", "hide": "", "imode": "heatmap", "atab": "patterns",
+    "tab": "sentence", "smode": "auto", "hide": "", "imode": "heatmap", "atab": "patterns", "vnorm": False,
 }
 CHOICES = {
-    "proj": {"pca", "tsne", "umap"}, "dim": {2, 3}, "lod": {250, 500, 1000, 3000, 0}, "sort": {"grid", "rho"},
+    "proj": {"pca", "tsne", "umap"}, "dim": {2, 3}, "lod": {250, 500, 1000, 3000, 0},
+    # Matrix View order: grid, |ρ|, each head-pattern score, stored ablation effects
+    # (= analysis.head_scores.SORT_SCORES; kept literal so parsing a link imports no analysis code)
+    "sort": {"grid", "rho", "first", "sep", "prev", "next", "self", "broad", "positional", "ablation-zero",
+             "ablation-mean"},
     "tab": {"sentence", "image", "model"}, "smode": {"auto", "lines", "heatmap", "aggregate"},
     "imode": {"heatmap", "arrows"},
     "atab": {"patterns", "related", "ablation", "neuron", "rollout", "input", "precompute"},
 }
-BOOLS = {"translate", "scaled", "regex", "lines", "normsize"}
+BOOLS = {"translate", "scaled", "regex", "lines", "normsize", "vnorm"}
 INTS = {"dim", "layer", "head", "lod", "topk"}
 FLOATS = {"rho", "minw"}
 OPTIONAL_INTS = {"token"}

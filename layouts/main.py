@@ -47,6 +47,7 @@ def controls():
 
 
 def matrix_panel():
+    from layouts.patterns import sort_options
     d = DEFAULTS
     return html.Div(className="panel matrix-panel", children=[
         html.Div(className="panel-head", children=[
@@ -55,9 +56,8 @@ def matrix_panel():
                 _ctl("points per head in matrix", dcc.RadioItems(
                     id="lod-select", value=d["lod"], inline=True,
                     options=[{"label": "250", "value": 250}, {"label": "500", "value": 500}, {"label": "1000", "value": 1000}, {"label": "3000", "value": 3000}, {"label": "all", "value": 0}])),
-                _ctl("order", dcc.Dropdown(id="sort-select", value=d["sort"], clearable=False, style={"width": "150px"},
-                                           options=[{"label": "grid (layer × head)", "value": "grid"},
-                                                    {"label": "by |ρ| within layer", "value": "rho"}])),
+                _ctl("order / shade cells by", dcc.Dropdown(id="sort-select", value=d["sort"], clearable=False,
+                                                            style={"width": "210px"}, options=sort_options())),
                 _ctl("show heads with |ρ| ≥", dcc.Slider(id="rho-threshold", min=0, max=1, step=0.05, value=d["rho"],
                                                          marks={0: "0", 0.5: "0.5", 1: "1"},
                                                          tooltip={"placement": "bottom"}), cls="ctl slider"),
@@ -98,9 +98,13 @@ def single_panel():
 def detail_panel():
     d = DEFAULTS
     return html.Div(className="panel detail-panel", children=[
-        dcc.RadioItems(id="detail-tab", value=d["tab"], inline=True, className="tabs",
-                       options=[{"label": "Sentence View", "value": "sentence"}, {"label": "Image View", "value": "image"},
-                                {"label": "Model View", "value": "model"}]),
+        html.Div(className="row-inline", children=[
+            dcc.RadioItems(id="detail-tab", value=d["tab"], inline=True, className="tabs",
+                           options=[{"label": "Sentence View", "value": "sentence"}, {"label": "Image View", "value": "image"},
+                                    {"label": "Model View", "value": "model"}]),
+            # shared by the Sentence and Image views (and their exports)
+            _toggle("vnorm-toggle", "weight by value norm (‖v‖·a, renormalised)", d["vnorm"]),
+        ]),
         html.Div(id="sentence-view", className="view", children=[
             html.Div(className="row-inline", children=[
                 _ctl("show", dcc.RadioItems(id="sentence-mode", value=d["smode"], inline=True, options=[
@@ -110,7 +114,6 @@ def detail_panel():
                 _ctl("hide keys (rows renormalised)", dcc.Checklist(id="hide-select", value=[], inline=True, options=[
                     {"label": "first token", "value": "first"}, {"label": "[CLS]", "value": "cls"},
                     {"label": "[SEP]", "value": "sep"}])),
-                _toggle("vnorm-toggle", "weight by value norm (‖v‖·a, renormalised)", False),
             ]),
             html.Div(id="sentence-info", className="note"),
             dcc.Graph(id="sentence-graph", config={"displaylogo": False}),

@@ -147,7 +147,77 @@ class ModelAdapter:
         return {layer: [a[i, :, :n, :n].float().cpu().numpy() for i, n in enumerate(lengths)]
                 for layer, a in enumerate(maps)}
 
+    def capture_values(self, batch: list[Encoded], layers: list[int] | None = None
+                       ) -> dict[int, list[np.ndarray]]:
+        """Value vectors per layer, per input: float32 (n_heads, len_i, head_dim), exactly what the
+        attention multiplies (after the value bias), kv heads expanded to the query heads they serve."""
+        layers = self._check_layers(layers)
+        kwargs, lengths = self._inputs(batch)
+        store: dict = {}
+        regs = [(self.vo_modules[l][0], "forward", store_output(store, l)) for l in layers]
+        with torch.inference_mode(), hooks(regs):
+            self._forward(kwargs, want_attentions=False)
+        rep = self.info.n_heads // self.info.n_kv_heads
+        return {l: _unpad(self._values(l, store[l]).repeat_interleave(rep, dim=1), lengths) for l in layers}
+
+    @contextlib.contextmanager
+    def ablate(self, heads, mode: str = "zero", patterns: dict | None = None):
+        """Ablate attention heads for the forward passes run inside the block.
+
+        ``heads``: iterable of (layer, query head). ``mode="zero"``: the head's output (its slice of
+        the concatenated head outputs, before the output projection) is set to 0; for GQA that is
+        the query head's slice, the shared kv head is untouched. ``mode="mean"``: the head's output
+        becomes ``P @ v`` with ``patterns[(layer, head)]`` a (B, S, S) tensor of attention
+        probabilities for the padded batch (rows = queries) replacing the head's own, and ``v`` the
+        values of the kv head serving it in this same forward pass. No heads: nothing is hooked."""
+        if mode not in ("zero", "mean"):
+            raise ValueError(f"unknown ablation mode {mode!r}: use zero or mean")
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in heads:
+            layer, head = int(layer), int(head)
+            if not (0 <= layer < self.info.n_layers and 0 <= head < self.info.n_heads):
+                raise ValueError(f"head L{layer} H{head} is not in {self.info.name} "
+                                 f"({self.info.n_layers} layers × {self.info.n_heads} heads)")
+            if mode == "mean" and (patterns is None or (layer, head) not in patterns):
+                raise ValueError(f"mean ablation of L{layer} H{head} needs its mean attention pattern")
+            by_layer.setdefault(layer, [])
+            if head not in by_layer[layer]:
+                by_layer[layer].append(head)
+        d, rep = self.info.head_dim, self.info.n_heads // self.info.n_kv_heads
+        values: dict = {}
+
+        def replace(layer: int, hs: list[int]):
+            def pre(_module, args):
+                x = args[0].clone()
+                v = self._values(layer, values.pop(layer)) if mode == "mean" else None
+                for h in hs:
+                    if mode == "zero":
+                        x[..., h * d:(h + 1) * d] = 0
+                    else:
+                        p = patterns[(layer, h)].to(device=x.device, dtype=x.dtype)
+                        x[..., h * d:(h + 1) * d] = p @ v[:, h // rep]
+                return (x,) + tuple(args[1:])
+            return pre
+
+        regs = []
+        for layer, hs in sorted(by_layer.items()):
+            v_mod, o_mod = self.vo_modules[layer]
+            if mode == "mean":
+                regs.append((v_mod, "forward", store_output(values, layer)))
+            regs.append((o_mod, "pre", replace(layer, hs)))
+        with hooks(regs):
+            yield
+
     # ------------------------------------------------------------------ family hooks
+    # ``vo_modules[layer] = (value module, output module)``: the first's forward output holds the
+    # values (read by ``_values``), the second's first positional input is the concatenation of
+    # every query head's output (B, S, n_heads·head_dim), just before the output projection.
+    vo_modules: list[tuple[torch.nn.Module, torch.nn.Module]]
+
+    def _values(self, layer: int, output: torch.Tensor) -> torch.Tensor:
+        """(B, n_kv_heads, S, head_dim) values of ``layer`` from its value module's output."""
+        return split_heads(output, self.info.head_dim)
+
     def _inputs(self, batch: list[Encoded]) -> tuple[dict, list[int]]:
         """Model keyword arguments for the padded batch, and each input's true length."""
         raise NotImplementedError

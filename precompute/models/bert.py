@@ -18,12 +18,67 @@ def qk_modules(model) -> list[tuple]:
     return [(blk.attention.self.query, blk.attention.self.key) for blk in base.encoder.layer]
 
 
+def vo_modules(model) -> list[tuple]:
+    """(value Linear, output-projection Linear) of every layer; the output projection's input is
+    the concatenated head outputs."""
+    base = model.base_model
+    if base.config.model_type == "distilbert":
+        return [(blk.attention.v_lin, blk.attention.out_lin) for blk in base.transformer.layer]
+    return [(blk.attention.self.value, blk.attention.output.dense) for blk in base.encoder.layer]
+
+
+# config.architectures of checkpoints saved with a masked-LM head (BERT, RoBERTa, DistilBERT …).
+_MLM_ARCHITECTURES = ("ForMaskedLM", "ForPreTraining")
+
+
 class BertAdapter(SeparateQKMixin, HFTextAdapter):
     """Encoder adapter: hooks the query/key Linear outputs (bias included, no positional rotation)."""
+
+    folder: str | None = None
 
     def __init__(self, model, tokenizer, info: ModelInfo, device: str = "cpu"):
         super().__init__(model, tokenizer, info, device)
         self.qk_modules = qk_modules(self.model)
+        self.vo_modules = vo_modules(self.model)
+        self._mlm = None
+
+    def masked_lm_head(self):
+        """The folder's masked-LM head as a callable (B, S, hidden) → (B, S, vocab) logits, or None
+        when the checkpoint has none (e.g. sentence encoders saved as plain ``BertModel``). Only a
+        head whose every weight is in the checkpoint counts (a randomly initialised one does not)."""
+        if self._mlm is not None:
+            return self._mlm or None
+        self._mlm = False
+        config = self.model.config
+        if not self.folder or not any(a.endswith(_MLM_ARCHITECTURES) for a in (config.architectures or [])):
+            return None
+        import torch
+        from transformers import AutoModelForMaskedLM
+
+        try:
+            mlm, loading = AutoModelForMaskedLM.from_pretrained(
+                self.folder, attn_implementation="eager", dtype=torch.float32, local_files_only=True,
+                trust_remote_code=False, output_loading_info=True)
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None
+        if loading.get("missing_keys"):
+            return None
+        mlm = mlm.to(self.device).eval()
+        if config.model_type == "distilbert":
+            def head(hidden):
+                x = mlm.activation(mlm.vocab_transform(hidden))
+                return mlm.vocab_projector(mlm.vocab_layer_norm(x))
+        elif hasattr(mlm, "cls"):
+            head = mlm.cls
+        elif hasattr(mlm, "lm_head"):
+            head = mlm.lm_head
+        else:
+            return None
+        # the head's decoder is tied to the checkpoint's word embeddings, so the whole masked-LM
+        # model stays loaded (its encoder is not run: the adapter's own, hooked encoder is)
+        self._mlm_model = mlm
+        self._mlm = head
+        return head
 
 
 def load(folder: str, config, device: str = "cpu", name: str | None = None,
@@ -43,4 +98,6 @@ def load(folder: str, config, device: str = "cpu", name: str | None = None,
         max_length=text_max_length(tokenizer, config, offset),
         identity=identity or folder_identity(folder),
         special_tokens=list(tokenizer.all_special_tokens))
-    return BertAdapter(model, tokenizer, info, device)
+    adapter = BertAdapter(model, tokenizer, info, device)
+    adapter.folder = folder
+    return adapter

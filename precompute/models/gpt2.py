@@ -22,6 +22,11 @@ class GPT2Adapter(HFTextAdapter):
     def __init__(self, model, tokenizer, info: ModelInfo, device: str = "cpu"):
         super().__init__(model, tokenizer, info, device)
         self.blocks = list(self.model.base_model.h)
+        self.vo_modules = [(blk.attn.c_attn, blk.attn.c_proj) for blk in self.blocks]
+
+    def _values(self, layer: int, output: torch.Tensor) -> torch.Tensor:
+        attn = self.blocks[layer].attn
+        return split_heads(output.split(attn.split_size, dim=2)[2], self.info.head_dim)
 
     def _qk_hooks(self, layers: list[int], store: dict) -> list[tuple]:
         return [(self.blocks[l].attn.c_attn, "forward", store_output(store, l)) for l in layers]

@@ -35,6 +35,7 @@ class LlamaAdapter(HFTextAdapter):
     def __init__(self, model, tokenizer, info: ModelInfo, device: str = "cpu"):
         super().__init__(model, tokenizer, info, device)
         self.attns = [layer.self_attn for layer in self.model.base_model.layers]
+        self.vo_modules = [(attn.v_proj, attn.o_proj) for attn in self.attns]
 
     def _qk_hooks(self, layers: list[int], store: dict) -> list[tuple]:
         regs = []

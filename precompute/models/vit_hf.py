@@ -34,6 +34,15 @@ def qk_pair(layer) -> tuple:
     return attn.query, attn.key
 
 
+def vo_pair(layer) -> tuple:
+    """(value Linear, output-projection Linear) of one encoder layer."""
+    attn = layer.attention
+    inner = getattr(attn, "attention", attn)
+    value = inner.v_proj if hasattr(inner, "v_proj") else inner.value
+    out = attn.o_proj if hasattr(attn, "o_proj") else attn.output.dense
+    return value, out
+
+
 def prefix_tokens(config) -> list[str]:
     """Labels of the tokens before the patch grid."""
     if config.model_type == "deit":
@@ -58,6 +67,7 @@ class ViTHFAdapter(SeparateQKMixin, ImageAdapter):
     def __init__(self, model, info: ModelInfo, **kwargs):
         super().__init__(model, info, **kwargs)
         self.qk_modules = [qk_pair(layer) for layer in encoder_layers(self.model)]
+        self.vo_modules = [vo_pair(layer) for layer in encoder_layers(self.model)]
 
     def _forward(self, kwargs: dict, want_attentions: bool):
         return self.model(**kwargs, output_attentions=want_attentions)

@@ -26,6 +26,14 @@ class TimmViTAdapter(ImageAdapter):
     def __init__(self, model, info: ModelInfo, **kwargs):
         super().__init__(model, info, **kwargs)
         self.attns = [blk.attn for blk in self.model.blocks]
+        # values come out of the fused qkv; the head outputs enter attn.norm (identity unless the
+        # model normalises them) right before attn.proj
+        self.vo_modules = [(a.qkv, a.norm) for a in self.attns]
+
+    def _values(self, layer: int, output: torch.Tensor) -> torch.Tensor:
+        a = self.attns[layer]
+        b, n, _ = output.shape
+        return output.reshape(b, n, 3, a.num_heads, a.head_dim)[:, :, 2].transpose(1, 2)
 
     def _forward(self, kwargs: dict, want_attentions: bool):
         return self.model.forward_features(kwargs["pixel_values"])
