@@ -1,5 +1,83 @@
-"""Callbacks of the neuron panel (placeholder until the feature lands)."""
+"""Neuron view: q_d, k_d and q_d·k_d of the selected query token and a chosen key (stored q/k)."""
+from __future__ import annotations
+
+import numpy as np
+from dash import Input, Output, State, ctx, html, no_update
+
+from analysis.neuron import breakdown
+from figures.analysis_views import neuron_figure, neuron_row_figure
+from figures.common import display_token
+from figures.views import empty_figure
+
+from .common import friendly, input_of_token
+
+
+class Missing(Exception):
+    """The head's queries/keys are not stored (yet)."""
+
+
+def _fmt(x: float) -> str:
+    return "masked (−∞)" if not np.isfinite(x) else f"{x:.6g}"
+
+
+def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None):
+    """(figure, row figure, info children, key options, key value, new state) for the controls."""
+    m = data.manifest(run)
+    tokens = data.tokens(run)
+    input_id, tok = input_of_token(tokens, token)
+    rows = tokens.index.rows(input_id)
+    qk = data.qk(run, layer, head)
+    if qk is None:
+        raise Missing(f"L{layer} H{head}: queries/keys not stored yet (partial run)")
+    q, k = qk[0][rows], qk[1][rows]
+    words = [display_token(t) for t in tokens.text[rows]]
+    qpos = int(np.flatnonzero(rows == tok)[0]) if tok is not None and tok in set(rows.tolist()) else 0
+    scale, causal = float(m["model"]["scale"]), bool(m["model"].get("causal"))
+    same_input = isinstance(state, dict) and state.get("run") == run and state.get("input") == input_id
+    if clicked_key is not None and 0 <= clicked_key < len(rows):
+        kpos = int(clicked_key)
+    elif same_input and key is not None and 0 <= int(key) < len(rows):
+        kpos = int(key)
+    else:  # new input: start from the key this query attends to most
+        kpos = int(np.argmax(breakdown(q, k, qpos, 0, scale, causal).weights))
+    bd = breakdown(q, k, qpos, kpos, scale, causal)
+    qlab, klab = f"{qpos} «{words[qpos].strip()}»", f"{kpos} «{words[kpos].strip()}»"
+    fig = neuron_figure(bd, qlab, klab, f"L{layer} H{head} · input {input_id} · query {qlab} → key {klab}")
+    row = neuron_row_figure(bd, words, qpos, kpos, causal)
+    n_allowed = int(np.isfinite(bd.scores).sum())
+    info = [html.Span(f"query {qlab}, key {klab}: "),
+            html.Span("q·k = Σ_d q_d·k_d = "), html.B(_fmt(bd.dot), id="neuron-dot"),
+            html.Span(f" (sum of the {len(bd.q)} products: "), html.Span(_fmt(float(bd.prod.sum())), id="neuron-sum"),
+            html.Span(") · scale "), html.Span(_fmt(bd.scale), id="neuron-scale"),
+            html.Span(" → score "), html.B(_fmt(bd.score), id="neuron-score"),
+            html.Span(f" · softmax over {n_allowed} key{'s' if n_allowed != 1 else ''} → weight "),
+            html.B(_fmt(bd.weight), id="neuron-weight")]
+    if bd.masked:
+        info.append(html.Span(" (this key comes after the query: the causal mask gives it weight 0)"))
+    options = [{"label": f"{j} {w}", "value": j} for j, w in enumerate(words)]
+    return fig, row, info, options, kpos, {"run": run, "input": input_id}
 
 
 def register(app, data):
-    return None
+    @app.callback(Output("neuron-graph", "figure"), Output("neuron-row-graph", "figure"),
+                  Output("neuron-info", "children"), Output("neuron-key", "options"), Output("neuron-key", "value"),
+                  Output("neuron-state", "data"),
+                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
+                  Input("token-store", "data"), Input("neuron-key", "value"), Input("neuron-row-graph", "clickData"),
+                  Input("analysis-tab", "value"), State("neuron-state", "data"), prevent_initial_call=True)
+    def draw_neuron(run, layer, head, token, key, click, tab, state):
+        if tab != "neuron" or not run or layer is None or head is None:
+            return (no_update,) * 6
+        clicked = None
+        if ctx.triggered_id == "neuron-row-graph" and click and click.get("points"):
+            pt = click["points"][0]
+            cd = pt.get("customdata")
+            if isinstance(cd, (list, tuple)) and cd:
+                clicked = int(cd[0])
+            elif isinstance(pt.get("pointNumber"), int):  # bars are in key-position order
+                clicked = int(pt["pointNumber"])
+        try:
+            return neuron_view(data, run, int(layer), int(head), token, key, clicked, state)
+        except Exception as exc:  # noqa: BLE001
+            msg = str(exc) if isinstance(exc, Missing) else friendly(exc)
+            return empty_figure(msg), empty_figure(""), msg, no_update, no_update, no_update
