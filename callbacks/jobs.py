@@ -1,5 +1,294 @@
-"""Callbacks of the jobs panel (placeholder until the feature lands)."""
+"""Callbacks of the "Runs & precompute" tab.
+
+- the form's choices (built-in models/corpora, folders under the allowed roots, limits);
+- upload: size-checked in the browser first (no oversize body is sent), then checked again,
+  stored under a random name and validated by the corpus loader on the server (jobs/paths.py);
+- Start: parameters checked (allowed roots, limits) and a job queued in the shared registry;
+- the job itself runs as a Dash background callback (DiskcacheManager or CeleryManager, see
+  jobs/manager.py) with a progress bar and a Cancel button (jobs/runner.py does the work);
+- a 2-second tick shows every user's jobs from the registry and, when a job has changed state,
+  refreshes the Run dropdown (``run-select``) so a finished run appears without a restart.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from dash import ALL, Input, Output, State, clientside_callback, ctx, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboard_data import DataError
+
+_UPLOAD_CHECK = """
+function(contents, filename, cfg) {
+    if (!contents) { return [window.dash_clientside.no_update, window.dash_clientside.no_update]; }
+    var limit = (cfg && cfg.upload_max_bytes) || 5242880;
+    var b64 = (contents.split(',')[1] || '').replace(/=+$/, '');
+    var n = Math.floor(b64.length * 3 / 4);
+    var name = String(filename || 'upload').split(/[\\\\/]/).pop();
+    var size = function(b) { return b >= 1048576 ? (b / 1048576).toFixed(1) + ' MB' :
+                                    b >= 1024 ? (b / 1024).toFixed(1) + ' KB' : b + ' bytes'; };
+    if (n > limit) {
+        return [null, 'upload ' + name + ' is ' + size(n) + ', over the ' + size(limit) + ' limit: upload a smaller file'];
+    }
+    return [{contents: contents, filename: filename, t: Date.now()}, 'checking ' + name + ' …'];
+}
+"""
+
+
+def _user(app) -> str:
+    auth = getattr(app, "atlas_auth", None)
+    if auth is None:
+        return "-"
+    try:
+        return auth.user() or "?"
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def _can_cancel(app, user):
+    auth = getattr(app, "atlas_auth", None)
+    return lambda e: auth is None or e.get("user") == user
+
+
+def _stored_runs(data) -> list[str]:
+    try:
+        return data.run_ids()
+    except DataError:
+        return []
+
+
+def _run_summaries(data, runs, entries=()):
+    """Stored runs for the list; an uploaded corpus is named as the user named it (the store only
+    knows the server's random file name)."""
+    corpus_label = {}
+    for e in reversed(list(entries)):  # oldest first: the newest job's label wins
+        if e.get("run_id") and e.get("labels", {}).get("corpus", "").startswith("upload "):
+            corpus_label[e["run_id"]] = e["labels"]["corpus"]
+    out = []
+    for r in runs:
+        try:
+            m = data.manifest(r)
+            st = data.status(r)
+        except DataError:
+            out.append({"id": r, "status": "unreadable"})
+            continue
+        status = "complete" if st["status"] == "complete" else f"partial {st['heads_done']}/{st['heads_total']}"
+        out.append({"id": r, "model": m.get("model", {}).get("name", "?"),
+                    "corpus": corpus_label.get(r) or m.get("corpus", {}).get("name", "?"), "status": status})
+    return out
 
 
 def register(app, data):
-    return None
+    from jobs.paths import PathRefused, human_size, list_corpora, list_models, save_upload, source_label
+    from jobs.registry import ACTIVE, Registry
+    from jobs.runner import JobInvalid, validate_params
+    from layouts.jobs import jobs_table, runs_table
+
+    settings = app.atlas_settings
+
+    def registry() -> Registry:
+        return Registry(settings.jobs_path)
+
+    # ------------------------------------------------------------------ form choices and limits
+    @app.callback(Output("jobs-model", "options"), Output("jobs-corpus", "options"), Output("jobs-limits", "children"),
+                  Output("jobs-config", "data"), Output("jobs-max-tokens", "placeholder"),
+                  Input("analysis-tab", "value"), State("jobs-corpus", "options"))
+    def form_choices(tab, corpus_options):
+        limits = (f"limits on this server: at most {settings.job_max_tokens} tokens per run, uploads up to "
+                  f"{human_size(settings.upload_max_bytes)}; model folders under "
+                  f"{', '.join(settings.model_roots) or '(none configured)'}; corpus paths under "
+                  f"{', '.join(settings.corpus_roots) or '(none configured)'}; runs are written to {settings.cache}"
+                  + ("; jobs run on the Celery workers" if settings.redis_url else "; jobs run on this server"))
+        config = {"upload_max_bytes": settings.upload_max_bytes, "job_max_tokens": settings.job_max_tokens}
+        if tab != "precompute":
+            return no_update, no_update, limits, config, f"≤ {settings.job_max_tokens}"
+        uploads = [o for o in corpus_options or [] if isinstance(o, dict) and str(o.get("value", "")).startswith("upload:")]
+        return (list_models(settings), list_corpora(settings) + uploads, limits, config,
+                f"≤ {settings.job_max_tokens}")
+
+    # ------------------------------------------------------------------ upload
+    clientside_callback(_UPLOAD_CHECK, Output("jobs-upload-raw", "data"), Output("jobs-upload-msg", "children"),
+                        Input("jobs-upload", "contents"), State("jobs-upload", "filename"), State("jobs-config", "data"),
+                        prevent_initial_call=True)
+
+    @app.callback(Output("jobs-upload-msg", "children", allow_duplicate=True),
+                  Output("jobs-corpus", "options", allow_duplicate=True),
+                  Output("jobs-corpus", "value", allow_duplicate=True),
+                  Output("jobs-corpus-path", "value", allow_duplicate=True),
+                  Input("jobs-upload-raw", "data"), State("jobs-text-column", "value"), State("jobs-corpus", "options"),
+                  prevent_initial_call=True)
+    def store_upload(raw, column, options):
+        if not raw or not isinstance(raw, dict):
+            raise PreventUpdate
+        try:
+            info = save_upload(raw.get("contents"), raw.get("filename"), settings, text_column=column or None)
+        except PathRefused as exc:
+            return str(exc), no_update, no_update, no_update
+        warn = f" ({info['warnings'][0]})" if info["warnings"] else ""
+        opt = {"label": f"uploaded: {info['name']} — {info['n_inputs']} inputs", "value": info["token"]}
+        opts = [o for o in options or [] if isinstance(o, dict) and o.get("value") != info["token"]] + [opt]
+        return (f"uploaded {info['name']}: {info['n_inputs']} inputs, {info['bytes']} bytes, stored on the server "
+                f"under a new random name{warn}", opts, info["token"], "")
+
+    # ------------------------------------------------------------------ start
+    @app.callback(Output("jobs-request", "data"), Output("jobs-msg", "children"),
+                  Input("jobs-start", "n_clicks"),
+                  State("jobs-model", "value"), State("jobs-model-path", "value"),
+                  State("jobs-corpus", "value"), State("jobs-corpus-path", "value"),
+                  State("jobs-text-column", "value"), State("jobs-projections", "value"), State("jobs-dims", "value"),
+                  State("jobs-variants", "value"), State("jobs-layers", "value"), State("jobs-heads", "value"),
+                  State("jobs-max-tokens", "value"), prevent_initial_call=True)
+    def start(n, model, model_path, corpus, corpus_path, column, projections, dims, variants, layers, heads,
+              max_tokens):
+        if not n:
+            raise PreventUpdate
+        model_spec = str(model_path or "").strip() or model
+        corpus_spec = str(corpus_path or "").strip() or corpus
+        params = {"model": model_spec, "corpus": corpus_spec, "text_column": column, "projections": projections,
+                  "dims": dims, "variants": variants, "layers": layers, "heads": heads, "max_tokens": max_tokens}
+        try:
+            checked = validate_params(params, settings)
+        except (PathRefused, JobInvalid) as exc:
+            return no_update, str(exc)
+        labels = {"model": source_label(model_spec, checked["model"]),
+                  "corpus": source_label(corpus_spec, checked["corpus"])}
+        reg = registry()
+        try:
+            job_id = reg.create(_user(app), params, labels)
+        finally:
+            reg.close()
+        return {"job": job_id, "n": n}, f"job {job_id} queued: {labels['model']} on {labels['corpus']}"
+
+    # ------------------------------------------------------------------ the background job
+    @app.callback(Output("jobs-result", "data"), Input("jobs-request", "data"),
+                  background=True, interval=1000, prevent_initial_call=True,
+                  progress=[Output("jobs-bar", "value"), Output("jobs-bar-label", "children")],
+                  running=[(Output("jobs-start", "disabled"), True, False),
+                           (Output("jobs-cancel", "disabled"), False, True)],
+                  cancel=[Input("jobs-cancel", "n_clicks")])
+    def run_in_background(set_progress, request):
+        from jobs.runner import run_job
+
+        if not request or not request.get("job"):
+            raise PreventUpdate
+        return run_job(str(request["job"]), app.atlas_settings, set_progress)
+
+    # ------------------------------------------------------------------ everyone's jobs, run list
+    # The tick writes only to this tab's own components (and two stores when there is news): an
+    # output of a callback in flight is marked "loading" by Dash, and the Run dropdown must not
+    # flicker every 2 s, so run-select and the progress bar are set by callbacks of their own.
+    @app.callback(Output("jobs-table", "children"), Output("jobs-status", "children"), Output("jobs-gen", "data"),
+                  Output("jobs-runs", "children"), Output("jobs-push-runs", "data"), Output("jobs-push-bar", "data"),
+                  # not jobs-result: Dash holds back a callback while one of its inputs is the output of a
+                  # callback still running, and the background job is one (the registry tells the end too)
+                  Input("jobs-tick", "n_intervals"), Input("jobs-request", "data"),
+                  State("jobs-gen", "data"), State("run-select", "options"), State("run-select", "value"),
+                  prevent_initial_call=False)
+    def tick(_n, request, seen, run_options, run_value):
+        from callbacks.state import _run_label
+
+        reg = registry()
+        try:
+            reg.reap()
+            gen = reg.generation()
+            entries = reg.entries()
+        finally:
+            reg.close()
+        seen = seen if isinstance(seen, dict) else {}
+        active = any(e["state"] in ACTIVE for e in entries)
+        initial = ctx.triggered_id is None
+        now = time.time()
+        changed_at = now if seen.get("gen") != gen else float(seen.get("changed_at") or 0)
+        # after a change, keep refreshing a little while: run labels and status are cached for 5 s
+        refresh_runs = initial or now - changed_at < 12 or (active and (_n or 0) % 5 == 0)
+        runs = _stored_runs(data) if refresh_runs else None
+
+        user = _user(app)
+        table = jobs_table(entries, _can_cancel(app, user), set(runs if runs is not None else seen.get("runs", [])))
+        sig = hashlib.sha1(json.dumps([[e["id"], e["state"], round(100 * float(e.get("progress") or 0)),
+                                        e.get("message"), e.get("stage"), e.get("run_id"), e.get("cancel_requested"),
+                                        int(e.get("finished") or 0)] for e in entries[:30]]
+                                      + [runs if runs is not None else seen.get("runs")]).encode()).hexdigest()
+        mine = ""
+        push_bar = no_update
+        job_id = (request or {}).get("job") if isinstance(request, dict) else None
+        ended = seen.get("ended")
+        if job_id:
+            e = next((x for x in entries if x["id"] == job_id), None)
+            if e is not None:
+                text = e.get("message") if e["state"] not in ACTIVE else e.get("stage")
+                mine = f"your job {job_id}: {e['state']}" + (f" — {text}" if text else "")
+                if e["state"] not in ACTIVE and ended != job_id:  # the bar's last word is the job's end
+                    push_bar = {"value": "100" if e["state"] == "done" else str(round(100 * float(e.get("progress") or 0))),
+                                "label": e["state"] + (f" · {e.get('stage')}" if e["state"] != "done" and e.get("stage")
+                                                       else "")}
+                    ended = job_id
+
+        push_runs = out_runs = no_update
+        if runs is not None:
+            summaries = _run_summaries(data, runs, entries)
+            out_runs = runs_table(summaries)
+            if not initial:  # the page's own first load fills run-select (callbacks/state.py)
+                push = {}
+                opts = [{"label": _run_label(data, r), "value": r} for r in runs]
+                if opts != (run_options or []):
+                    push["options"] = opts
+                # the store had no run when the page loaded: show the first finished one (but never
+                # replace the run the URL asked for before the page has filled run-select)
+                if run_value not in runs and (run_value is not None or not seen.get("runs")):
+                    complete = [r["id"] for r in summaries if r.get("status") == "complete"]  # finished one
+                    if complete:
+                        push["value"] = complete[0]
+                push_runs = push or no_update
+        new_seen = {"gen": gen, "sig": sig, "runs": runs if runs is not None else seen.get("runs", []),
+                    "changed_at": changed_at, "ended": ended, "mine": mine}
+        out_table = table if seen.get("sig") != sig or initial else no_update
+        out_mine = mine if seen.get("mine") != mine or initial else no_update
+        return out_table, out_mine, new_seen, out_runs, push_runs, push_bar
+
+    @app.callback(Output("run-select", "options", allow_duplicate=True),
+                  Output("run-select", "value", allow_duplicate=True),
+                  Input("jobs-push-runs", "data"), prevent_initial_call=True)
+    def push_runs_to_dropdown(push):
+        if not isinstance(push, dict) or not push:
+            raise PreventUpdate
+        return push.get("options", no_update), push.get("value", no_update)
+
+    @app.callback(Output("jobs-bar", "value", allow_duplicate=True),
+                  Output("jobs-bar-label", "children", allow_duplicate=True),
+                  Input("jobs-push-bar", "data"), prevent_initial_call=True)
+    def push_end_to_bar(push):
+        if not isinstance(push, dict):
+            raise PreventUpdate
+        return push.get("value", no_update), push.get("label", no_update)
+
+    # ------------------------------------------------------------------ cancel from the list
+    @app.callback(Output("jobs-msg", "children", allow_duplicate=True),
+                  Input({"type": "jobs-row-cancel", "job": ALL}, "n_clicks"), prevent_initial_call=True)
+    def cancel_row(_clicks):
+        trig = ctx.triggered_id
+        if not trig or not any((t.get("value") or 0) for t in ctx.triggered):
+            raise PreventUpdate
+        job_id = trig["job"]
+        reg = registry()
+        try:
+            e = reg.get(job_id)
+            if e is None:
+                return f"job {job_id} is not in the list any more"
+            user = _user(app)
+            if not _can_cancel(app, user)(e):
+                return f"job {job_id} was started by {e['user']}: only they can cancel it"
+            if e["state"] not in ACTIVE:
+                return f"job {job_id} has already ended ({e['state']})"
+            if e["state"] == "queued":
+                reg.request_cancel(job_id)
+                reg.finish(job_id, "cancelled", "cancelled before it started")
+                return f"job {job_id} cancelled before it started"
+            handle = e.get("handle")
+        finally:
+            reg.close()
+        if handle:
+            app._background_manager.terminate_job(handle)  # noqa: SLF001 - flag first, then stop what is left
+        return f"job {job_id}: cancel requested"

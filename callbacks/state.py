@@ -168,7 +168,10 @@ def register(app, data):
             keep[MSG_URL] = str(exc)
             return keep
         if not runs:
-            keep[MSG_URL] = f"the store at {data.path} holds no runs yet: run `python -m precompute run ... --cache {data.path}`"
+            keep[MSG_URL] = (f"the store at {data.path} holds no runs yet: start one in the Runs & precompute tab "
+                             f"or run `python -m precompute run ... --cache {data.path}`")
+            if first:
+                keep[[c[0] for c in CONTROLS].index("atab")] = "precompute"
             return keep
         try:
             if state["run"] not in runs:

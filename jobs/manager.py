@@ -1,23 +1,214 @@
 """The Dash background-callback manager chosen by the settings.
 
-Locally (no ``redis_url``): ``DiskcacheManager`` on a diskcache directory beside the store, jobs
-run in processes forked by the web process. Team deployment (``redis_url`` set): ``CeleryManager``
-with Redis as broker and result backend; a Celery worker (``celery -A jobs.worker worker``) runs
-the jobs."""
+Locally (no ``redis_url``): ``DiskcacheManager`` on a diskcache directory beside the store (results,
+progress), jobs run in child processes on this machine. Team deployment (``redis_url`` set):
+``CeleryManager`` with Redis as broker and result backend; a Celery worker
+(``celery -A jobs.worker worker --pool=solo``) runs the jobs.
+
+Both are thin subclasses that know the job registry (jobs/registry.py):
+
+- diskcache: jobs run in children of a fork server, not in forks of the (threaded) web process, whose
+  copied locks can hang a child (jobs/spawned.py);
+- cancelling (the page's Cancel button, or a newer job replacing an old one) first sets the job's
+  cancel flag, which the job checks at every batch and head and obeys by stopping between two store
+  writes; only if it has not stopped after a short grace is it killed (diskcache: the process tree;
+  Celery: revoke/terminate). Either way the store stays consistent and the run resumable.
+- Celery: a job the registry knows has ended (its worker was SIGKILLed, say) is not "running" any
+  more even though Redis never got a result, so the page stops waiting for it; a Redis outage while
+  the page polls is "no news yet" instead of an error (the job itself goes on in its worker).
+"""
 from __future__ import annotations
+
+import logging
+import time
 
 from settings import Settings
 
+log = logging.getLogger("atlas.jobs")
+CANCEL_GRACE_S = 4.0
+
+
+def _cancel_in_registry(jobs_path, job) -> dict | None:
+    """Set the cancel flag of the job behind a manager handle; wait (briefly) for it to stop.
+    Returns the job's registry view afterwards (None if the registry does not know the handle)."""
+    from jobs.registry import ACTIVE, Registry
+
+    try:
+        reg = Registry(jobs_path)
+    except Exception:  # noqa: BLE001
+        return None
+    try:
+        e = reg.by_handle(job)
+        if e is None or e["state"] not in ACTIVE:
+            return e
+        reg.request_cancel(e["id"])
+        end = time.monotonic() + CANCEL_GRACE_S
+        while time.monotonic() < end:
+            e = reg.get(e["id"])
+            if e["state"] not in ACTIVE:
+                return e
+            time.sleep(0.1)
+        return e
+    finally:
+        reg.close()
+
+
+def _finalise(jobs_path, job_id) -> None:
+    """After a hard stop: record the job's end if it could not record it itself."""
+    from jobs.registry import ACTIVE, Registry
+
+    reg = Registry(jobs_path)
+    try:
+        for _ in range(20):  # the killed process may take a moment to be gone
+            e = reg.get(job_id)
+            if e is None or e["state"] not in ACTIVE:
+                break
+            time.sleep(0.1)
+        reg.reap()
+    finally:
+        reg.close()
+
+
+class JobQueueUnavailable(RuntimeError):
+    """The Celery broker could not take the job; one line for the page."""
+
+
+def _job_id_in(args):
+    """The registry job id a background callback was started with (our jobs pass {"job": id})."""
+    first = args[0] if isinstance(args, (list, tuple)) and args else args
+    return first.get("job") if isinstance(first, dict) and isinstance(first.get("job"), str) else None
+
+
+def _fail_queued(jobs_path, job_id, message) -> None:
+    from jobs.registry import Registry
+
+    try:
+        reg = Registry(jobs_path)
+        try:
+            reg.finish(job_id, "failed", message)
+        finally:
+            reg.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+_CONTEXT: list = []
+
+
+def _job_context():
+    """multiprocess's fork-server context, its server preloading the dashboard and model code."""
+    if not _CONTEXT:
+        import multiprocess
+
+        try:
+            ctx = multiprocess.get_context("forkserver")
+            ctx.set_forkserver_preload(["jobs.preload"])
+        except ValueError:  # a platform without fork servers (Windows): Dash's default
+            ctx = None
+        _CONTEXT.append(ctx)
+    return _CONTEXT[0]
+
 
 def make_manager(settings: Settings):
+    jobs_path = settings.jobs_path
     if settings.redis_url:
-        from jobs.celery_app import make_celery
         from dash import CeleryManager
 
-        return CeleryManager(make_celery(settings.redis_url), expire=24 * 3600)
+        from jobs.celery_app import make_celery
+
+        class AtlasCeleryManager(CeleryManager):
+            def call_job_fn(self, key, job_fn, args, context):
+                try:
+                    return super().call_job_fn(key, job_fn, args, context)
+                except Exception as exc:  # noqa: BLE001 - broker unreachable: say so, fail the job clearly
+                    log.warning("could not queue a background job (%s)", exc.__class__.__name__)
+                    job_id = _job_id_in(args)
+                    if job_id:
+                        _fail_queued(jobs_path, job_id, "the job queue (Redis) is unreachable, so the job was not "
+                                                        "started: start it again once the admin has Redis back")
+                    raise JobQueueUnavailable("the job queue (Redis) is unreachable: start the job again once "
+                                              "it is back") from None
+
+            def terminate_job(self, job):
+                if job is None:
+                    return
+                _cancel_in_registry(jobs_path, job)
+                try:
+                    super().terminate_job(job)
+                except Exception as exc:  # noqa: BLE001 - broker down: the cancel flag still stops the job
+                    log.warning("could not send the terminate request to the workers (%s)", exc.__class__.__name__)
+
+            def job_running(self, job):
+                from jobs.registry import TERMINAL, Registry
+
+                try:
+                    reg = Registry(jobs_path)
+                    try:
+                        e = reg.by_handle(job)
+                    finally:
+                        reg.close()
+                    if e is not None and e["state"] in TERMINAL:
+                        return False
+                except Exception:  # noqa: BLE001
+                    pass
+                try:
+                    return super().job_running(job)
+                except Exception:  # noqa: BLE001 - Redis unreachable: keep waiting, the job runs on
+                    return True
+
+            def get_progress(self, key):
+                try:
+                    return super().get_progress(key)
+                except Exception:  # noqa: BLE001
+                    return None
+
+            def result_ready(self, key):
+                try:
+                    return super().result_ready(key)
+                except Exception:  # noqa: BLE001
+                    return False
+
+            def get_result(self, key, job):
+                try:
+                    return super().get_result(key, job)
+                except Exception:  # noqa: BLE001
+                    return self.UNDEFINED
+
+            def get_updated_props(self, key):
+                try:
+                    return super().get_updated_props(key)
+                except Exception:  # noqa: BLE001
+                    return {}
+
+        return AtlasCeleryManager(make_celery(settings.redis_url), expire=24 * 3600)
+
     import diskcache
     from dash import DiskcacheManager
 
-    path = settings.jobs_path / "background"
+    class AtlasDiskcacheManager(DiskcacheManager):
+        def call_job_fn(self, key, job_fn, args, context):
+            """Start the job in a child of the fork server, never a fork of this threaded process
+            (see jobs/spawned.py); the returned pid is the handle Dash polls and terminates."""
+            from jobs.spawned import run_spawned
+
+            fn_key = next((k for k, f in self.func_registry.items() if f is job_fn), None)
+            ctx = _job_context()
+            if fn_key is None or ctx is None:  # not ours to re-create in a child / no fork server here
+                return super().call_job_fn(key, job_fn, args, context)
+            proc = ctx.Process(target=run_spawned, daemon=False,
+                                          args=(settings, fn_key, key, self._make_progress_key(key), args,
+                                                dict(context)))
+            proc.start()
+            return proc.pid
+
+        def terminate_job(self, job):
+            if job is None:
+                return
+            e = _cancel_in_registry(jobs_path, job)
+            super().terminate_job(job)  # whatever is left of the process tree (SIGKILL)
+            if e is not None:
+                _finalise(jobs_path, e["id"])
+
+    path = jobs_path / "background"
     path.mkdir(parents=True, exist_ok=True)
-    return DiskcacheManager(diskcache.Cache(str(path)), expire=24 * 3600)
+    return AtlasDiskcacheManager(diskcache.Cache(str(path)), expire=24 * 3600)
