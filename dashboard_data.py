@@ -222,6 +222,23 @@ class Data:
     def image(self, run_id: str, index: int) -> np.ndarray | None:
         return self.image_cache.get((run_id, index), lambda: self._read(lambda s: s.image(run_id, index)))
 
+    def order_scores(self, run_id: str, order: str) -> tuple[dict | None, str, str]:
+        """Scores a Matrix View order ranks/shades by: (scores or None, short label, note).
+        'grid' and 'rho' need none; a score that does not apply to the run falls back to the grid."""
+        if order in (None, "", "grid", "rho"):
+            return None, "", ""
+        from analysis.head_scores import SCORE_SHORT, head_scores, na_note
+        try:
+            all_scores = head_scores(self, run_id)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the view keeps the grid order and says why
+            return None, "", f"order by {order} unavailable ({exc.__class__.__name__}: {exc}); grid order shown"
+        scores = all_scores.get(order)
+        if not scores:
+            return None, "", f"{na_note(self.manifest(run_id), order)}; grid order shown"
+        return scores, SCORE_SHORT.get(order, order), ""
+
     def matrix(self, run_id, variant, method, lod, order, rho_threshold):
         key = (run_id, variant, method, lod, order, round(float(rho_threshold), 3))
         m = self.manifest(run_id)
@@ -229,12 +246,14 @@ class Data:
         rho = self.rho(run_id, variant)
 
         def build():
+            scores, label, note = self.order_scores(run_id, order)
             md = build_matrix_data(m["layers"], m["heads"], n, lambda l, h: self.coords(run_id, l, h, variant, method, 2),
-                                   rho, lod or None, order, rho_threshold)
+                                   rho, lod or None, order if (scores is not None or order == "rho") else "grid", rho_threshold,
+                                   scores=scores, score_label=label, note=note)
             return md
         with self._matrix_lock:  # concurrent callbacks of one page load share a single build
             md = self.matrix_cache.get(key, build)
-        if md.missing:  # a partial run fills in over time: don't keep a stale picture for long
+        if md.missing or md.note:  # a partial run fills in / an ablation job may store its scores: don't keep it long
             stamp = self.misc_cache.get(("mstamp",) + key, lambda: time.monotonic())
             if time.monotonic() - stamp > 10:
                 self.matrix_cache._d.pop(key, None)

@@ -55,6 +55,10 @@ def _note(md, tokens_n, lod, variant_notes):
         parts.append(f"{len(md.missing)} heads not computed yet (pending)")
     if md.filtered:
         parts.append(f"{len(md.filtered)} heads hidden by the |ρ| filter")
+    if md.score_label:
+        parts.append(f"heads ranked within each layer and cells shaded by {md.score_label} (darker = higher)")
+    if md.note:
+        parts.append(md.note)
     return " · ".join(parts + variant_notes)
 
 
@@ -177,6 +181,18 @@ def register(app, data):
             return legend_children(leg, schemes[scheme])
         except Exception:  # noqa: BLE001
             return ""
+
+    @app.callback(Output("sort-select", "options"), Input("run-select", "value"), prevent_initial_call=True)
+    def sort_choices(run):
+        """Orders that apply to the run (the others stay listed, disabled, so a link's value stays valid)."""
+        if not run:
+            return no_update
+        from analysis.head_scores import ablation_scores, available_orders
+        from layouts.patterns import sort_options
+        try:
+            return sort_options(available_orders(data.manifest(run), ablation_scores(data, run)))
+        except Exception:  # noqa: BLE001 - keep every option enabled; the matrix note explains a fallback
+            return sort_options()
 
     # Page load draws the Matrix View first and alone: the other views wait for this flag, set
     # once the matrix's points are on screen (or after 8 s, whatever happened).

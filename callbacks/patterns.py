@@ -1,5 +1,100 @@
-"""Callbacks of the patterns panel (placeholder until the feature lands)."""
+"""Head-patterns panel (map + table of every head's pattern scores) and the Single View's line
+naming the head's dominant pattern and its most similar heads."""
+from __future__ import annotations
+
+from dash import Input, Output, html, no_update
+
+from analysis.head_scores import run_patterns
+from analysis.patterns import LABELS
+from figures.patterns import score_map_figure
+from figures.views import empty_figure
+from layouts.patterns import describe, scores_table
+
+from .common import friendly
+
+N_SIMILAR = 5
+
+
+def patterns_outputs(data, run, layer, head, score):
+    """(figure, table, note, head summary) of the patterns panel."""
+    m = data.manifest(run)
+    rp = run_patterns(data, run)
+    score = score if score in LABELS else "first"
+    sel = (layer, head)
+    vals = {h: s.get(score) for h, s in rp.scores.items()}
+    if not rp.applies.get(score, True):
+        from analysis.patterns import na_reason
+        title = f"{LABELS[score]}: n/a for this run ({na_reason(score, rp.causal, rp.image)})"
+    else:
+        title = f"{LABELS[score]} score per head (click a cell to open the head)"
+    fig = score_map_figure(list(m["layers"]), list(m["heads"]), vals, title, sel)
+    note = [rp.sample_note(), f"{len(rp.heads)} heads"]
+    if rp.missing:
+        note.append(f"{len(rp.missing)} heads not stored yet (partial run)")
+    note.append(f"computed in {rp.seconds:.1f}s" if rp.source == "computed" else "read from the store")
+    summary = head_summary(rp, layer, head)
+    return fig, scores_table(rp, score, sel), " · ".join(note), summary
+
+
+def head_summary(rp, layer, head) -> str:
+    dom = rp.dominant(layer, head)
+    if dom is None:
+        return f"L{layer} H{head}: no scores (queries/keys not stored yet)"
+    return f"L{layer} H{head}: dominant pattern {describe(*dom)}"
+
+
+def single_analysis_children(rp, layer, head):
+    """Single View line: dominant pattern + score, then the most similar heads as buttons."""
+    dom = rp.dominant(layer, head)
+    if dom is None:
+        return "pattern scores: this head's queries/keys are not stored yet"
+    kids = [html.B("pattern: "), html.Span(describe(*dom), id="single-pattern")]
+    sim = rp.similar(layer, head, N_SIMILAR)
+    if sim:
+        kids.append(html.Span(" · most similar heads: "))
+        for (l, h), d in sim:
+            kids.append(html.Button(f"L{l} H{h} ({d:.2f})", id={"type": "similar-head", "index": f"{l}:{h}"},
+                                    n_clicks=0, title=f"open L{l} H{h}: attention distance {d:.3f}",
+                                    style={"fontSize": "11px", "padding": "1px 5px", "margin": "0 3px",
+                                           "cursor": "pointer"}))
+    return kids
 
 
 def register(app, data):
-    return None
+    @app.callback(Output("patterns-graph", "figure"), Output("patterns-table", "children"),
+                  Output("patterns-note", "children"), Output("patterns-head", "children"),
+                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
+                  Input("patterns-score", "value"), Input("analysis-tab", "value"), Input("matrix-painted", "data"),
+                  prevent_initial_call=True)
+    def draw_patterns(run, layer, head, score, tab, painted=True):
+        if tab != "patterns" or not run or layer is None or head is None or not painted:
+            return no_update, no_update, no_update, no_update
+        try:
+            return patterns_outputs(data, run, layer, head, score)
+        except Exception as exc:  # noqa: BLE001 - one line in the page, never a traceback
+            msg = friendly(exc)
+            return empty_figure(msg), "", msg, ""
+
+    @app.callback(Output("layer-select", "value", allow_duplicate=True),
+                  Output("head-select", "value", allow_duplicate=True),
+                  Input("patterns-graph", "clickData"), prevent_initial_call=True)
+    def open_from_map(click):
+        try:
+            l, h = click["points"][0]["customdata"]
+            return int(l), int(h)
+        except (TypeError, KeyError, IndexError, ValueError):
+            return no_update, no_update
+
+    @app.callback(Output("single-analysis", "children"),
+                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
+                  Input("matrix-painted", "data"), prevent_initial_call=True)
+    def single_analysis(run, layer, head, painted=True):
+        if not run or layer is None or head is None or not painted:
+            return no_update
+        try:
+            m = data.manifest(run)
+            if layer not in m["layers"] or head not in m["heads"]:
+                return no_update
+            return single_analysis_children(run_patterns(data, run), layer, head)
+        except Exception as exc:  # noqa: BLE001
+            return f"pattern scores unavailable: {friendly(exc)}"

@@ -1,5 +1,78 @@
-"""Callbacks of the related panel (placeholder until the feature lands)."""
+"""Related-heads panel: the map of all heads and the selected head's most similar heads; clicks
+on the map or on a similar head (here or in the Single View) open that head."""
+from __future__ import annotations
+
+from dash import ALL, Input, Output, ctx, html, no_update
+
+from analysis.head_scores import run_patterns
+from figures.patterns import related_figure
+from figures.views import empty_figure
+from layouts.patterns import describe
+
+from .common import friendly
+
+N_SIMILAR = 5
+
+
+def related_outputs(data, run, layer, head, color_by):
+    """(figure, note, list) of the related-heads panel."""
+    m = data.manifest(run)
+    rp = run_patterns(data, run)
+    rel = rp.related
+    if not rel.get("heads"):
+        msg = "no head of this run has stored queries/keys yet"
+        return empty_figure(msg), msg, ""
+    heads = [tuple(h) for h in rel["heads"]]
+    dominant = {h: rp.dominant(*h) for h in heads if rp.dominant(*h)}
+    sel = (layer, head)
+    sim = rp.similar(layer, head, N_SIMILAR)
+    sub = (f"{len(heads)} heads · MDS of {rel.get('metric', 'hellinger')} distances "
+           f"({100 * (rel.get('explained') or 0):.0f}% of the spectrum shown)")
+    fig = related_figure(heads, rel["xy"], color_by or "layer", dominant, sel, sim, list(m["layers"]), sub)
+    note = (f"signature: attention of {rel.get('n_rows', 0):,} sampled queries per head "
+            f"(same queries for every head) · {rp.sample_note()}")
+    items = [html.B(f"most similar to L{layer} H{head}:")]
+    if sel not in heads:
+        items.append(html.Div("this head has no stored queries/keys yet"))
+    rows = []
+    for (l, h), d in sim:
+        dom = dominant.get((l, h))
+        rows.append(html.Li([html.Button(f"L{l} H{h}", id={"type": "related-head", "index": f"{l}:{h}"}, n_clicks=0,
+                                          style={"fontSize": "12px", "padding": "1px 6px", "cursor": "pointer"}),
+                             f" distance {d:.3f}", html.Span(f" · {describe(*dom)}" if dom else "",
+                                                             style={"color": "#666"})],
+                            **{"data-head": f"{l}:{h}", "data-dist": f"{d:.6f}"}))
+    items.append(html.Ol(rows, id="related-similar", style={"paddingLeft": "18px", "margin": "4px 0"}))
+    return fig, note, items
 
 
 def register(app, data):
-    return None
+    @app.callback(Output("related-graph", "figure"), Output("related-note", "children"), Output("related-list", "children"),
+                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
+                  Input("related-color", "value"), Input("analysis-tab", "value"), Input("matrix-painted", "data"),
+                  prevent_initial_call=True)
+    def draw_related(run, layer, head, color_by, tab, painted=True):
+        if tab != "related" or not run or layer is None or head is None or not painted:
+            return no_update, no_update, no_update
+        try:
+            return related_outputs(data, run, layer, head, color_by)
+        except Exception as exc:  # noqa: BLE001 - one line in the page, never a traceback
+            msg = friendly(exc)
+            return empty_figure(msg), msg, ""
+
+    @app.callback(Output("layer-select", "value", allow_duplicate=True),
+                  Output("head-select", "value", allow_duplicate=True),
+                  Input("related-graph", "clickData"), Input({"type": "similar-head", "index": ALL}, "n_clicks"),
+                  Input({"type": "related-head", "index": ALL}, "n_clicks"), prevent_initial_call=True)
+    def open_related(click, _similar, _related):
+        trig = ctx.triggered_id
+        try:
+            if trig == "related-graph":
+                l, h = click["points"][0]["customdata"]
+                return int(l), int(h)
+            if isinstance(trig, dict) and ctx.triggered and ctx.triggered[0].get("value"):
+                l, h = str(trig["index"]).split(":")
+                return int(l), int(h)
+        except (TypeError, KeyError, IndexError, ValueError):
+            pass
+        return no_update, no_update

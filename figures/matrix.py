@@ -30,6 +30,9 @@ class MatrixData:
     filtered: list = field(default_factory=list)
     n_tokens: int = 0
     order: str = "grid"
+    scores: dict = field(default_factory=dict)   # (l, h) -> value of the score the cells are ordered/shaded by
+    score_label: str = ""                        # its name for labels ("" = order grid/rho, no shading)
+    note: str = ""                               # e.g. why a requested order fell back to the grid
 
     @property
     def n_rows(self):
@@ -54,10 +57,46 @@ class MatrixData:
         return layer, head, int(self.idx[local % m]), local >= m
 
 
+def score_rank_value(order: str, value: float | None) -> float:
+    """What an order ranks by (higher first): |value| for ρ and ablation effects, else the value."""
+    if value is None or not np.isfinite(value):
+        return -np.inf
+    return abs(value) if (order == "rho" or order.startswith("ablation")) else float(value)
+
+
+def score_cells(layers, heads, scores: dict, order: str) -> dict:
+    """(row, col) per head: each layer's heads ranked by the score (highest first; heads without
+    a value last; ties keep head order)."""
+    cells = {}
+    for r, layer in enumerate(layers):
+        hs = sorted(heads, key=lambda h: -score_rank_value(order, scores.get((layer, h))))
+        for c, head in enumerate(hs):
+            cells[(layer, head)] = (r, c)
+    return cells
+
+
+def score_shade(order: str, scores: dict) -> dict:
+    """(l, h) -> shade in [0, 1]: pattern scores as they are, ρ / ablation as |v| / max |v|."""
+    vals = {k: score_rank_value(order, v) for k, v in scores.items()}
+    vals = {k: v for k, v in vals.items() if np.isfinite(v)}
+    if order == "rho" or order.startswith("ablation"):
+        top = max(vals.values(), default=0.0)
+        return {k: (v / top if top > 0 else 0.0) for k, v in vals.items()}
+    return {k: float(min(1.0, max(0.0, v))) for k, v in vals.items()}
+
+
 def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, points_per_head: int | None,
-                      order: str = "grid", rho_threshold: float = 0.0, seed: int = 0) -> MatrixData:
-    """``get_coords(l, h)`` -> (2·n_tokens × ≥2) array or None (not computed yet)."""
-    cells = grid_cells(layers, heads, rho, order)
+                      order: str = "grid", rho_threshold: float = 0.0, seed: int = 0, scores: dict | None = None,
+                      score_label: str = "", note: str = "") -> MatrixData:
+    """``get_coords(l, h)`` -> (2·n_tokens × ≥2) array or None (not computed yet). ``order`` 'grid',
+    'rho' or the name of a per-head score given in ``scores`` ((l, h) -> value): cells are then
+    ranked by it within each layer and shaded by it."""
+    if order in ("grid", "rho") or scores is None:
+        cells = grid_cells(layers, heads, rho, order if order in ("grid", "rho") else "grid")
+        order = order if order in ("grid", "rho") else "grid"
+        scores, score_label = {}, ""
+    else:
+        cells = score_cells(layers, heads, scores, order)
     idx = sample_tokens(n_tokens, points_per_head, seed)
     sel = np.r_[idx, n_tokens + idx]
     shown, coords, where, missing, filtered = [], [], [], [], []
@@ -76,7 +115,8 @@ def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, point
             where.append(cells[(layer, head)])
     cell = cell_size(len(layers), len(heads))
     x, y, offsets = tile_heads(coords, where, len(layers), cell)
-    return MatrixData(list(layers), list(heads), cells, shown, offsets, x, y, idx, cell, rho, missing, filtered, n_tokens, order)
+    return MatrixData(list(layers), list(heads), cells, shown, offsets, x, y, idx, cell, rho, missing, filtered, n_tokens,
+                      order, dict(scores), score_label, note)
 
 
 def matrix_colors(md: MatrixData, spec_for_head) -> tuple[np.ndarray, list]:
@@ -103,12 +143,45 @@ def matrix_emphasis(md: MatrixData, token_mask: np.ndarray | None):
 COMPACT_LABELS_ABOVE = 8  # columns; wider grids label cells with ρ only (the axes name layer and head)
 
 
-def _label(md: MatrixData, layer: int, head: int, show_rho: bool, compact: bool = False) -> str:
+def _fmt_score(md: MatrixData, layer: int, head: int) -> str:
+    v = md.scores.get((layer, head))
+    if v is None:
+        return f"{md.score_label} n/a"
+    return f"{md.score_label} {v:.2f}".replace("-", "−")
+
+
+def _label(md: MatrixData, layer: int, head: int, show_rho: bool, compact: bool = False, full: bool = False) -> str:
     r = md.rho.get((layer, head))
     rho = f"ρ {r:+.2f}".replace("-", "−") if show_rho and r is not None else ""
+    if md.score_label:
+        score = _fmt_score(md, layer, head)
+        if compact:
+            return score
+        return f"L{layer} H{head}  {score}" + (f"  {rho}" if (rho and full) else "")
     if compact:
         return rho or f"H{head}"
     return f"L{layer} H{head}" + (f"  {rho}" if rho else "")
+
+
+SHADE_RGB = (255, 127, 14)
+SHADE_MAX_ALPHA = 0.45
+
+
+def shade_shapes(md: MatrixData) -> list[dict]:
+    """One filled rectangle per cell with a score, opacity ∝ the score (under the points)."""
+    if not md.score_label:
+        return []
+    shapes = []
+    cell = md.cell
+    for (layer, head), s in score_shade(md.order, md.scores).items():
+        if (layer, head) not in md.cells:
+            continue
+        row, col = md.cells[(layer, head)]
+        y0 = (md.n_rows - 1 - row) * cell
+        shapes.append(dict(type="rect", xref="x", yref="y", x0=col * cell, x1=(col + 1) * cell, y0=y0, y1=y0 + cell,
+                           layer="below", line=dict(width=0),
+                           fillcolor=f"rgba({SHADE_RGB[0]},{SHADE_RGB[1]},{SHADE_RGB[2]},{SHADE_MAX_ALPHA * s:.3f})"))
+    return shapes
 
 
 def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, opacity=None, size=None,
@@ -132,17 +205,20 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, opacity=
         elif (layer, head) in filtered:
             text += " · filtered"
         annotations.append(dict(x=x0 + 0.03 * cell, y=y1 - 0.01 * cell, xref="x", yref="y", text=text,
-                                hovertext=_label(md, layer, head, show_rho), showarrow=False,
+                                hovertext=_label(md, layer, head, show_rho, full=True), showarrow=False,
                                 xanchor="left", yanchor="top",
                                 font=dict(size=8 if compact else 9, color="#aaa" if grey else "#444")))
     cols = list(range(md.n_cols))
+    ranked = md.order != "grid"
+    title = ("heads ranked by |ρ| within each layer" if md.order == "rho" else
+             f"heads ranked by {md.score_label} within each layer (cells shaded by it)" if ranked else "head")
     fig.update_layout(
-        annotations=annotations, margin=dict(l=50, r=10, t=10, b=40), plot_bgcolor="white",
+        annotations=annotations, shapes=shade_shapes(md), margin=dict(l=50, r=10, t=10, b=40), plot_bgcolor="white",
         height=height or int(min(1400, max(320, 40 + md.n_rows * min(110, 900 / max(md.n_cols, 1))))),
         dragmode="zoom", uirevision=uirevision, hovermode="closest",
         xaxis=dict(range=[0, md.n_cols * cell], tickvals=[(c + 0.5) * cell for c in cols],
-                   ticktext=[f"#{c + 1}" for c in cols] if md.order == "rho" else [f"H{md.heads[c]}" for c in cols],
-                   title="heads ranked by |ρ| within each layer" if md.order == "rho" else "head",
+                   ticktext=[f"#{c + 1}" for c in cols] if ranked else [f"H{md.heads[c]}" for c in cols],
+                   title=title,
                    showgrid=False, zeroline=False, constrain="domain", minor=dict(tickvals=[c * cell for c in range(md.n_cols + 1)],
                                                                showgrid=True, gridcolor="#ddd", ticklen=0)),
         yaxis=dict(range=[0, md.n_rows * cell], tickvals=[(md.n_rows - 1 - r + 0.5) * cell for r in range(md.n_rows)],

@@ -1,6 +1,95 @@
-"""Layout of the patterns panel (placeholder until the feature lands)."""
-from dash import html
+"""Layout of the head-patterns panel: a layers × heads map of one pattern score (click a cell to
+open that head) and the table of every head's scores; plus the Matrix View's order options."""
+from dash import dcc, html
+
+from analysis.patterns import LABELS, PATTERNS
+
+DEFAULT_SCORE = "first"
+
+
+def sort_options(available=None) -> list[dict]:
+    """Matrix View orders: grid, |ρ|, each head-pattern score and stored ablation effects. Every
+    value is always listed (a link's value must stay valid); those that don't apply to the
+    current run are disabled (``available``: the values that apply; None = all)."""
+    from analysis.head_scores import SCORE_LABELS, SORT_SCORES
+    opts = [{"label": "grid (layer × head)", "value": "grid"}, {"label": "by |ρ| within layer", "value": "rho"}]
+    opts += [{"label": f"by {SCORE_LABELS[s]}", "value": s} for s in SORT_SCORES]
+    if available is not None:
+        for o in opts:
+            o["disabled"] = o["value"] not in available
+    return opts
+
+
+def _ctl(label, component):
+    return html.Div([html.Label(label), component], className="ctl")
 
 
 def panel():
-    return html.Div(id="patterns-view", className="view", children=[html.Div("not built yet", className="note")])
+    return html.Div(id="patterns-view", className="view", children=[
+        html.Div(className="note", children=(
+            "Which classic pattern does each head follow? Mass scores = mean attention a query puts on the "
+            "pattern's keys (first token/[CLS]; [SEP]/punctuation; previous; next; itself — disjoint key sets, "
+            "neighbours counted as prev/self/next); broad = row entropy ÷ log(#keys); positional = 1 − mean "
+            "total-variation distance between each row and the head's mean attention by relative offset "
+            "(cross-fitted; 1 − positional = content-dependent share). n/a: the pattern can't occur (causal "
+            "'next'; text-only patterns on images). The Matrix View's order menu ranks and shades heads by any "
+            "of these.")),
+        html.Div(id="patterns-note", className="note"),
+        html.Div(className="row-inline", children=[
+            _ctl("map", dcc.RadioItems(id="patterns-score", value=DEFAULT_SCORE, inline=True,
+                                       options=[{"label": LABELS[p], "value": p} for p in PATTERNS])),
+        ]),
+        html.Div(id="patterns-head", className="note"),
+        dcc.Graph(id="patterns-graph", config={"displaylogo": False}, style={"height": "340px"}),
+        html.Div(id="patterns-table", style={"maxHeight": "380px", "overflowY": "auto"}),
+    ])
+
+
+def describe(name: str, value: float) -> str:
+    """'previous token 0.93' (content: the score is 1 − positional)."""
+    if name == "content":
+        return f"{LABELS['content']} {value:.2f} (= 1 − positional)"
+    return f"{LABELS[name]} {value:.2f}"
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+MAX_TABLE_ROWS = 80
+
+
+def scores_table(rp, order_by: str, selected=None, max_rows: int = MAX_TABLE_ROWS) -> html.Div:
+    """The heads' scores ranked by ``order_by`` (n/a last): every head up to ``max_rows``, else the
+    top ``max_rows`` plus the selected head; the selected head highlighted. Rows carry
+    data-head="l:h", cells data-score="<pattern>" (tests and readers)."""
+    from analysis.patterns import SHORT
+    heads = sorted(rp.heads, key=lambda h: (rp.scores[h].get(order_by) is None,
+                                            -(rp.scores[h].get(order_by) or 0.0), h))
+    sel = tuple(selected) if selected else None
+    shown = heads[:max_rows]
+    if sel in heads and sel not in shown:
+        shown = shown + [sel]
+    th = {"padding": "2px 8px", "position": "sticky", "top": 0, "background": "#fff"}
+    left = {"textAlign": "left", "padding": "1px 8px"}
+    bold = {"fontWeight": 700}
+    head_row = html.Tr([html.Th("head", style={**th, "textAlign": "left"}),
+                        html.Th("dominant", style={**th, "textAlign": "left"})]
+                       + [html.Th(SHORT[p], style={**th, "color": "#000" if p == order_by else "#555"}) for p in PATTERNS])
+    body = []
+    for h in shown:
+        s = rp.scores[h]
+        dom = rp.dominant(*h)
+        is_sel = tuple(h) == sel
+        body.append(html.Tr(**{"data-head": f"{h[0]}:{h[1]}"}, style={"background": "#fff3cd"} if is_sel else None,
+                            children=[html.Td(f"L{h[0]} H{h[1]}", style={**left, **bold} if is_sel else left),
+                                      html.Td(describe(*dom) if dom else "", style=left)]
+                            + [html.Td(_fmt(s.get(p)), **{"data-score": p}, style=bold if p == order_by else None)
+                               for p in PATTERNS]))
+    caption = (f"all {len(heads)} heads, ranked by {LABELS[order_by]}" if len(shown) >= len(heads) else
+               f"top {max_rows} of {len(heads)} heads by {LABELS[order_by]}"
+               + (" + the selected head" if len(shown) > max_rows else "") + " (the map shows every head)")
+    return html.Div([html.Div(caption, className="note"),
+                     html.Table([html.Thead(head_row), html.Tbody(body)], id="patterns-table-el",
+                                style={"borderCollapse": "collapse", "fontSize": "12px", "width": "100%",
+                                       "textAlign": "right", "fontVariantNumeric": "tabular-nums"})])
