@@ -32,11 +32,12 @@ def colorscale_lut(colorscale: list) -> np.ndarray:
 
 
 def rasterise(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colorscale: list, extent: tuple[float, float],
-              size: tuple[int, int], alpha: np.ndarray | float = 0.75, dot: int = 2) -> np.ndarray:
-    """Points (data units, y up) → H × W × 3 uint8 on white, drawn in order (later on top),
-    each a ``dot``-pixel square blended with ``alpha``."""
+              size: tuple[int, int], alpha: np.ndarray | float = 0.75, dot: int = 2,
+              background: np.ndarray | None = None) -> np.ndarray:
+    """Points (data units, y up) → H × W × 3 uint8 on white (or ``background``), drawn in order
+    (later on top), each a ``dot``-pixel square blended with ``alpha``."""
     w, h = size
-    img = np.full((h, w, 3), 255.0)
+    img = np.full((h, w, 3), 255.0) if background is None else np.asarray(background, np.float64).copy()
     if len(x) == 0:
         return img.astype(np.uint8)
     lut = colorscale_lut(colorscale).astype(np.float64)
@@ -57,11 +58,11 @@ _FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
           "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf")
 
 
-def _font():
+def _font(size: int = 11):
     """(font, has Greek and the minus sign): a system TrueType font if there is one."""
     for path in _FONTS:
         try:
-            return ImageFont.truetype(path, 11), True
+            return ImageFont.truetype(path, size), True
         except OSError:
             continue
     return ImageFont.load_default(), False
@@ -73,11 +74,24 @@ def matrix_png(md, codes: np.ndarray, colorscale: list, width: int = 1000, alpha
     plot_w = max(100, width - MARGIN_L - MARGIN_R)
     cell_px = plot_w / max(n_cols, 1)
     plot_h = int(round(cell_px * n_rows))
-    body = rasterise(md.x, md.y, codes, colorscale, (n_cols * cell, n_rows * cell), (plot_w, plot_h), alpha)
+    from figures.matrix import COMPACT_LABELS_ABOVE, SHADE_MAX_ALPHA, SHADE_RGB, _label, score_shade
+    background = np.full((plot_h, plot_w, 3), 255.0)
+    if getattr(md, "score_label", ""):  # cells shaded by the score they are ordered by, as in the live view
+        for (layer, head), shade in score_shade(md.order, md.scores).items():
+            if (layer, head) not in md.cells:
+                continue
+            row, col = md.cells[(layer, head)]
+            a = SHADE_MAX_ALPHA * shade
+            ys = slice(int(round(row * cell_px)), int(round((row + 1) * cell_px)))
+            xs = slice(int(round(col * cell_px)), int(round((col + 1) * cell_px)))
+            background[ys, xs] = background[ys, xs] * (1 - a) + np.asarray(SHADE_RGB, np.float64) * a
+    body = rasterise(md.x, md.y, codes, colorscale, (n_cols * cell, n_rows * cell), (plot_w, plot_h), alpha,
+                     background=background)
     img = Image.new("RGB", (width, plot_h + MARGIN_T + MARGIN_B), "white")
     img.paste(Image.fromarray(body), (MARGIN_L, MARGIN_T))
     draw = ImageDraw.Draw(img)
     font, unicode_ok = _font()
+    cell_font, _ = _font(max(7, min(11, int(cell_px / 8.5))))
     grid = (221, 221, 221)
     for c in range(n_cols + 1):
         xx = MARGIN_L + int(round(c * cell_px))
@@ -88,15 +102,17 @@ def matrix_png(md, codes: np.ndarray, colorscale: list, width: int = 1000, alpha
     for r, layer in enumerate(md.layers):
         draw.text((6, MARGIN_T + (r + 0.5) * cell_px - 5), f"L{layer}", fill=(68, 68, 68), font=font)
     for c, head in enumerate(md.heads):
-        draw.text((MARGIN_L + (c + 0.5) * cell_px - 8, MARGIN_T + plot_h + 6), f"H{head}", fill=(68, 68, 68), font=font)
+        tick = f"#{c + 1}" if md.order != "grid" else f"H{head}"
+        draw.text((MARGIN_L + (c + 0.5) * cell_px - 8, MARGIN_T + plot_h + 6), tick, fill=(68, 68, 68), font=font)
     missing = set(md.missing) | set(md.filtered)
     for (layer, head), (row, col) in md.cells.items():
-        r = md.rho.get((layer, head))
-        label = (f"ρ {r:+.2f}".replace("-", "−") if unicode_ok else f"rho {r:+.2f}") if r is not None else f"L{layer} H{head}"
+        label = _label(md, layer, head, True, compact=md.n_cols > COMPACT_LABELS_ABOVE)
+        if not unicode_ok:
+            label = label.replace("ρ", "rho").replace("−", "-")
         if (layer, head) in missing:
             label += " ·"
         draw.text((MARGIN_L + col * cell_px + 3, MARGIN_T + row * cell_px + 2), label,
-                  fill=(170, 170, 170) if (layer, head) in missing else (68, 68, 68), font=font)
+                  fill=(170, 170, 170) if (layer, head) in missing else (68, 68, 68), font=cell_font)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False, compress_level=3)
     return buf.getvalue()
