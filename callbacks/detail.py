@@ -21,6 +21,17 @@ SHOW, HIDE = {"display": "block"}, {"display": "none"}
 _REVISION = itertools.count(1)
 
 
+def hidden_keys(words: list, hide: list | None) -> set[int]:
+    """Positions of the keys the Sentence View hides: first token, [CLS]-like, [SEP]-like."""
+    hide = hide or []
+    hidden = {0} if "first" in hide and words else set()
+    if "cls" in hide:
+        hidden |= {i for i, w in enumerate(words) if w in CLS_TEXTS}
+    if "sep" in hide:
+        hidden |= {i for i, w in enumerate(words) if w in SEP_TEXTS}
+    return hidden
+
+
 def _input_attention(data, run, layer, head, input_id, tokens):
     m = data.manifest(run)
     qk = data.qk(run, layer, head)
@@ -101,14 +112,7 @@ def register(app, data):
                 return empty_figure(f"L{layer} H{head}: queries/keys not stored yet (partial run)"), ""
             words = [tokens.text[r] for r in rows]
             n = len(rows)
-            hidden = set()
-            hide = hide or []
-            if "first" in hide:
-                hidden.add(0)
-            if "cls" in hide:
-                hidden |= {i for i, w in enumerate(words) if w in CLS_TEXTS}
-            if "sep" in hide:
-                hidden |= {i for i, w in enumerate(words) if w in SEP_TEXTS}
+            hidden = hidden_keys(words, hide)
             text = tokens.inputs[input_id] if input_id < len(tokens.inputs) else ""
             label = f"L{layer} H{head} · input {input_id} ({n} tokens)"
             info = [f"input {input_id}: {str(text)[:160]}{'…' if len(str(text)) > 160 else ''}"]

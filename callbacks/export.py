@@ -133,7 +133,7 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
     computed as callbacks/detail.py draws it (hidden keys, value-norm weighting, aggregate)."""
     from figures.attention import value_weighted
 
-    from .detail import AUTO_HEATMAP_ABOVE, CLS_TEXTS, SEP_TEXTS, _aggregate, _input_attention
+    from .detail import AUTO_HEATMAP_ABOVE, _aggregate, _input_attention, hidden_keys
     m = data.manifest(run)
     if is_image(m):
         raise ExportError("the Sentence View is for text runs; this is an image run (export the Image View)")
@@ -143,14 +143,7 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
     if a is None:
         raise ExportError(f"L{layer} H{head}: queries/keys not stored yet (partial run)")
     words = [str(tokens.text[r]) for r in rows]
-    hidden = set()
-    hide = hide or []
-    if "first" in hide:
-        hidden.add(0)
-    if "cls" in hide:
-        hidden |= {i for i, w in enumerate(words) if w in CLS_TEXTS}
-    if "sep" in hide:
-        hidden |= {i for i, w in enumerate(words) if w in SEP_TEXTS}
+    hidden = hidden_keys(words, hide)
     desc = []
     if hidden:
         desc.append("hidden keys: " + ", ".join(f"{i} {words[i]}" for i in sorted(hidden))
