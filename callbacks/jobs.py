@@ -226,6 +226,9 @@ def register(app, data):
                                                        else "")}
                     ended = job_id
 
+        # did the page load on a store without runs? then the first finished run is shown when it
+        # appears; otherwise run-select belongs to the page (the URL's run, filled by state.py)
+        empty_at_load = (not runs) if initial else bool(seen.get("empty_at_load"))
         push_runs = out_runs = no_update
         if runs is not None:
             summaries = _run_summaries(data, runs, entries)
@@ -237,13 +240,13 @@ def register(app, data):
                     push["options"] = opts
                 # the store had no run when the page loaded: show the first finished one (but never
                 # replace the run the URL asked for before the page has filled run-select)
-                if run_value not in runs and (run_value is not None or not seen.get("runs")):
+                if run_value not in runs and (run_value is not None or empty_at_load):
                     complete = [r["id"] for r in summaries if r.get("status") == "complete"]  # finished one
                     if complete:
                         push["value"] = complete[0]
                 push_runs = push or no_update
         new_seen = {"gen": gen, "sig": sig, "runs": runs if runs is not None else seen.get("runs", []),
-                    "changed_at": changed_at, "ended": ended, "mine": mine}
+                    "changed_at": changed_at, "ended": ended, "mine": mine, "empty_at_load": empty_at_load}
         out_table = table if seen.get("sig") != sig or initial else no_update
         out_mine = mine if seen.get("mine") != mine or initial else no_update
         return out_table, out_mine, new_seen, out_runs, push_runs, push_bar
