@@ -67,17 +67,25 @@ def matrix_key(run, proj, translate, scaled, lod, sort, rho) -> str:
     return f"{run}|{proj}|{on(translate)}|{on(scaled)}|{lod}|{sort or 'grid'}|{round(float(rho or 0), 3)}"
 
 
+def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex):
+    """What the Matrix View draws: (matrix data, notes, scheme used, colour codes, colour scale,
+    opacity, size) — shared by the interactive figure and the server-drawn picture (preview.py)."""
+    m, md, notes = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
+    if scheme not in schemes_for(m):
+        scheme = "qk"
+    colors, scale = _colors(data, run, md, scheme)
+    res = search_tokens(data.tokens(run).norm_texts, query, on(regex))
+    opacity, size = matrix_emphasis(md, res.mask)
+    return md, notes, scheme, colors, scale, opacity, size
+
+
 def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex):
     """(figure, note, message, meta) of a full Matrix View draw. ``meta`` records what was drawn
     (key, colour scheme, search) so the callbacks fired by the same page load skip redundant work."""
     try:
-        m, md, notes = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
+        md, notes, scheme, colors, scale, opacity, size = drawn_points(data, run, proj, translate, scaled, lod,
+                                                                       sort, rho, scheme, query, regex)
         tokens = data.tokens(run)
-        if scheme not in schemes_for(m):
-            scheme = "qk"
-        colors, scale = _colors(data, run, md, scheme)
-        res = search_tokens(tokens.norm_texts, query, on(regex))
-        opacity, size = matrix_emphasis(md, res.mask)
         fig = matrix_figure(md, colors, scale, opacity, size, uirevision=f"{run}|{sort}|{rho}|{lod}")
         meta = {"offsets": md.offsets.tolist(), "heads": [f"L{l} H{h}" for l, h in md.shown],
                 "key": matrix_key(run, proj, translate, scaled, lod, sort, rho), "scheme": scheme,

@@ -8,13 +8,10 @@ import logging
 import flask
 from urllib.parse import urlencode
 
-from figures.matrix import matrix_emphasis
 from figures.preview import matrix_png
-from figures.search import search_tokens
 from figures.urlstate import parse
 
-from .common import schemes_for
-from .matrix import _colors, _matrix
+from .matrix import drawn_points
 
 log = logging.getLogger("atlas.preview")
 
@@ -26,14 +23,11 @@ def preview_png(data, search: str, width: int = 1000) -> bytes | None:
     if not runs:
         return None
     run = state["run"] if state["run"] in runs else runs[0]
-    m, md, _ = _matrix(data, run, state["proj"], ["on"] if state["translate"] else [],
-                       ["on"] if state["scaled"] else [], state["lod"], state["sort"], state["rho"])
+    md, _, _, codes, scale, opacity, _ = drawn_points(
+        data, run, state["proj"], ["on"] if state["translate"] else [], ["on"] if state["scaled"] else [],
+        state["lod"], state["sort"], state["rho"], state["color"], state["q"], ["on"] if state["regex"] else [])
     if not len(md.x):
         return None
-    scheme = state["color"] if state["color"] in schemes_for(m) else "qk"
-    codes, scale = _colors(data, run, md, scheme)
-    res = search_tokens(data.tokens(run).norm_texts, state["q"], state["regex"])
-    opacity, _ = matrix_emphasis(md, res.mask)
     return matrix_png(md, codes, scale, width=width, alpha=0.75 if opacity is None else opacity)
 
 
