@@ -66,6 +66,14 @@ class RunTokens:
         self.index = InputIndex(np.asarray(tokens["input_id"]), np.asarray(tokens["position"]))
         self.inputs = inputs or []
         self._contexts = None
+        self._display = None
+
+    @property
+    def display(self) -> list[str]:
+        """Every token as shown on screen (subword markers made readable)."""
+        if self._display is None:
+            self._display = [display_token(t) for t in self.text]
+        return self._display
 
     @property
     def contexts(self) -> list[str]:
@@ -239,8 +247,10 @@ class Data:
             return None, "", f"{na_note(self.manifest(run_id), order)}; grid order shown"
         return scores, SCORE_SHORT.get(order, order), ""
 
-    def matrix(self, run_id, variant, method, lod, order, rho_threshold):
-        key = (run_id, variant, method, lod, order, round(float(rho_threshold), 3))
+    def matrix(self, run_id, variant, method, per_head, order, rho_threshold, budget: int = 0):
+        """The Matrix View's points; ``per_head`` points (queries + keys) of every head, 0 = all."""
+        per_head = int(per_head or 0)
+        key = (run_id, variant, method, per_head, order, round(float(rho_threshold), 3))
         m = self.manifest(run_id)
         n = self.tokens(run_id).n
         rho = self.rho(run_id, variant)
@@ -248,8 +258,8 @@ class Data:
         def build():
             scores, label, note = self.order_scores(run_id, order)
             md = build_matrix_data(m["layers"], m["heads"], n, lambda l, h: self.coords(run_id, l, h, variant, method, 2),
-                                   rho, lod or None, order if (scores is not None or order == "rho") else "grid", rho_threshold,
-                                   scores=scores, score_label=label, note=note)
+                                   rho, per_head or None, order if (scores is not None or order == "rho") else "grid",
+                                   rho_threshold, scores=scores, score_label=label, note=note, budget=budget)
             return md
         with self._matrix_lock:  # concurrent callbacks of one page load share a single build
             md = self.matrix_cache.get(key, build)

@@ -20,6 +20,10 @@
     img.alt = "Matrix View (picture; the interactive view is loading)";
     var w = Math.max(300, Math.min(2400, Math.round(graph.getBoundingClientRect().width || 1000)));
     var q = window.location.search.replace(/^\?/, "");
+    try {  // without a run in the link the page opens the run this browser looked at last
+      var last = JSON.parse(window.localStorage.getItem("last-run") || "null");
+      if (typeof last === "string" && !/(^|&)run=/.test(q)) { q += (q ? "&" : "") + "last=" + encodeURIComponent(last); }
+    } catch (e) { /* no storage: the server's default run */ }
     var painted = function () {
       if (img.naturalWidth < 10) { box.remove(); } else if (!box.dataset.painted) { box.dataset.painted = String(performance.now()); }
     };

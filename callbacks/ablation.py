@@ -57,18 +57,18 @@ def register(app, data):
                   Input("matrix-graph", "selectedData"),
                   State("run-select", "value"), State("translate-toggle", "value"), State("scaled-toggle", "value"),
                   State("projection-select", "value"), State("lod-select", "value"), State("sort-select", "value"),
-                  State("rho-threshold", "value"), prevent_initial_call=True)
-    def select_heads(selected, run, translate, scaled, proj, lod, sort, rho):
+                  State("rho-threshold", "value"), State("matrix-meta", "data"), prevent_initial_call=True)
+    def select_heads(selected, run, translate, scaled, proj, lod, sort, rho, meta=None):
         points = (selected or {}).get("points") or []
         if not run or not points:
             return []
         try:
-            m = data.manifest(run)
-            variant, _ = resolve_variant(m, on(translate), on(scaled))
-            method, _ = resolve_projection(m, proj)
-            md = data.matrix(run, variant, method, lod, sort, float(rho or 0))
+            from .matrix import matrix_data
+            _, md, _ = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, meta=meta)
             heads = set()
             for pt in points:
+                if int(pt.get("curveNumber") or 0) != 0:
+                    continue  # overlays repeat points of the same heads
                 hit = md.point_to_head(int(pt.get("pointNumber", pt.get("pointIndex", -1))))
                 if hit:
                     heads.add((int(hit[0]), int(hit[1])))

@@ -40,7 +40,8 @@ def resolve_projection(manifest: dict, proj: str) -> tuple[str, str]:
     methods = manifest.get("projections") or ["pca"]
     if proj in methods:
         return proj, ""
-    return methods[0], f"{proj} was not computed for this run; showing {methods[0]}"
+    best = next((p for p in ("tsne", "umap", "pca") if p in methods), methods[0])
+    return best, f"{proj} was not computed for this run; showing {best}"
 
 
 def friendly(exc: Exception) -> str:

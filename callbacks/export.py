@@ -33,9 +33,10 @@ STATE = [State("run-select", "value"), State("layer-select", "value"), State("he
          State("scaled-toggle", "value"), State("lod-select", "value"), State("sort-select", "value"),
          State("rho-threshold", "value"), State("search-input", "value"), State("regex-toggle", "value"),
          State("token-store", "data"), State("export-all", "value"), State("sentence-mode", "value"),
-         State("hide-select", "value"), State("image-mode", "value"), State("vnorm-toggle", "value")]
+         State("hide-select", "value"), State("image-mode", "value"), State("vnorm-toggle", "value"),
+         State("matrix-meta", "data")]
 STATE_NAMES = ["run", "layer", "head", "proj", "dim", "translate", "scaled", "lod", "sort", "rho", "query", "regex",
-               "token", "all", "smode", "hide", "imode", "vnorm"]
+               "token", "all", "smode", "hide", "imode", "vnorm", "meta"]
 
 
 class ExportError(Exception):
@@ -55,9 +56,10 @@ def _head_ok(m, layer, head):
 
 
 def matrix_export(data, s) -> tuple[Table, list]:
-    from .matrix import _matrix
+    from .matrix import matrix_data
     lod = 0 if on(s["all"]) else s["lod"]
-    m, md, notes = _matrix(data, s["run"], s["proj"], s["translate"], s["scaled"], lod, s["sort"], s["rho"])
+    m, md, notes = matrix_data(data, s["run"], s["proj"], s["translate"], s["scaled"], lod, s["sort"], s["rho"],
+                               meta=s.get("meta"))
     tokens = data.tokens(s["run"])
     _check_rows(len(md.shown) * md.per_head, "the Matrix View's points")
     variant, _ = resolve_variant(m, on(s["translate"]), on(s["scaled"]))

@@ -1,96 +1,177 @@
-"""Matrix View callbacks: full build on data changes; Patch-only updates for colour and search."""
+"""Matrix View callbacks: a full build on data changes; Patch-only updates for colour, search and
+the selected token (the search hits and the selected input are overlay traces drawn in full in
+every head, whatever the level of detail)."""
 from __future__ import annotations
 
 import numpy as np
 from dash import Input, Output, Patch, State, clientside_callback, no_update
 
-from dashboard_data import DataError
 from figures.colors import PER_HEAD, color_spec
 from figures.common import typed
-from figures.matrix import BASE_SIZE, matrix_colors, matrix_emphasis, matrix_figure
+from figures.lod import budget_from_cost, describe, points_per_head
+from figures.matrix import (BASE_OPACITY, FADED, Overlay, cell_hover, matrix_colors, matrix_figure, overlay_colors,
+                            overlay_points, ring_points)
 from figures.search import search_tokens
 from figures.views import empty_figure
 
-from .common import friendly, legend_children, on, resolve_projection, resolve_variant, schemes_for
+from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
 
 DATA_INPUTS = [Input("run-select", "value"), Input("projection-select", "value"), Input("translate-toggle", "value"),
                Input("scaled-toggle", "value"), Input("lod-select", "value"), Input("sort-select", "value"),
                Input("rho-threshold", "value")]
 DATA_STATES = [State(i.component_id, i.component_property) for i in DATA_INPUTS]
+SEL_SHARE = 4  # the selected input's overlay may use at most budget / SEL_SHARE points
 
 
-def _matrix(data, run, proj, translate, scaled, lod, sort, rho):
+def resolved_per_head(data, run, lod, cost=None, meta=None) -> tuple[int, int]:
+    """(points per head, budget) of the level of detail ``lod`` ('auto' or a count; 0 = all). An
+    automatic level reuses what the drawn view chose (``meta``) so clicks map onto the same points."""
+    m = data.manifest(run)
+    if lod not in ("auto", None):
+        return int(lod), 0
+    if meta and meta.get("run") == run and meta.get("lod") in ("auto", None) and "pph" in meta:
+        return int(meta["pph"]), int(meta.get("budget", 0))
+    budget = budget_from_cost(cost)
+    n_heads = len(m["layers"]) * len(m["heads"])
+    return points_per_head("auto", n_heads, data.tokens(run).n, budget), budget
+
+
+def matrix_data(data, run, proj, translate, scaled, lod, sort, rho, cost=None, meta=None):
+    """(manifest, MatrixData, notes) of the Matrix View for these controls."""
     m = data.manifest(run)
     variant, note_v = resolve_variant(m, on(translate), on(scaled))
     method, note_p = resolve_projection(m, proj)
-    md = data.matrix(run, variant, method, lod, sort or "grid", float(rho or 0))
+    pph, budget = resolved_per_head(data, run, lod, cost, meta)
+    md = data.matrix(run, variant, method, pph, sort or "grid", float(rho or 0), budget)
     notes = [n for n in (note_v, note_p) if n]
     return m, md, notes
 
 
-def _colors(data, run, md, scheme):
-    tokens = data.tokens(run)
-    arrays = tokens.arrays
+def _coords_of(data, run, m, translate, scaled, proj):
+    variant, _ = resolve_variant(m, on(translate), on(scaled))
+    method, _ = resolve_projection(m, proj)
+    return lambda l, h: data.coords(run, l, h, variant, method, 2)
+
+
+def _spec_for(data, run, scheme, tokens, idx):
+    """ColorSpec per head over the token subset ``idx`` (queries then keys)."""
+    idx = np.asarray(idx, np.int64)
     if scheme in PER_HEAD:
         def per_head(l, h):
             nr = data.norms(run, l, h)
-            sel = np.r_[md.idx, tokens.n + md.idx]
-            return color_spec(scheme, arrays, md.idx, norms=None if nr is None else nr[sel], freq=tokens.freq)
-        return matrix_colors(md, per_head)
-    spec = color_spec(scheme, arrays, md.idx, freq=tokens.freq)
-    return matrix_colors(md, lambda l, h: spec)
+            return color_spec(scheme, tokens.arrays, idx, norms=None if nr is None else nr[np.r_[idx, tokens.n + idx]],
+                              freq=tokens.freq)
+        return per_head
+    spec = color_spec(scheme, tokens.arrays, idx, freq=tokens.freq)
+    return lambda l, h: spec
 
 
-def _note(md, tokens_n, lod, variant_notes):
-    shown = len(md.shown)
-    parts = []
-    per = md.per_head
-    if lod and per < 2 * tokens_n:
-        parts.append(f"sampled: {per:,} of {2 * tokens_n:,} points per head (same seeded token sample in every head; "
-                     f"Single View shows all points)")
-    else:
-        parts.append(f"all {2 * tokens_n:,} points per head")
-    parts.append(f"{shown} heads drawn")
+def _cap(tokens: np.ndarray, heads: int, limit: int) -> tuple[np.ndarray, int]:
+    """At most ``limit`` overlay points (2 per token per head): (tokens drawn, tokens left out)."""
+    most = max(1, limit // max(1, 2 * heads))
+    if len(tokens) <= most:
+        return tokens, 0
+    return tokens[:most], len(tokens) - most
+
+
+def hit_tokens(data, run, query, regex):
+    """(search result, matching token indices)."""
+    res = search_tokens(data.tokens(run).norm_texts, query, on(regex))
+    return res, (np.flatnonzero(res.mask) if res.mask is not None else np.zeros(0, np.int64))
+
+
+def selection_tokens(data, run, token, md) -> tuple[np.ndarray, int | None]:
+    """Tokens of the selected token's input (drawn in full in every head) and the token; the
+    input is cut to the selected token alone when it would not fit the overlay budget."""
+    tokens = data.tokens(run)
+    if token is None or not (0 <= int(token) < tokens.n):
+        return np.zeros(0, np.int64), None
+    input_id, tok = input_of_token(tokens, int(token))
+    rows = np.sort(tokens.index.rows(input_id))
+    limit = max(md.budget or 400_000, 50_000) // SEL_SHARE
+    if 2 * len(rows) * max(1, len(md.shown)) > limit:
+        rows = np.array([tok])
+    return rows, tok
+
+
+def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token=None, cost=None,
+                 meta=None):
+    """Everything the Matrix View draws — shared by the interactive figure, the server-drawn picture
+    (preview.py) and the CSV export: a dict with the matrix data, notes, scheme, base colours, the
+    search-hit and selection overlays with their colours, and the search result."""
+    m, md, notes = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, cost, meta)
+    if scheme not in schemes_for(m):
+        scheme = "qk"
+    tokens = data.tokens(run)
+    colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.idx))
+    coords_of = _coords_of(data, run, m, translate, scaled, proj)
+    res, hits = hit_tokens(data, run, query, regex)
+    hits, hits_left = _cap(hits, len(md.shown), max(md.budget or 0, 400_000))
+    hit_ov = overlay_points(md, coords_of, hits)
+    hit_cols = overlay_colors(hit_ov, _spec_for(data, run, scheme, tokens, hit_ov.tokens))
+    sel, tok = selection_tokens(data, run, token, md)
+    sel_ov = overlay_points(md, coords_of, sel)
+    sel_cols = overlay_colors(sel_ov, _spec_for(data, run, scheme, tokens, sel_ov.tokens))
+    return dict(manifest=m, md=md, notes=notes, scheme=scheme, colors=colors, scale=scale, search=res,
+                hits=hit_ov, hit_colors=hit_cols, hits_left=hits_left, selection=sel_ov, selection_colors=sel_cols,
+                token=tok)
+
+
+def _note(d, tokens_n, lod) -> str:
+    md = d["md"]
+    parts = [describe(md.per_head if md.sampled else 0, tokens_n, lod, md.budget), f"{len(md.shown)} heads drawn"]
     if md.missing:
-        parts.append(f"{len(md.missing)} heads not computed yet (pending)")
+        parts.append(f"{len(md.missing)} heads not computed yet (pending, grey)")
     if md.filtered:
         parts.append(f"{len(md.filtered)} heads hidden by the |ρ| filter")
     if md.score_label:
         parts.append(f"heads ranked within each layer and cells shaded by {md.score_label} (darker = higher)")
+    elif md.n_cols <= 16:
+        parts.append("cell labels: head and ρ (distance–attention Spearman)")
     if md.note:
         parts.append(md.note)
-    return " · ".join(parts + variant_notes)
+    return " · ".join([p for p in parts if p] + d["notes"])
+
+
+def search_count(d, tokens_n) -> str:
+    res, md, ov = d["search"], d["md"], d["hits"]
+    if res.mask is None or not res.n_tokens:
+        return res.message
+    heads = len(md.shown)
+    msg = (f"{res.message}: {2 * res.n_tokens} points per head (query + key); "
+           f"{2 * len(ov.tokens) * heads:,} points highlighted in {heads} heads of the matrix")
+    if d["hits_left"]:
+        msg += (f" — only the first {len(ov.tokens):,} matches are drawn in the matrix ({d['hits_left']:,} left out "
+                f"to stay within the draw budget; narrow the search)")
+    return msg
+
+
+def _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, token):
+    md = d["md"]
+    return {"offsets": md.offsets.tolist(), "heads": [cell_hover(md, l, h) for l, h in md.shown],
+            "key": matrix_key(run, proj, translate, scaled, lod, sort, rho), "scheme": d["scheme"],
+            "q": [query or "", on(regex)], "n": int(len(md.x)), "run": run, "lod": lod,
+            "pph": int(md.per_head if md.sampled else 0), "budget": int(md.budget),
+            "hits": [int(t) for t in d["hits"].tokens], "sel": [int(t) for t in d["selection"].tokens],
+            "token": token}
 
 
 def matrix_key(run, proj, translate, scaled, lod, sort, rho) -> str:
-    """What the Matrix View's points depend on (colour and search are patched separately)."""
+    """What the Matrix View's points depend on (colour, search and selection are patched separately)."""
     return f"{run}|{proj}|{on(translate)}|{on(scaled)}|{lod}|{sort or 'grid'}|{round(float(rho or 0), 3)}"
 
 
-def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex):
-    """What the Matrix View draws: (matrix data, notes, scheme used, colour codes, colour scale,
-    opacity, size) — shared by the interactive figure and the server-drawn picture (preview.py)."""
-    m, md, notes = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
-    if scheme not in schemes_for(m):
-        scheme = "qk"
-    colors, scale = _colors(data, run, md, scheme)
-    res = search_tokens(data.tokens(run).norm_texts, query, on(regex))
-    opacity, size = matrix_emphasis(md, res.mask)
-    return md, notes, scheme, colors, scale, opacity, size
-
-
-def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex):
+def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token=None, cost=None):
     """(figure, note, message, meta) of a full Matrix View draw. ``meta`` records what was drawn
-    (key, colour scheme, search) so the callbacks fired by the same page load skip redundant work."""
+    (key, colour scheme, search, level of detail, overlays) so later callbacks patch, not redraw."""
     try:
-        md, notes, scheme, colors, scale, opacity, size = drawn_points(data, run, proj, translate, scaled, lod,
-                                                                       sort, rho, scheme, query, regex)
-        tokens = data.tokens(run)
-        fig = matrix_figure(md, colors, scale, opacity, size, uirevision=f"{run}|{sort}|{rho}|{lod}")
-        meta = {"offsets": md.offsets.tolist(), "heads": [f"L{l} H{h}" for l, h in md.shown],
-                "key": matrix_key(run, proj, translate, scaled, lod, sort, rho), "scheme": scheme,
-                "q": [query or "", on(regex)], "n": int(len(md.x))}
-        return fig, _note(md, tokens.n, lod, notes), "", meta
+        d = drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost)
+        md = d["md"]
+        fig = matrix_figure(md, d["colors"], d["scale"], d["hits"], d["hit_colors"], d["selection"],
+                            d["selection_colors"], d["token"], searching=d["search"].mask is not None,
+                            uirevision=f"{run}|{sort}|{rho}|{lod}")
+        meta = _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, d["token"])
+        return fig, _note(d, data.tokens(run).n, lod), "", meta
     except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
         return empty_figure(friendly(exc)), "", friendly(exc), None
 
@@ -99,32 +180,42 @@ def register(app, data):
     @app.callback(Output("matrix-graph", "figure"), Output("matrix-note", "children"), Output("msg-matrix", "children"),
                   Output("matrix-meta", "data"),
                   *DATA_INPUTS, State("color-select", "value"), State("search-input", "value"),
-                  State("regex-toggle", "value"), State("matrix-meta", "data"), prevent_initial_call=True)
-    def draw_matrix(run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, meta=None):
+                  State("regex-toggle", "value"), State("token-store", "data"), State("lod-cost", "data"),
+                  State("matrix-meta", "data"), prevent_initial_call=True)
+    def draw_matrix(run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost, meta=None):
         if not run:
             return no_update, no_update, no_update, no_update
         if meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho):
             return no_update, no_update, no_update, no_update  # already drawn by the page-load reducer
-        return matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex)
+        return matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost)
+
+    def _current(meta, run, proj, translate, scaled, lod, sort, rho):
+        return bool(meta) and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho)
 
     @app.callback(Output("matrix-graph", "figure", allow_duplicate=True),
                   Output("matrix-meta", "data", allow_duplicate=True), Input("color-select", "value"),
                   *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
     def recolor_matrix(scheme, run, proj, translate, scaled, lod, sort, rho, meta):
-        if not run or not meta:  # no figure yet: the full draw applies the colours
-            return no_update, no_update
-        if meta.get("scheme") == scheme and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho):
-            return no_update, no_update  # drawn with these colours already
+        if not run or not _current(meta, run, proj, translate, scaled, lod, sort, rho) or meta.get("scheme") == scheme:
+            return no_update, no_update  # no figure yet (the full draw applies the colours) or drawn already
         try:
-            m, md, _ = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
+            m, md, _ = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, meta=meta)
             if scheme not in schemes_for(m):
-                return no_update
-            colors, scale = _colors(data, run, md, scheme)
+                return no_update, no_update
+            tokens = data.tokens(run)
+            colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.idx))
+            patch = Patch()
+            patch["data"][0]["marker"]["color"] = typed(colors)
+            for i, key in ((1, "hits"), (2, "sel")):
+                toks = np.asarray(meta.get(key) or [], np.int64)
+                heads = md.shown if len(toks) else []
+                ov = Overlay(toks, np.zeros(2 * len(toks) * len(heads)), np.zeros(0), list(heads))
+                patch["data"][i]["marker"]["color"] = typed(overlay_colors(ov, _spec_for(data, run, scheme, tokens, toks))
+                                                            if len(toks) else np.zeros(0, np.uint8))
+            for i in range(3):
+                patch["data"][i]["marker"]["colorscale"] = scale
         except Exception:  # noqa: BLE001 - the full redraw reports problems
             return no_update, no_update
-        patch = Patch()
-        patch["data"][0]["marker"]["color"] = typed(colors)
-        patch["data"][0]["marker"]["colorscale"] = scale
         mpatch = Patch()
         mpatch["scheme"] = scheme
         return patch, mpatch
@@ -132,50 +223,67 @@ def register(app, data):
     @app.callback(Output("matrix-graph", "figure", allow_duplicate=True), Output("search-count", "children"),
                   Output("msg-search", "children"), Output("matrix-meta", "data", allow_duplicate=True),
                   Input("search-input", "value"), Input("regex-toggle", "value"), *DATA_STATES,
-                  State("matrix-meta", "data"), prevent_initial_call=True)
-    def search_matrix(query, regex, run, proj, translate, scaled, lod, sort, rho, meta):
+                  State("color-select", "value"), State("matrix-meta", "data"), prevent_initial_call=True)
+    def search_matrix(query, regex, run, proj, translate, scaled, lod, sort, rho, scheme, meta):
         if not run:
             return no_update, no_update, no_update, no_update
         wanted = [query or "", on(regex)]
-        drawn = bool(meta) and meta.get("q") == wanted and \
-            meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho)
+        current = _current(meta, run, proj, translate, scaled, lod, sort, rho)
+        drawn = current and meta.get("q") == wanted
         if not (query or "").strip() and (drawn or not meta):
             return no_update, "", "", no_update  # nothing to highlight or count (page load without a search)
         try:
-            m, md, _ = _matrix(data, run, proj, translate, scaled, lod, sort, rho)
-            tokens = data.tokens(run)
+            res, _ = hit_tokens(data, run, query, regex)
+            if res.error:
+                return no_update, "", res.message, no_update
+            d = drawn_points(data, run, proj, translate, scaled, lod, sort, rho, meta.get("scheme", scheme) if meta
+                             else scheme, query, regex, meta.get("token") if meta else None, meta=meta)
         except Exception as exc:  # noqa: BLE001
             return no_update, "", friendly(exc), no_update
-        res = search_tokens(tokens.norm_texts, query, on(regex))
-        if res.error:
-            return no_update, "", res.message, no_update
-        patch = Patch() if (meta and not drawn) else no_update  # no figure yet / already shown: count only
-        mpatch = no_update
-        if patch is not no_update:
-            mpatch = Patch()
-            mpatch["q"] = wanted
-        opacity, size = matrix_emphasis(md, res.mask)
-        if opacity is None:
-            if patch is not no_update:
-                patch["data"][0]["marker"]["opacity"] = 0.75
-                patch["data"][0]["marker"]["size"] = BASE_SIZE
-            return patch, "", "", mpatch
-        if patch is not no_update:
-            patch["data"][0]["marker"]["opacity"] = typed(opacity)
-            patch["data"][0]["marker"]["size"] = typed(size)
-        n_tok = res.n_tokens
-        in_sample = int(np.asarray(res.mask)[md.idx].sum())
-        heads = len(md.shown)
-        count = (f"{res.message}: {2 * n_tok} points per head (query + key); "
-                 f"{2 * in_sample * heads:,} points highlighted in {heads} heads of the matrix"
-                 + (f" (sample holds {in_sample} of the {n_tok})" if in_sample < n_tok else "")) if n_tok else res.message
+        count = search_count(d, data.tokens(run).n)
+        if not current or drawn:  # no figure yet / already shown: count only
+            return no_update, count, "", no_update
+        patch = Patch()
+        patch["data"][0]["marker"]["opacity"] = FADED if res.mask is not None else BASE_OPACITY
+        patch["data"][1]["x"] = typed(d["hits"].x)
+        patch["data"][1]["y"] = typed(d["hits"].y)
+        patch["data"][1]["marker"]["color"] = typed(d["hit_colors"])
+        mpatch = Patch()
+        mpatch["q"] = wanted
+        mpatch["hits"] = [int(t) for t in d["hits"].tokens]
         return patch, count, "", mpatch
+
+    @app.callback(Output("matrix-graph", "figure", allow_duplicate=True),
+                  Output("matrix-meta", "data", allow_duplicate=True), Input("token-store", "data"),
+                  *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
+    def select_in_matrix(token, run, proj, translate, scaled, lod, sort, rho, meta):
+        """The selected token's input drawn in full in every head, the token itself ringed."""
+        if not run or not _current(meta, run, proj, translate, scaled, lod, sort, rho) or meta.get("token") == token:
+            return no_update, no_update
+        try:
+            m, md, _ = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, meta=meta)
+            tokens = data.tokens(run)
+            sel, tok = selection_tokens(data, run, token, md)
+            ov = overlay_points(md, _coords_of(data, run, m, translate, scaled, proj), sel)
+            cols = overlay_colors(ov, _spec_for(data, run, meta.get("scheme", "qk"), tokens, ov.tokens))
+            rx, ry = ring_points(ov, tok)
+        except Exception:  # noqa: BLE001 - the selection ring is an extra; the views report problems
+            return no_update, no_update
+        patch = Patch()
+        patch["data"][2]["x"], patch["data"][2]["y"] = typed(ov.x), typed(ov.y)
+        patch["data"][2]["marker"]["color"] = typed(cols)
+        patch["data"][3]["x"], patch["data"][3]["y"] = typed(rx), typed(ry)
+        mpatch = Patch()
+        mpatch["sel"] = [int(t) for t in ov.tokens]
+        mpatch["token"] = tok
+        return patch, mpatch
 
     @app.callback(Output("color-legend", "children"), Input("color-select", "value"), Input("run-select", "value"),
                   Input("matrix-painted", "data"), prevent_initial_call=True)
     def legend(scheme, run, painted=True):
         if not run or not painted:
             return no_update
+        from .common import legend_children
         try:
             m = data.manifest(run)
             schemes = schemes_for(m)
@@ -203,36 +311,55 @@ def register(app, data):
             return sort_options()
 
     # Page load draws the Matrix View first and alone: the other views wait for this flag, set
-    # once the matrix's points are on screen (or after 8 s, whatever happened).
+    # once the matrix's points are on screen (or after 8 s, whatever happened). The same check
+    # times every full draw (figure arrived → drawn) for the automatic level of detail.
     clientside_callback(
         """
         function(fig, painted) {
-            if (painted) { return window.dash_clientside.no_update; }
-            var t0 = Date.now();
+            var t0 = performance.now();
             var x = fig && fig.data && fig.data[0] ? fig.data[0].x : undefined;
+            var n = 0;
+            if (fig && fig.data) {
+                for (var i = 0; i < fig.data.length; i++) {
+                    var xi = fig.data[i].x;
+                    if (xi && xi.bdata) { n += Math.floor(xi.bdata.length * 3 / 4 / 2); }
+                    else if (xi && xi.length) { n += xi.length; }
+                }
+            }
             return new Promise(function(resolve) {
                 function check() {
                     var g = document.querySelector('#matrix-graph .js-plotly-plot');
                     var drawn = g && g._fullLayout && g._fullData && (x === undefined || (g.data && g.data[0] && g.data[0].x === x));
-                    if (drawn || Date.now() - t0 > 8000) {
-                        requestAnimationFrame(function() { setTimeout(function() { resolve(true); }, 0); });
+                    if (drawn || performance.now() - t0 > 8000) {
+                        requestAnimationFrame(function() { setTimeout(function() {
+                            var ms = performance.now() - t0;
+                            var cost = (drawn && n >= 20000) ? {points: n, ms: ms} : window.dash_clientside.no_update;
+                            resolve([painted ? window.dash_clientside.no_update : true, cost]);
+                        }, 0); });
                     } else { setTimeout(check, 25); }
                 }
                 check();
             });
         }
         """,
-        Output("matrix-painted", "data"), Input("matrix-graph", "figure"), State("matrix-painted", "data"),
-        prevent_initial_call=True)
+        Output("matrix-painted", "data"), Output("lod-cost", "data"), Input("matrix-graph", "figure"),
+        State("matrix-painted", "data"), prevent_initial_call=True)
 
     clientside_callback(
         """
         function(hover, meta) {
             if (!hover || !hover.points || !hover.points.length || !meta) { return ""; }
-            var p = hover.points[0].pointNumber, off = meta.offsets, lo = 0, hi = off.length - 1;
-            while (hi - lo > 1) { var mid = (lo + hi) >> 1; if (off[mid] <= p) { lo = mid; } else { hi = mid; } }
-            var local = p - off[lo], half = (off[lo + 1] - off[lo]) / 2;
-            return meta.heads[lo] + (local < half ? " · query" : " · key") + " — click to open in Single View";
+            var pt = hover.points[0], p = pt.pointNumber, c = pt.curveNumber || 0, head, role;
+            if (c === 0) {
+                var off = meta.offsets, lo = 0, hi = off.length - 1;
+                while (hi - lo > 1) { var mid = (lo + hi) >> 1; if (off[mid] <= p) { lo = mid; } else { hi = mid; } }
+                head = meta.heads[lo]; role = (p - off[lo]) % 2 ? "key" : "query";
+            } else {
+                var toks = c === 1 ? meta.hits : (c === 2 ? meta.sel : [meta.token]);
+                var k = 2 * Math.max(1, toks.length);
+                head = meta.heads[Math.floor(p / k)]; role = (p % k) % 2 ? "key" : "query";
+            }
+            return (head || "") + " · " + role + " — click to open in Single View";
         }
         """,
         Output("matrix-hover", "children"), Input("matrix-graph", "hoverData"), State("matrix-meta", "data"),

@@ -16,19 +16,22 @@ from .matrix import drawn_points
 log = logging.getLogger("atlas.preview")
 
 
-def preview_png(data, search: str, width: int = 1000) -> bytes | None:
-    """The picture for a page's query string, or None when there is nothing to draw."""
+def preview_png(data, search: str, width: int = 1000, last: str | None = None) -> bytes | None:
+    """The picture for a page's query string, or None when there is nothing to draw. ``last``: the
+    run the browser looked at last (what the page opens when the link names no run)."""
+    from .state import default_run, resolve_view_projection
     state, _ = parse(search)
     runs = data.run_ids()
     if not runs:
         return None
-    run = state["run"] if state["run"] in runs else runs[0]
-    md, _, _, codes, scale, opacity, _ = drawn_points(
-        data, run, state["proj"], ["on"] if state["translate"] else [], ["on"] if state["scaled"] else [],
-        state["lod"], state["sort"], state["rho"], state["color"], state["q"], ["on"] if state["regex"] else [])
-    if not len(md.x):
+    run = state["run"] if state["run"] in runs else default_run(data, runs, last)
+    state["proj"] = resolve_view_projection(data.manifest(run), state["proj"])
+    d = drawn_points(data, run, state["proj"], ["on"] if state["translate"] else [], ["on"] if state["scaled"] else [],
+                     state["lod"], state["sort"], state["rho"], state["color"], state["q"],
+                     ["on"] if state["regex"] else [], state["token"])
+    if not len(d["md"].x):
         return None
-    return matrix_png(md, codes, scale, width=width, alpha=0.75 if opacity is None else opacity)
+    return matrix_png(d, width=width)
 
 
 def register(app, data):
@@ -41,9 +44,9 @@ def register(app, data):
             width = min(2400, max(300, int(args.get("w", "1000"))))
         except ValueError:
             width = 1000
-        search = urlencode([(k, v) for k, v in args.items(multi=True) if k != "w"])
+        search = urlencode([(k, v) for k, v in args.items(multi=True) if k not in ("w", "last")])
         try:
-            png = preview_png(data, search, width)
+            png = preview_png(data, search, width, args.get("last"))
         except Exception as exc:  # noqa: BLE001 - no picture; the interactive view reports the problem
             log.info("no matrix preview: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             png = None

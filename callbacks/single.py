@@ -1,15 +1,37 @@
-"""Single View: one head with every point, hover context, attention lines, norm sizes."""
+"""Single View: one head with every point, thinned token labels, attention lines, norm sizes."""
 from __future__ import annotations
 
 import numpy as np
-from dash import Input, Output, no_update
+from dash import Input, Output, Patch, State, no_update
 
 from figures.attention import attention, top_keys
 from figures.colors import color_spec
 from figures.search import search_tokens
-from figures.views import empty_figure, norm_sizes, single_figure
+from figures.views import empty_figure, norm_sizes, single_figure, single_labels
 
 from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
+
+
+def label_priority(tokens, search_mask=None) -> np.ndarray:
+    """Which labels win when they would overlap: search hits, then rarer tokens (queries and keys)."""
+    p = -np.log1p(np.asarray(tokens.freq, np.float64))
+    if search_mask is not None:
+        p = p + 100.0 * np.asarray(search_mask, np.float64)
+    return np.r_[p, p]
+
+
+def _head(data, run, layer, head, proj, dim, translate, scaled):
+    """(manifest, variant, method, dim, coords, notes) of the Single View's head, or None if absent."""
+    m = data.manifest(run)
+    if layer not in m["layers"] or head not in m["heads"]:
+        return None
+    variant, note_v = resolve_variant(m, on(translate), on(scaled))
+    method, note_p = resolve_projection(m, proj)
+    dim = int(dim or 2)
+    if dim not in (m.get("dims") or [2]):
+        dim = (m.get("dims") or [2])[0]
+    coords = data.coords(run, layer, head, variant, method, dim)
+    return m, variant, method, dim, coords, [n for n in (note_v, note_p) if n]
 
 
 def register(app, data):
@@ -25,16 +47,11 @@ def register(app, data):
         if not run or layer is None or head is None or not painted:  # page load: after the Matrix View
             return no_update, no_update, no_update
         try:
-            m = data.manifest(run)
-            if layer not in m["layers"] or head not in m["heads"]:
+            got = _head(data, run, layer, head, proj, dim, translate, scaled)
+            if got is None:
                 return no_update, no_update, no_update
-            variant, note_v = resolve_variant(m, on(translate), on(scaled))
-            method, note_p = resolve_projection(m, proj)
-            dim = int(dim or 2)
-            if dim not in (m.get("dims") or [2]):
-                dim = (m.get("dims") or [2])[0]
+            m, variant, method, dim, coords, notes = got
             tokens = data.tokens(run)
-            coords = data.coords(run, layer, head, variant, method, dim)
             if coords is None or len(coords) != 2 * tokens.n:
                 msg = (f"L{layer} H{head}: the {variant}/{method}/{dim}D projection is not computed yet"
                        + (" (this run is still partial)" if data.status(run)["status"] == "partial" else ""))
@@ -48,7 +65,6 @@ def register(app, data):
             sizes = norm_sizes(norms) if (on(normsize) and norms is not None) else None
             sel = None
             line_list = None
-            notes = [n for n in (note_v, note_p) if n]
             if token is not None and 0 <= int(token) < tokens.n:
                 sel = int(token)
                 if on(lines):
@@ -64,9 +80,10 @@ def register(app, data):
             rho = met.get(f"spearman/{variant}")
             trust = met.get(f"trust/{variant}/{method}/{dim}d")
             title = f"L{layer} H{head} · {method.upper() if method == 'pca' else method} {dim}D · {variant}"
-            fig = single_figure(coords, tokens.contexts, np.asarray(tokens.arrays["position"]), norms, spec, title, dim,
+            fig = single_figure(coords, tokens.display, np.asarray(tokens.arrays["position"]), norms, spec, title, dim,
                                 sizes, None if res.mask is None else res.mask, sel, line_list,
-                                uirevision=f"{run}|{layer}|{head}|{method}|{dim}|{variant}")
+                                uirevision=f"{run}|{layer}|{head}|{method}|{dim}|{variant}",
+                                label_priority=label_priority(tokens, res.mask))
             info = [f"{tokens.n:,} tokens → {2 * tokens.n:,} points (all)"]
             if rho is not None:
                 info.append(f"distance–attention Spearman ρ = {rho:+.3f}")
@@ -75,12 +92,45 @@ def register(app, data):
             if sel is not None:
                 info.append(f"selected: {tokens.contexts[sel]}")
                 if line_list is not None:
-                    info.append("lines: " + (", ".join(f"{tokens.text[j]} {w:.2f}" for j, w in line_list) or
-                                             "no key above the minimum weight"))
+                    info.append("lines to its top keys: " + (", ".join(f"{tokens.display[j]} {w:.2f}" for j, w in line_list)
+                                                            or "no key above the minimum weight"))
             else:
-                info.append("click a point to select a query token")
+                info.append("click a point to select a token")
+            if dim == 2:
+                info.append("labels thinned to avoid overlap (zoom in for more)")
             if res.mask is not None:
                 info.append(res.message)
             return fig, " · ".join(info + notes), ""
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc), 560), "", friendly(exc)
+
+    @app.callback(Output("single-graph", "figure", allow_duplicate=True), Input("single-graph", "relayoutData"),
+                  State("run-select", "value"), State("layer-select", "value"), State("head-select", "value"),
+                  State("projection-select", "value"), State("dim-select", "value"),
+                  State("translate-toggle", "value"), State("scaled-toggle", "value"), State("search-input", "value"),
+                  State("regex-toggle", "value"), prevent_initial_call=True)
+    def relabel_on_zoom(relayout, run, layer, head, proj, dim, translate, scaled, query, regex):
+        """Zooming re-thins the labels for the visible range (more labels appear as space opens)."""
+        if not relayout or not run or not any(k.startswith(("xaxis.range", "xaxis.autorange")) for k in relayout):
+            return no_update
+        try:
+            got = _head(data, run, layer, head, proj, dim, translate, scaled)
+            if got is None or got[3] != 2 or got[4] is None:
+                return no_update
+            coords = got[4]
+            tokens = data.tokens(run)
+            if relayout.get("xaxis.autorange"):
+                xr = yr = None
+            else:
+                xr = (float(relayout["xaxis.range[0]"]), float(relayout["xaxis.range[1]"]))
+                yr = (float(relayout.get("yaxis.range[0]", np.nanmin(coords[:, 1]))),
+                      float(relayout.get("yaxis.range[1]", np.nanmax(coords[:, 1]))))
+            res = search_tokens(tokens.norm_texts, query, on(regex))
+            lx, ly, lt = single_labels(coords, tokens.display, label_priority(tokens, res.mask), xr, yr)
+        except (KeyError, ValueError, TypeError):
+            return no_update
+        except Exception:  # noqa: BLE001 - the labels are an extra; the view itself is unchanged
+            return no_update
+        patch = Patch()
+        patch["data"][2]["x"], patch["data"][2]["y"], patch["data"][2]["text"] = lx.tolist(), ly.tolist(), lt
+        return patch

@@ -9,11 +9,10 @@ import numpy as np
 from dash import Input, Output, State, ctx, no_update
 
 from dashboard_data import DataError
-from figures.tiling import head_of_point  # noqa: F401  (kept for readers: matrix clicks map through offsets)
 from figures.urlstate import DEFAULTS, parse, serialise
 from figures.views import model_view_cell
 
-from .common import friendly, is_image, on, resolve_projection, resolve_variant, schemes_for
+from .common import friendly, is_image, on, schemes_for
 
 _tog = (lambda v: ["on"] if v else [], on)
 _same = (lambda v: v, lambda v: v)
@@ -47,38 +46,99 @@ CONTROLS = [
 CLICKS = ["matrix-graph", "single-graph", "sentence-graph", "image-graph", "model-graph"]
 BUTTONS = ["prev-head-btn", "next-head-btn", "prev-layer-btn", "next-layer-btn"]
 EXTRA_OUT = [("run-select", "options"), ("layer-select", "options"), ("head-select", "options"),
-             ("color-select", "options"), ("detail-tab", "options"), ("focus-store", "data"),
-             ("url", "search"), ("msg-url", "children"), ("run-info", "children"), ("boot-store", "data")]
+             ("color-select", "options"), ("detail-tab", "options"), ("projection-select", "options"),
+             ("dim-select", "options"), ("focus-store", "data"),
+             ("url", "search"), ("msg-url", "children"), ("run-info", "children"), ("boot-store", "data"),
+             ("last-run", "data")]
+PROJ_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
+
+
+def run_label(manifest: dict, status: dict) -> str:
+    """What tells runs apart in the Run menu: model, corpus, size, coverage, when, and the id."""
+    m, c = manifest.get("model", {}), manifest.get("corpus", {})
+    when = str(manifest.get("created", ""))[:16].replace("T", " ")
+    tag = "" if status.get("status") == "complete" else f" · partial {status['heads_done']}/{status['heads_total']}"
+    projs = ",".join(PROJ_LABELS.get(p, p) for p in manifest.get("projections") or [])
+    return (f"{m.get('name', '?')} · {c.get('name', '?')} · {c.get('n_tokens', '?'):,} tokens · "
+            f"{len(manifest.get('layers', []))}×{len(manifest.get('heads', []))} heads · {projs}{tag} · {when} · "
+            f"{manifest.get('id', '')}") if isinstance(c.get("n_tokens"), int) else f"{manifest.get('id', '')}"
 
 
 def _run_label(data, run_id):
     try:
-        m = data.manifest(run_id)
-        st = data.status(run_id)
+        return run_label(data.manifest(run_id), data.status(run_id))
     except DataError:
         return run_id
-    tag = "" if st["status"] == "complete" else f" — partial {st['heads_done']}/{st['heads_total']}"
-    return f"{run_id} ({m.get('model', {}).get('name', '?')}{tag})"
 
 
-def _apply_click(data, state, trig, click, focus):
+def default_run(data, runs: list, last: str | None) -> str:
+    """The run a page opens without one in its link: the one this browser looked at last, else the
+    bundled demo (minilm on the demo corpus), else the newest complete run, else the newest."""
+    if last in runs:
+        return last
+    complete = []
+    for r in runs:
+        try:
+            m = data.manifest(r)
+            done = data.status(r)["status"] == "complete"
+        except DataError:
+            continue
+        if m.get("corpus", {}).get("name") == "demo" and str(m.get("model", {}).get("name", "")).startswith("minilm"):
+            if done:
+                return r
+        if done:
+            complete.append(r)
+    return complete[0] if complete else runs[0]
+
+
+def held_projections(manifest: dict) -> list[str]:
+    """The run's projections in the order the page prefers them (t-SNE, UMAP, PCA, then others)."""
+    stored = list(manifest.get("projections") or ["pca"])
+    return [p for p in ("tsne", "umap", "pca") if p in stored] + [p for p in stored if p not in ("tsne", "umap", "pca")]
+
+
+def resolve_view_projection(manifest: dict, proj: str | None) -> str:
+    held = held_projections(manifest)
+    return proj if proj in held else held[0]
+
+
+def _apply_click(data, state, trig, click, focus, meta=None):
     """Update state for a click on one of the graphs. Returns the new focus."""
     if not click or not click.get("points"):
         return focus
     pt = click["points"][0]
     run = state["run"]
     if trig == "matrix-graph":
-        variant, _ = resolve_variant(data.manifest(run), state["translate"], state["scaled"])
-        proj, _ = resolve_projection(data.manifest(run), state["proj"])
-        md = data.matrix(run, variant, proj, state["lod"], state["sort"], state["rho"])
-        hit = md.point_to_head(int(pt.get("pointNumber", pt.get("pointIndex", -1))))
+        from .matrix import matrix_data
+        _, md, _ = matrix_data(data, run, state["proj"], _tog[0](state["translate"]), _tog[0](state["scaled"]),
+                               state["lod"], state["sort"], state["rho"], meta=meta)
+        p, curve = int(pt.get("pointNumber", pt.get("pointIndex", -1))), int(pt.get("curveNumber") or 0)
+        hit = None
+        if curve == 0:
+            hit = md.point_to_head(p)
+        elif meta and curve in (1, 2, 3):
+            from figures.matrix import Overlay
+            toks = {1: meta.get("hits"), 2: meta.get("sel"), 3: [meta.get("token")]}[curve] or []
+            toks = [t for t in toks if t is not None]
+            if toks:
+                hit = Overlay(np.asarray(toks, np.int64), np.zeros(2 * len(toks) * len(md.shown)), np.zeros(0),
+                              list(md.shown)).point_to_head(p)
         if hit:
             state["layer"], state["head"], state["token"], _ = hit
             return None
     elif trig == "single-graph":
         if pt.get("curveNumber") in (0, 1) and pt.get("pointNumber") is not None:
-            state["token"] = int(pt["pointNumber"])
-            return None
+            tokens = data.tokens(run)
+            tok = int(pt["pointNumber"])
+            if not 0 <= tok < tokens.n:
+                return focus
+            state["token"] = tok
+            # the Sentence View isolates the selected token's lines (a query's, or a key's)
+            from .common import input_of_token
+            input_id, _ = input_of_token(tokens, tok)
+            rows = tokens.index.rows(input_id)
+            pos = int(np.flatnonzero(rows == tok)[0])
+            return {"input": input_id, "side": "query" if pt["curveNumber"] == 0 else "key", "pos": pos}
     elif trig == "sentence-graph":
         tokens = data.tokens(run)
         from .common import input_of_token
@@ -146,11 +206,12 @@ def register(app, data):
     MSG_URL = n_ctl + EXTRA_OUT.index(("msg-url", "children"))
 
     @app.callback(outputs, inputs, State("focus-store", "data"), State("run-select", "options"), State("boot-store", "data"),
+                  State("matrix-meta", "data"), State("last-run", "data"), State("lod-cost", "data"),
                   prevent_initial_call="initial_duplicate")
     def reduce_state(search, *args):
         values = args[:n_ctl]
         clicks = args[n_ctl:n_ctl + len(CLICKS)]
-        focus, run_options, booted = args[-3], args[-2], args[-1]
+        focus, run_options, booted, meta, last_run, cost = args[-6:]
         focus0 = focus
         trig = ctx.triggered_id
         current = {key: conv[1](v) for (key, _, _, conv), v in zip(CONTROLS, values)}
@@ -175,17 +236,18 @@ def register(app, data):
             return keep
         try:
             if state["run"] not in runs:
+                pick = default_run(data, runs, last_run)
                 if state["run"] is not None:
-                    problems.append(f"unknown run {state['run']!r} in the link; showing {runs[0]!r} "
+                    problems.append(f"unknown run {state['run']!r} in the link; showing {pick!r} "
                                     f"(stored runs: {', '.join(runs)})")
-                state["run"] = runs[0]
+                state["run"] = pick
             manifest = data.manifest(state["run"])
             run_changed = not first and state["run"] != current["run"]
-            if run_changed:
+            if run_changed:  # what was selected belongs to the other run's tokens
                 state["token"] = None
                 focus = None
             if trig in CLICKS:
-                focus = _apply_click(data, state, trig, clicks[CLICKS.index(trig)], focus)
+                focus = _apply_click(data, state, trig, clicks[CLICKS.index(trig)], focus, meta)
             elif trig in BUTTONS:
                 heads, layers = list(manifest["heads"]), list(manifest["layers"])
                 h = heads.index(state["head"]) if state["head"] in heads else 0
@@ -210,6 +272,20 @@ def register(app, data):
                 problems.append(f"head {state['head']} is not in run {state['run']!r} "
                                 f"(heads {manifest['heads'][0]}–{manifest['heads'][-1]}); showing head {manifest['heads'][0]}")
                 state["head"] = manifest["heads"][0]
+            held = held_projections(manifest)
+            if state["proj"] not in held:
+                asked = first and "proj=" in (search or "")
+                if asked or (not first and trig == "projection-select"):
+                    problems.append(f"{PROJ_LABELS.get(state['proj'], state['proj'])} is not stored in run "
+                                    f"{state['run']!r} (it holds {', '.join(PROJ_LABELS.get(p, p) for p in held)}); "
+                                    f"showing {PROJ_LABELS.get(held[0], held[0])} — add it with "
+                                    f"`python -m precompute run ... --projections {state['proj']}`")
+                state["proj"] = held[0]
+            dims = sorted(int(x) for x in (manifest.get("dims") or [2]))
+            if state["dim"] not in dims:
+                if first and "dim=" in (search or ""):
+                    problems.append(f"{state['dim']}D is not stored in run {state['run']!r}; showing {dims[0]}D")
+                state["dim"] = dims[0]
             schemes = schemes_for(manifest)
             if state["color"] not in schemes:
                 if first and state["color"] != DEFAULTS["color"]:
@@ -248,7 +324,10 @@ def register(app, data):
             else:
                 out.append(no_update)
         opts_needed = first or (state["run"] != current["run"]) or not run_options
-        out.append([{"label": _run_label(data, r), "value": r} for r in runs] if opts_needed else no_update)
+        listed = [o.get("value") for o in (run_options or [])]
+        run_opts = [{"label": _run_label(data, r), "value": r} for r in runs]
+        fresh = opts_needed or listed != runs or [o.get("label") for o in run_options or []] != [o["label"] for o in run_opts]
+        out.append(run_opts if fresh else no_update)
         if opts_needed:
             out.append([{"label": f"L{l}", "value": l} for l in manifest["layers"]])
             out.append([{"label": f"H{h}", "value": h} for h in manifest["heads"]])
@@ -256,17 +335,20 @@ def register(app, data):
             out.append([{"label": "Sentence View", "value": "sentence", "disabled": image},
                         {"label": "Image View", "value": "image", "disabled": not image},
                         {"label": "Model View", "value": "model"}])
+            out.append([{"label": PROJ_LABELS.get(p, p), "value": p} for p in held])
+            out.append([{"label": f"{d}D", "value": d} for d in dims])
         else:
-            out += [no_update] * 4
+            out += [no_update] * 6
         out.append(focus if (first or focus != focus0) else no_update)
         out.append(serialise(state))
         out.append(" · ".join(problems) if problems else ("" if first else no_update))
         out.append(info)
         out.append(True)
+        out.append(state["run"] if state["run"] != last_run else no_update)
         if first:
             out += list(matrix_outputs(data, state["run"], state["proj"], _tog[0](state["translate"]),
                                        _tog[0](state["scaled"]), state["lod"], state["sort"], state["rho"],
-                                       state["color"], state["q"], _tog[0](state["regex"])))
+                                       state["color"], state["q"], _tog[0](state["regex"]), state["token"], cost))
         else:
             out += [no_update] * len(matrix_out)
         return out

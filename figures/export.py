@@ -120,10 +120,11 @@ def matrix_table(md, text, input_id, position, coords_of, sampled_note: str = ""
     ``md``: figures.matrix.MatrixData (what the view drew); ``coords_of(l, h)`` → the head's
     stored 2D projection (2·n_tokens × ≥2, queries then keys). ``matrix_x``/``matrix_y`` are
     the plotted (tiled, uint16) positions; ``proj_x``/``proj_y`` the head's own projection."""
+    from .matrix import interleaved_rows
     n, m = md.n_tokens, len(md.idx)
-    toks = np.r_[md.idx, md.idx].astype(np.int64)
-    sel = np.r_[md.idx, n + md.idx]
-    role = np.array(["query"] * m + ["key"] * m)
+    toks, is_key = md.point_tokens()
+    sel = interleaved_rows(md.idx, n)
+    role = np.where(is_key, "key", "query")
     text, input_id, position = np.asarray(text), np.asarray(input_id), np.asarray(position)
     layer, head, roles, tok, px, py = [], [], [], [], [], []
     for i, (l, h) in enumerate(md.shown):

@@ -7,15 +7,24 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .colors import ColorSpec
-from .tiling import cell_size, grid_cells, sample_tokens, tile_heads
+from .tiling import LABEL_STRIP, PAD, cell_size, fit_cell, grid_cells, sample_tokens
 
 BASE_SIZE = 3
 HIT_SIZE = 6
-FADED = 0.07
+BASE_OPACITY = 0.55     # semi-transparent: dense regions read as density, and overlaps stay visible
+FADED = 0.07            # the other points while a search is active
+LABELLED_COLS = 16      # wider grids carry no per-cell labels (axes and hover name the heads)
 
 
 @dataclass
 class MatrixData:
+    """What the Matrix View draws (a pure view model: the Plotly figure, the server-drawn picture
+    and the CSV export all read it).
+
+    Points of one head are interleaved — query of token ``idx[0]``, its key, query of ``idx[1]``,
+    its key, … — so neither role is drawn over the other. Every head's coordinates are fitted
+    into its cell on ALL of its points (``fits``), so overlays of any tokens (search hits, the
+    selected input) land where they lie in the full picture whatever the sample."""
     layers: list
     heads: list
     cells: dict                  # (l, h) -> (row, col)
@@ -33,6 +42,8 @@ class MatrixData:
     scores: dict = field(default_factory=dict)   # (l, h) -> value of the score the cells are ordered/shaded by
     score_label: str = ""                        # its name for labels ("" = order grid/rho, no shading)
     note: str = ""                               # e.g. why a requested order fell back to the grid
+    fits: list = field(default_factory=list)     # CellFit per shown head
+    budget: int = 0                              # point budget the level of detail was chosen for (0 = fixed)
 
     @property
     def n_rows(self):
@@ -46,15 +57,77 @@ class MatrixData:
     def per_head(self) -> int:
         return 2 * len(self.idx)
 
+    @property
+    def sampled(self) -> bool:
+        return len(self.idx) < self.n_tokens
+
+    def point_tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """(token, is_key) of each point of one head, in trace order (interleaved)."""
+        return interleaved_tokens(self.idx)
+
     def point_to_head(self, p: int) -> tuple[int, int, int, bool] | None:
         """Point index -> (layer, head, token, is_key)."""
         if p < 0 or not len(self.shown) or p >= self.offsets[-1]:
             return None
         i = int(np.searchsorted(self.offsets, p, side="right") - 1)
         local = p - int(self.offsets[i])
-        m = len(self.idx)
         layer, head = self.shown[i]
-        return layer, head, int(self.idx[local % m]), local >= m
+        return layer, head, int(self.idx[local // 2]), bool(local % 2)
+
+
+def interleaved_tokens(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(token, is_key) per point when each token's query is followed by its key."""
+    t = np.asarray(tokens, np.int64)
+    return np.repeat(t, 2), np.tile(np.array([False, True]), len(t))
+
+
+def interleaved_rows(tokens: np.ndarray, n_tokens: int) -> np.ndarray:
+    """Rows of a head's stored coordinates (queries first, then keys) in interleaved order."""
+    t = np.asarray(tokens, np.int64)
+    rows = np.empty(2 * len(t), np.int64)
+    rows[0::2], rows[1::2] = t, n_tokens + t
+    return rows
+
+
+def interleave(values: np.ndarray) -> np.ndarray:
+    """Per-point values given queries-then-keys (2m) -> interleaved order."""
+    v = np.asarray(values)
+    m = len(v) // 2
+    return np.stack([v[:m], v[m:]], 1).reshape(-1, *v.shape[1:])
+
+
+@dataclass
+class Overlay:
+    """Points of chosen tokens drawn over the matrix in every shown head (search hits, the
+    selected input): interleaved q/k per token, heads in ``md.shown`` order."""
+    tokens: np.ndarray           # the tokens, per head
+    x: np.ndarray
+    y: np.ndarray
+    heads: list                  # (l, h) per block of 2·len(tokens) points
+
+    def point_to_head(self, p: int) -> tuple[int, int, int, bool] | None:
+        k = 2 * len(self.tokens)
+        if k == 0 or p < 0 or p >= len(self.x):
+            return None
+        layer, head = self.heads[p // k]
+        local = p % k
+        return layer, head, int(self.tokens[local // 2]), bool(local % 2)
+
+
+def overlay_points(md: MatrixData, get_coords, tokens) -> Overlay:
+    """Tile ``tokens`` (queries and keys) into every shown head with that head's own fit."""
+    tokens = np.asarray(sorted(set(int(t) for t in np.asarray(tokens).ravel())), np.int64)
+    rows = interleaved_rows(tokens, md.n_tokens)
+    xs, ys = [], []
+    if len(tokens):
+        for (layer, head), fit in zip(md.shown, md.fits):
+            c = get_coords(layer, head)
+            x, y = fit.apply(np.asarray(c)[rows])
+            xs.append(x)
+            ys.append(y)
+    x = np.concatenate(xs) if xs else np.zeros(0, np.uint16)
+    y = np.concatenate(ys) if ys else np.zeros(0, np.uint16)
+    return Overlay(tokens, x, y, list(md.shown) if len(tokens) else [])
 
 
 def score_rank_value(order: str, value: float | None) -> float:
@@ -87,7 +160,7 @@ def score_shade(order: str, scores: dict) -> dict:
 
 def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, points_per_head: int | None,
                       order: str = "grid", rho_threshold: float = 0.0, seed: int = 0, scores: dict | None = None,
-                      score_label: str = "", note: str = "") -> MatrixData:
+                      score_label: str = "", note: str = "", budget: int = 0) -> MatrixData:
     """``get_coords(l, h)`` -> (2·n_tokens × ≥2) array or None (not computed yet). ``order`` 'grid',
     'rho' or the name of a per-head score given in ``scores`` ((l, h) -> value): cells are then
     ranked by it within each layer and shaded by it."""
@@ -98,8 +171,10 @@ def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, point
     else:
         cells = score_cells(layers, heads, scores, order)
     idx = sample_tokens(n_tokens, points_per_head, seed)
-    sel = np.r_[idx, n_tokens + idx]
-    shown, coords, where, missing, filtered = [], [], [], [], []
+    rows = interleaved_rows(idx, n_tokens)
+    cell = cell_size(len(layers), len(heads))
+    top = LABEL_STRIP if len(heads) <= LABELLED_COLS else PAD
+    shown, fits, xs, ys, offsets, missing, filtered = [], [], [], [], [0], [], []
     for layer in layers:
         for head in heads:
             r = rho.get((layer, head))
@@ -110,57 +185,93 @@ def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, point
             if c is None or len(c) != 2 * n_tokens:
                 missing.append((layer, head))
                 continue
+            row, col = cells[(layer, head)]
+            fit = fit_cell(c, row, col, len(layers), cell, top)
+            x, y = fit.apply(np.asarray(c)[rows])
             shown.append((layer, head))
-            coords.append(c[sel])
-            where.append(cells[(layer, head)])
-    cell = cell_size(len(layers), len(heads))
-    x, y, offsets = tile_heads(coords, where, len(layers), cell)
-    return MatrixData(list(layers), list(heads), cells, shown, offsets, x, y, idx, cell, rho, missing, filtered, n_tokens,
-                      order, dict(scores), score_label, note)
+            fits.append(fit)
+            xs.append(x)
+            ys.append(y)
+            offsets.append(offsets[-1] + len(x))
+    x = np.concatenate(xs) if xs else np.zeros(0, np.uint16)
+    y = np.concatenate(ys) if ys else np.zeros(0, np.uint16)
+    return MatrixData(list(layers), list(heads), cells, shown, np.array(offsets), x, y, idx, cell, rho, missing,
+                      filtered, n_tokens, order, dict(scores), score_label, note, fits, int(budget or 0))
 
 
 def matrix_colors(md: MatrixData, spec_for_head) -> tuple[np.ndarray, list]:
-    """Tile per-head colour codes. ``spec_for_head(l, h)`` -> ColorSpec (same scale for all)."""
+    """Tile per-head colour codes (interleaved like the points). ``spec_for_head(l, h)`` ->
+    ColorSpec over md.idx, queries then keys (same scale for all)."""
     specs = [spec_for_head(l, h) for l, h in md.shown]
     if not specs:
         return np.zeros(0, np.uint8), [[0, "#000"], [1, "#000"]]
     if all(s is specs[0] for s in specs):
-        return np.tile(specs[0].values, len(specs)), specs[0].colorscale
-    return np.concatenate([s.values for s in specs]), specs[0].colorscale
+        return np.tile(interleave(specs[0].values), len(specs)), specs[0].colorscale
+    return np.concatenate([interleave(s.values) for s in specs]), specs[0].colorscale
 
 
-def matrix_emphasis(md: MatrixData, token_mask: np.ndarray | None):
-    """Search highlight: (opacity f4, size u1) per point, or (None, None) when no search."""
-    if token_mask is None:
-        return None, None
-    hit = np.asarray(token_mask, bool)[md.idx]
-    hit = np.tile(np.r_[hit, hit], len(md.shown))
-    opacity = np.where(hit, 1.0, FADED).astype(np.float32)
-    size = np.where(hit, HIT_SIZE, BASE_SIZE).astype(np.uint8)
-    return opacity, size
+def overlay_colors(ov: Overlay, spec_for_head) -> np.ndarray:
+    """Colour codes of an overlay's points. ``spec_for_head(l, h)`` -> ColorSpec over ov.tokens."""
+    if not len(ov.tokens) or not ov.heads:
+        return np.zeros(0, np.uint8)
+    specs = [spec_for_head(l, h) for l, h in ov.heads]
+    if all(s is specs[0] for s in specs):
+        return np.tile(interleave(specs[0].values), len(specs))
+    return np.concatenate([interleave(s.values) for s in specs])
 
 
-COMPACT_LABELS_ABOVE = 8  # columns; wider grids label cells with ρ only (the axes name layer and head)
+def base_marker_size(md: MatrixData, width_px: int = 540) -> float:
+    """Small points: about 1/40 of a cell on screen, 1–3 px."""
+    cell_px = width_px / max(md.n_cols, 1)
+    return float(np.clip(cell_px / 40, 1.0, BASE_SIZE))
 
 
-def _fmt_score(md: MatrixData, layer: int, head: int) -> str:
-    v = md.scores.get((layer, head))
-    if v is None:
-        return f"{md.score_label} n/a"
-    return f"{md.score_label} {v:.2f}".replace("-", "−")
+def _fmt(v: float, signed: bool = True) -> str:
+    return (f"{v:+.2f}" if signed else f"{v:.2f}").replace("-", "−")
 
 
-def _label(md: MatrixData, layer: int, head: int, show_rho: bool, compact: bool = False, full: bool = False) -> str:
-    r = md.rho.get((layer, head))
-    rho = f"ρ {r:+.2f}".replace("-", "−") if show_rho and r is not None else ""
+def cell_label(md: MatrixData, layer: int, head: int, wide: bool = True) -> str:
+    """The label of a cell: its head id and the figure the cells are ordered by (ρ by default).
+    ``wide``: room for the figure's name."""
     if md.score_label:
-        score = _fmt_score(md, layer, head)
-        if compact:
-            return score
-        return f"L{layer} H{head}  {score}" + (f"  {rho}" if (rho and full) else "")
-    if compact:
-        return rho or f"H{head}"
-    return f"L{layer} H{head}" + (f"  {rho}" if rho else "")
+        v = md.scores.get((layer, head))
+        fig = "n/a" if v is None or not np.isfinite(v) else _fmt(v, signed=False)
+        fig = f"{md.score_label} {fig}" if wide else fig
+    else:
+        r = md.rho.get((layer, head))
+        fig = "" if r is None else (f"ρ {_fmt(r)}" if wide else _fmt(r))
+    if (layer, head) in set(md.missing):
+        fig = "pending" if wide else "…"
+    elif (layer, head) in set(md.filtered):
+        fig = "filtered" if wide else "·"
+    return f"H{head} {fig}".strip()
+
+
+def cell_hover(md: MatrixData, layer: int, head: int) -> str:
+    """Full description of a cell (tooltips, the hover line)."""
+    parts = [f"L{layer} H{head}"]
+    r = md.rho.get((layer, head))
+    if r is not None:
+        parts.append(f"ρ {_fmt(r)}")
+    if md.score_label:
+        v = md.scores.get((layer, head))
+        parts.append(f"{md.score_label} {'n/a' if v is None else _fmt(v, signed=False)}")
+    if (layer, head) in set(md.missing):
+        parts.append("not computed yet")
+    elif (layer, head) in set(md.filtered):
+        parts.append("hidden by the |ρ| filter")
+    return " · ".join(parts)
+
+
+def cell_labels(md: MatrixData) -> list[tuple[int, int, int, int, str, str, bool]]:
+    """(layer, head, row, col, label, hover, greyed) per labelled cell; none on grids wider than
+    LABELLED_COLS (the axes and the hover line name the heads there)."""
+    if md.n_cols > LABELLED_COLS:
+        return []
+    wide = md.n_cols <= 8
+    grey = set(md.missing) | set(md.filtered)
+    return [(layer, head, row, col, cell_label(md, layer, head, wide), cell_hover(md, layer, head), (layer, head) in grey)
+            for (layer, head), (row, col) in sorted(md.cells.items(), key=lambda kv: kv[1])]
 
 
 SHADE_RGB = (255, 127, 14)
@@ -168,61 +279,102 @@ SHADE_MAX_ALPHA = 0.45
 
 
 def shade_shapes(md: MatrixData) -> list[dict]:
-    """One filled rectangle per cell with a score, opacity ∝ the score (under the points)."""
-    if not md.score_label:
-        return []
+    """One filled rectangle per cell with a score, opacity ∝ the score (under the points), and a
+    light grey one per pending/filtered cell."""
     shapes = []
     cell = md.cell
-    for (layer, head), s in score_shade(md.order, md.scores).items():
-        if (layer, head) not in md.cells:
-            continue
-        row, col = md.cells[(layer, head)]
+
+    def rect(row, col, fill):
         y0 = (md.n_rows - 1 - row) * cell
-        shapes.append(dict(type="rect", xref="x", yref="y", x0=col * cell, x1=(col + 1) * cell, y0=y0, y1=y0 + cell,
-                           layer="below", line=dict(width=0),
-                           fillcolor=f"rgba({SHADE_RGB[0]},{SHADE_RGB[1]},{SHADE_RGB[2]},{SHADE_MAX_ALPHA * s:.3f})"))
+        return dict(type="rect", xref="x", yref="y", x0=col * cell, x1=(col + 1) * cell, y0=y0, y1=y0 + cell,
+                    layer="below", line=dict(width=0), fillcolor=fill)
+    if md.score_label:
+        for (layer, head), s in score_shade(md.order, md.scores).items():
+            if (layer, head) in md.cells:
+                shapes.append(rect(*md.cells[(layer, head)],
+                                   f"rgba({SHADE_RGB[0]},{SHADE_RGB[1]},{SHADE_RGB[2]},{SHADE_MAX_ALPHA * s:.3f})"))
+    for lh in list(md.missing) + list(md.filtered):
+        if lh in md.cells:
+            shapes.append(rect(*md.cells[lh], "rgba(0,0,0,0.045)"))
     return shapes
 
 
-def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, opacity=None, size=None,
-                  show_rho: bool = True, height: int | None = None, uirevision: str = "matrix") -> go.Figure:
+MATRIX_PLOT_PX = 540  # width of the Matrix View's plot area in the page's two-column layout
+
+
+def matrix_height(md: MatrixData) -> int:
+    """Figure height that fits the square cells at the panel's width (no empty band above)."""
+    return int(min(1400, max(320, 60 + MATRIX_PLOT_PX * md.n_rows / max(md.n_cols, 1))))
+
+
+def _typed(a):
+    """Arrays go to Plotly as numpy arrays: plotly.py sends them as base64 typed arrays."""
+    return np.ascontiguousarray(a)
+
+
+def ring_points(selection: Overlay | None, token: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The selected token's query and key in every head (picked from the selection overlay)."""
+    empty = np.zeros(0, np.uint16)
+    if selection is None or token is None or not len(selection.tokens):
+        return empty, empty
+    k = 2 * len(selection.tokens)
+    j = int(np.searchsorted(selection.tokens, token))
+    if j >= len(selection.tokens) or selection.tokens[j] != token:
+        return empty, empty
+    pick = (np.arange(len(selection.heads))[:, None] * k + np.r_[2 * j, 2 * j + 1][None, :]).ravel()
+    return selection.x[pick], selection.y[pick]
+
+
+def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, hits: Overlay | None = None,
+                  hit_colors: np.ndarray | None = None, selection: Overlay | None = None,
+                  selection_colors: np.ndarray | None = None, selected_token: int | None = None,
+                  searching: bool = False, height: int | None = None, uirevision: str = "matrix") -> go.Figure:
+    """Four WebGL traces: 0 every drawn point; 1 search hits (every hit in every head, whatever the
+    sample); 2 the selected token's input; 3 the selected token (ringed). Coordinates and colour
+    codes travel as typed arrays."""
     cell = md.cell
-    marker = dict(color=colors, colorscale=colorscale, cmin=0, cmax=255, size=BASE_SIZE if size is None else size,
-                  opacity=0.75 if opacity is None else opacity, line=dict(width=0))
-    trace = go.Scattergl(x=md.x, y=md.y, mode="markers", marker=marker, hoverinfo="none",
-                         name="points", showlegend=False)
-    fig = go.Figure(trace)
-    annotations = []
-    missing, filtered = set(md.missing), set(md.filtered)
-    compact = md.n_cols > COMPACT_LABELS_ABOVE
-    for (layer, head), (row, col) in md.cells.items():
-        x0 = col * cell
-        y1 = (md.n_rows - row) * cell
-        grey = (layer, head) in missing or (layer, head) in filtered
-        text = _label(md, layer, head, show_rho, compact)
-        if (layer, head) in missing:
-            text += " · pending"
-        elif (layer, head) in filtered:
-            text += " · filtered"
-        annotations.append(dict(x=x0 + 0.03 * cell, y=y1 - 0.01 * cell, xref="x", yref="y", text=text,
-                                hovertext=_label(md, layer, head, show_rho, full=True), showarrow=False,
-                                xanchor="left", yanchor="top",
-                                font=dict(size=8 if compact else 9, color="#aaa" if grey else "#444")))
+    size = base_marker_size(md)
+    scale = dict(colorscale=colorscale, cmin=0, cmax=255)
+    traces = [go.Scattergl(x=_typed(md.x), y=_typed(md.y), mode="markers", hoverinfo="none", name="points",
+                           showlegend=False, marker=dict(color=_typed(colors), size=size, line=dict(width=0),
+                                                         opacity=FADED if searching else BASE_OPACITY, **scale))]
+    empty = np.zeros(0, np.uint16)
+    for ov, cols, name, msize, op in ((hits, hit_colors, "search hits", max(HIT_SIZE, size * 2), 0.95),
+                                      (selection, selection_colors, "selected input", max(4, size * 1.6), 0.9)):
+        x = ov.x if ov is not None else empty
+        y = ov.y if ov is not None else empty
+        c = cols if cols is not None and len(cols) == len(x) else np.zeros(len(x), np.uint8)
+        traces.append(go.Scattergl(x=_typed(x), y=_typed(y), mode="markers", hoverinfo="none", name=name,
+                                   showlegend=False, marker=dict(color=_typed(c), size=msize, opacity=op,
+                                                                 line=dict(width=0), **scale)))
+    sx, sy = ring_points(selection, selected_token)
+    traces.append(go.Scattergl(x=_typed(sx), y=_typed(sy), mode="markers", hoverinfo="none", name="selected token",
+                               showlegend=False, marker=dict(size=max(7, size * 3), color="rgba(0,0,0,0)",
+                                                             line=dict(color="#111", width=2))))
+    fig = go.Figure(traces)
+    annotations = [dict(x=col * cell + PAD * cell * 0.5, y=(md.n_rows - row) * cell - 0.012 * cell, xref="x", yref="y",
+                        text=label, hovertext=hover, showarrow=False, xanchor="left", yanchor="top",
+                        bgcolor="rgba(255,255,255,0.85)", borderpad=1,
+                        font=dict(size=10 if md.n_cols <= 8 else 9, color="#999" if grey else "#333"))
+                   for layer, head, row, col, label, hover, grey in cell_labels(md)]
     cols = list(range(md.n_cols))
     ranked = md.order != "grid"
-    title = ("heads ranked by |ρ| within each layer" if md.order == "rho" else
+    title = ("heads ranked by |ρ| within each layer (cell labels name the head)" if md.order == "rho" else
              f"heads ranked by {md.score_label} within each layer (cells shaded by it)" if ranked else "head")
+    every = max(1, md.n_cols // 16)
+    rows_every = max(1, md.n_rows // 32)
     fig.update_layout(
         annotations=annotations, shapes=shade_shapes(md), margin=dict(l=50, r=10, t=10, b=40), plot_bgcolor="white",
-        height=height or int(min(1400, max(320, 40 + md.n_rows * min(110, 900 / max(md.n_cols, 1))))),
+        height=height or matrix_height(md),
         dragmode="zoom", uirevision=uirevision, hovermode="closest",
-        xaxis=dict(range=[0, md.n_cols * cell], tickvals=[(c + 0.5) * cell for c in cols],
-                   ticktext=[f"#{c + 1}" for c in cols] if ranked else [f"H{md.heads[c]}" for c in cols],
-                   title=title,
-                   showgrid=False, zeroline=False, constrain="domain", minor=dict(tickvals=[c * cell for c in range(md.n_cols + 1)],
-                                                               showgrid=True, gridcolor="#ddd", ticklen=0)),
-        yaxis=dict(range=[0, md.n_rows * cell], tickvals=[(md.n_rows - 1 - r + 0.5) * cell for r in range(md.n_rows)],
-                   ticktext=[f"L{l}" for l in md.layers], title="layer", showgrid=False, zeroline=False,
+        xaxis=dict(range=[0, md.n_cols * cell], tickvals=[(c + 0.5) * cell for c in cols[::every]],
+                   ticktext=[f"#{c + 1}" if ranked else f"H{md.heads[c]}" for c in cols[::every]],
+                   title=dict(text=title, standoff=4), tickfont=dict(size=10),
+                   showgrid=False, zeroline=False, constrain="domain",
+                   minor=dict(tickvals=[c * cell for c in range(md.n_cols + 1)], showgrid=True, gridcolor="#ddd", ticklen=0)),
+        yaxis=dict(range=[0, md.n_rows * cell], tickfont=dict(size=10),
+                   tickvals=[(md.n_rows - 1 - r + 0.5) * cell for r in range(md.n_rows)][::rows_every],
+                   ticktext=[f"L{l}" for l in md.layers][::rows_every], title="layer", showgrid=False, zeroline=False,
                    scaleanchor="x", scaleratio=1, constrain="domain",
                    minor=dict(tickvals=[r * cell for r in range(md.n_rows + 1)], showgrid=True, gridcolor="#ddd", ticklen=0)),
     )

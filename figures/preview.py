@@ -68,30 +68,41 @@ def _font(size: int = 11):
     return ImageFont.load_default(), False
 
 
-def matrix_png(md, codes: np.ndarray, colorscale: list, width: int = 1000, alpha=0.75) -> bytes:
-    """The Matrix View as a PNG: cells with grid lines, layer/head labels, the points."""
+def matrix_png(d: dict, width: int = 1000) -> bytes:
+    """The Matrix View as a PNG from what callbacks.matrix.drawn_points says is drawn: cells with
+    grid lines, layer/head labels, the points, the search hits and the selected input on top."""
+    from figures.matrix import BASE_OPACITY, FADED, SHADE_MAX_ALPHA, SHADE_RGB, cell_labels, score_shade
+    md, codes, colorscale = d["md"], d["colors"], d["scale"]
     n_rows, n_cols, cell = md.n_rows, md.n_cols, md.cell
     plot_w = max(100, width - MARGIN_L - MARGIN_R)
     cell_px = plot_w / max(n_cols, 1)
     plot_h = int(round(cell_px * n_rows))
-    from figures.matrix import COMPACT_LABELS_ABOVE, SHADE_MAX_ALPHA, SHADE_RGB, _label, score_shade
     background = np.full((plot_h, plot_w, 3), 255.0)
-    if getattr(md, "score_label", ""):  # cells shaded by the score they are ordered by, as in the live view
-        for (layer, head), shade in score_shade(md.order, md.scores).items():
-            if (layer, head) not in md.cells:
-                continue
-            row, col = md.cells[(layer, head)]
+    shaded = score_shade(md.order, md.scores) if getattr(md, "score_label", "") else {}
+    grey = {lh: 0.0 for lh in list(md.missing) + list(md.filtered)}
+    for (layer, head), shade in list(shaded.items()) + list(grey.items()):
+        if (layer, head) not in md.cells:
+            continue
+        row, col = md.cells[(layer, head)]
+        ys = slice(int(round(row * cell_px)), int(round((row + 1) * cell_px)))
+        xs = slice(int(round(col * cell_px)), int(round((col + 1) * cell_px)))
+        if (layer, head) in grey:
+            background[ys, xs] = background[ys, xs] * 0.955
+        else:
             a = SHADE_MAX_ALPHA * shade
-            ys = slice(int(round(row * cell_px)), int(round((row + 1) * cell_px)))
-            xs = slice(int(round(col * cell_px)), int(round((col + 1) * cell_px)))
             background[ys, xs] = background[ys, xs] * (1 - a) + np.asarray(SHADE_RGB, np.float64) * a
-    body = rasterise(md.x, md.y, codes, colorscale, (n_cols * cell, n_rows * cell), (plot_w, plot_h), alpha,
-                     background=background)
+    extent = (n_cols * cell, n_rows * cell)
+    searching = d["search"].mask is not None
+    body = rasterise(md.x, md.y, codes, colorscale, extent, (plot_w, plot_h), FADED if searching else BASE_OPACITY,
+                     dot=1 if cell_px < 40 else 2, background=background)
+    for ov, cols, dot in ((d["hits"], d["hit_colors"], 3), (d["selection"], d["selection_colors"], 2)):
+        if len(ov.x):
+            body = rasterise(ov.x, ov.y, cols, colorscale, extent, (plot_w, plot_h), 0.95, dot=dot, background=body)
     img = Image.new("RGB", (width, plot_h + MARGIN_T + MARGIN_B), "white")
     img.paste(Image.fromarray(body), (MARGIN_L, MARGIN_T))
     draw = ImageDraw.Draw(img)
     font, unicode_ok = _font()
-    cell_font, _ = _font(max(7, min(11, int(cell_px / 8.5))))
+    cell_font, _ = _font(10 if n_cols <= 8 else 9)
     grid = (221, 221, 221)
     for c in range(n_cols + 1):
         xx = MARGIN_L + int(round(c * cell_px))
@@ -99,20 +110,18 @@ def matrix_png(md, codes: np.ndarray, colorscale: list, width: int = 1000, alpha
     for r in range(n_rows + 1):
         yy = MARGIN_T + int(round(r * cell_px))
         draw.line([(MARGIN_L, yy), (MARGIN_L + plot_w, yy)], fill=grid)
-    for r, layer in enumerate(md.layers):
+    for r, layer in list(enumerate(md.layers))[::max(1, n_rows // 32)]:
         draw.text((6, MARGIN_T + (r + 0.5) * cell_px - 5), f"L{layer}", fill=(68, 68, 68), font=font)
-    for c, head in enumerate(md.heads):
+    for c, head in list(enumerate(md.heads))[::max(1, n_cols // 16)]:
         tick = f"#{c + 1}" if md.order != "grid" else f"H{head}"
         draw.text((MARGIN_L + (c + 0.5) * cell_px - 8, MARGIN_T + plot_h + 6), tick, fill=(68, 68, 68), font=font)
-    missing = set(md.missing) | set(md.filtered)
-    for (layer, head), (row, col) in md.cells.items():
-        label = _label(md, layer, head, True, compact=md.n_cols > COMPACT_LABELS_ABOVE)
+    for layer, head, row, col, label, _, greyed in cell_labels(md):
         if not unicode_ok:
             label = label.replace("ρ", "rho").replace("−", "-")
-        if (layer, head) in missing:
-            label += " ·"
-        draw.text((MARGIN_L + col * cell_px + 3, MARGIN_T + row * cell_px + 2), label,
-                  fill=(170, 170, 170) if (layer, head) in missing else (68, 68, 68), font=cell_font)
+        x0, y0 = MARGIN_L + col * cell_px + 2, MARGIN_T + row * cell_px + 1
+        box = draw.textbbox((x0, y0), label, font=cell_font)
+        draw.rectangle(box, fill=(255, 255, 255))
+        draw.text((x0, y0), label, fill=(150, 150, 150) if greyed else (51, 51, 51), font=cell_font)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False, compress_level=3)
     return buf.getvalue()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 PAD = 0.06  # fraction of a cell left empty on each side
+LABEL_STRIP = 0.17  # fraction of a cell kept free of points at its top for the cell's label
 
 
 def cell_size(n_rows: int, n_cols: int) -> int:
@@ -24,20 +25,48 @@ def sample_tokens(n_tokens: int, points_per_head: int | None, seed: int = 0) -> 
     return np.sort(rng.choice(n_tokens, size=m, replace=False))
 
 
-def fit_into_cell(coords: np.ndarray, row: int, col: int, n_rows: int, cell: int) -> tuple[np.ndarray, np.ndarray]:
-    """Min–max rescale (aspect kept) into cell (row, col); row 0 is the top row."""
+class CellFit:
+    """How one head's 2D coordinates map into its grid cell: tiled = (c − centre)·scale + anchor.
+
+    Fitted once on ALL of the head's points, so any subset (a sample, search hits, the selected
+    input) lands exactly where it lies in the full picture."""
+    __slots__ = ("centre", "scale", "anchor", "fill")
+
+    def __init__(self, centre, scale, anchor, fill):
+        self.centre, self.scale, self.anchor, self.fill = centre, scale, anchor, fill
+
+    def apply(self, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = np.asarray(coords, np.float64)[:, :2]
+        if len(c) == 0:
+            return np.zeros(0, np.uint16), np.zeros(0, np.uint16)
+        c = np.where(np.isfinite(c), c, self.fill)
+        t = (c - self.centre) * self.scale + self.anchor
+        return np.rint(t[:, 0]).astype(np.uint16), np.rint(t[:, 1]).astype(np.uint16)
+
+
+def fit_cell(coords: np.ndarray, row: int, col: int, n_rows: int, cell: int, top: float = PAD) -> CellFit:
+    """Min–max rescale (aspect kept) of ``coords`` into cell (row, col) (row 0 = top row), leaving
+    PAD on three sides and ``top`` (a label strip) above."""
     c = np.asarray(coords, np.float64)[:, :2]
-    if len(c) == 0:
-        return np.zeros(0, np.uint16), np.zeros(0, np.uint16)
-    finite = np.isfinite(c).all(1)
-    c = np.where(finite[:, None], c, np.nanmean(c[finite], 0) if finite.any() else 0.0)
+    finite = np.isfinite(c).all(1) if len(c) else np.zeros(0, bool)
+    fill = np.nanmean(c[finite], 0) if finite.any() else np.zeros(2)
+    c = np.where(finite[:, None], c, fill) if len(c) else np.zeros((1, 2))
     lo, hi = c.min(0), c.max(0)
-    span = max(float((hi - lo).max()), 1e-12)
-    inner = cell * (1 - 2 * PAD)
-    centred = (c - (lo + hi) / 2) / span * inner + cell / 2  # in [PAD·cell, (1−PAD)·cell]
-    x = col * cell + centred[:, 0]
-    y = (n_rows - 1 - row) * cell + centred[:, 1]
-    return np.rint(x).astype(np.uint16), np.rint(y).astype(np.uint16)
+    w, h = cell * (1 - 2 * PAD), cell * (1 - PAD - top)
+    span = np.maximum(hi - lo, 1e-12)
+    scale = float(min(w / span[0], h / span[1]))
+    if not np.isfinite(scale) or (hi - lo).max() < 1e-12:
+        scale = 0.0
+    anchor = np.array([col * cell + cell / 2, (n_rows - 1 - row) * cell + cell * PAD + h / 2])
+    return CellFit((lo + hi) / 2, scale, anchor, fill)
+
+
+def fit_into_cell(coords: np.ndarray, row: int, col: int, n_rows: int, cell: int,
+                  top: float = PAD) -> tuple[np.ndarray, np.ndarray]:
+    """Min–max rescale (aspect kept) into cell (row, col); row 0 is the top row."""
+    if len(coords) == 0:
+        return np.zeros(0, np.uint16), np.zeros(0, np.uint16)
+    return fit_cell(coords, row, col, n_rows, cell, top).apply(coords)
 
 
 def cell_of_point(x: float, y: float, n_rows: int, cell: int) -> tuple[int, int]:

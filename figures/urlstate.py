@@ -6,12 +6,12 @@ from urllib.parse import parse_qsl, urlencode
 
 DEFAULTS = {
     "run": None, "proj": "tsne", "dim": 2, "translate": True, "scaled": False, "color": "qk",
-    "q": "", "regex": False, "layer": 0, "head": 0, "token": None, "lod": 250,
+    "q": "", "regex": False, "layer": 0, "head": 0, "token": None, "lod": "auto",
     "sort": "grid", "rho": 0.0, "topk": 2, "minw": 0.05, "lines": True, "normsize": False,
     "tab": "sentence", "smode": "auto", "hide": "", "imode": "heatmap", "atab": "patterns", "vnorm": False,
 }
 CHOICES = {
-    "proj": {"pca", "tsne", "umap"}, "dim": {2, 3}, "lod": {250, 500, 1000, 3000, 0},
+    "proj": {"pca", "tsne", "umap"}, "dim": {2, 3}, "lod": {"auto", 250, 500, 1000, 3000, 0},
     # Matrix View order: grid, |ρ|, each head-pattern score, stored ablation effects
     # (= analysis.head_scores.SORT_SCORES; kept literal so parsing a link imports no analysis code)
     "sort": {"grid", "rho", "first", "sep", "prev", "next", "self", "broad", "positional", "ablation-zero",
@@ -21,7 +21,8 @@ CHOICES = {
     "atab": {"patterns", "related", "ablation", "neuron", "rollout", "input", "precompute"},
 }
 BOOLS = {"translate", "scaled", "regex", "lines", "normsize", "vnorm"}
-INTS = {"dim", "layer", "head", "lod", "topk"}
+INTS = {"dim", "layer", "head", "topk"}
+INT_OR_WORD = {"lod": "auto"}  # an int, or this word
 FLOATS = {"rho", "minw"}
 OPTIONAL_INTS = {"token"}
 
@@ -50,6 +51,8 @@ def parse(search: str | None) -> tuple[dict, list[str]]:
         try:
             if key in BOOLS:
                 val = _bool(raw)
+            elif key in INT_OR_WORD:
+                val = raw.strip().lower() if raw.strip().lower() == INT_OR_WORD[key] else int(raw)
             elif key in INTS or key in OPTIONAL_INTS:
                 val = int(raw)
                 if key in ("layer", "head", "topk", "token") and val < 0:

@@ -29,38 +29,64 @@ def norm_sizes(norms: np.ndarray, lo: float = 3.0, hi: float = 12.0) -> np.ndarr
     return (lo + (hi - lo) * (n - n.min()) / span if span > 0 else np.full(len(n), (lo + hi) / 2)).astype(np.float32)
 
 
-def single_figure(coords: np.ndarray, contexts: list[str], positions: np.ndarray, norms: np.ndarray | None,
+SINGLE_HEIGHT = 560
+SINGLE_WIDTH_PX = 500   # plot area the label thinning plans for (the panel's typical width, conservative)
+
+
+def single_labels(coords: np.ndarray, words: list[str], priority: np.ndarray | None = None,
+                  x_range=None, y_range=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(x, y, text) of the token labels kept by thinning over all 2n points (2D only)."""
+    from .labels import thin_labels
+    n = len(coords) // 2
+    texts = list(words) * 2
+    keep = thin_labels(coords[:, 0], coords[:, 1], texts, priority, x_range, y_range,
+                       width_px=SINGLE_WIDTH_PX, height_px=SINGLE_HEIGHT - 120)
+    return coords[keep, 0].astype(np.float32), coords[keep, 1].astype(np.float32), [texts[i] for i in keep]
+
+
+def single_figure(coords: np.ndarray, words: list[str], positions: np.ndarray, norms: np.ndarray | None,
                   spec: ColorSpec, title: str, dim: int = 2, sizes: np.ndarray | None = None,
                   search_mask: np.ndarray | None = None, selected: int | None = None,
-                  lines: list[tuple[int, float]] | None = None, uirevision: str = "single") -> go.Figure:
+                  lines: list[tuple[int, float]] | None = None, uirevision: str = "single",
+                  label_priority: np.ndarray | None = None) -> go.Figure:
     """``coords``: 2n × d (queries then keys, token order). Colour codes in ``spec`` cover all
-    2n points. ``lines``: (key token, weight) for the selected query token."""
+    2n points. ``words``: display text per token. ``lines``: (key token, weight) for the selected
+    query token. Trace 0 queries, 1 keys (numeric data as typed arrays; the hover text is the
+    token alone), 2 the thinned token labels (2D), then lines, their targets and the selection."""
     n = len(coords) // 2
     d3 = dim == 3 and coords.shape[1] >= 3
     Trace = go.Scatter3d if d3 else go.Scattergl
     base = 2.5 if d3 else 5.0
     fig = go.Figure()
     pos = np.asarray(positions, np.float32)
+    coords = np.asarray(coords, np.float32)
     for part, (lo, hi), label in (("query", (0, n), "query"), ("key", (n, 2 * n), "key")):
         c = coords[lo:hi]
         marker = dict(color=spec.values[lo:hi], colorscale=spec.colorscale, cmin=spec.cmin, cmax=spec.cmax,
                       line=dict(width=0))
-        size = np.full(n, base, np.float32) if sizes is None else sizes[lo:hi] * (0.5 if d3 else 1.0)
+        size = None if sizes is None else (sizes[lo:hi] * (0.5 if d3 else 1.0)).astype(np.float32)
         opacity = None
         if search_mask is not None:
-            size = np.where(search_mask, size * 1.8 + 2, size * 0.7).astype(np.float32)
+            s0 = np.full(n, base, np.float32) if size is None else size
+            size = np.where(search_mask, s0 * 1.8 + 2, s0 * 0.7).astype(np.float32)
             opacity = np.where(search_mask, 1.0, 0.12).astype(np.float32)
-        marker["size"] = size
+        marker["size"] = base if size is None else size
         if opacity is not None and not d3:
             marker["opacity"] = opacity
-        elif d3:
-            marker["opacity"] = 0.85
+        else:
+            marker["opacity"] = 0.85 if d3 else 0.8
         nm = np.zeros(n, np.float32) if norms is None else np.asarray(norms[lo:hi], np.float32)
         custom = np.stack([pos, nm], 1).astype(np.float32)
         xyz = dict(x=c[:, 0], y=c[:, 1]) | (dict(z=c[:, 2]) if d3 else {})
-        fig.add_trace(Trace(**xyz, mode="markers", marker=marker, text=contexts, customdata=custom, name=label,
-                            hovertemplate="%{text}<br>position %{customdata[0]} · " + label
-                                          + " · ‖" + label[0] + "‖ = %{customdata[1]:.2f}<extra></extra>"))
+        fig.add_trace(Trace(**xyz, mode="markers", marker=marker, text=words, customdata=custom, name=label,
+                            hovertemplate="%{text} · " + label + " · position %{customdata[0]} · ‖" + label[0]
+                                          + "‖ = %{customdata[1]:.2f}<extra></extra>"))
+    if not d3:
+        lx, ly, lt = single_labels(coords, words, label_priority)
+        fig.add_trace(go.Scatter(x=lx, y=ly, text=lt, mode="text", textposition="top center", hoverinfo="skip",
+                                 textfont=dict(size=10, color="#555"), showlegend=False, name="labels"))
+    else:
+        fig.add_trace(go.Scatter3d(x=[], y=[], z=[], mode="text", hoverinfo="skip", showlegend=False, name="labels"))
     if selected is not None and 0 <= selected < n:
         sel_xyz = coords[selected]
         if lines:
@@ -73,16 +99,18 @@ def single_figure(coords: np.ndarray, contexts: list[str], positions: np.ndarray
                     hoverinfo="skip", showlegend=False, name="attention"))
             kx = coords[[n + k for k, _ in lines]]
             fig.add_trace(Trace(**(dict(x=kx[:, 0], y=kx[:, 1]) | (dict(z=kx[:, 2]) if d3 else {})), mode="markers+text",
-                                text=[f"{w:.2f}" for _, w in lines], textposition="top center",
+                                text=[f"{words[k]} {w:.2f}" for k, w in lines], textposition="top center",
+                                textfont=dict(size=12, color="#111"),
                                 marker=dict(size=11 if not d3 else 6, color="rgba(0,0,0,0)", line=dict(color="#222", width=2)),
                                 hoverinfo="skip", showlegend=False, name="top keys"))
         fig.add_trace(Trace(**(dict(x=[sel_xyz[0]], y=[sel_xyz[1]]) | (dict(z=[sel_xyz[2]]) if d3 else {})),
-                            mode="markers", marker=dict(size=14 if not d3 else 7, color="rgba(0,0,0,0)",
-                                                        line=dict(color="#000", width=3)),
+                            mode="markers+text", text=[words[selected]], textposition="bottom center",
+                            textfont=dict(size=12, color="#000"),
+                            marker=dict(size=14 if not d3 else 7, color="rgba(0,0,0,0)", line=dict(color="#000", width=3)),
                             hoverinfo="skip", showlegend=False, name="selected query"))
     layout = dict(title=dict(text=title, x=0.01, font=dict(size=14)), margin=dict(l=10, r=10, t=40, b=10),
-                  height=560, uirevision=uirevision, legend=dict(orientation="h", y=-0.02), plot_bgcolor="white",
-                  hovermode="closest")
+                  height=SINGLE_HEIGHT, uirevision=uirevision, legend=dict(orientation="h", y=-0.02),
+                  plot_bgcolor="white", hovermode="closest")
     if d3:
         layout["scene"] = dict(xaxis=dict(title=""), yaxis=dict(title=""), zaxis=dict(title=""))
     else:

@@ -53,9 +53,11 @@ def matrix_panel():
         html.Div(className="panel-head", children=[
             html.H3("Matrix View"),
             html.Div(className="row-inline", children=[
-                _ctl("points per head in matrix", dcc.RadioItems(
+                _ctl("points per head", dcc.RadioItems(
                     id="lod-select", value=d["lod"], inline=True,
-                    options=[{"label": "250", "value": 250}, {"label": "500", "value": 500}, {"label": "1000", "value": 1000}, {"label": "3000", "value": 3000}, {"label": "all", "value": 0}])),
+                    options=[{"label": "auto", "value": "auto"}, {"label": "250", "value": 250},
+                             {"label": "1000", "value": 1000}, {"label": "3000", "value": 3000},
+                             {"label": "all", "value": 0}])),
                 _ctl("order / shade cells by", dcc.Dropdown(id="sort-select", value=d["sort"], clearable=False,
                                                             style={"width": "210px"}, options=sort_options())),
                 _ctl("show heads with |ρ| ≥", dcc.Slider(id="rho-threshold", min=0, max=1, step=0.05, value=d["rho"],
@@ -64,6 +66,11 @@ def matrix_panel():
             ]),
         ]),
         html.Div(id="matrix-note", className="note"),
+        html.Div(className="matrix-legend", children=[
+            html.Span([html.Span(className="dot small"), "query and key points (colour: legend above; each query "
+                       "is drawn next to its key so neither hides the other)"]),
+            html.Span([html.Span(className="dot big"), "search hits (all of them, in every head)"]),
+            html.Span([html.Span(className="dot ring"), "selected token; its input's tokens drawn in full"])]),
         html.Div(id="matrix-hover", className="hover-note"),
         dcc.Graph(id="matrix-graph", config={"displaylogo": False, "scrollZoom": True}, style={"minHeight": "320px"}),
     ])
@@ -145,6 +152,8 @@ def layout():
         dcc.Store(id="matrix-meta", data=None),
         dcc.Store(id="boot-store", data=None),
         dcc.Store(id="matrix-painted", data=None),  # set in the browser once the Matrix View has drawn
+        dcc.Store(id="lod-cost", storage_type="local"),  # this browser's last measured Matrix View draw
+        dcc.Store(id="last-run", storage_type="local"),  # the run this browser looked at last
         html.Div(className="topbar", children=[
             html.H2("Attention Atlas"), html.Div(id="run-info", className="run-info"), export.panel()]),
         controls(),

@@ -123,7 +123,7 @@ def open_url(d, base, query="", settle=True):
         wait_idle(d)
 
 
-def wait_idle(d, timeout=15):
+def wait_idle(d, timeout=30):
     """No Dash callback in flight (the renderer marks loading components with data-dash-is-loading)."""
     time.sleep(0.3)
     wait(d, "return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length === 0", timeout, "idle")
@@ -179,13 +179,13 @@ def test_matrix_view_one_cell_per_head(server, driver):
     base, _ = server
     open_url(driver, base, f"?run={TEXT}")
     labels = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.map(a => a.text)"))
-    cells = [t for t in labels if t.startswith("L")]
-    assert len(cells) == 3 * 4
-    assert {t.split("  ")[0] for t in cells} == {f"L{l} H{h}" for l in range(3) for h in range(4)}
-    assert any("ρ" in t for t in cells)
+    cells = [t for t in labels if t.startswith("H")]
+    assert len(cells) == 3 * 4  # one label per cell: its head id and ρ
+    assert sorted(t.split(" ")[0] for t in cells) == sorted(f"H{h}" for _ in range(3) for h in range(4))
+    assert all("ρ" in t for t in cells)
     n_traces, kind, n_points, wire = driver.execute_script(gd_js(
         "matrix-graph", "[g.data.length, g._fullData[0].type, g._fullData[0].x.length, g.data[0].x.dtype]"))
-    assert n_traces == 1 and kind == "scattergl"
+    assert n_traces == 4 and kind == "scattergl"  # points, search hits, selected input, selected token
     assert wire == "u2"  # coordinates arrived as a base64 uint16 typed array
     assert n_points % 12 == 0 and n_points > 0
     assert "points per head" in text_of(driver, "matrix-note")
@@ -197,7 +197,7 @@ def test_click_head_opens_single_view(server, driver):
     base, _ = server
     open_url(driver, base, f"?run={TEXT}")
     per_head = driver.execute_script(gd_js("matrix-graph", "g._fullData[0].x.length")) // 12
-    target = 6 * per_head + per_head // 4  # a query point of the 7th head: L1 H2
+    target = 6 * per_head + 2 * (per_head // 8)  # a query point (even: points alternate query, key) of L1 H2
     click_matrix_point(driver, target)
     wait(driver, "return document.querySelector('#head-select').innerText.includes('H2') && "
                  "document.querySelector('#layer-select').innerText.includes('L1')", 10, "head L1 H2 selected")
@@ -229,12 +229,11 @@ def test_search_highlights_every_head(server, driver, store_dir):
     n = expected_matches(store_dir, TEXT, "the")
     assert n > 0
     assert f"{n} tokens match" in text_of(driver, "search-count")
-    hit_heads = driver.execute_script(gd_js("matrix-graph", """(function() {
-        var op = g._fullData[0].marker.opacity, per = g._fullData[0].x.length / 12, heads = new Set(), hits = 0;
-        for (var i = 0; i < op.length; i++) { if (op[i] > 0.5) { hits++; heads.add(Math.floor(i / per)); } }
-        return [heads.size, hits, g.data[0].x === window.__x]; })()"""))
-    assert hit_heads[0] == 12 and hit_heads[1] > 0
-    assert hit_heads[2], "search must patch marker opacity/size only, not resend coordinates"
+    hits, base_opacity, same_x = driver.execute_script(gd_js(
+        "matrix-graph", "[g._fullData[1].x.length, g._fullData[0].marker.opacity, g.data[0].x === window.__x]"))
+    assert hits == 2 * n * 12  # every match's query and key, in every head
+    assert base_opacity < 0.2  # the other points fade
+    assert same_x, "search must patch the hit overlay and the opacity only, not resend the coordinates"
     shot(driver, "03-search")
     # regex mode, and a bad regex gives a friendly message
     driver.find_element(By.CSS_SELECTOR, "#regex-toggle input").click()
@@ -413,11 +412,10 @@ def test_matrix_sort_and_filter_by_rho(server, driver):
     open_url(driver, base, f"?run={TEXT}&sort=rho&rho=0.5")
     labels = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.map(a => a.text)"))
     assert sum("filtered" in t for t in labels) == 12 - keep
+    assert all(t.startswith("H") for t in labels)  # sorted cells keep their head ids
     n_points = driver.execute_script(gd_js("matrix-graph", "g._fullData[0].x.length"))
-    from figures.urlstate import DEFAULTS
-    n_tok, lod = app.atlas_data.tokens(TEXT).n, DEFAULTS["lod"]
-    per_head = 2 * n_tok if (not lod or 2 * n_tok <= lod) else 2 * (lod // 2)  # default level of detail
-    assert n_points == keep * per_head
+    n_tok = app.atlas_data.tokens(TEXT).n
+    assert n_points == keep * 2 * n_tok  # automatic level of detail: a small run is drawn in full
     ticks = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.xaxis.ticktext"))
     assert ticks[0] == "#1"
     shot(driver, "12-matrix-sorted-filtered")
@@ -467,7 +465,7 @@ def test_matrix_picture_first_then_interactive(server, driver):
         if (b && b.dataset.painted) return 'picture';
         if (g && g._fullData && g._fullData.length) return 'interactive'; return null;""", 15, "first paint")
     assert seen in ("picture", "interactive")
-    wait(driver, gd_js("matrix-graph", "g._fullData.length === 1 && g._fullData[0].type === 'scattergl'"), 15, "matrix")
+    wait(driver, gd_js("matrix-graph", "g._fullData.length === 4 && g._fullData[0].type === 'scattergl'"), 15, "matrix")
     wait(driver, "return !document.getElementById('matrix-preview');", 5, "picture removed")
     driver.get("about:blank")
     open_url(driver, base, f"?run={TEXT}&preview=0")

@@ -121,10 +121,10 @@ def test_matrix_csv_is_the_drawn_sample(data):
     for i, (l, h) in enumerate(md.shown):
         sl = slice(md.offsets[i], md.offsets[i + 1])
         assert (lay[sl] == l).all() and (hd[sl] == h).all()
-        assert np.array_equal(tok[sl], np.r_[md.idx, md.idx])
-        assert list(roles[sl]) == ["query"] * len(md.idx) + ["key"] * len(md.idx)
+        assert np.array_equal(tok[sl], np.repeat(md.idx, 2))  # each query next to its key
+        assert list(roles[sl]) == ["query", "key"] * len(md.idx)
         c = data.coords(TEXT, l, h, "translated", "pca", 2)
-        sel = np.r_[md.idx, tokens.n + md.idx]
+        sel = np.ravel(np.c_[md.idx, tokens.n + md.idx])
         assert np.array_equal(f32(np.array(cols["proj_x"])[sl]), c[sel, 0])
         assert np.array_equal(f32(np.array(cols["proj_y"])[sl]), c[sel, 1])
         # clicking point p of the matrix opens (l, h, token): the CSV row says the same

@@ -7,7 +7,7 @@ import pytest
 from figures.attention import aggregate_by_position, attention, downsample, hide_and_renormalise, top_keys
 from figures.colors import MOD5_KEYS, MOD5_QUERIES, color_spec
 from figures.common import InputIndex, context_string, normalise_token, typed
-from figures.matrix import build_matrix_data, matrix_emphasis
+from figures.matrix import build_matrix_data, overlay_points
 from figures.search import normalised_texts, search_tokens
 from figures.tiling import PAD, cell_size, fit_into_cell, head_of_point, sample_tokens, tile_heads
 from figures.urlstate import DEFAULTS, parse, serialise
@@ -73,11 +73,14 @@ def test_matrix_data_maps_points_back_to_heads_and_tokens():
     md = build_matrix_data([0, 1, 2], [0, 1, 2, 3], n, lambda l, h: store[(l, h)], rho, 40, "grid", 0.3)
     assert (1, 2) in md.missing and (2, 3) in md.filtered and len(md.shown) == 10
     assert md.per_head == 40 and len(md.x) == 400
-    l, h, tok, is_key = md.point_to_head(md.offsets[3] + 25)
-    assert (l, h) == md.shown[3] and tok == md.idx[5] and is_key
+    l, h, tok, is_key = md.point_to_head(md.offsets[3] + 25)  # interleaved: query, key, query, key, …
+    assert (l, h) == md.shown[3] and tok == md.idx[12] and is_key
+    assert md.point_to_head(md.offsets[3] + 24)[2:] == (md.idx[12], False)
     assert md.point_to_head(10_000) is None
-    opacity, size = matrix_emphasis(md, np.arange(n) == md.idx[0])
-    assert opacity.dtype == np.float32 and (opacity == 1).sum() == 2 * 10
+    outside = np.setdiff1d(np.arange(n), md.idx)[:2]  # tokens not in the sample: still drawn by the overlay
+    ov = overlay_points(md, lambda l, h: store[(l, h)], outside)
+    assert len(ov.x) == 2 * 2 * len(md.shown)
+    assert ov.point_to_head(4 * 3 + 3)[:3] == (*md.shown[3], outside[1])
 
 
 # ---------------------------------------------------------------- colours

@@ -1,0 +1,49 @@
+"""Level of detail of the Matrix View: how many points of each head to draw.
+
+AttentionViz draws every point of every head in one WebGL layer. We do too whenever the whole
+matrix fits the point budget; beyond it every head shows the same seeded token sample (search
+hits and the selected input are drawn in full on top, see figures.matrix.overlay_points).
+
+The budget comes from measured cost: the page times how long the browser took to draw the
+last Matrix View (network + parse + WebGL, from the moment the figure arrived) and sends
+{"points": n, "ms": t}; the budget is the number of points that browser draws in
+TARGET_MS. Without a measurement the default is what bench/dashboard.py measured in headless
+Chromium with software WebGL on the 2-core reference machine (see bench/RESULTS.md)."""
+from __future__ import annotations
+
+TARGET_MS = 900.0            # draw time the automatic level of detail aims for
+DEFAULT_BUDGET = 400_000     # points, before the browser has measured itself (bench/RESULTS.md)
+MIN_BUDGET = 100_000
+MAX_BUDGET = 2_000_000
+FIXED = (250, 500, 1000, 3000)  # the fixed choices still offered (points per head); 0 = all
+
+
+def budget_from_cost(cost: dict | None) -> int:
+    """Points the browser can draw in TARGET_MS, from its last measured draw."""
+    try:
+        pts, ms = float(cost["points"]), float(cost["ms"])
+    except (TypeError, KeyError, ValueError):
+        return DEFAULT_BUDGET
+    if pts < 20_000 or not (ms > 0):  # too small a draw to extrapolate from
+        return DEFAULT_BUDGET
+    return int(min(MAX_BUDGET, max(MIN_BUDGET, TARGET_MS * pts / ms)))
+
+
+def points_per_head(lod, n_heads: int, n_tokens: int, budget: int) -> int:
+    """Points (queries + keys) per head to draw; 0 = all. ``lod``: 'auto' or a fixed count (0 = all)."""
+    if lod not in ("auto", None):
+        return int(lod)
+    total = 2 * n_tokens * max(n_heads, 1)
+    if total <= budget:
+        return 0
+    return max(2, 2 * (budget // (2 * max(n_heads, 1))))
+
+
+def describe(per_head: int, n_tokens: int, lod, budget: int) -> str:
+    """One line for the Matrix View note saying what is drawn and why."""
+    if per_head == 0 or per_head >= 2 * n_tokens:
+        return f"all {2 * n_tokens:,} points per head"
+    why = (f"automatic level of detail: {budget:,} points fit this browser's measured draw budget"
+           if lod in ("auto", None) else "fixed level of detail")
+    return (f"sampled: {per_head:,} of {2 * n_tokens:,} points per head ({why}; the same seeded token sample in every "
+            f"head; search hits and the selected input are always drawn in full; Single View shows all points)")
