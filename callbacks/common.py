@@ -11,8 +11,14 @@ from figures.colors import IMAGE_SCHEMES, TEXT_SCHEMES
 log = logging.getLogger("atlas")
 
 
+def run_info(manifest: dict):
+    """The typed reader of a manifest (figures.runinfo.RunInfo)."""
+    from figures.runinfo import RunInfo
+    return RunInfo.from_manifest(manifest)
+
+
 def is_image(manifest: dict) -> bool:
-    return manifest.get("model", {}).get("modality") == "image" or manifest.get("corpus", {}).get("kind") == "image"
+    return run_info(manifest).is_image
 
 
 def schemes_for(manifest: dict) -> dict:

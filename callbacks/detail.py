@@ -9,11 +9,11 @@ import numpy as np
 from dash import Input, Output, State, clientside_callback, no_update
 
 from figures.attention import aggregate_by_position, attention, downsample, hide_and_renormalise, value_weighted
-from figures.views import attention_heatmap, empty_figure, image_figure, model_view_figure, sentence_lines_figure
+from figures.views import (MODEL_THUMB, attention_heatmap, empty_figure, image_figure, model_view_figure,
+                           patch_of_point, sentence_lines_figure)
 
 from .common import friendly, input_of_token, is_image, on
 
-MODEL_THUMB = 24
 AUTO_HEATMAP_ABOVE = 60
 CLS_TEXTS = {"[CLS]", "<s>", "<|begin_of_text|>", "<|im_start|>"}
 SEP_TEXTS = {"[SEP]", "</s>", "<|endoftext|>", "<|im_end|>"}
@@ -230,8 +230,7 @@ def register(app, data):
     def zoom_patch(hover, run, token):
         try:
             pt = (hover or {}).get("points", [{}])[0]
-            from .state import _patch_of
-            cd = _patch_of(pt)
+            cd = patch_of_point(pt)
             if cd is None:
                 return no_update
             tokens = data.tokens(run)

@@ -9,7 +9,7 @@ from figures.colors import color_spec
 from figures.search import search_tokens
 from figures.views import empty_figure, norm_sizes, single_figure, single_labels
 
-from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
+from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, run_info, schemes_for
 
 
 def label_priority(tokens, search_mask=None) -> np.ndarray:
@@ -23,7 +23,7 @@ def label_priority(tokens, search_mask=None) -> np.ndarray:
 def _head(data, run, layer, head, proj, dim, translate, scaled):
     """(manifest, variant, method, dim, coords, notes) of the Single View's head, or None if absent."""
     m = data.manifest(run)
-    if layer not in m["layers"] or head not in m["heads"]:
+    if not run_info(m).has_head(layer, head):
         return None
     variant, note_v = resolve_variant(m, on(translate), on(scaled))
     method, note_p = resolve_projection(m, proj)
@@ -72,7 +72,8 @@ def register(app, data):
                     if qk is not None:
                         input_id, _ = input_of_token(tokens, sel)
                         rows = tokens.index.rows(input_id)
-                        a = attention(qk[0][rows], qk[1][rows], float(m["model"]["scale"]), bool(m["model"].get("causal")))
+                        info_ = run_info(m)
+                        a = attention(qk[0][rows], qk[1][rows], info_.scale, info_.causal)
                         i = int(np.flatnonzero(rows == sel)[0])
                         line_list = [(int(rows[j]), w) for j, w in
                                      top_keys(a[i], int(topk or 2), float(minw if minw is not None else 0.05))]

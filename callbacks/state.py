@@ -9,40 +9,14 @@ import numpy as np
 from dash import Input, Output, State, ctx, no_update
 
 from dashboard_data import DataError
-from figures.urlstate import DEFAULTS, parse, serialise
-from figures.views import model_view_cell
+from figures.urlstate import DEFAULTS, FIELDS, parse, serialise
+from figures.views import MODEL_THUMB, model_view_cell, patch_of_point
 
 from .common import friendly, is_image, on, schemes_for
 
 _tog = (lambda v: ["on"] if v else [], on)
-_same = (lambda v: v, lambda v: v)
-CONTROLS = [
-    ("run", "run-select", "value", _same),
-    ("proj", "projection-select", "value", _same),
-    ("dim", "dim-select", "value", (lambda v: v, lambda v: int(v) if v is not None else 2)),
-    ("translate", "translate-toggle", "value", _tog),
-    ("scaled", "scaled-toggle", "value", _tog),
-    ("color", "color-select", "value", _same),
-    ("q", "search-input", "value", (lambda v: v, lambda v: v or "")),
-    ("regex", "regex-toggle", "value", _tog),
-    ("layer", "layer-select", "value", _same),
-    ("head", "head-select", "value", _same),
-    ("lod", "lod-select", "value", _same),
-    ("sort", "sort-select", "value", _same),
-    ("rho", "rho-threshold", "value", (lambda v: v, lambda v: float(v or 0))),
-    ("topk", "topk-input", "value", (lambda v: v, lambda v: int(v) if v not in (None, "") else DEFAULTS["topk"])),
-    ("minw", "minw-input", "value", (lambda v: v, lambda v: float(v) if v not in (None, "") else DEFAULTS["minw"])),
-    ("lines", "lines-toggle", "value", _tog),
-    ("normsize", "normsize-toggle", "value", _tog),
-    ("tab", "detail-tab", "value", _same),
-    ("smode", "sentence-mode", "value", _same),
-    ("hide", "hide-select", "value", (lambda v: [x for x in v.split(",") if x] if v else [],
-                                      lambda v: ",".join(sorted(v or [])))),
-    ("imode", "image-mode", "value", _same),
-    ("atab", "analysis-tab", "value", _same),
-    ("vnorm", "vnorm-toggle", "value", _tog),
-    ("token", "token-store", "data", _same),
-]
+# (URL key, component id, property, (to control, from control)) — derived from the one field table
+CONTROLS = [(f.key, f.component, f.prop, (f.to_control, f.from_control)) for f in FIELDS]
 CLICKS = ["matrix-graph", "single-graph", "sentence-graph", "image-graph", "model-graph"]
 BUTTONS = ["prev-head-btn", "next-head-btn", "prev-layer-btn", "next-layer-btn"]
 EXTRA_OUT = [("run-select", "options"), ("layer-select", "options"), ("head-select", "options"),
@@ -161,7 +135,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
                 state["token"] = int(rows[pos])
             return new
     elif trig == "image-graph":
-        cd = _patch_of(pt)
+        cd = patch_of_point(pt)
         if cd is not None:
             tokens = data.tokens(run)
             from .common import input_of_token
@@ -174,24 +148,11 @@ def _apply_click(data, state, trig, click, focus, meta=None):
                 state["token"] = int(rows[hit[0]])
     elif trig == "model-graph":
         m = data.manifest(run)
-        from .detail import MODEL_THUMB
         cell = model_view_cell(float(pt.get("x", -1)), float(pt.get("y", -1)), MODEL_THUMB,
                                len(m["layers"]), len(m["heads"]))
         if cell:
             state["layer"], state["head"] = m["layers"][cell[0]], m["heads"][cell[1]]
     return focus
-
-
-def _patch_of(pt) -> tuple[int, int] | None:
-    """(row, col) of an Image View patch from click/hover data (the patch grid's text is 'r,c')."""
-    t = pt.get("text")
-    if isinstance(t, str) and t.count(",") == 1:
-        try:
-            r, c = t.split(",")
-            return int(r), int(c)
-        except ValueError:
-            return None
-    return None
 
 
 def register(app, data):

@@ -251,6 +251,21 @@ def model_view_figure(patterns: dict, layers: list, heads: list, thumb: int, tit
     return fig
 
 
+def patch_of_point(pt) -> tuple[int, int] | None:
+    """(row, col) of an Image View patch from click/hover data (the patch grid's text is 'r,c')."""
+    t = pt.get("text")
+    if isinstance(t, str) and t.count(",") == 1:
+        try:
+            r, c = t.split(",")
+            return int(r), int(c)
+        except ValueError:
+            return None
+    return None
+
+
+MODEL_THUMB = 24  # the Model View's thumbnail size (cells of block means)
+
+
 def model_view_cell(x: float, y: float, thumb: int, n_layers: int, n_heads: int) -> tuple[int, int] | None:
     step = thumb + 1
     r, c = int(y // step), int(x // step)

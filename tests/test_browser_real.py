@@ -30,7 +30,7 @@ def test_matrix_and_single_view_on_real_run(real_store, real_server, driver, nam
     assert len(cells) == n_heads, cells
     n_traces, kind, n_points = driver.execute_script(gd_js(
         "matrix-graph", "[g.data.length, g._fullData[0].type, g._fullData[0].x.length]"))
-    assert n_traces == 1 and kind == "scattergl" and n_points > 0 and n_points % n_heads == 0
+    assert n_traces == 4 and kind == "scattergl" and n_points > 0 and n_points % n_heads == 0
     title = driver.execute_script(gd_js("single-graph", "g._fullLayout.title.text"))
     assert title.startswith("L0 H0")
     # the runs load one after another in one browser: the head dropdowns must not come up blank

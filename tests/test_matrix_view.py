@@ -1,0 +1,177 @@
+"""Unit tests of the Matrix/Single View view models: level of detail, overlays, labels, run menu."""
+from __future__ import annotations
+
+import numpy as np
+
+from figures.labels import thin_labels
+from figures.lod import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, TARGET_MS, budget_from_cost, points_per_head
+from figures.matrix import (LABELLED_COLS, build_matrix_data, cell_labels, interleave, matrix_colors, matrix_figure,
+                            overlay_points, ring_points)
+from figures.colors import color_spec
+from figures.tiling import LABEL_STRIP, PAD
+
+
+def _store(layers, heads, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return {(l, h): (rng.normal(size=(2 * n, 2)) * rng.uniform(0.1, 10)).astype(np.float32)
+            for l in range(layers) for h in range(heads)}
+
+
+def test_budget_comes_from_the_measured_draw():
+    assert budget_from_cost(None) == DEFAULT_BUDGET
+    assert budget_from_cost({"points": 100, "ms": 5}) == DEFAULT_BUDGET  # too small to extrapolate
+    assert budget_from_cost({"points": 300_000, "ms": 600}) == int(TARGET_MS * 300_000 / 600)
+    assert budget_from_cost({"points": 300_000, "ms": 1e6}) == MIN_BUDGET
+    assert budget_from_cost({"points": 300_000, "ms": 1}) == MAX_BUDGET
+    assert budget_from_cost({"points": "x", "ms": 3}) == DEFAULT_BUDGET
+
+
+def test_points_per_head_draws_all_when_the_budget_allows():
+    assert points_per_head("auto", 72, 2475, 400_000) == 0            # 356,400 points: all of them
+    pph = points_per_head("auto", 1024, 5000, 400_000)
+    assert pph % 2 == 0 and pph * 1024 <= 400_000 and (pph + 2) * 1024 > 400_000 - 2048
+    assert points_per_head(250, 72, 2475, 10**9) == 250 and points_per_head(0, 72, 10**6, 1) == 0
+
+
+def test_overlay_draws_hits_outside_the_sample_where_the_full_picture_has_them():
+    n = 400
+    store = _store(2, 3, n)
+    md = build_matrix_data([0, 1], [0, 1, 2], n, lambda l, h: store[(l, h)], {}, 50)
+    assert md.sampled and len(md.idx) == 25
+    outside = np.setdiff1d(np.arange(n), md.idx)[:3]
+    ov = overlay_points(md, lambda l, h: store[(l, h)], outside)
+    assert len(ov.x) == 2 * 3 * 6
+    # the same token drawn by the full (unsampled) matrix lands on exactly the same spot
+    full = build_matrix_data([0, 1], [0, 1, 2], n, lambda l, h: store[(l, h)], {}, None)
+    for i, (l, h) in enumerate(md.shown):
+        base = int(full.offsets[i])
+        for j, t in enumerate(ov.tokens):
+            for role in (0, 1):
+                p = base + 2 * int(t) + role
+                assert (ov.x[i * 6 + 2 * j + role], ov.y[i * 6 + 2 * j + role]) == (full.x[p], full.y[p])
+    rx, ry = ring_points(ov, int(outside[1]))
+    assert len(rx) == 2 * 6 and rx[0] == ov.x[2] and ry[1] == ov.y[3]
+    assert len(ring_points(ov, 10**6)[0]) == 0
+
+
+def test_points_leave_the_label_strip_free_and_interleave_queries_and_keys():
+    n = 300
+    store = _store(2, 4, n, 3)
+    md = build_matrix_data([0, 1], [0, 1, 2, 3], n, lambda l, h: store[(l, h)], {}, None)
+    cell = md.cell
+    for i, (l, h) in enumerate(md.shown):
+        r, c = md.cells[(l, h)]
+        ys = md.y[md.offsets[i]:md.offsets[i + 1]]
+        top = (md.n_rows - r) * cell
+        assert ys.max() <= top - LABEL_STRIP * cell + 1 and ys.min() >= top - cell + PAD * cell - 1
+    spec = color_spec("qk", {"text": np.array(["a"] * n)}, md.idx)
+    cols, _ = matrix_colors(md, lambda l, h: spec)
+    assert list(cols[:6]) == [0, 1, 0, 1, 0, 1]  # query, key, query, key…
+    assert np.array_equal(interleave(np.array([1, 2, 3, 10, 20, 30])), [1, 10, 2, 20, 3, 30])
+
+
+def test_cell_labels_keep_head_ids_when_ranked_and_vanish_on_wide_grids():
+    n = 20
+    store = _store(2, 4, n)
+    rho = {(l, h): -0.1 * (h + 1) for l in range(2) for h in range(4)}
+    store[(1, 3)] = None
+    md = build_matrix_data([0, 1], [0, 1, 2, 3], n, lambda l, h: store[(l, h)], rho, None, order="rho")
+    labels = {(l, h): text for l, h, _, _, text, _, _ in cell_labels(md)}
+    assert labels[(0, 3)] == "H3 ρ −0.40" and labels[(1, 3)] == "H3 pending"
+    assert md.cells[(0, 3)] == (0, 0)  # strongest |ρ| first: head 3 in the first column, still named H3
+    fig = matrix_figure(md, np.zeros(len(md.x), np.uint8), [[0, "#000"], [1, "#000"]])
+    ann = fig.layout.annotations
+    assert all(a.bgcolor and a.yanchor == "top" for a in ann) and len(ann) == 8
+    wide = build_matrix_data([0], list(range(LABELLED_COLS + 1)), n,
+                             lambda l, h: np.zeros((2 * n, 2)), {}, None)
+    assert cell_labels(wide) == []
+
+
+def test_thinned_labels_never_overlap():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=3000), rng.normal(size=3000)
+    words = [f"w{i % 97}" for i in range(3000)]
+    keep = thin_labels(x, y, words, width_px=500, height_px=400, font_px=10)
+    assert 10 < len(keep) <= 200
+    sx = sy = min(500 / (x.max() - x.min()), 400 / (y.max() - y.min()))
+    boxes = []
+    for i in keep:
+        w = len(words[i]) * 10 * 0.62
+        boxes.append((x[i] * sx - w / 2, -y[i] * sy - 12.5, x[i] * sx + w / 2, -y[i] * sy))
+    for a in range(len(boxes)):
+        for b in range(a + 1, len(boxes)):
+            A, B = boxes[a], boxes[b]
+            assert not (A[0] < B[2] - 1e-6 and B[0] < A[2] - 1e-6 and A[1] < B[3] - 1e-6 and B[1] < A[3] - 1e-6)
+    # zooming in on a region labels more of its points
+    zoom = thin_labels(x, y, words, x_range=(-0.5, 0.5), y_range=(-0.5, 0.5), width_px=500, height_px=400)
+    inside = (np.abs(x) <= 0.625) & (np.abs(y) <= 0.5)  # one scale for both axes: x shows ±0.5·500/400
+    assert inside[zoom].all() and len(zoom) > inside[keep].sum()
+    # priority wins: a high-priority token is labelled
+    pr = np.zeros(3000)
+    pr[1234] = 1
+    assert 1234 in thin_labels(x, y, words, pr, width_px=500, height_px=400)
+
+
+def test_run_label_tells_runs_apart_and_default_run_prefers_last_then_demo():
+    from callbacks.state import default_run, run_label
+
+    def man(i, model, corpus, created):
+        return {"id": i, "model": {"name": model}, "corpus": {"name": corpus, "n_tokens": 1000}, "layers": [0, 1],
+                "heads": [0, 1, 2], "projections": ["pca", "tsne"], "created": created}
+    a = run_label(man("aaa", "minilm", "demo", "2026-12-01T10:00:00"), {"status": "complete"})
+    b = run_label(man("bbb", "minilm", "demo", "2026-12-02T11:30:00"), {"status": "partial", "heads_done": 3,
+                                                                         "heads_total": 6})
+    assert a != b and "2×3 heads" in a and "partial 3/6" in b and a.endswith("aaa")
+
+    class D:
+        ms = {"new": man("new", "smollm2", "x", ""), "demo": man("demo", "minilm (all-MiniLM-L6-v2)", "demo", "")}
+
+        def manifest(self, r):
+            return self.ms[r]
+
+        def status(self, r):
+            return {"status": "complete"}
+    assert default_run(D(), ["new", "demo"], None) == "demo"
+    assert default_run(D(), ["new", "demo"], "new") == "new"
+    assert default_run(D(), ["new", "demo"], "gone") == "demo"
+
+
+def test_one_field_table_drives_the_url_the_layout_and_the_controls():
+    from dash.development.base_component import Component
+
+    from callbacks.state import CONTROLS
+    from figures.urlstate import DEFAULTS, FIELDS, parse, serialise
+    from layouts.main import layout
+    found = {}
+
+    def walk(c):
+        if isinstance(c, Component):
+            if getattr(c, "id", None):
+                found[c.id] = c
+            kids = getattr(c, "children", None)
+            for k in (kids if isinstance(kids, (list, tuple)) else [kids]):
+                walk(k)
+    walk(layout())
+    from layouts.analysis import analysis_panel  # noqa: F401 - the analysis tab control lives there
+    for f in FIELDS:
+        assert f.component in found, f.component
+        if f.prop == "value":
+            assert getattr(found[f.component], "value") == f.to_control(f.default), f.key
+        assert f.from_control(f.to_control(f.default)) == f.default, f.key
+    assert [c[0] for c in CONTROLS] == [f.key for f in FIELDS]
+    state, problems = parse("?lod=1000&dim=3&hide=sep,cls&token=4&regex=1&proj=nope")
+    assert state["lod"] == 1000 and state["dim"] == 3 and state["hide"] == "sep,cls" and state["token"] == 4
+    assert state["regex"] is True and state["proj"] == DEFAULTS["proj"] and len(problems) == 1
+    assert parse(serialise(state))[0] == state
+
+
+def test_run_info_reads_new_and_old_manifests():
+    from figures.runinfo import RunInfo
+    new = RunInfo.from_manifest({"id": "r", "model": {"name": "smollm2", "modality": "text", "causal": True, "scale": 0.125,
+                                                      "special_tokens": ["<|im_start|>"], "head_dim": 64},
+                                 "corpus": {"name": "demo", "n_tokens": 10}, "layers": [0, 29], "heads": [0, 1],
+                                 "projections": ["pca"], "dims": [2]})
+    assert new.causal and new.scale == 0.125 and new.special_tokens == ("<|im_start|>",) and new.n_heads_total == 4
+    assert new.has_head(29, 1) and not new.has_head(1, 1) and not new.is_image
+    old = RunInfo.from_manifest({"model": {"head_dim": 16}, "corpus": {"kind": "image"}})
+    assert old.scale == 0.25 and old.is_image and old.projections == ("pca",) and not old.causal
