@@ -6,30 +6,61 @@ import io
 import itertools
 
 import numpy as np
-from dash import Input, Output, State, clientside_callback, no_update
+from dash import Input, Output, State, clientside_callback, html, no_update
 
 from figures.attention import aggregate_by_position, attention, downsample, hide_and_renormalise, value_weighted
-from figures.views import (MODEL_THUMB, attention_heatmap, empty_figure, image_figure, model_view_figure,
-                           patch_of_point, sentence_lines_figure)
+from figures.sentence import (CLS_TEXTS, PAIR_FILTERS, SEP_TEXTS, TokenRoles, below_note, head_colors,  # noqa: F401
+                              hidden_keys, hide_options, segments, sentence_lines, token_roles)
+from figures.views import (HEAD_LINE, MODEL_THUMB, attention_heatmap, empty_figure, image_figure,  # noqa: F401
+                           model_view_figure, patch_of_point, sentence_figure)
 
 from .common import friendly, input_of_token, is_image, on
 
 AUTO_HEATMAP_ABOVE = 60
-CLS_TEXTS = {"[CLS]", "<s>", "<|begin_of_text|>", "<|im_start|>"}
-SEP_TEXTS = {"[SEP]", "</s>", "<|endoftext|>", "<|im_end|>"}
 SHOW, HIDE = {"display": "block"}, {"display": "none"}
 _REVISION = itertools.count(1)
 
 
-def hidden_keys(words: list, hide: list | None) -> set[int]:
-    """Positions of the keys the Sentence View hides: first token, [CLS]-like, [SEP]-like."""
-    hide = hide or []
-    hidden = {0} if "first" in hide and words else set()
-    if "cls" in hide:
-        hidden |= {i for i, w in enumerate(words) if w in CLS_TEXTS}
-    if "sep" in hide:
-        hidden |= {i for i, w in enumerate(words) if w in SEP_TEXTS}
-    return hidden
+def run_roles(data, run) -> TokenRoles | None:
+    """The run's special tokens by role (manifest ``model.special_tokens`` + where they occur);
+    old manifests without ``special_tokens``: the historical name sets. None for image runs."""
+    m = data.manifest(run)
+    if is_image(m):
+        return None
+
+    def build():
+        tokens = data.tokens(run)
+        return token_roles(m.get("model", {}).get("special_tokens"), tokens.arrays["text"],
+                           tokens.arrays["position"])
+    return data.misc_cache.get(("roles", run), build)
+
+
+def run_has_pairs(data, run) -> bool:
+    """Whether any input of the run has two segments (sentence A / B)."""
+    roles = run_roles(data, run)
+    if roles is None or not roles.sep:
+        return False
+
+    def build():
+        tokens = data.tokens(run)
+        text = np.asarray(tokens.arrays["text"]).astype(str)
+        pos = np.asarray(tokens.arrays["position"])
+        length = np.asarray(tokens.arrays["input_length"])
+        return bool((np.isin(text, list(roles.sep)) & (pos < length - 1)).any())
+    return data.misc_cache.get(("pairs", run), build)
+
+
+def chosen_heads(current, extra, heads) -> list:
+    """Heads the Sentence View draws: the current head plus the extra heads chosen (the checklist's
+    values are head numbers as strings, as the URL's ``sheads``), in layer order."""
+    picked = set()
+    for h in extra or []:
+        try:
+            picked.add(int(h))
+        except (TypeError, ValueError):
+            continue
+    want = {current} | (picked & set(heads))
+    return [h for h in heads if h in want] or [current]
 
 
 def _input_attention(data, run, layer, head, input_id, tokens):
@@ -93,76 +124,60 @@ def register(app, data):
         Output("sentence-view", "style"), Output("image-view", "style"), Output("model-view", "style"),
         Input("detail-tab", "value"))
 
+    @app.callback(Output("hide-select", "options"), Output("sentence-heads", "options"),
+                  Output("sentence-pair-ctl", "style"), Output("sentence-hide-note", "children"),
+                  Input("run-select", "value"), Input("head-select", "value"))
+    def detail_controls(run, head):
+        """Per run: the hide options named after the run's own special tokens, the head checklist
+        of the layer (one colour per head), and the sentence A/B filter when the run has pairs."""
+        if not run:
+            return no_update, no_update, no_update, no_update
+        try:
+            m = data.manifest(run)
+            if is_image(m):
+                return hide_options(None)[:1], [], HIDE, ""
+            roles = run_roles(data, run)
+            heads = list(m["heads"])
+            colours = head_colors(heads, heads)
+            opts = [{"label": html.Span([html.Span(className="sw", style={"background": colours[h]}),
+                                         f"H{h}" + (" (current)" if h == head else "")],
+                                        style={"color": colours[h], "fontWeight": 600 if h == head else 400}),
+                     "value": str(h), "disabled": h == head} for h in heads]
+            note = ""
+            if roles.declared is not None and not (roles.cls or roles.sep):
+                note = (f"none of this model's special tokens ({' '.join(roles.declared) or 'none'}) occurs in the "
+                        f"run's inputs")
+            return hide_options(roles), opts, (SHOW if run_has_pairs(data, run) else HIDE), note
+        except Exception as exc:  # noqa: BLE001
+            return no_update, no_update, no_update, friendly(exc)
+
+    @app.callback(Output("sentence-heads", "value", allow_duplicate=True),
+                  Input("sentence-heads-all", "n_clicks"), Input("sentence-heads-none", "n_clicks"),
+                  State("run-select", "value"), prevent_initial_call=True)
+    def all_heads(n_all, n_none, run):
+        from dash import ctx
+        if ctx.triggered_id == "sentence-heads-none":
+            return []
+        try:
+            return [str(h) for h in data.manifest(run)["heads"]]
+        except Exception:  # noqa: BLE001
+            return no_update
+
     @app.callback(Output("sentence-graph", "figure"), Output("sentence-info", "children"),
                   Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
                   Input("token-store", "data"), Input("focus-store", "data"), Input("hide-select", "value"),
                   Input("sentence-mode", "value"), Input("detail-tab", "value"), Input("matrix-painted", "data"),
-                  Input("vnorm-toggle", "value"), prevent_initial_call=True)
-    def draw_sentence(run, layer, head, token, focus, hide, mode, tab, painted=True, vnorm=None):
+                  Input("vnorm-toggle", "value"), Input("sentence-heads", "value"), Input("sentence-pair", "value"),
+                  prevent_initial_call=True)
+    def draw_sentence(run, layer, head, token, focus, hide, mode, tab, painted=True, vnorm=None, extra=None,
+                      pair=None):
         if tab != "sentence" or not run or layer is None or head is None or not painted:
             return no_update, no_update
         try:
             m = data.manifest(run)
             if is_image(m):
                 return empty_figure("Sentence View is for text runs; this is an image run (see Image View)"), ""
-            tokens = data.tokens(run)
-            input_id, tok = input_of_token(tokens, token)
-            rows, a = _input_attention(data, run, layer, head, input_id, tokens)
-            if a is None:
-                return empty_figure(f"L{layer} H{head}: queries/keys not stored yet (partial run)"), ""
-            words = [tokens.text[r] for r in rows]
-            n = len(rows)
-            hidden = hidden_keys(words, hide)
-            text = tokens.inputs[input_id] if input_id < len(tokens.inputs) else ""
-            label = f"L{layer} H{head} · input {input_id} ({n} tokens)"
-            info = [f"input {input_id}: {str(text)[:160]}{'…' if len(str(text)) > 160 else ''}"]
-            if hidden:
-                info.append(f"hidden keys: {', '.join(words[i] for i in sorted(hidden))} (rows renormalised over the rest)")
-            weighted = on(vnorm)
-            if weighted:
-                label += " · weighted by ‖v‖"
-            if mode == "aggregate":
-                vn = None
-                if weighted:
-                    try:
-                        vn = _run_vnorm(data, run, layer, head)
-                        info.append("each input's attention weighted by the value norms ‖v_j‖ (a·‖v‖, rows "
-                                    "renormalised) before averaging")
-                    except Exception as exc:  # noqa: BLE001 - the plain aggregate is still useful
-                        info.append(_vnorm_problem(exc))
-                        label = label.replace(" · weighted by ‖v‖", "")
-                agg = _aggregate(data, run, layer, head, tokens, n, vn)
-                if agg is None:
-                    return empty_figure("aggregate needs this head's queries/keys"), ""
-                agg = hide_and_renormalise(agg, sorted(hidden))
-                fig = attention_heatmap([str(i) for i in range(n)], [str(i) for i in range(n)], agg,
-                                        f"{label} · mean attention by position over all inputs (rows renormalised, "
-                                        f"cropped to {n})", colorscale="Purples")
-                fig.update_xaxes(title="key position")
-                fig.update_yaxes(title="query position")
-                return fig, " · ".join(info)
-            if weighted:
-                try:
-                    vn = _input_vnorm(data, run, layer, head, input_id, rows)
-                    a = value_weighted(a, vn)
-                    info.append(f"weighted by value norms a·‖v‖ (rows renormalised); ‖v‖ from {vn.min():.2f} "
-                                f"to {vn.max():.2f}")
-                except Exception as exc:  # noqa: BLE001
-                    info.append(_vnorm_problem(exc))
-                    label = label.replace(" · weighted by ‖v‖", "")
-            a2 = hide_and_renormalise(a, sorted(hidden))
-            use_heatmap = mode == "heatmap" or (mode in (None, "auto") and n > AUTO_HEATMAP_ABOVE)
-            if use_heatmap:
-                info.append("heatmap" + (f" (auto: more than {AUTO_HEATMAP_ABOVE} tokens)" if mode != "heatmap" else ""))
-                return attention_heatmap(words, words, a2, label, sorted(hidden)), " · ".join(info)
-            f = None
-            if focus and focus.get("input") == input_id and 0 <= int(focus.get("pos", -1)) < n:
-                f = (focus.get("side", "query"), int(focus["pos"]))
-                info.append(f"isolating the lines of {f[0]} {f[1]} «{words[f[1]]}» (click it again to show all)")
-            else:
-                info.append("click a token to isolate its lines")
-            fig = sentence_lines_figure(words, a2, sorted(hidden), f, label)
-            return fig, " · ".join(info)
+            return sentence_view(data, run, layer, head, token, focus, hide, mode, on(vnorm), extra, pair)
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc)), friendly(exc)
 
@@ -276,3 +291,114 @@ def register(app, data):
             return fig, f"{len(pats)} of {len(m['layers']) * len(m['heads'])} heads · click a thumbnail to open that head"
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc)), friendly(exc)
+
+
+def _pair_info(words, segs, pair) -> str:
+    a_end = int(np.flatnonzero(segs == 0)[-1])
+    return (f"sentence A = positions 0–{a_end} «{words[a_end]}», B = {a_end + 1}–{len(words) - 1}"
+            + ("" if pair == "all" else f"; showing {PAIR_FILTERS[pair]} only (weights as in the full rows, "
+                                        f"not renormalised)"))
+
+
+def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=False, extra=None, pair=None):
+    """(figure, info line) of the Sentence View: lines of one or several heads of ``layer``,
+    a heatmap of the current head, or the aggregate by position."""
+    m = data.manifest(run)
+    tokens = data.tokens(run)
+    input_id, tok = input_of_token(tokens, token)
+    roles = run_roles(data, run)
+    heads = chosen_heads(head, extra, list(m["heads"]))
+    rows = tokens.index.rows(input_id)
+    attn = {}
+    for h in heads:
+        _, a = _input_attention(data, run, layer, h, input_id, tokens)
+        if a is not None:
+            attn[h] = a
+    if head not in attn:
+        return empty_figure(f"L{layer} H{head}: queries/keys not stored yet (partial run)"), ""
+    missing = [h for h in heads if h not in attn]
+    heads = [h for h in heads if h in attn]
+    words = [tokens.text[r] for r in rows]
+    n = len(rows)
+    hidden = hidden_keys(words, hide, roles)
+    text = tokens.inputs[input_id] if input_id < len(tokens.inputs) else ""
+    if isinstance(text, (list, tuple)):  # a sentence pair
+        text = " ‖ ".join(str(t) for t in text)
+    several = len(heads) > 1
+    label = f"L{layer} " + (f"H{', '.join(str(h) for h in heads)}" if several else f"H{head}") + \
+        f" · input {input_id} ({n} tokens)"
+    info = [f"input {input_id}: {str(text)[:160]}{'…' if len(str(text)) > 160 else ''}"]
+    if hidden:
+        info.append(f"hidden keys: {', '.join(words[i] for i in sorted(hidden))} (rows renormalised over the rest)")
+    asked = [r for r in (hide or []) if r in ("cls", "sep") and not getattr(roles, r, ())]
+    if asked and roles is not None:
+        info.append("this run has no " + " or ".join({"cls": "CLS-like", "sep": "SEP-like"}[r] for r in asked)
+                    + " special token to hide")
+    if missing:
+        info.append(f"heads {', '.join(f'H{h}' for h in missing)} not stored yet (partial run)")
+    if weighted:
+        label += " · weighted by ‖v‖"
+    if mode == "aggregate":
+        vn = None
+        if weighted:
+            try:
+                vn = _run_vnorm(data, run, layer, head)
+                info.append("each input's attention weighted by the value norms ‖v_j‖ (a·‖v‖, rows "
+                            "renormalised) before averaging")
+            except Exception as exc:  # noqa: BLE001 - the plain aggregate is still useful
+                info.append(_vnorm_problem(exc))
+                label = label.replace(" · weighted by ‖v‖", "")
+        agg = _aggregate(data, run, layer, head, tokens, n, vn)
+        if agg is None:
+            return empty_figure("aggregate needs this head's queries/keys"), ""
+        agg = hide_and_renormalise(agg, sorted(hidden))
+        if several:
+            info.append(f"the aggregate shows the current head H{head} only")
+        label = label.replace(f"H{', '.join(str(h) for h in heads)}", f"H{head}")
+        pos = [str(i) for i in range(n)]
+        fig = attention_heatmap(pos, pos, agg, f"{label} · mean attention by position over all inputs "
+                                f"(rows renormalised, cropped to {n})", colorscale="Purples",
+                                label_positions=False, axis_titles=("query position", "key position"))
+        return fig, " · ".join(info)
+    for h in heads:
+        if weighted:
+            try:
+                vn = _input_vnorm(data, run, layer, h, input_id, rows)
+                attn[h] = value_weighted(attn[h], vn)
+                if h == head:
+                    info.append(f"weighted by value norms a·‖v‖ (rows renormalised); ‖v‖ from {vn.min():.2f} "
+                                f"to {vn.max():.2f}")
+            except Exception as exc:  # noqa: BLE001
+                info.append(_vnorm_problem(exc))
+                label = label.replace(" · weighted by ‖v‖", "")
+                weighted = False
+    segs = segments(words, roles)
+    pair = pair if pair in PAIR_FILTERS else "all"
+    if segs is not None:
+        info.append(_pair_info(words, segs, pair))
+    elif pair != "all":
+        info.append(f"input {input_id} has a single segment: the sentence A/B filter does not apply")
+    f = None
+    if focus and focus.get("input") == input_id and 0 <= int(focus.get("pos", -1)) < n:
+        f = (focus.get("side", "query"), int(focus["pos"]))
+    model = sentence_lines(words, attn, sorted(hidden), f, pair, segs,
+                           colors=(head_colors(heads, list(m["heads"])) if several else {head: HEAD_LINE}))
+    use_heatmap = mode == "heatmap" or (mode in (None, "auto") and n > AUTO_HEATMAP_ABOVE)
+    if use_heatmap:
+        info.append("heatmap" + (f" (auto: more than {AUTO_HEATMAP_ABOVE} tokens)" if mode != "heatmap" else ""))
+        if several:
+            info.append(f"the heatmap shows the current head H{head} only (lines show several heads)")
+        label = label.replace(f"H{', '.join(str(h) for h in heads)}", f"H{head}")
+        a2 = model.matrices[head]
+        qi, ki = np.flatnonzero(model.query_active), np.flatnonzero(model.key_active)
+        lab = [f"{i}\u2009{w}" for i, w in enumerate(words)]
+        return attention_heatmap([lab[i] for i in qi], [lab[i] for i in ki], a2[np.ix_(qi, ki)], label,
+                                 label_positions=False), " · ".join(info)
+    if f is not None:
+        info.append(f"isolating the lines of {f[0]} {f[1]} «{words[f[1]]}» (click it again to show all)")
+    else:
+        info.append("click a token to isolate its lines")
+    note = below_note(model)
+    if note:
+        info.append(note)
+    return sentence_figure(model, label), " · ".join(info)

@@ -106,6 +106,9 @@ FIELDS: tuple[Field, ...] = (
           ("patterns", "related", "ablation", "neuron", "rollout", "input", "precompute")),
     Field("vnorm", "vnorm-toggle", "value", False, "toggle"),
     Field("token", "token-store", "data", None, "token"),
+    # Sentence View: extra heads drawn beside the current one (head numbers as strings), sentence A/B filter
+    Field("sheads", "sentence-heads", "value", "", "csv"),
+    Field("pair", "sentence-pair", "value", "all", "choice", ("all", "ab", "ba", "aa", "bb")),
 )
 FIELD = {f.key: f for f in FIELDS}
 DEFAULTS = {f.key: f.default for f in FIELDS}

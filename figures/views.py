@@ -127,33 +127,54 @@ def _labels(words: list[str]) -> list[str]:
 
 def sentence_lines_figure(words: list[str], a: np.ndarray, hidden=(), focus: tuple[str, int] | None = None,
                           title: str = "", min_weight: float = 0.01) -> go.Figure:
-    """BertViz head-view style: queries left, keys right, line opacity = weight.
+    """BertViz head-view style for one head: queries left, keys right, line opacity = weight.
     ``focus`` = ("query"|"key", position) isolates that token's lines."""
+    from .sentence import sentence_lines
+    return sentence_figure(sentence_lines(words, {0: a}, hidden, focus, min_weight=min_weight,
+                                          colors={0: HEAD_LINE}), title)
+
+
+def _rgba(color: str, alpha: float) -> str:
+    if "{a" in color:  # a template such as HEAD_LINE
+        return color.format(a=alpha)
+    c = color.lstrip("#")
+    return f"rgba({int(c[0:2], 16)},{int(c[2:4], 16)},{int(c[4:6], 16)},{alpha:.3f})"
+
+
+def sentence_figure(model, title: str = "") -> go.Figure:
+    """The Sentence View of a ``figures.sentence.SentenceLines``: queries left, keys right; each
+    head's lines in its colour, opacity and width by weight (10 bins a head). Several heads: a
+    legend entry per head. The query and key markers are always the last two traces (clicks map
+    pointNumber → position). Tokens outside the sentence A/B filter are greyed."""
+    words = model.words
     n = len(words)
     ys = -np.arange(n, dtype=float)
     fig = go.Figure()
     bins = np.linspace(0, 1, 11)
-    rows, cols = np.nonzero(a >= min_weight)
-    if focus is not None:
-        side, p = focus
-        keep = rows == p if side == "query" else cols == p
-        rows, cols = rows[keep], cols[keep]
-    w = a[rows, cols]
-    which = np.clip(np.digitize(w, bins) - 1, 0, 9)
-    for b in range(10):
-        sel = which == b
-        if not sel.any():
-            continue
-        xs = np.full(sel.sum() * 3, np.nan)
-        yv = np.full(sel.sum() * 3, np.nan)
-        xs[0::3], xs[1::3] = 0.0, 1.0
-        yv[0::3], yv[1::3] = ys[rows[sel]], ys[cols[sel]]
-        alpha = max(0.08, (b + 0.5) / 10)
-        fig.add_trace(go.Scatter(x=xs, y=yv, mode="lines", hoverinfo="skip", showlegend=False,
-                                 line=dict(color=HEAD_LINE.format(a=alpha), width=1.5 + 2 * (b / 9))))
-    hidden = set(int(h) for h in hidden)
-    qcol = ["#000" if not (focus and focus == ("query", i)) else "#c00" for i in range(n)]
-    kcol = ["#bbb" if i in hidden else ("#c00" if focus and focus == ("key", i) else "#000") for i in range(n)]
+    several = len(model.heads) > 1
+    for hl in model.heads:
+        if several:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"H{hl.head}", legendgroup=f"h{hl.head}",
+                                     line=dict(color=_rgba(hl.color, 0.9), width=3), hoverinfo="skip"))
+        which = np.clip(np.digitize(hl.weight, bins) - 1, 0, 9)
+        for b in range(10):
+            sel = which == b
+            if not sel.any():
+                continue
+            xs = np.full(sel.sum() * 3, np.nan)
+            yv = np.full(sel.sum() * 3, np.nan)
+            xs[0::3], xs[1::3] = 0.0, 1.0
+            yv[0::3], yv[1::3] = ys[hl.query[sel]], ys[hl.key[sel]]
+            alpha = max(0.08, (b + 0.5) / 10)
+            fig.add_trace(go.Scatter(x=xs, y=yv, mode="lines", hoverinfo="skip", showlegend=False,
+                                     legendgroup=f"h{hl.head}", name=f"H{hl.head}",
+                                     line=dict(color=_rgba(hl.color, alpha), width=1.5 + 2 * (b / 9))))
+    hidden = set(int(h) for h in model.hidden)
+    focus = model.focus
+    qa, ka = model.query_active, model.key_active
+    qcol = ["#c00" if (focus and focus == ("query", i)) else ("#000" if qa[i] else "#c8c8c8") for i in range(n)]
+    kcol = ["#bbb" if i in hidden else ("#c00" if focus and focus == ("key", i) else ("#000" if ka[i] else "#c8c8c8"))
+            for i in range(n)]
     fig.add_trace(go.Scatter(x=np.zeros(n), y=ys, mode="markers+text", text=words, textposition="middle left",
                              textfont=dict(color=qcol, size=12), marker=dict(size=8, color=QUERY_GREEN),
                              customdata=np.stack([np.arange(n), np.zeros(n, int)], 1), name="queries", showlegend=False,
@@ -162,23 +183,40 @@ def sentence_lines_figure(words: list[str], a: np.ndarray, hidden=(), focus: tup
                              textfont=dict(color=kcol, size=12), marker=dict(size=8, color=KEY_PINK),
                              customdata=np.stack([np.arange(n), np.ones(n, int)], 1), name="keys", showlegend=False,
                              hovertemplate="key %{customdata[0]}: %{text} (click to isolate)<extra></extra>"))
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=13)), height=max(260, 60 + 20 * n),
-                      margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white", hovermode="closest",
+    top = 70 if several else 40
+    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=13)), height=max(260, top + 20 + 20 * n),
+                      margin=dict(l=10, r=10, t=top, b=10), plot_bgcolor="white", hovermode="closest",
+                      showlegend=several, legend=dict(orientation="h", x=0.01, y=1.0, yanchor="bottom",
+                                                      font=dict(size=11), itemclick=False, itemdoubleclick=False),
                       xaxis=dict(range=[-0.9, 1.9], visible=False, fixedrange=True),
                       yaxis=dict(range=[-n + 0.4, 0.8], visible=False, fixedrange=True))
     return fig
 
 
+def _singular(axis_title: str) -> str:
+    return {"queries": "query", "keys": "key"}.get(axis_title, axis_title)
+
+
 def attention_heatmap(words_q: list[str], words_k: list[str], a: np.ndarray, title: str = "",
-                      hidden=(), colorscale: str = "Blues") -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=np.asarray(a, np.float32), x=_labels(words_k), y=_labels(words_q), zmin=0,
+                      hidden=(), colorscale: str = "Blues", label_positions: bool = True,
+                      axis_titles: tuple[str, str] = ("queries", "keys")) -> go.Figure:
+    """Rows = queries, columns = keys (keys' axis on top). ``label_positions``: tick labels are
+    "position token" (False: the labels are used as given, e.g. already positions). The title
+    sits in its own band above the keys' axis title (they never overlap)."""
+    xl = _labels(words_k) if label_positions else [str(w) for w in words_k]
+    yl = _labels(words_q) if label_positions else [str(w) for w in words_q]
+    fig = go.Figure(go.Heatmap(z=np.asarray(a, np.float32), x=xl, y=yl, zmin=0,
                                colorscale=colorscale, colorbar=dict(title="weight", thickness=12),
-                               hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
+                               hovertemplate=f"{_singular(axis_titles[0])} %{{y}}<br>{_singular(axis_titles[1])} "
+                                             "%{x}<br>weight %{z:.3f}<extra></extra>"))
     n = len(words_q)
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=13)), height=int(min(900, max(320, 120 + 9 * n))),
-                      margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(title="keys", tickfont=dict(size=9), side="top"),
-                      yaxis=dict(title="queries", autorange="reversed", tickfont=dict(size=9)))
+    fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", y=1.0, yref="container", yanchor="top",
+                                 pad=dict(t=8), font=dict(size=13)),
+                      height=int(min(900, max(320, 150 + 9 * n))),
+                      margin=dict(l=10, r=10, t=84, b=10),
+                      xaxis=dict(title=dict(text=axis_titles[1], standoff=4), tickfont=dict(size=9), side="top",
+                                 type="category"),
+                      yaxis=dict(title=axis_titles[0], autorange="reversed", tickfont=dict(size=9), type="category"))
     return fig
 
 

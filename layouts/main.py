@@ -4,6 +4,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from figures.colors import TEXT_SCHEMES
+from figures.sentence import PAIR_FILTERS
 from figures.urlstate import DEFAULTS
 from layouts import export
 from layouts.analysis import analysis_panel
@@ -118,9 +119,23 @@ def detail_panel():
                     {"label": "auto (lines ≤ 60 tokens, else heatmap)", "value": "auto"},
                     {"label": "lines", "value": "lines"}, {"label": "heatmap", "value": "heatmap"},
                     {"label": "aggregate by position", "value": "aggregate"}])),
-                _ctl("hide keys (rows renormalised)", dcc.Checklist(id="hide-select", value=[], inline=True, options=[
-                    {"label": "first token", "value": "first"}, {"label": "[CLS]", "value": "cls"},
-                    {"label": "[SEP]", "value": "sep"}])),
+                # options are set per run from the run's own special tokens (callbacks/detail.py)
+                _ctl("hide keys (rows renormalised)", html.Div([
+                    dcc.Checklist(id="hide-select", value=[], inline=True, options=[
+                        {"label": "first token", "value": "first"}, {"label": "[CLS]", "value": "cls"},
+                        {"label": "[SEP]", "value": "sep"}]),
+                    html.Span(id="sentence-hide-note", className="note")])),
+                html.Div(id="sentence-pair-ctl", style={"display": "none"}, children=[
+                    _ctl("sentence pair", dcc.RadioItems(id="sentence-pair", value=d.get("pair", "all"), inline=True,
+                                                         options=[{"label": v, "value": k}
+                                                                  for k, v in PAIR_FILTERS.items()]))]),
+            ]),
+            html.Div(className="row-inline", children=[
+                # one colour per head (BertViz's head view); the current head is always drawn
+                _ctl("heads of this layer (lines, one colour each)", html.Div(className="row-inline", children=[
+                    dcc.Checklist(id="sentence-heads", value=[], inline=True, options=[], className="head-checklist"),
+                    html.Button("all heads", id="sentence-heads-all", title="draw every head of this layer"),
+                    html.Button("current only", id="sentence-heads-none", title="draw the current head only")])),
             ]),
             html.Div(id="sentence-info", className="note"),
             dcc.Graph(id="sentence-graph", config={"displaylogo": False}),
