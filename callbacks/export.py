@@ -34,9 +34,9 @@ STATE = [State("run-select", "value"), State("layer-select", "value"), State("he
          State("rho-threshold", "value"), State("search-input", "value"), State("regex-toggle", "value"),
          State("token-store", "data"), State("export-all", "value"), State("sentence-mode", "value"),
          State("hide-select", "value"), State("image-mode", "value"), State("vnorm-toggle", "value"),
-         State("matrix-meta", "data")]
+         State("matrix-meta", "data"), State("sentence-heads", "value"), State("sentence-pair", "value")]
 STATE_NAMES = ["run", "layer", "head", "proj", "dim", "translate", "scaled", "lod", "sort", "rho", "query", "regex",
-               "token", "all", "smode", "hide", "imode", "vnorm", "meta"]
+               "token", "all", "smode", "hide", "imode", "vnorm", "meta", "sheads", "pair"]
 
 
 class ExportError(Exception):
@@ -135,7 +135,7 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
     computed as callbacks/detail.py draws it (hidden keys, value-norm weighting, aggregate)."""
     from figures.attention import value_weighted
 
-    from .detail import AUTO_HEATMAP_ABOVE, _aggregate, _input_attention, hidden_keys
+    from .detail import AUTO_HEATMAP_ABOVE, _aggregate, _input_attention, hidden_keys, run_roles
     m = data.manifest(run)
     if is_image(m):
         raise ExportError("the Sentence View is for text runs; this is an image run (export the Image View)")
@@ -145,7 +145,7 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
     if a is None:
         raise ExportError(f"L{layer} H{head}: queries/keys not stored yet (partial run)")
     words = [str(tokens.text[r]) for r in rows]
-    hidden = hidden_keys(words, hide)
+    hidden = hidden_keys(words, hide, run_roles(data, run))
     desc = []
     if hidden:
         desc.append("hidden keys: " + ", ".join(f"{i} {words[i]}" for i in sorted(hidden))
@@ -178,13 +178,38 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
 
 
 def sentence_export(data, s) -> tuple[Table, list]:
+    """The Sentence View's numbers: every head it draws (the current head and the extra heads
+    chosen), restricted to the sentence A/B filter's cells (weights as drawn, not renormalised)."""
+    from figures.sentence import PAIR_FILTERS, pair_mask, segments
+
+    from .detail import chosen_heads, run_roles
     m = data.manifest(s["run"])
     _head_ok(m, s["layer"], s["head"])
-    input_id, words, shown, raw, desc = sentence_matrix(data, s["run"], s["layer"], s["head"], s["token"], s["hide"],
-                                                       s["smode"], on(s.get("vnorm")))
-    t = attention_table(shown, words, raw=raw)
-    t.comments = [f"L{s['layer']} H{s['head']} · input {input_id}"] + desc
-    return t, [f"L{s['layer']}", f"H{s['head']}", f"input{input_id}"] + (["aggregate"] if s["smode"] == "aggregate" else [])
+    aggregate = s["smode"] == "aggregate"
+    heads = [s["head"]] if aggregate else chosen_heads(s["head"], s.get("sheads"), list(m["heads"]))
+    tables, comments = [], []
+    input_id = None
+    for head in heads:
+        input_id, words, shown, raw, desc = sentence_matrix(data, s["run"], s["layer"], head, s["token"], s["hide"],
+                                                           s["smode"], on(s.get("vnorm")))
+        q_pos = k_pos = np.arange(len(words))
+        pair = s.get("pair") or "all"
+        segs = None if aggregate else segments(words, run_roles(data, s["run"]))
+        if segs is not None and pair in PAIR_FILTERS and pair != "all":
+            mask = pair_mask(segs, pair)
+            q_pos, k_pos = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+            shown = shown[np.ix_(q_pos, k_pos)]
+            raw = None if raw is None else raw[np.ix_(q_pos, k_pos)]
+            if not comments:
+                desc.append(f"sentence pair filter {PAIR_FILTERS[pair]}: queries of one sentence, keys of the other")
+        if not comments:
+            comments = desc
+        tables.append(attention_table(shown, [words[i] for i in q_pos], [words[i] for i in k_pos], raw=raw,
+                                      q_pos=q_pos, k_pos=k_pos, prefix=[("head", int(head))] if len(heads) > 1 else None))
+    t = concat_tables(tables) if len(tables) > 1 else tables[0]
+    t.comments = [f"L{s['layer']} H{', '.join(str(h) for h in heads)} · input {input_id}"] + comments
+    return t, ([f"L{s['layer']}", f"H{'-'.join(str(h) for h in heads)}", f"input{input_id}"]
+               + (["aggregate"] if aggregate else []))
 
 
 def model_export(data, s) -> tuple[Table, list]:

@@ -15,6 +15,7 @@ TEXT_SCHEMES = {
     "norm_position": "normalized position",
     "position_mod5": "discrete position (mod 5)",
     "token_length": "token length",
+    "input_length": "sentence length",
     "punctuation": "punctuation",
     "embedding_norm": "embedding norm",
     "frequency": "token frequency",
@@ -117,6 +118,14 @@ def color_spec(scheme: str, tokens: dict, idx: np.ndarray, norms: np.ndarray | N
         lengths = np.r_[lengths, lengths]
         hi = max(int(lengths.max()) if m else 1, 1)
         return ColorSpec(_continuous(lengths, 0, hi), _gradient_scale(), {"gradient": VIRIDIS, "lo": "0", "hi": f"{hi} chars"})
+    if scheme == "input_length":
+        # AttentionViz's colour by sentence length: tokens of the run's shortest input at one end,
+        # of its longest at the other (the run's range, so a colour means the same in every subset)
+        all_len = np.asarray(tokens["input_length"], np.int64)
+        lengths = all_len[tok]
+        lo, hi = (int(all_len.min()), int(all_len.max())) if len(all_len) else (0, 1)
+        return ColorSpec(_continuous(lengths, lo, max(hi, lo + 1)), _gradient_scale(), {
+            "gradient": VIRIDIS, "lo": f"{lo} tokens", "hi": f"{hi} tokens (input length)"})
     if scheme == "punctuation":
         p = np.array([is_punct_or_special(t) for t in np.asarray(tokens["text"])[idx]], bool)
         codes = np.r_[p, p].astype(np.uint8)
