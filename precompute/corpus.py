@@ -7,7 +7,12 @@
 * ``*.txt``           – one input per non-blank line;
 * ``*.jsonl``         – one JSON object per line, text in ``text_column`` (default ``"text"``);
 * ``*.csv``           – a CSV file with a header row, text in ``text_column``;
+* ``*.tsv``           – one input per non-blank line: a text, or a sentence pair ``A<TAB>B``;
+* ``text_column="a,b"`` (.csv/.jsonl) – sentence pairs from two columns (a blank ``b``: a single text);
 * a folder            – every image in it (non-recursive, sorted by name), as RGB.
+
+A sentence pair is the item ``(a, b)`` (a tuple; a list once stored as JSON): the text adapters
+encode it as the tokenizer encodes a pair (BERT: ``[CLS] a [SEP] b [SEP]`` with token_type_ids).
 
 Every problem is reported as a :class:`CorpusError` whose message is a single line naming
 what is wrong and how to fix it. Nothing is dropped silently: unusable items are counted in
@@ -31,7 +36,7 @@ DEMO_CORPUS_PATH = DATA_DIR / "demo_corpus.txt"
 LABEL_CHARS = 40
 DEFAULT_TEXT_COLUMN = "text"
 
-TEXT_EXTENSIONS = (".txt", ".jsonl", ".csv")
+TEXT_EXTENSIONS = (".txt", ".jsonl", ".csv", ".tsv")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _MAX_NAMES_IN_WARNING = 10
 
@@ -65,13 +70,33 @@ def text_label(text: str, limit: int = LABEL_CHARS) -> str:
     return s if len(s) <= limit else s[: limit - 1].rstrip() + "…"
 
 
-def _hash_texts(texts: list[str]) -> str:
+def _hash_texts(texts: list) -> str:
     h = hashlib.sha256(b"attention-atlas corpus v1\0text\0")
     for t in texts:
+        if isinstance(t, (tuple, list)):  # a sentence pair (plain texts hash as before)
+            h.update(b"\0pair\0")
+            for part in t:
+                b = part.encode("utf-8")
+                h.update(struct.pack("<Q", len(b)))
+                h.update(b)
+            continue
         b = t.encode("utf-8")
         h.update(struct.pack("<Q", len(b)))
         h.update(b)
     return h.hexdigest()
+
+
+def item_label(item) -> str:
+    """Label of a text item: the text, or a pair's two sentences joined by ' ‖ '."""
+    return text_label(" ‖ ".join(item) if isinstance(item, (tuple, list)) else item)
+
+
+def pair_columns(column: str | None) -> tuple[str, str] | None:
+    """``"a,b"`` → ("a", "b"): two text columns make sentence pairs."""
+    if column is None or column.count(",") != 1:
+        return None
+    a, b = (c.strip() for c in column.split(","))
+    return (a, b) if a and b else None
 
 
 def _hash_images(images: list[Image.Image]) -> str:
@@ -159,6 +184,39 @@ def _load_txt(path: Path, warnings: list[str]) -> list[str]:
     return texts
 
 
+def _load_tsv(path: Path, warnings: list[str]) -> tuple[list, int]:
+    """One input per non-blank line: a text, or a sentence pair ``A<TAB>B``."""
+    items: list = []
+    skipped_where: list[str] = []
+    for lineno, raw in enumerate(_lines(_read_text(path)), start=1):
+        if not raw.strip():
+            continue
+        parts = raw.split("\t")
+        if len(parts) > 2:
+            raise CorpusError(f"corpus {path.name} line {lineno} has {len(parts)} tab-separated fields — a .tsv "
+                              f"corpus holds one text or one sentence pair (two fields: A<TAB>B) per line")
+        a = parts[0].strip()
+        b = parts[1].strip() if len(parts) == 2 else ""
+        if not a:
+            skipped_where.append(f"line {lineno}")
+            continue
+        items.append((a, b) if b else a)
+    if skipped_where:
+        warnings.append(f"skipped {len(skipped_where)} lines with an empty first sentence: "
+                        f"{_name_list(skipped_where)}")
+    if not items:
+        raise _empty_error(path, "the file is empty or every line is blank")
+    return items, len(skipped_where)
+
+
+def _pair_value(a, b_value, b_column: str, where: str, path: Path):
+    """A pair (a, b) from two columns; a blank second sentence leaves the single text a."""
+    if a is None:
+        return None
+    b = _column_value(b_value, b_column, where, path, [])
+    return (a, b) if b is not None else a
+
+
 def _column_value(value, column: str, where: str, path: Path, skipped_where: list[str]) -> str | None:
     if value is None:
         skipped_where.append(where)
@@ -189,7 +247,9 @@ def _empty_records_warning(skipped_where: list[str], column: str, warnings: list
 
 
 def _load_jsonl(path: Path, column: str, warnings: list[str]) -> tuple[list[str], int]:
-    texts: list[str] = []
+    pair = pair_columns(column)
+    column, second = pair if pair else (column, None)
+    texts: list = []
     skipped_where: list[str] = []
     for lineno, raw in enumerate(_lines(_read_text(path)), start=1):
         if not raw.strip():
@@ -204,9 +264,12 @@ def _load_jsonl(path: Path, column: str, warnings: list[str]) -> tuple[list[str]
             raise CorpusError(
                 f"corpus {path.name} line {lineno} is a JSON {type(obj).__name__}, not an object "
                 f"— write one object per line, e.g. {{\"{column}\": \"...\"}}")
-        if column not in obj:
-            raise _missing_column(path, column, list(obj.keys()), f"line {lineno}")
+        for col in (column, second):
+            if col is not None and col not in obj:
+                raise _missing_column(path, col, list(obj.keys()), f"line {lineno}")
         t = _column_value(obj[column], column, f"line {lineno}", path, skipped_where)
+        if second is not None:
+            t = _pair_value(t, obj[second], second, f"line {lineno}", path)
         if t is not None:
             texts.append(t)
     _empty_records_warning(skipped_where, column, warnings)
@@ -218,6 +281,7 @@ def _load_jsonl(path: Path, column: str, warnings: list[str]) -> tuple[list[str]
 
 def _load_csv(path: Path, column: str, warnings: list[str]) -> tuple[list[str], int]:
     text = _read_text(path)
+    pair = pair_columns(column)
     limit = csv.field_size_limit()
     if limit < MAX_CORPUS_BYTES:
         csv.field_size_limit(MAX_CORPUS_BYTES)
@@ -229,9 +293,14 @@ def _load_csv(path: Path, column: str, warnings: list[str]) -> tuple[list[str], 
                           f"fix the header row") from None
     if not fieldnames:
         raise _empty_error(path, "the file is empty; a .csv corpus needs a header row")
-    if column not in fieldnames:
-        raise _missing_column(path, column, fieldnames, "header")
-    texts: list[str] = []
+    if pair and column not in fieldnames:
+        column, second = pair
+    else:
+        second = None
+    for col in (column, second):
+        if col is not None and col not in fieldnames:
+            raise _missing_column(path, col, fieldnames, "header")
+    texts: list = []
     skipped_where: list[str] = []
     try:
         for row in reader:
@@ -240,6 +309,8 @@ def _load_csv(path: Path, column: str, warnings: list[str]) -> tuple[list[str], 
                    if k is not None):
                 continue  # a blank row is not an input
             t = _column_value(row.get(column), column, where, path, skipped_where)
+            if second is not None:
+                t = _pair_value(t, row.get(second), second, where, path)
             if t is not None:
                 texts.append(t)
     except csv.Error as e:
@@ -360,15 +431,20 @@ def load_corpus(spec: str, text_column: str | None = None, max_inputs: int | Non
         texts, skipped = _load_jsonl(path, column, warnings)
     elif ext == ".csv":
         texts, skipped = _load_csv(path, column, warnings)
+    elif ext == ".tsv":
+        if text_column is not None:
+            warnings.append(f"--text-column {text_column!r} ignored: a .tsv corpus has one text or one "
+                            f"sentence pair (A<TAB>B) per line")
+        texts, skipped = _load_tsv(path, warnings)
     else:
         raise CorpusError(
             f"unsupported corpus file type '{ext or path.name}' — use one of "
             f"{', '.join(TEXT_EXTENSIONS)}, or a folder of images "
             f"({', '.join(IMAGE_EXTENSIONS)})")
-    labels = [text_label(t) for t in texts]
+    labels = [item_label(t) for t in texts]
     texts, labels = _cap(texts, labels, max_inputs, warnings)
     return Corpus(path.name, "text", texts, labels, _hash_texts(texts), skipped, warnings)
 
 
-__all__ = ["Corpus", "CorpusError", "load_corpus", "decode_image", "text_label",
+__all__ = ["Corpus", "CorpusError", "load_corpus", "decode_image", "text_label", "item_label", "pair_columns",
            "MAX_CORPUS_BYTES", "IMAGE_EXTENSIONS", "TEXT_EXTENSIONS", "DEMO_CORPUS_PATH"]

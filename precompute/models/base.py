@@ -58,6 +58,7 @@ class Encoded:
     patch_grid: tuple[int, int] | None = None
     n_prefix: int = 0
     display_image: "np.ndarray | None" = None   # images: uint8 H×W×3 exactly as the model saw it
+    token_type_ids: list[int] | None = None   # sentence pairs: segment ids from the tokenizer (else None)
 
 
 def first_line(exc: BaseException) -> str:

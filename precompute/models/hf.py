@@ -62,16 +62,24 @@ class HFTextAdapter(ModelAdapter):
         super().__init__(model, info, device)
         self.tokenizer = tokenizer
 
-    def encode_texts(self, texts: list[str]) -> list[Encoded]:
+    def encode_texts(self, texts: list) -> list[Encoded]:
+        """Each item is a text, or a sentence pair (a, b) encoded as the tokenizer encodes a pair
+        (BERT: [CLS] a [SEP] b [SEP], token_type_ids 0…0 1…1, passed to the model)."""
         out = []
         for index, text in enumerate(texts):
-            full = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+            pair = isinstance(text, (list, tuple))
+            if pair and (len(text) != 2 or not all(isinstance(t, str) for t in text)):
+                raise ValueError(f"input {index} ({text!r}) is neither a text nor a sentence pair (a, b)")
+            args = tuple(text) if pair else (text,)
+            full = self.tokenizer(*args, add_special_tokens=True)["input_ids"]
             if not full:
                 raise ValueError(f"input {index} ({text!r}) has no tokens: drop empty texts")
-            ids = self.tokenizer(text, add_special_tokens=True, truncation=True,
-                                 max_length=self.info.max_length)["input_ids"]
+            enc = self.tokenizer(*args, add_special_tokens=True, truncation=True, max_length=self.info.max_length)
+            ids = enc["input_ids"]
+            types = enc.get("token_type_ids") if pair and "token_type_ids" in self.tokenizer.model_input_names else None
             out.append(Encoded(tokens=display_tokens(self.tokenizer, ids), token_ids=list(ids),
-                               truncated=max(0, len(full) - len(ids))))
+                               truncated=max(0, len(full) - len(ids)),
+                               token_type_ids=list(types) if types and any(types) else None))
         return out
 
     def _inputs(self, batch: list[Encoded]) -> tuple[dict, list[int]]:
@@ -86,7 +94,14 @@ class HFTextAdapter(ModelAdapter):
         for i, e in enumerate(batch):
             ids[i, :lengths[i]] = torch.tensor(e.token_ids, dtype=torch.long)
             mask[i, :lengths[i]] = 1
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}, lengths
+        kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if any(e.token_type_ids for e in batch):  # sentence pairs: the segment ids the tokenizer gave
+            types = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, e in enumerate(batch):
+                if e.token_type_ids:
+                    types[i, :lengths[i]] = torch.tensor(e.token_type_ids, dtype=torch.long)
+            kwargs["token_type_ids"] = types.to(self.device)
+        return kwargs, lengths
 
     def _forward(self, kwargs: dict, want_attentions: bool):
         return self.model.base_model(**kwargs, **self.forward_kwargs, output_attentions=want_attentions)
