@@ -126,3 +126,22 @@ def test_pipeline_run_on_a_pair_corpus(tmp_path):
             assert list(seg) == tok(*item)["token_type_ids"]
         else:
             assert seg is None
+
+    # the CSV export of the Sentence View with the A → B filter: exactly the cross-sentence block
+    from callbacks.export import csv_export
+    from dashboard_data import Data
+    from figures.attention import attention
+    from figures.export import csv_columns
+    from tests.test_export import state
+    data = Data(tmp_path / "store")
+    rows = np.flatnonzero(np.asarray(toks["input_id"]) == 0)
+    words = [str(t) for t in np.asarray(toks["text"])[rows]]
+    seg = segments(words, roles)
+    text, _, _ = csv_export(data, "sentence", state(run=s.run_id, layer=0, head=2, token=int(rows[0]), pair="ab"))
+    comments, cols = csv_columns(text)
+    assert any("A → B" in c for c in comments)
+    qp, kp = np.array([int(x) for x in cols["query_pos"]]), np.array([int(x) for x in cols["key_pos"]])
+    assert set(qp) == set(np.flatnonzero(seg == 0)) and set(kp) == set(np.flatnonzero(seg == 1))
+    q, k = st.qk(s.run_id, 0, 2)
+    a = attention(q[rows], k[rows], float(m["model"]["scale"]), False)
+    np.testing.assert_allclose([float(w) for w in cols["weight"]], a[qp, kp], atol=1e-6)

@@ -231,3 +231,35 @@ def test_sentence_length_colour_scheme():
     assert spec.legend["lo"] == "3 tokens" and spec.legend["hi"].startswith("8 tokens")
     # the same token gets the same colour in any subset (the run's range, not the subset's)
     assert color_spec("input_length", toks, np.array([3])).values[0] == expect[1]
+
+
+# ---------------------------------------------------------------- CSV export of what the view draws
+def test_sentence_csv_of_several_heads(tmp_path):
+    from callbacks.export import csv_export
+    from dashboard_data import Data
+    from figures.export import csv_columns
+    from tests.store_fixture import make_test_store
+    from tests.test_export import state
+    make_test_store(tmp_path, "text", n_layers=2, n_heads=4, n_inputs=4, run_id="text-run")
+    data = Data(tmp_path)
+    tokens = data.tokens("text-run")
+    rows = tokens.index.rows(2)
+    n = len(rows)
+    text, name, _ = csv_export(data, "sentence", state(layer=1, head=1, token=int(rows[0]), sheads=[3, 0],
+                                                       hide=["cls"]))
+    assert name == "text-run_sentence_L1_H0-1-3_input2.csv"
+    comments, cols = csv_columns(text)
+    assert any(c.startswith("L1 H0, 1, 3 · input 2") for c in comments)
+    heads = np.array([int(h) for h in cols["head"]])
+    assert list(np.unique(heads)) == [0, 1, 3] and len(heads) == 3 * n * n
+    m = data.manifest("text-run")
+    for h in (0, 1, 3):
+        q, k = data.qk("text-run", 1, h)
+        a = attention(q[rows], k[rows], float(m["model"]["scale"]), False)
+        w = np.array([float(x) for x, hh in zip(cols["weight"], heads) if hh == h]).reshape(n, n)
+        np.testing.assert_allclose(w, hide_and(a, [0]), atol=1e-12)  # [CLS] (position 0) hidden, renormalised
+
+
+def hide_and(a, hidden):
+    from figures.attention import hide_and_renormalise
+    return hide_and_renormalise(a, hidden)
