@@ -146,9 +146,10 @@ def test_hide_options_follow_the_runs_special_tokens(real_store, real_server, dr
     assert f"hidden keys: {words[0]} (rows" in info and "no CLS-like or SEP-like special token" in info
     from urllib.parse import parse_qs, urlparse
     assert sorted(parse_qs(urlparse(driver.current_url).query)["hide"][0].split(",")) == ["cls", "first", "sep"]
-    name = Store(store_dir, readonly=True).manifest(ids["minilm"])["model"]["name"]
+    from callbacks.state import run_label
+    st = Store(store_dir, readonly=True)
     try:
-        pick(driver, "run-select", f"{ids['minilm']} ({name})")
+        pick(driver, "run-select", run_label(st.manifest(ids["minilm"]), st.status(ids["minilm"])))
     except AssertionError:  # pick's own 15 s idle wait; the machine is shared
         wait_idle(driver, 60)
     wait(driver, "return document.querySelectorAll('#hide-select label').length === 3", 20, "options after switch")
