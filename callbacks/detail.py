@@ -325,8 +325,9 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
     if isinstance(text, (list, tuple)):  # a sentence pair
         text = " ‖ ".join(str(t) for t in text)
     several = len(heads) > 1
-    label = f"L{layer} " + (f"H{', '.join(str(h) for h in heads)}" if several else f"H{head}") + \
-        f" · input {input_id} ({n} tokens)"
+    suffix = f" · input {input_id} ({n} tokens)"
+    label = f"L{layer} H{', '.join(str(h) for h in heads)}" + suffix
+    one_label = f"L{layer} H{head}" + suffix  # what views of the current head only (heatmap, aggregate) show
     info = [f"input {input_id}: {str(text)[:160]}{'…' if len(str(text)) > 160 else ''}"]
     if hidden:
         info.append(f"hidden keys: {', '.join(words[i] for i in sorted(hidden))} (rows renormalised over the rest)")
@@ -354,24 +355,24 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
         agg = hide_and_renormalise(agg, sorted(hidden))
         if several:
             info.append(f"the aggregate shows the current head H{head} only")
-        label = label.replace(f"H{', '.join(str(h) for h in heads)}", f"H{head}")
+        if pair not in (None, "all") and segments(words, roles) is not None:
+            info.append("the sentence A/B filter applies to the lines and the heatmap, not to the aggregate")
+        label = one_label + (" · weighted by ‖v‖" if vn is not None else "")
         pos = [str(i) for i in range(n)]
         fig = attention_heatmap(pos, pos, agg, f"{label} · mean attention by position over all inputs "
                                 f"(rows renormalised, cropped to {n})", colorscale="Purples",
                                 label_positions=False, axis_titles=("query position", "key position"))
         return fig, " · ".join(info)
-    for h in heads:
-        if weighted:
-            try:
-                vn = _input_vnorm(data, run, layer, h, input_id, rows)
-                attn[h] = value_weighted(attn[h], vn)
-                if h == head:
-                    info.append(f"weighted by value norms a·‖v‖ (rows renormalised); ‖v‖ from {vn.min():.2f} "
-                                f"to {vn.max():.2f}")
-            except Exception as exc:  # noqa: BLE001
-                info.append(_vnorm_problem(exc))
-                label = label.replace(" · weighted by ‖v‖", "")
-                weighted = False
+    if weighted:  # every drawn head weighted, or none (one failure: plain attention, said why)
+        try:
+            vns = {h: _input_vnorm(data, run, layer, h, input_id, rows) for h in heads}
+            attn = {h: value_weighted(attn[h], vns[h]) for h in heads}
+            info.append(f"weighted by value norms a·‖v‖ (rows renormalised); ‖v‖ of H{head} from "
+                        f"{vns[head].min():.2f} to {vns[head].max():.2f}")
+        except Exception as exc:  # noqa: BLE001
+            info.append(_vnorm_problem(exc))
+            label = label.replace(" · weighted by ‖v‖", "")
+            weighted = False
     segs = segments(words, roles)
     pair = pair if pair in PAIR_FILTERS else "all"
     if segs is not None:
@@ -388,7 +389,7 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
         info.append("heatmap" + (f" (auto: more than {AUTO_HEATMAP_ABOVE} tokens)" if mode != "heatmap" else ""))
         if several:
             info.append(f"the heatmap shows the current head H{head} only (lines show several heads)")
-        label = label.replace(f"H{', '.join(str(h) for h in heads)}", f"H{head}")
+        label = one_label + (" · weighted by ‖v‖" if weighted else "")
         a2 = model.matrices[head]
         qi, ki = np.flatnonzero(model.query_active), np.flatnonzero(model.key_active)
         lab = [f"{i}\u2009{w}" for i, w in enumerate(words)]

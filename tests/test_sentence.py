@@ -263,3 +263,40 @@ def test_sentence_csv_of_several_heads(tmp_path):
 def hide_and(a, hidden):
     from figures.attention import hide_and_renormalise
     return hide_and_renormalise(a, hidden)
+
+
+def test_several_heads_weighted_by_value_norms(tmp_path):
+    """'weight by value norm' weights every drawn head by its own ‖v‖ (stored norms)."""
+    values = pytest.importorskip("analysis.values")
+    from analysis.values import STORED_NAME, stored_entry
+    from callbacks.detail import sentence_view
+    from dashboard_data import Data
+    from figures.attention import value_weighted
+    from precompute.store import Store
+    from tests.store_fixture import make_test_store
+    make_test_store(tmp_path, "text", n_layers=2, n_heads=3, n_inputs=4, run_id="v", seed=9)
+    st = Store(tmp_path)
+    n_tok = len(st.tokens("v")["text"])
+    rng = np.random.default_rng(4)
+    st.put_analysis("v", STORED_NAME, stored_entry({l: rng.uniform(0.2, 3.0, (3, n_tok)).astype(np.float32)
+                                                   for l in range(2)}))
+    st.close()
+    data = Data(tmp_path)
+    tokens, m = data.tokens("v"), data.manifest("v")
+    rows = tokens.index.rows(1)
+    fig, info = sentence_view(data, "v", 1, 2, int(rows[0]), None, [], "lines", True, [0], "all")
+    assert "weighted by value norms" in info and "weighted by ‖v‖" in fig.layout.title.text
+    colors = head_colors([0, 2], m["heads"])
+    drawn = {}
+    for t in fig.data:
+        if t.mode == "lines" and t.x is not None and len(t.x) >= 3:
+            y = np.asarray(t.y, float)
+            drawn.setdefault(t.legendgroup, set()).update((int(-y[i]), int(-y[i + 1])) for i in range(0, len(y), 3))
+    vn_all = values.input_value_norms(m, Store(tmp_path, readonly=True), 1, [1], rows)[1]
+    for h in (0, 2):
+        q, k = data.qk("v", 1, h)
+        a = value_weighted(attention(q[rows], k[rows], float(m["model"]["scale"]), False), vn_all[h])
+        assert drawn[f"h{h}"] == set(zip(*np.nonzero(a >= 0.01))), h
+        plain = attention(q[rows], k[rows], float(m["model"]["scale"]), False)
+        assert set(zip(*np.nonzero(plain >= 0.01))) != drawn[f"h{h}"] or not np.allclose(a, plain)
+    assert colors[0] != colors[2]
