@@ -140,7 +140,7 @@ def register(app, data):
             heads = list(m["heads"])
             colours = head_colors(heads, heads)
             opts = [{"label": html.Span([html.Span(className="sw", style={"background": colours[h]}),
-                                         f"H{h}" + (" (current)" if h == head else "")],
+                                         f"H{h}" + (" (current, always drawn)" if h == head else "")],
                                         style={"color": colours[h], "fontWeight": 600 if h == head else 400}),
                      "value": str(h), "disabled": h == head} for h in heads]
             note = ""

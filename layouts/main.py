@@ -132,7 +132,7 @@ def detail_panel():
             ]),
             html.Div(className="row-inline", children=[
                 # one colour per head (BertViz's head view); the current head is always drawn
-                _ctl("heads of this layer (lines, one colour each)", html.Div(className="row-inline", children=[
+                _ctl("also draw heads of this layer (lines, one colour a head when several)", html.Div(className="row-inline", children=[
                     dcc.Checklist(id="sentence-heads", value=[], inline=True, options=[], className="head-checklist"),
                     html.Button("all heads", id="sentence-heads-all", title="draw every head of this layer"),
                     html.Button("current only", id="sentence-heads-none", title="draw the current head only")])),
