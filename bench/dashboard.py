@@ -58,7 +58,7 @@ def serve(store: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--cache", str(store), "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    for _ in range(1200):  # up to 2 min on a loaded machine
         try:
             if requests.get(base + "/", timeout=1).ok:
                 return proc, base
@@ -189,9 +189,13 @@ def main(argv=None):
     ap.add_argument("--tokens", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3, help="page loads per first-paint median")
     ap.add_argument("--quick", action="store_true", help="30 callback calls; skip the all-points page loads")
+    ap.add_argument("--interactions", metavar="STORE", help="only measure interactions in the browser on this store "
+                    "(e.g. cache/demo): every run in it, medians of --repeats")
     args = ap.parse_args(argv)
     if args.quick:
         args.calls = min(args.calls, 30)
+    if args.interactions:
+        return interactions_main(Path(args.interactions), args.repeats)
     layers, heads = (int(x) for x in args.heads.lower().split("x"))
     store = Path(args.store)
     print(f"store {store}: {len(RUNS)} runs × {layers * heads} heads × {2 * args.tokens:,} points", flush=True)
@@ -212,9 +216,8 @@ def main(argv=None):
         plain = len(r.content) if not wire else None
         bpp = len(wire) / n_points
         rows.append(("Matrix View bytes/point (gzip, all points)", f"{bpp:.2f}", "≤ 4", bpp <= 4))
-        from figures.urlstate import DEFAULTS as _D
-        _, wire_s, _ = cb.call("matrix-graph.figure", "run-select.value", dict(v, **{"lod-select.value": _D["lod"]}), raw=True)
-        rows.append((f"Matrix View response, default {_D['lod']} pts/head (gzip)", f"{len(wire_s) / 1024:.0f} KiB", "", None))
+        _, wire_s, _ = cb.call("matrix-graph.figure", "run-select.value", dict(v, **{"lod-select.value": "auto"}), raw=True)
+        rows.append(("Matrix View response, automatic level of detail (gzip)", f"{len(wire_s) / 1024:.0f} KiB", "", None))
         del plain
 
         def bench(name, output, trigger, vary):
@@ -238,8 +241,9 @@ def main(argv=None):
         for run in RUNS:
             cb.call("matrix-graph.figure", "run-select.value", base_values(run))
         rows.append((f"server RSS, {len(RUNS)} runs drawn (MiB)", f"{rss_mb(proc.pid):.0f}", "", None))
-        from figures.urlstate import DEFAULTS
-        n_default = layers * heads * min(DEFAULTS["lod"] or 2 * args.tokens, 2 * args.tokens)
+        from figures.lod import DEFAULT_BUDGET, points_per_head
+        pph = points_per_head("auto", layers * heads, args.tokens, DEFAULT_BUDGET)
+        n_default = layers * heads * (pph or 2 * args.tokens)
         full, default, empty, picture = first_paint(base, base_e, n_points, n_default, args.repeats, not args.quick)
         rows.append(("empty page first paint (s)", f"{empty:.2f}", "", None))
         rows.append(("Matrix View first paint (s): server-drawn picture (default)", f"{picture:.2f}", "", None))
@@ -260,6 +264,139 @@ def main(argv=None):
     print(f"{'measure'.ljust(w)}  {'value':>14}  {'target':>10}  ok")
     for name, val, target, ok in rows:
         print(f"{name.ljust(w)}  {val:>14}  {target:>10}  {'' if ok is None else ('yes' if ok else 'NO')}")
+
+
+# ---------------------------------------------------------------- interactions, measured in the browser
+AFTERPLOT = """
+var ids = ['matrix-graph', 'single-graph'];
+window.__plots = window.__plots || {};
+ids.forEach(function(id) {
+  var g = document.querySelector('#' + id + ' .js-plotly-plot');
+  if (g && !g.__benchHooked) { g.__benchHooked = true; g.on('plotly_afterplot', function() { window.__plots[id] = performance.now(); }); }
+});
+window.__plots = {}; window.__t0 = performance.now(); return true;"""
+
+
+def _driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update "
+              "--disable-sync --no-first-run --disable-dev-shm-usage --enable-unsafe-swiftshader").split():
+        opts.add_argument(a)
+    opts.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='atlas-bench-')}")
+    opts.add_argument("--window-size=1400,1000")
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+def _idle(d, timeout=60):
+    t0 = time.time()
+    time.sleep(0.15)
+    while time.time() - t0 < timeout:
+        if d.execute_script("return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length === 0"):
+            time.sleep(0.25)  # a chained callback may start right after
+            if d.execute_script("return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length === 0"):
+                return
+        time.sleep(0.03)
+    raise RuntimeError("page never became idle")
+
+
+def _measure(d, act, graph) -> float:
+    """ms from the action to the last repaint of ``graph`` before the page is idle again."""
+    d.execute_script(AFTERPLOT)
+    act()
+    _idle(d)
+    t = d.execute_script(f"return window.__plots['{graph}'] ? window.__plots['{graph}'] - window.__t0 : null")
+    if t is None:
+        raise RuntimeError(f"{graph} did not repaint")
+    return float(t)
+
+
+def _pick(d, dropdown_id, label):
+    from selenium.webdriver.common.by import By
+    d.find_element(By.ID, dropdown_id).click()
+    time.sleep(0.3)
+    opt = d.execute_script(f"""var xs = document.evaluate("//*[normalize-space(text())='{label}']", document, null,
+            XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
+            for (var i = xs.snapshotLength - 1; i >= 0; i--) {{ var n = xs.snapshotItem(i);
+              if (!n.closest('#{dropdown_id}') || n.closest('[class*=option]')) return n; }} return null;""")
+    d.execute_script(AFTERPLOT)
+    opt.click()
+
+
+def interactions(base: str, run: str, other_run: str | None, repeats: int) -> dict:
+    """Median browser-side latency (ms) of each interaction on ``run``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from dashboard_data import Data  # noqa: F401 - import cost paid before timing
+    d = _driver()
+    out: dict[str, list[float]] = {}
+    try:
+        for rep in range(repeats):
+            d.get("about:blank")
+            t0 = time.perf_counter()
+            d.get(f"{base}/?run={run}&preview=0")
+            while not d.execute_script("var g = document.querySelector('#matrix-graph .js-plotly-plot');"
+                                       "return !!(g && g._fullData && g._fullData[0] && g._fullData[0].x.length);"):
+                time.sleep(0.02)
+            out.setdefault("page load → Matrix View WebGL points", []).append((time.perf_counter() - t0) * 1000)
+            _idle(d)
+
+            def click(id_):
+                return lambda: d.find_element(By.ID, id_).click()
+
+            def matrix_click():
+                d.execute_script("""var g = document.querySelector('#matrix-graph .js-plotly-plot');
+                    g.emit('plotly_click', {points: [{curveNumber: 0, pointNumber: 2 * 37 + g._fullData[0].x.length / 4 | 0}]});""")
+            out.setdefault("open a head (click in the Matrix View)", []).append(_measure(d, matrix_click, "single-graph"))
+            out.setdefault("next head", []).append(_measure(d, click("next-head-btn"), "single-graph"))
+            out.setdefault("next layer", []).append(_measure(d, click("next-layer-btn"), "single-graph"))
+            proj = [o for o in d.execute_script("return Array.from(document.querySelectorAll('#projection-select')).map(e => e.innerText)")]
+            other = "PCA" if "PCA" not in proj[0] else "UMAP"
+            try:
+                out.setdefault("change projection", []).append(_measure(d, lambda: _pick(d, "projection-select", other),
+                                                                        "matrix-graph"))
+            except Exception as exc:  # noqa: BLE001 - the run holds one projection only
+                print("  (projection change skipped:", str(exc)[:80], ")")
+            out.setdefault("change colour", []).append(_measure(d, lambda: _pick(d, "color-select", "token frequency"),
+                                                                "matrix-graph"))
+            box = d.find_element(By.ID, "search-input")
+            box.clear()
+            box.send_keys("the" if rep % 2 == 0 else "a")
+            out.setdefault("search", []).append(_measure(d, lambda: box.send_keys(Keys.ENTER), "matrix-graph"))
+            if other_run:
+                d.find_element(By.ID, "run-select").click()
+                time.sleep(0.3)
+                opt = d.execute_script(f"""var xs = document.evaluate("//*[contains(text(), '{other_run}')]", document, null,
+                    XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
+                    for (var i = xs.snapshotLength - 1; i >= 0; i--) {{ var n = xs.snapshotItem(i);
+                      if (!n.closest('.Select-value, [class*=singleValue]')) return n; }} return null;""")
+                out.setdefault("switch run", []).append(_measure(d, opt.click, "matrix-graph"))
+                d.get(f"{base}/?run={run}&preview=0")  # back (the next repeat starts from this run)
+                _idle(d)
+    finally:
+        d.quit()
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def interactions_main(store: Path, repeats: int):
+    from precompute.store import Store
+    runs = Store(store, readonly=True).run_ids()
+    proc, base = serve(store)
+    try:
+        for i, run in enumerate(runs):
+            other = runs[(i + 1) % len(runs)] if len(runs) > 1 else None
+            res = interactions(base, run, other, repeats)
+            m = Store(store, readonly=True).manifest(run)
+            print(f"\nrun {run}: {m['model']['name']}, {len(m['layers'])}×{len(m['heads'])} heads, "
+                  f"{m['corpus']['n_tokens']:,} tokens (median of {repeats}, ms, browser-side)")
+            for k, v in res.items():
+                print(f"  {k:<45} {v:8.0f}  {'≤ 1000 ok' if v <= 1000 or k.startswith('page') else 'SLOW'}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(f"\nmachine load (1-min average) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -81,14 +81,16 @@ def make_random_llama(folder: Path, layers: int = BIG_LAYERS, heads: int = BIG_H
 @pytest.fixture(scope="session")
 def big_store():
     """A real precompute run of a random 32 × 32 = 1,024-head model on the same corpus as the
-    real runs (PCA 2D), plus the real minilm run of that corpus (72 heads) in the same store."""
+    real runs (PCA 2D), plus the real minilm run of that corpus (72 heads) in the same store, and
+    minilm on 600 tokens of the demo corpus (two layers) for views that sample."""
     d = Path(tempfile.mkdtemp(prefix="atlas-big-"))
     corpus = d / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES), encoding="utf-8")
     model = make_random_llama(d / "model")
     ids = {}
-    for name, spec, extra in [("big", str(model), {}), ("minilm", "minilm", {})]:
-        summary = run(RunConfig(model=spec, corpus=str(corpus), cache=str(d / "store"), variants="translated",
+    for name, spec, corp, extra in [("big", str(model), str(corpus), {}), ("minilm", "minilm", str(corpus), {}),
+                                    ("demo", "minilm", "demo", dict(max_tokens=600, layers="0,5"))]:
+        summary = run(RunConfig(model=spec, corpus=corp, cache=str(d / "store"), variants="translated",
                                 projections="pca", dims="2", workers=1, **extra))
         assert summary.status["status"] == "complete"
         ids[name] = summary.run_id
