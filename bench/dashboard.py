@@ -313,14 +313,16 @@ def _measure(d, act, graph) -> float:
     return float(t)
 
 
+# an option of the open dropdown menu (Dash 4's dcc.Dropdown) whose text contains arguments[0]
+OPTION = """return Array.from(document.querySelectorAll('.dash-dropdown-options .dash-dropdown-option'))
+            .filter(o => o.innerText.trim() === arguments[0] || o.innerText.includes(arguments[0]))[0] || null;"""
+
+
 def _pick(d, dropdown_id, label):
     from selenium.webdriver.common.by import By
     d.find_element(By.ID, dropdown_id).click()
     time.sleep(0.3)
-    opt = d.execute_script(f"""var xs = document.evaluate("//*[normalize-space(text())='{label}']", document, null,
-            XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
-            for (var i = xs.snapshotLength - 1; i >= 0; i--) {{ var n = xs.snapshotItem(i);
-              if (!n.closest('#{dropdown_id}') || n.closest('[class*=option]')) return n; }} return null;""")
+    opt = d.execute_script(OPTION, label)
     d.execute_script(AFTERPLOT)
     opt.click()
 
@@ -368,10 +370,7 @@ def interactions(base: str, run: str, other_run: str | None, repeats: int) -> di
             if other_run:
                 d.find_element(By.ID, "run-select").click()
                 time.sleep(0.3)
-                opt = d.execute_script(f"""var xs = document.evaluate("//*[contains(text(), '{other_run}')]", document, null,
-                    XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
-                    for (var i = xs.snapshotLength - 1; i >= 0; i--) {{ var n = xs.snapshotItem(i);
-                      if (!n.closest('.Select-value, [class*=singleValue]')) return n; }} return null;""")
+                opt = d.execute_script(OPTION, other_run)
                 out.setdefault("switch run", []).append(_measure(d, opt.click, "matrix-graph"))
                 d.get(f"{base}/?run={run}&preview=0")  # back (the next repeat starts from this run)
                 _idle(d)

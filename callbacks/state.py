@@ -203,7 +203,9 @@ def register(app, data):
                                     f"(stored runs: {', '.join(runs)})")
                 state["run"] = pick
             manifest = data.manifest(state["run"])
-            run_changed = not first and state["run"] != current["run"]
+            # the run menu has already changed when this runs: the run shown before is the URL's
+            shown_before = parse(search)[0]["run"] if search else last_run
+            run_changed = not first and trig == "run-select" and state["run"] != shown_before
             if run_changed:  # what was selected belongs to the other run's tokens
                 state["token"] = None
                 focus = None
@@ -284,7 +286,7 @@ def register(app, data):
                 out.append(conv[0](state[key]))
             else:
                 out.append(no_update)
-        opts_needed = first or (state["run"] != current["run"]) or not run_options
+        opts_needed = first or run_changed or trig == "run-select" or not run_options
         listed = [o.get("value") for o in (run_options or [])]
         run_opts = [{"label": _run_label(data, r), "value": r} for r in runs]
         fresh = opts_needed or listed != runs or [o.get("label") for o in run_options or []] != [o["label"] for o in run_opts]
