@@ -10,7 +10,6 @@ from .colors import ColorSpec
 from .tiling import LABEL_STRIP, PAD, cell_size, fit_cell, grid_cells, sample_tokens
 
 BASE_SIZE = 3
-HIT_SIZE = 6
 BASE_OPACITY = 0.55     # semi-transparent: dense regions read as density, and overlaps stay visible
 FADED = 0.07            # the other points while a search is active
 LABELLED_COLS = 16      # wider grids carry no per-cell labels (axes and hover name the heads)
@@ -226,8 +225,9 @@ def base_marker_size(md: MatrixData, width_px: int = 540) -> float:
     return float(np.clip(cell_px / 40, 1.0, BASE_SIZE))
 
 
-def _fmt(v: float, signed: bool = True) -> str:
-    return (f"{v:+.2f}" if signed else f"{v:.2f}").replace("-", "−")
+def _fmt(v: float, signed: bool = True, short: bool = False) -> str:
+    t = (f"{v:+.2f}" if signed else f"{v:.2f}").replace("-", "−")
+    return t.replace("0.", ".", 1) if short else t
 
 
 def cell_label(md: MatrixData, layer: int, head: int, wide: bool = True) -> str:
@@ -235,11 +235,11 @@ def cell_label(md: MatrixData, layer: int, head: int, wide: bool = True) -> str:
     ``wide``: room for the figure's name."""
     if md.score_label:
         v = md.scores.get((layer, head))
-        fig = "n/a" if v is None or not np.isfinite(v) else _fmt(v, signed=False)
+        fig = "n/a" if v is None or not np.isfinite(v) else _fmt(v, signed=False, short=not wide)
         fig = f"{md.score_label} {fig}" if wide else fig
     else:
         r = md.rho.get((layer, head))
-        fig = "" if r is None else (f"ρ {_fmt(r)}" if wide else _fmt(r))
+        fig = "" if r is None else (f"ρ {_fmt(r)}" if wide else _fmt(r, short=True))
     if (layer, head) in set(md.missing):
         fig = "pending" if wide else "…"
     elif (layer, head) in set(md.filtered):
@@ -339,7 +339,7 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, hits: Ov
                            showlegend=False, marker=dict(color=_typed(colors), size=size, line=dict(width=0),
                                                          opacity=FADED if searching else BASE_OPACITY, **scale))]
     empty = np.zeros(0, np.uint16)
-    for ov, cols, name, msize, op in ((hits, hit_colors, "search hits", max(HIT_SIZE, size * 2), 0.95),
+    for ov, cols, name, msize, op in ((hits, hit_colors, "search hits", max(3.0, size * 1.8), 0.95),
                                       (selection, selection_colors, "selected input", max(4, size * 1.6), 0.9)):
         x = ov.x if ov is not None else empty
         y = ov.y if ov is not None else empty
@@ -355,7 +355,7 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, hits: Ov
     annotations = [dict(x=col * cell + PAD * cell * 0.5, y=(md.n_rows - row) * cell - 0.012 * cell, xref="x", yref="y",
                         text=label, hovertext=hover, showarrow=False, xanchor="left", yanchor="top",
                         bgcolor="rgba(255,255,255,0.85)", borderpad=1,
-                        font=dict(size=10 if md.n_cols <= 8 else 9, color="#999" if grey else "#333"))
+                        font=dict(size=10 if md.n_cols <= 8 else 8, color="#999" if grey else "#333"))
                    for layer, head, row, col, label, hover, grey in cell_labels(md)]
     cols = list(range(md.n_cols))
     ranked = md.order != "grid"
@@ -364,7 +364,7 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, hits: Ov
     every = max(1, md.n_cols // 16)
     rows_every = max(1, md.n_rows // 32)
     fig.update_layout(
-        annotations=annotations, shapes=shade_shapes(md), margin=dict(l=50, r=10, t=10, b=40), plot_bgcolor="white",
+        annotations=annotations, shapes=shade_shapes(md), margin=dict(l=50, r=10, t=30, b=40), plot_bgcolor="white",
         height=height or matrix_height(md),
         dragmode="zoom", uirevision=uirevision, hovermode="closest",
         xaxis=dict(range=[0, md.n_cols * cell], tickvals=[(c + 0.5) * cell for c in cols[::every]],

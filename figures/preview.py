@@ -102,7 +102,7 @@ def matrix_png(d: dict, width: int = 1000) -> bytes:
     img.paste(Image.fromarray(body), (MARGIN_L, MARGIN_T))
     draw = ImageDraw.Draw(img)
     font, unicode_ok = _font()
-    cell_font, _ = _font(10 if n_cols <= 8 else 9)
+    cell_font, _ = _font(10 if n_cols <= 8 else 8)
     grid = (221, 221, 221)
     for c in range(n_cols + 1):
         xx = MARGIN_L + int(round(c * cell_px))
