@@ -272,7 +272,8 @@ var ids = ['matrix-graph', 'single-graph'];
 window.__plots = window.__plots || {};
 ids.forEach(function(id) {
   var g = document.querySelector('#' + id + ' .js-plotly-plot');
-  if (g && !g.__benchHooked) { g.__benchHooked = true; g.on('plotly_afterplot', function() { window.__plots[id] = performance.now(); }); }
+  if (g && !g.__benchHooked) { g.__benchHooked = true;
+    g.on('plotly_afterplot', function() { if (!window.__plots[id]) { window.__plots[id] = performance.now(); } }); }
 });
 window.__plots = {}; window.__t0 = performance.now(); return true;"""
 
@@ -303,7 +304,7 @@ def _idle(d, timeout=60):
 
 
 def _measure(d, act, graph) -> float:
-    """ms from the action to the last repaint of ``graph`` before the page is idle again."""
+    """ms from the action to the first repaint of ``graph`` (the page is then left to become idle)."""
     d.execute_script(AFTERPLOT)
     act()
     _idle(d)
@@ -318,11 +319,20 @@ OPTION = """return Array.from(document.querySelectorAll('.dash-dropdown-options 
             .filter(o => o.innerText.trim() === arguments[0] || o.innerText.includes(arguments[0]))[0] || null;"""
 
 
+def _option(d, text, timeout=10):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        opt = d.execute_script(OPTION, text)
+        if opt is not None:
+            return opt
+        time.sleep(0.1)
+    raise RuntimeError(f"no option {text!r} in the open menu")
+
+
 def _pick(d, dropdown_id, label):
     from selenium.webdriver.common.by import By
     d.find_element(By.ID, dropdown_id).click()
-    time.sleep(0.3)
-    opt = d.execute_script(OPTION, label)
+    opt = _option(d, label)
     d.execute_script(AFTERPLOT)
     opt.click()
 
@@ -369,8 +379,7 @@ def interactions(base: str, run: str, other_run: str | None, repeats: int) -> di
             out.setdefault("search", []).append(_measure(d, lambda: box.send_keys(Keys.ENTER), "matrix-graph"))
             if other_run:
                 d.find_element(By.ID, "run-select").click()
-                time.sleep(0.3)
-                opt = d.execute_script(OPTION, other_run)
+                opt = _option(d, other_run)
                 out.setdefault("switch run", []).append(_measure(d, opt.click, "matrix-graph"))
                 d.get(f"{base}/?run={run}&preview=0")  # back (the next repeat starts from this run)
                 _idle(d)
