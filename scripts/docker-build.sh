@@ -45,7 +45,8 @@ fi
 
 extra_ca="${ATLAS_EXTRA_CA_CERTS-$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)}"
 
-echo "docker-build: $image from BASE_IMAGE=$base TORCH_INDEX_URL=${torch_index:-(pip's default index)}" >&2
+shown="${torch_index:-(empty: the default index)}"
+echo "docker-build: $image from BASE_IMAGE=$base TORCH_INDEX_URL=$shown" >&2
 t0=$(date +%s)
 nice -n 10 docker build --network host \
   --build-arg BASE_IMAGE="$base" \
