@@ -8,7 +8,7 @@
 # the test with ATLAS_DOCKER_TEST=1: it starts a dockerd if none answers (--bridge=none
 # --iptables=false, host networking; stopped at the end), builds the base images from Debian
 # packages when the public python image is not on the engine (scripts/docker-base.sh), builds the
-# image (scripts/docker-build.sh; the first time ~25 min on 2 cores, then Docker's cache makes it
+# image (scripts/docker-build.sh; the first time ~15 min on 2 cores, then Docker's cache makes it
 # quick) and removes every container and volume it made. The ordinary suite runs the same test
 # only when the image is built already (tests/test_docker.py says why).
 set -euo pipefail

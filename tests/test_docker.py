@@ -14,7 +14,7 @@ When it runs (it is marked `docker` and `slow`):
 - no docker client, no dockerd or not root, or dockerd fails to start: skipped, with the reason;
 - an engine answers or starts (scripts/docker-engine.sh: --bridge=none --iptables=false; a dockerd
   started here is stopped at the end, by its pid) and ATLAS_DOCKER_TEST=1: the image is built
-  (from scratch the first time: ~25 min on 2 cores, mostly the torch download and unpacking; then
+  (from scratch the first time: ~15 min on 2 cores, mostly the torch download and unpacking; then
   seconds) and everything runs: `bash scripts/docker-test.sh` does this;
 - without ATLAS_DOCKER_TEST=1 it runs only when the image is built already and holds the pinned
   requirements (then only the application layer is rebuilt); otherwise it is skipped with the
@@ -131,7 +131,7 @@ def image(engine):
     if not OPT_IN:
         if not have:
             skip(f"the image {IMAGE} is not built on this engine; `bash scripts/docker-test.sh` builds it "
-                 "(~25 min the first time) and runs this test (or set ATLAS_DOCKER_TEST=1)")
+                 "(~15 min the first time) and runs this test (or set ATLAS_DOCKER_TEST=1)")
         stale = stale_packages()
         if stale:
             skip(f"the image {IMAGE} was built from other requirements ({stale[:200]}); "
