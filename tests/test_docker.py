@@ -8,7 +8,7 @@
   logged-in page lists and opens the run; its processes run as atlas;
 - `docker compose up` (docker-compose.yml + docker-compose.hostnet.yml: app + Redis + Celery
   worker, host networking) runs a precompute job started through the page's callbacks on the
-  worker, and the run appears on the server.
+  worker, and the run appears on the server; the three services' healthchecks pass.
 
 When it runs (it is marked `docker` and `slow`):
 - no docker client, no dockerd or not root, or dockerd fails to start: skipped, with the reason;
@@ -344,6 +344,17 @@ def test_compose_app_redis_worker_run_a_job(image, tmp_path):
         assert "succeeded" in worker_log and "Traceback" not in worker_log, worker_log[-4000:]
         assert f"job {request['job']} done" not in run("logs", "--no-color", "app").stdout
         assert PASSWORD not in logs()
+        # every service's healthcheck passes (the worker's answers a Celery ping, first after 60 s)
+        ids = run("ps", "-q").stdout.split()
+        end = time.time() + 180
+        while True:
+            health = {docker("inspect", i, "--format", "{{.Name}}").stdout.strip():
+                      docker("inspect", i, "--format", "{{.State.Health.Status}}").stdout.strip() for i in ids}
+            if all(h == "healthy" for h in health.values()) or time.time() > end:
+                break
+            time.sleep(3)
+        assert len(health) == 3 and all(h == "healthy" for h in health.values()), (health, logs()[-3000:])
+        print(f"\ntest_docker: compose services healthy after {time.time() - t0:.0f} s", file=sys.stderr)
     finally:
         run("down", "-v", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
     label = f"label=com.docker.compose.project={TAG}"
