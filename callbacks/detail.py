@@ -63,7 +63,7 @@ def chosen_heads(current, extra, heads) -> list:
     return [h for h in heads if h in want] or [current]
 
 
-def _input_attention(data, run, layer, head, input_id, tokens):
+def input_attention(data, run, layer, head, input_id, tokens):
     m = data.manifest(run)
     qk = data.qk(run, layer, head)
     if qk is None:
@@ -95,7 +95,7 @@ def _vnorm_problem(exc: Exception) -> str:
     return f"value norms unavailable ({text}); showing plain attention"
 
 
-def _aggregate(data, run, layer, head, tokens, length, vnorm=None):
+def aggregate_matrix(data, run, layer, head, tokens, length, vnorm=None):
     m = data.manifest(run)
     max_len = int(min(512, max(np.asarray(tokens.arrays["input_length"]).max(), length)))
 
@@ -197,7 +197,7 @@ def register(app, data):
             rgb = data.image(run, input_id)
             if rgb is None:
                 return empty_figure(f"image {input_id} is not stored in this run"), ""
-            rows, a = _input_attention(data, run, layer, head, input_id, tokens)
+            rows, a = input_attention(data, run, layer, head, input_id, tokens)
             if a is None:
                 return empty_figure(f"L{layer} H{head}: queries/keys not stored yet (partial run)"), ""
             vnote = ""
@@ -278,7 +278,7 @@ def register(app, data):
                 pats = {}
                 for layer in m["layers"]:
                     for head in m["heads"]:
-                        rows, a = _input_attention(data, run, layer, head, input_id, tokens)
+                        rows, a = input_attention(data, run, layer, head, input_id, tokens)
                         if a is not None:
                             pats[(layer, head)] = downsample(a, MODEL_THUMB).astype(np.float32)
                 return pats
@@ -311,7 +311,7 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
     rows = tokens.index.rows(input_id)
     attn = {}
     for h in heads:
-        _, a = _input_attention(data, run, layer, h, input_id, tokens)
+        _, a = input_attention(data, run, layer, h, input_id, tokens)
         if a is not None:
             attn[h] = a
     if head not in attn:
@@ -349,7 +349,7 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
             except Exception as exc:  # noqa: BLE001 - the plain aggregate is still useful
                 info.append(_vnorm_problem(exc))
                 label = label.replace(" · weighted by ‖v‖", "")
-        agg = _aggregate(data, run, layer, head, tokens, n, vn)
+        agg = aggregate_matrix(data, run, layer, head, tokens, n, vn)
         if agg is None:
             return empty_figure("aggregate needs this head's queries/keys"), ""
         agg = hide_and_renormalise(agg, sorted(hidden))

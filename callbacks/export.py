@@ -135,13 +135,13 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
     computed as callbacks/detail.py draws it (hidden keys, value-norm weighting, aggregate)."""
     from figures.attention import value_weighted
 
-    from .detail import AUTO_HEATMAP_ABOVE, _aggregate, _input_attention, hidden_keys, run_roles
+    from .detail import AUTO_HEATMAP_ABOVE, aggregate_matrix, input_attention, hidden_keys, run_roles
     m = data.manifest(run)
     if is_image(m):
         raise ExportError("the Sentence View is for text runs; this is an image run (export the Image View)")
     tokens = data.tokens(run)
     input_id, _ = input_of_token(tokens, token)
-    rows, a = _input_attention(data, run, layer, head, input_id, tokens)
+    rows, a = input_attention(data, run, layer, head, input_id, tokens)
     if a is None:
         raise ExportError(f"L{layer} H{head}: queries/keys not stored yet (partial run)")
     words = [str(tokens.text[r]) for r in rows]
@@ -152,8 +152,8 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
                     + " (weight = rows renormalised over the other keys; attention = before hiding)")
     if mode == "aggregate":
         vn, note = _value_norms(data, run, layer, head) if vnorm else (None, "")
-        agg = _aggregate(data, run, layer, head, tokens, len(rows), vn) if vn is not None else \
-            _aggregate(data, run, layer, head, tokens, len(rows))
+        agg = aggregate_matrix(data, run, layer, head, tokens, len(rows), vn) if vn is not None else \
+            aggregate_matrix(data, run, layer, head, tokens, len(rows))
         if agg is None:
             raise ExportError("the aggregate needs this head's queries/keys")
         shown = hide_and_renormalise(agg, sorted(hidden))
@@ -213,7 +213,7 @@ def sentence_export(data, s) -> tuple[Table, list]:
 
 
 def model_export(data, s) -> tuple[Table, list]:
-    from .detail import _input_attention
+    from .detail import input_attention
     run = s["run"]
     m = data.manifest(run)
     tokens = data.tokens(run)
@@ -225,7 +225,7 @@ def model_export(data, s) -> tuple[Table, list]:
     parts, missing = [], []
     for layer in m["layers"]:
         for head in m["heads"]:
-            _, a = _input_attention(data, run, layer, head, input_id, tokens)
+            _, a = input_attention(data, run, layer, head, input_id, tokens)
             if a is None:
                 missing.append(f"L{layer} H{head}")
                 continue
@@ -238,7 +238,7 @@ def model_export(data, s) -> tuple[Table, list]:
 
 
 def image_export(data, s) -> tuple[Table, list]:
-    from .detail import _input_attention
+    from .detail import input_attention
     run, layer, head = s["run"], s["layer"], s["head"]
     m = data.manifest(run)
     _head_ok(m, layer, head)
@@ -246,7 +246,7 @@ def image_export(data, s) -> tuple[Table, list]:
         raise ExportError("the Image View is for image runs; this is a text run")
     tokens = data.tokens(run)
     input_id, tok = input_of_token(tokens, s["token"])
-    rows, a = _input_attention(data, run, layer, head, input_id, tokens)
+    rows, a = input_attention(data, run, layer, head, input_id, tokens)
     if a is None:
         raise ExportError(f"L{layer} H{head}: queries/keys not stored yet (partial run)")
     vnote = ""

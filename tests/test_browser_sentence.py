@@ -56,7 +56,7 @@ def _open(driver, base, query):
     wait_idle(driver, 60)
 
 
-def _input_attention(store_dir, run, layer, head, input_id=0):
+def input_attention(store_dir, run, layer, head, input_id=0):
     st = Store(store_dir, readonly=True)
     m, toks = st.manifest(run), st.tokens(run)
     rows = np.flatnonzero(np.asarray(toks["input_id"]) == input_id)
@@ -102,7 +102,7 @@ def test_aggregate_by_position_ticks_once_title_clear_real_minilm(real_store, re
     wait_idle(driver, 60)
     ticks = driver.execute_script("return Array.from(document.querySelectorAll('#sentence-graph .xtick text'))"
                                   ".map(t => t.textContent)")
-    _, words, m, toks = _input_attention(store_dir, run, 5, 3)
+    _, words, m, toks = input_attention(store_dir, run, 5, 3)
     n = len(words)
     assert ticks == [str(i) for i in range(n)], ticks  # one label a position, not "0 0", "1 1"
     boxes = driver.execute_script("""var r = s => { var e = document.querySelector('#sentence-graph ' + s);
@@ -142,7 +142,7 @@ def test_hide_options_follow_the_runs_special_tokens(real_store, real_server, dr
     # an old link's hide=cls,sep stays valid: the first token is hidden, cls/sep say the run has none
     info = wait(driver, "var t = document.getElementById('sentence-info').innerText; "
                         "return t.includes('hidden keys') ? t : null;", 20, "hidden keys")
-    _, words, _, _ = _input_attention(store_dir, ids["smollm2"], 0, 0)
+    _, words, _, _ = input_attention(store_dir, ids["smollm2"], 0, 0)
     assert f"hidden keys: {words[0]} (rows" in info and "no CLS-like or SEP-like special token" in info
     from urllib.parse import parse_qs, urlparse
     assert sorted(parse_qs(urlparse(driver.current_url).query)["hide"][0].split(",")) == ["cls", "first", "sep"]
@@ -164,7 +164,7 @@ def test_several_heads_one_colour_each_real_smollm2(real_store, real_server, dri
     _open(driver, real_server, f"?run={run}&layer={layer}&head=2&token=0")
     wait(driver, gd_js("sentence-graph", "g._fullData.length > 2"), 30, "sentence lines")
     wait_idle(driver, 60)
-    a2, words, m, _ = _input_attention(store_dir, run, layer, 2)
+    a2, words, m, _ = input_attention(store_dir, run, layer, 2)
     drawn = _drawn(driver)  # one head: the classic blue head view, no legend
     assert list(drawn) == ["31,119,180"] and drawn["31,119,180"] == set(zip(*np.nonzero(a2 >= 0.01)))
     assert not driver.execute_script(gd_js("sentence-graph", "g._fullLayout.showlegend"))
@@ -177,7 +177,7 @@ def test_several_heads_one_colour_each_real_smollm2(real_store, real_server, dri
     drawn = _drawn(driver)
     assert set(drawn) == {_rgb(colours[h]) for h in (0, 2, 5)}
     for h in (0, 2, 5):  # every head's lines = its recomputed attention ≥ 0.01, in its colour
-        a, _, _, _ = _input_attention(store_dir, run, layer, h)
+        a, _, _, _ = input_attention(store_dir, run, layer, h)
         assert drawn[_rgb(colours[h])] == set(zip(*np.nonzero(a >= 0.01))), h
     legend = driver.execute_script(gd_js("sentence-graph", "g._fullData.filter(t => t.showlegend).map(t => t.name)"))
     assert legend == ["H0", "H2", "H5"]
@@ -192,7 +192,7 @@ def test_several_heads_one_colour_each_real_smollm2(real_store, real_server, dri
     wait_idle(driver, 60)
     drawn = _drawn(driver)
     for h in (0, 2, 5):
-        a, _, _, _ = _input_attention(store_dir, run, layer, h)
+        a, _, _, _ = input_attention(store_dir, run, layer, h)
         assert drawn.get(_rgb(colours[h]), set()) == {(6, int(j)) for j in np.nonzero(a[6] >= 0.01)[0]}
     shot(driver, "sentence-three-heads-isolated")
     # all heads of the layer, then back to the current head only
@@ -211,7 +211,7 @@ def test_sentence_pair_filter_real_minilm(pair_run, driver):
     wait(driver, gd_js("sentence-graph", "g._fullData.length > 2"), 30, "sentence lines")
     wait_idle(driver, 60)
     assert driver.find_element(By.ID, "sentence-pair-ctl").is_displayed()
-    a, words, m, toks = _input_attention(store_dir, run, layer, head)
+    a, words, m, toks = input_attention(store_dir, run, layer, head)
     seg = segments(words, token_roles(m["model"]["special_tokens"], toks["text"], toks["position"]))
     from precompute.models.hf import load_tokenizer
     from precompute.models.packaged import builtin_folder
