@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache", default="./cache/demo", help="store directory (default: ./cache/demo)")
     r.add_argument("--layers", help="layers to keep, e.g. 0-5 or 0,3,7 (default: all)")
     r.add_argument("--heads", help="heads to keep in each layer, e.g. 0,3 (default: all)")
-    r.add_argument("--projections", help="comma list of pca,tsne,umap (default: all three)")
+    r.add_argument("--projections", help="comma list of pca,tsne,umap,attn-umap,attn-tsne (default: pca,tsne,umap; "
+                                         "attn-umap / attn-tsne lay out a graph built from attention itself)")
     r.add_argument("--dims", help="comma list of 2,3 (default: both)")
     r.add_argument("--variants", default="translated,raw",
                    help="joint-embedding variants to project: translated (keys moved to the query centroid), raw, "
@@ -100,11 +101,33 @@ def cmd_run(args) -> int:
     for stage, secs in summary.timings.items():
         print(f"  {stage:<22} {secs:8.1f} s")
     print(f"  {'total':<22} {time.perf_counter() - t0:8.1f} s")
-    if summary.spearman_median is not None:
-        print(f"distance-attention Spearman (median over heads, translated): {summary.spearman_median:+.3f} "
-              "(AttentionViz quotes about -0.93 for BERT)")
+    for line in figure_lines(summary.figures):
+        print(line)
     print(f"stored in: {os.path.abspath(summary.store_path)}")
     return 0
+
+
+def figure_lines(figures: list[dict]) -> list[str]:
+    """The run's faithfulness figures, one line each: a figure's own mean and median over heads."""
+    if not figures:
+        return []
+    variant = figures[0]["variant"]
+    out = [f"faithfulness figures (embedding variant {variant}; mean and median over heads, each head's figure "
+           "computed as its definition says; definitions: README, 'Faithfulness figures'):",
+           f"  {'figure':<44} {'mean':>7} {'median':>7}  heads"]
+    for f in figures:
+        if f["n"] == 0 and not f["nan"]:
+            continue
+        mean = "n/a" if f["mean"] is None else f"{f['mean']:+.3f}"
+        med = "n/a" if f["median"] is None else f"{f['median']:+.3f}"
+        extra = "".join([f", {f['nan']} undefined" if f["nan"] else "",
+                         f", {f['missing']} not computed" if f["missing"] else ""])
+        out.append(f"  {f['label']:<44} {mean:>7} {med:>7}  {f['n']}{extra}")
+    pic = [f for f in figures if f["kind"] == "picture" and f["n"]]
+    if pic:
+        out.append("  joint-space ρ: distance between q and k' in the head's embedding; picture ρ: the same in the "
+                   "picture's coordinates (positive: nearer in the picture means less attention)")
+    return out
 
 
 def list_rows(store) -> list[dict]:

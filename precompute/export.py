@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from precompute.faithfulness import describe, is_figure
 from precompute.store import Store, StoreError
 
 
@@ -53,8 +54,12 @@ def head_arrays(store: Store, run_id: str, layer: int, head: int, variant: str =
             if coords is not None:
                 out[f"coords_{method}_{dim}d"] = coords
     metrics = store.metrics(run_id, layer, head) or {}
+    params = metrics.get("figure_params")
+    definitions = {k: describe(k, params)["label"] + ": " + describe(k, params)["definition"]
+                   for k in metrics if is_figure(k)}
     out["metrics"] = np.array(json.dumps({**metrics, "layer": layer, "head": head, "run": run_id,
-                                          "variant": variant, "model": manifest["model"]["name"]}))
+                                          "variant": variant, "model": manifest["model"]["name"],
+                                          "figure_definitions": definitions}))
     return out
 
 

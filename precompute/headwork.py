@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .joint import VARIANTS, joint_embedding
-from .metrics import distance_attention_spearman, trustworthiness
+from .faithfulness import JOINT_METRICS, PICTURE_METRIC, fit_metric, joint_key, picture_key, trust_key
+from .metrics import query_sample, spearman_figures, trustworthiness
 from .projections import DIMS, METHODS, ProjectionParams, project
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,12 @@ class HeadTask:
     methods: tuple = METHODS
     dims: tuple = DIMS
     params: ProjectionParams = field(default_factory=ProjectionParams)
-    spearman_max_queries: int | None = 2000   # extra knob (sampled queries for the metric)
+    spearman_max_queries: int | None = None   # None: every query (a seeded sample otherwise)
     trust_sample: int = 2000                  # extra knob; 0 disables trustworthiness
     trust_neighbors: int = 10
+    # projections already stored whose figures are missing: (variant, method, dim) -> coords;
+    # measured, not recomputed (a re-run of an older store adds just the missing figures)
+    stored: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -47,14 +51,20 @@ class HeadResult:
 
 
 def compute_head(task: HeadTask) -> HeadResult:
-    """Joint embedding, projections and metrics of one head, for every variant.
+    """Joint embedding, projections and faithfulness figures of one head, for every variant.
 
-    ``metrics`` keys (all floats):
-      ``spearman/{variant}``                 distance–attention Spearman (AttentionViz's figure)
-      ``trust/{variant}/{method}/{dim}d``    trustworthiness (k=``trust_neighbors``, seeded sample,
-                                              high-dim metric = ``params.metric``)
-      ``time/{variant}/{stage}``             seconds per stage (joint, pca, knn, tsne2d, ..., spearman, trust)
-      ``time/total``                         seconds for the whole head
+    ``metrics`` keys (see :mod:`precompute.faithfulness` for the definitions):
+      ``spearman/{variant}``                    joint space, Euclidean distance–attention Spearman
+      ``spearman_cosine/{variant}``             joint space, cosine distance (AttentionViz's figure)
+      ``picture_spearman/{variant}/{method}/{dim}d``  the same, Euclidean distance in the picture
+      ``trust/{variant}/{method}/{dim}d``       trustworthiness (k=``trust_neighbors``, seeded
+                                                 sample, joint-space metric = ``params.metric``)
+      ``trust_euclidean/{variant}/pca/{dim}d``  the same with Euclidean distance (fits PCA)
+      ``figure_params``                         dict: queries, k and sample sizes used
+      ``time/{variant}/{stage}``                seconds per stage (joint, pca, knn, tsne2d, ..., spearman, trust)
+      ``time/total``                            seconds for the whole head
+    Projections listed in ``task.stored`` are measured, not recomputed; the joint-space figures
+    are computed for every variant of ``task.variants``.
     Warnings from degenerate inputs are prefixed with ``L{layer}H{head} {variant}:``.
     """
     t_all = time.perf_counter()
@@ -63,7 +73,15 @@ def compute_head(task: HeadTask) -> HeadResult:
     k = np.asarray(task.keys, dtype=np.float32)
     if q.shape != k.shape:
         raise ValueError(f"queries {q.shape} and keys {k.shape} differ")
+    n = len(q)
     tag = f"L{task.layer}H{task.head}"
+    run_metric = task.params.metric
+    n_used = int(query_sample(n, task.spearman_max_queries, task.params.seed).sum())
+    res.metrics["figure_params"] = {
+        "spearman_queries": n_used, "tokens": n,
+        "trust_k": task.trust_neighbors if task.trust_sample else None,
+        "trust_points": min(task.trust_sample, 2 * n) if task.trust_sample else None, "points": 2 * n,
+        "trust_metric": run_metric, "picture_metric": PICTURE_METRIC}
     for variant in task.variants:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
@@ -72,30 +90,45 @@ def compute_head(task: HeadTask) -> HeadResult:
         X = joint_embedding(q, k, translate=translate, scale=scale)
         res.metrics[f"time/{variant}/joint"] = time.perf_counter() - t0
 
+        pictures = {}
+        # project only what is not stored (a variant may only need figures of stored pictures)
+        todo = [(m, d) for m in task.methods for d in task.dims if (variant, m, d) not in task.stored]
+        if todo:
+            methods = [m for m in task.methods if any(t[0] == m for t in todo)]
+            dims = [d for d in task.dims if any(t[1] == d for t in todo)]
+            proj = project(X, methods=methods, dims=dims, params=task.params, qk=(q, k),
+                           input_index=task.input_index, causal=task.causal, scale=task.scale)
+            for stage, dt in proj.timings.items():
+                res.metrics[f"time/{variant}/{stage}"] = dt
+            res.warnings.extend(f"{tag} {variant}: {w}" for w in proj.warnings)
+            for (method, dim), Y in proj.items():
+                res.coords[(variant, method, dim)] = Y
+                pictures[(method, dim)] = Y
+        for (v, method, dim), Y in task.stored.items():
+            if v == variant and (method, dim) not in pictures:
+                pictures[(method, dim)] = np.asarray(Y)
+
         t0 = time.perf_counter()
+        spaces = {joint_key(variant, m): (X[:n], X[n:], m) for m in JOINT_METRICS}
+        for (method, dim), Y in pictures.items():
+            spaces[picture_key(variant, method, dim)] = (Y[:n], Y[n:], PICTURE_METRIC)
         try:
-            sp = distance_attention_spearman(q, k, task.input_index, task.causal, task.scale,
-                                             translate=translate, norm_scale=scale,
-                                             max_queries=task.spearman_max_queries,
-                                             seed=task.params.seed)
+            res.metrics.update(spearman_figures(q, k, task.input_index, task.causal, task.scale, spaces,
+                                                max_queries=task.spearman_max_queries, seed=task.params.seed))
         except Exception as e:  # noqa: BLE001
-            sp = float("nan")
+            res.metrics.update({key: float("nan") for key in spaces})
             res.warnings.append(f"{tag} {variant}: spearman failed ({type(e).__name__}: {e})")
-        res.metrics[f"spearman/{variant}"] = sp
         res.metrics[f"time/{variant}/spearman"] = time.perf_counter() - t0
 
-        proj = project(X, methods=task.methods, dims=task.dims, params=task.params)
-        for stage, dt in proj.timings.items():
-            res.metrics[f"time/{variant}/{stage}"] = dt
-        res.warnings.extend(f"{tag} {variant}: {w}" for w in proj.warnings)
-
         t0 = time.perf_counter()
-        for (method, dim), Y in proj.items():
-            res.coords[(variant, method, dim)] = Y
-            if task.trust_sample:
-                res.metrics[f"trust/{variant}/{method}/{dim}d"] = trustworthiness(
-                    X, Y, n_neighbors=task.trust_neighbors, sample=task.trust_sample,
-                    seed=task.params.seed, metric=task.params.metric)
+        if task.trust_sample:
+            for (method, dim), Y in pictures.items():
+                metrics = [run_metric] + ([fit_metric(method, run_metric)]
+                                          if fit_metric(method, run_metric) != run_metric else [])
+                for metric in metrics:
+                    res.metrics[trust_key(variant, method, dim, metric, run_metric)] = trustworthiness(
+                        X, Y, n_neighbors=task.trust_neighbors, sample=task.trust_sample,
+                        seed=task.params.seed, metric=metric)
         res.metrics[f"time/{variant}/trust"] = time.perf_counter() - t0
     res.metrics["time/total"] = time.perf_counter() - t_all
     return res

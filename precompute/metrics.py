@@ -6,7 +6,8 @@ from scipy.stats import rankdata
 
 from .joint import transform_qk
 
-__all__ = ["attention_from_qk", "distance_attention_spearman", "trustworthiness"]
+__all__ = ["attention_from_qk", "distance_attention_spearman", "picture_spearman", "spearman_figures",
+           "query_sample", "trustworthiness"]
 
 
 def attention_from_qk(q: np.ndarray, k: np.ndarray, causal: bool, scale: float) -> np.ndarray:
@@ -29,18 +30,19 @@ def attention_from_qk(q: np.ndarray, k: np.ndarray, causal: bool, scale: float) 
     return e / np.where(s > 0, s, 1.0)
 
 
-def _rowwise_spearman(D: np.ndarray, A: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _rowwise_spearman(D: np.ndarray, A: np.ndarray, valid: np.ndarray, rA: np.ndarray | None = None):
     """Spearman per row between D and A over the ``valid`` entries of that row.
 
     Invalid entries are set to +inf in both, which ranks them above every valid
     entry, so the (average, tie-aware) ranks of the valid entries are exactly
     their ranks among themselves.  Pearson of those ranks per row, NaN when a
-    row has < 3 valid entries or no rank variance.
+    row has < 3 valid entries or no rank variance.  Returns ``(r, rA)``; pass ``rA``
+    back to reuse the ranks of the same ``A``/``valid`` for another ``D``.
     """
     Dm = np.where(valid, D, np.inf)
-    Am = np.where(valid, A, np.inf)
     rD = rankdata(Dm, axis=1)
-    rA = rankdata(Am, axis=1)
+    if rA is None:
+        rA = rankdata(np.where(valid, A, np.inf), axis=1)
     m = valid.sum(axis=1).astype(np.float64)
     w = valid.astype(np.float64)
     mean = (m + 1.0) / 2.0  # mean of average ranks 1..m (ties keep the mean)
@@ -52,71 +54,133 @@ def _rowwise_spearman(D: np.ndarray, A: np.ndarray, valid: np.ndarray) -> np.nda
     with np.errstate(invalid="ignore", divide="ignore"):
         r = cov / np.sqrt(vD * vA)
     r[(m < 3) | ~(vD > 0) | ~(vA > 0)] = np.nan
-    return r
+    return r, rA
 
 
-def distance_attention_spearman(q: np.ndarray, k: np.ndarray, input_index: np.ndarray,
-                                causal: bool, scale: float, translate: bool = True,
-                                norm_scale: bool = False, max_queries: int | None = 2000,
-                                seed: int = 0) -> float:
-    """AttentionViz's faithfulness figure for one head (expected strongly negative).
+def _input_blocks(input_index: np.ndarray, selected: np.ndarray):
+    """(rows, pos_sel) per input: its token rows in position order and the positions
+    (within the input) of its selected query tokens."""
+    n = len(input_index)
+    order = np.argsort(input_index, kind="stable")
+    _, starts = np.unique(input_index[order], return_index=True)
+    ends = np.append(starts[1:], n)
+    for s, e in zip(starts, ends):
+        rows = order[s:e]  # token rows of this input, in position order
+        pos_sel = np.nonzero(selected[rows])[0]
+        if len(pos_sel):
+            yield rows, pos_sel
 
-    For each query token ``i`` (a seeded sample of ``max_queries`` query tokens
-    over the whole head when given), over the keys ``j`` of its OWN input that
-    it may attend to (``j <= i`` within the input when ``causal``): Spearman
-    rank correlation between the Euclidean distance ``||q_i - k'_j||`` in the
-    joint space (``q, k'`` transformed exactly like
-    :func:`precompute.joint.joint_embedding` with ``translate``/``norm_scale``)
-    and the attention ``a_ij = softmax_j(scale * q_i·k_j)`` computed from the
-    UNtransformed q, k.  Queries with < 3 attendable keys (or constant ranks)
-    are skipped.  Averaged per input, then over inputs.  NaN if nothing is
-    left.  Rows of ``q``/``k``/``input_index`` are tokens; tokens of one input
-    are assumed in position order.
-    """
-    q = np.asarray(q)
-    k = np.asarray(k)
-    input_index = np.asarray(input_index)
-    n = len(q)
-    if n == 0:
-        return float("nan")
-    qt, kt = transform_qk(q, k, translate=translate, scale=norm_scale)
+
+def _attention_block(qi: np.ndarray, ki: np.ndarray, pos_sel: np.ndarray, causal: bool, scale: float):
+    """(A, valid) for the selected queries of one input over that input's keys."""
+    L = len(ki)
+    if causal:
+        valid = np.arange(L)[None, :] <= pos_sel[:, None]
+        logits = scale * (qi @ ki.T)
+        logits = np.where(valid, logits, -np.inf)  # softmax restricted to the attendable prefix
+        logits -= logits.max(axis=1, keepdims=True)
+        A = np.exp(logits)
+        A /= A.sum(axis=1, keepdims=True)
+    else:
+        A = attention_from_qk(qi, ki, causal=False, scale=scale)
+        valid = np.ones((len(pos_sel), L), bool)
+    return A, valid
+
+
+def _distances(dq: np.ndarray, dk: np.ndarray, metric: str) -> np.ndarray:
+    """(len(dq), len(dk)) distances; ``cosine`` = 1 − cos (scipy's definition; a zero
+    vector is at distance 1 from everything), ``euclidean`` = ‖q − k‖."""
+    if metric == "cosine":
+        nq = np.linalg.norm(dq, axis=1)
+        nk = np.linalg.norm(dk, axis=1)
+        nq = np.where(nq > 0, nq, np.inf)
+        nk = np.where(nk > 0, nk, np.inf)
+        return 1.0 - (dq @ dk.T) / nq[:, None] / nk[None, :]
+    if metric == "euclidean":
+        D2 = (dq * dq).sum(1)[:, None] + (dk * dk).sum(1)[None, :] - 2.0 * dq @ dk.T
+        return np.sqrt(np.maximum(D2, 0.0))
+    raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+
+
+def query_sample(n: int, max_queries: int | None, seed: int = 0) -> np.ndarray:
+    """Boolean mask of the query tokens a Spearman figure uses: all of them, or a seeded
+    random sample of ``max_queries`` when ``n`` is larger."""
     selected = np.ones(n, bool)
     if max_queries is not None and n > max_queries:
         rng = np.random.default_rng(seed)
         selected[:] = False
         selected[rng.choice(n, size=int(max_queries), replace=False)] = True
-    order = np.argsort(input_index, kind="stable")
-    uniq, starts = np.unique(input_index[order], return_index=True)
-    ends = np.append(starts[1:], n)
-    per_input = []
-    for s, e in zip(starts, ends):
-        rows = order[s:e]  # token rows of this input, in position order
-        pos_sel = np.nonzero(selected[rows])[0]
-        if len(pos_sel) == 0:
-            continue
-        qi = q[rows[pos_sel]].astype(np.float64)
-        ki = k[rows].astype(np.float64)
-        L = len(rows)
-        if causal:
-            valid = np.arange(L)[None, :] <= pos_sel[:, None]
-            # softmax restricted to the attendable prefix
-            logits = scale * (qi @ ki.T)
-            logits = np.where(valid, logits, -np.inf)
-            logits -= logits.max(axis=1, keepdims=True)
-            A = np.exp(logits)
-            A /= A.sum(axis=1, keepdims=True)
-        else:
-            A = attention_from_qk(qi, ki, causal=False, scale=scale)
-            valid = np.ones((len(pos_sel), L), bool)
-        dq = qt[rows[pos_sel]]
-        dk = kt[rows]
-        D2 = (dq * dq).sum(1)[:, None] + (dk * dk).sum(1)[None, :] - 2.0 * dq @ dk.T
-        D = np.sqrt(np.maximum(D2, 0.0))
-        r = _rowwise_spearman(D, A, valid)
-        r = r[np.isfinite(r)]
-        if len(r):
-            per_input.append(float(r.mean()))
-    return float(np.mean(per_input)) if per_input else float("nan")
+    return selected
+
+
+def spearman_figures(q: np.ndarray, k: np.ndarray, input_index: np.ndarray, causal: bool, scale: float,
+                     spaces: dict, max_queries: int | None = None, seed: int = 0) -> dict:
+    """Distance–attention Spearman figures of one head, one per "space".
+
+    ``spaces``: ``name -> (pq, pk, metric)``: the positions of the queries (``pq``, n rows)
+    and keys (``pk``, n rows, token order) in which distance is measured, and the metric
+    (``"cosine"`` or ``"euclidean"``).  For the joint space these are the transformed
+    q, k (:func:`precompute.joint.transform_qk`); for a picture, its coordinates
+    (``coords[:n]``, ``coords[n:]``).
+
+    Definition (AttentionViz's, for any space): for each query token ``i`` (all of them,
+    or a seeded sample of ``max_queries``), over the keys ``j`` of its OWN input that it may
+    attend to (``j <= i`` within the input when ``causal``): Spearman rank correlation
+    between the distance from ``i`` to ``j`` and the attention
+    ``a_ij = softmax_j(scale * q_i·k_j)`` computed from the untransformed q, k.  Queries with
+    < 3 attendable keys (or constant ranks) are skipped.  Averaged per input, then over
+    inputs.  NaN if nothing is left.  Attention is computed once and shared by all spaces.
+    Tokens of one input are assumed in position order.
+    """
+    q = np.asarray(q)
+    k = np.asarray(k)
+    input_index = np.asarray(input_index)
+    n = len(q)
+    per_input: dict = {name: [] for name in spaces}
+    if n == 0:
+        return {name: float("nan") for name in spaces}
+    spaces = {name: (np.asarray(pq, np.float64), np.asarray(pk, np.float64), metric)
+              for name, (pq, pk, metric) in spaces.items()}
+    for name, (pq, pk, _) in spaces.items():
+        if len(pq) != n or len(pk) != n:
+            raise ValueError(f"space {name!r}: {len(pq)} query and {len(pk)} key positions for {n} tokens")
+    for rows, pos_sel in _input_blocks(input_index, query_sample(n, max_queries, seed)):
+        A, valid = _attention_block(q[rows[pos_sel]].astype(np.float64), k[rows].astype(np.float64),
+                                    pos_sel, causal, scale)
+        rA = None
+        for name, (pq, pk, metric) in spaces.items():
+            D = _distances(pq[rows[pos_sel]], pk[rows], metric)
+            r, rA = _rowwise_spearman(D, A, valid, rA)
+            r = r[np.isfinite(r)]
+            if len(r):
+                per_input[name].append(float(r.mean()))
+    return {name: float(np.mean(v)) if v else float("nan") for name, v in per_input.items()}
+
+
+def distance_attention_spearman(q: np.ndarray, k: np.ndarray, input_index: np.ndarray,
+                                causal: bool, scale: float, translate: bool = True,
+                                norm_scale: bool = False, max_queries: int | None = 2000,
+                                seed: int = 0, metric: str = "euclidean") -> float:
+    """Joint-space distance–attention Spearman of one head (:func:`spearman_figures`),
+    distance ``metric`` (``"euclidean"``, or ``"cosine"`` = AttentionViz's exact figure)
+    between ``q`` and the keys ``k'`` transformed exactly like
+    :func:`precompute.joint.joint_embedding` with ``translate``/``norm_scale``."""
+    qt, kt = transform_qk(np.asarray(q), np.asarray(k), translate=translate, scale=norm_scale)
+    return spearman_figures(q, k, input_index, causal, scale, {"joint": (qt, kt, metric)},
+                            max_queries=max_queries, seed=seed)["joint"]
+
+
+def picture_spearman(coords: np.ndarray, q: np.ndarray, k: np.ndarray, input_index: np.ndarray,
+                     causal: bool, scale: float, max_queries: int | None = None, seed: int = 0) -> float:
+    """The distance–attention Spearman measured in a picture: Euclidean distance between
+    query ``i`` (row ``i`` of ``coords``) and key ``j`` (row ``n + j``) in the projection's
+    coordinates, against the attention from ``q``/``k`` (:func:`spearman_figures`)."""
+    coords = np.asarray(coords)
+    n = len(q)
+    if len(coords) != 2 * n:
+        raise ValueError(f"coords has {len(coords)} rows, expected 2 × {n} (queries then keys)")
+    return spearman_figures(q, k, input_index, causal, scale, {"picture": (coords[:n], coords[n:], "euclidean")},
+                            max_queries=max_queries, seed=seed)["picture"]
 
 
 def trustworthiness(X_high: np.ndarray, X_low: np.ndarray, n_neighbors: int = 10,

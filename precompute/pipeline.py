@@ -21,7 +21,8 @@ import numpy as np
 from precompute.corpus import Corpus, load_corpus
 from precompute.headwork import HeadTask, compute_head
 from precompute.joint import VARIANTS
-from precompute.projections import DIMS, METHODS, ProjectionParams
+from precompute.faithfulness import figure_summary, missing_figures
+from precompute.projections import ALL_METHODS, DIMS, METHODS, ProjectionParams, stable_params
 from precompute.selection import parse_choices, parse_index_list
 from precompute.store import FORMAT_VERSION, Store, StoreError, requested_heads
 
@@ -65,9 +66,10 @@ class RunSummary:
     timings: dict
     status: dict
     warnings: list
-    spearman_median: float | None
+    spearman_median: float | None   # joint space, Euclidean, translated (kept for callers; see figures)
     heads_computed: int = 0
     layers_forwarded: int = 0
+    figures: list = field(default_factory=list)   # figure_summary(): one dict per figure
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -219,7 +221,8 @@ class Run:
 
         layers = parse_index_list(cfg.layers, info.n_layers, "layer")
         heads = parse_index_list(cfg.heads, info.n_heads, "head")
-        methods = parse_choices(cfg.projections, METHODS, "projection")
+        # default: PCA, t-SNE, UMAP; the attention-graph layouts only when asked for
+        methods = parse_choices(cfg.projections, ALL_METHODS, "projection") if cfg.projections else list(METHODS)
         dims = parse_choices(cfg.dims, DIMS, "dimension")
         variants = parse_choices(cfg.variants, tuple(VARIANTS), "variant")
 
@@ -229,7 +232,8 @@ class Run:
 
         settings = {"max_tokens": cfg.max_tokens, "max_inputs": cfg.max_inputs, "text_column": cfg.text_column,
                     "params": asdict(cfg.params)}
-        run_id = run_id_for(info.identity, corpus.hash, settings)
+        # settings added since (attention-graph layout) count only when changed: stores keep their id
+        run_id = run_id_for(info.identity, corpus.hash, {**settings, "params": stable_params(cfg.params)})
         holder = store.try_lock(run_id)
         if holder is not None:
             raise RunError(f"run {run_id} is being written by another process (pid {holder.get('pid')} on "
@@ -254,10 +258,12 @@ class Run:
             store.put_manifest(run_id, manifest)
             status = store.status(run_id, manifest)
             spearman = self._spearman_median(store, run_id, manifest)
+            figures = figure_summary([store.metrics(run_id, l, h) or {} for l, h in requested_heads(manifest)],
+                                     manifest)
         finally:
             store.unlock(run_id)
         return RunSummary(run_id, str(store.path), self.timings, status, self.warnings, spearman,
-                          self.heads_computed, self.layers_forwarded)
+                          self.heads_computed, self.layers_forwarded, figures)
 
     # ------------------------------------------------------------ stages
     def _encode(self, adapter, corpus: Corpus):
@@ -303,7 +309,7 @@ class Run:
             "versions": versions(),
             "layers": union("layers", layers),
             "heads": union("heads", heads),
-            "projections": union("projections", methods, list(METHODS)),
+            "projections": union("projections", methods, list(ALL_METHODS)),
             "dims": union("dims", dims),
             "variants": union("variants", variants, list(VARIANTS)),
             "forward_done": bool(old and old.get("forward_done")) and not self.cfg.force,
@@ -355,11 +361,13 @@ class Run:
             return
 
         def tasks():
-            for l, h, (variants, methods, dims) in work:
+            for l, h, (variants, methods, dims, measure) in work:
                 q, k = store.qk(run_id, l, h)
+                stored = {key: store.coords(run_id, l, h, *key) for key in measure}
                 yield HeadTask(layer=l, head=h, queries=q, keys=k, input_index=input_index,
                                causal=model["causal"], scale=model["scale"], variants=variants,
-                               methods=methods, dims=dims, params=self.cfg.params)
+                               methods=methods, dims=dims, params=self.cfg.params,
+                               stored={key: c for key, c in stored.items() if c is not None})
 
         warned: list[tuple[int, int, str]] = []
         # warming the workers up (compiling UMAP's numba code, loading openTSNE) only pays off when
@@ -388,20 +396,28 @@ class Run:
         self._stage("projections", t0)
 
     def _missing(self, store, run_id, layer, head, manifest):
-        """(variants, methods, dims) to compute for this head, or None if it is done."""
+        """(variants, methods, dims, measure) to compute for this head, or None if it is done.
+
+        ``variants`` × ``methods`` × ``dims``: projections to compute (with their figures);
+        ``measure``: stored projections whose figures are missing (stores written before a
+        figure existed): their figures are computed from the stored coordinates.
+        """
+        variants, methods, dims = list(manifest["variants"]), list(manifest["projections"]), list(manifest["dims"])
         if self.cfg.force:
-            return list(manifest["variants"]), list(manifest["projections"]), list(manifest["dims"])
-        gaps = [(v, m, d) for v in manifest["variants"] for m in manifest["projections"] for d in manifest["dims"]
+            return variants, methods, dims, []
+        gaps = [(v, m, d) for v in variants for m in methods for d in dims
                 if not store.has_coords(run_id, layer, head, v, m, d)]
-        if not gaps:
-            metrics = store.metrics(run_id, layer, head) or {}
-            if all(f"spearman/{v}" in metrics for v in manifest["variants"]):
-                return None
-            # only metrics missing: the cheapest projection recomputes them
-            return list(manifest["variants"]), ["pca"], [min(manifest["dims"])]
-        return (sorted({g[0] for g in gaps}, key=list(VARIANTS).index),
-                sorted({g[1] for g in gaps}, key=list(METHODS).index),
-                sorted({g[2] for g in gaps}))
+        metrics = store.metrics(run_id, layer, head) or {}
+        run_metric = self.cfg.params.metric
+        measure = [(v, m, d) for v in variants for m in methods for d in dims
+                   if (v, m, d) not in gaps and missing_figures(metrics, [v], [m], [d], run_metric)]
+        joint = [v for v in variants if missing_figures(metrics, [v], [], [], run_metric)]
+        if not gaps and not measure and not joint:
+            return None
+        return (sorted({g[0] for g in gaps} | {g[0] for g in measure} | set(joint), key=list(VARIANTS).index),
+                sorted({g[1] for g in gaps}, key=list(ALL_METHODS).index),
+                sorted({g[2] for g in gaps}),
+                measure)
 
     def _spearman_median(self, store, run_id, manifest) -> float | None:
         values = []

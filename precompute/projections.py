@@ -37,11 +37,13 @@ from .knn import exact_knn
 
 log = logging.getLogger(__name__)
 
-METHODS = ("pca", "tsne", "umap")
+METHODS = ("pca", "tsne", "umap")            # the default projections
+ATTN_METHODS = ("attn-umap", "attn-tsne")    # attention-graph layouts (only when asked for)
+ALL_METHODS = METHODS + ATTN_METHODS
 DIMS = (2, 3)
 
-__all__ = ["METHODS", "DIMS", "ProjectionParams", "ProjectionResult", "project", "pca_coords",
-           "needed_k"]
+__all__ = ["METHODS", "ATTN_METHODS", "ALL_METHODS", "DIMS", "ProjectionParams", "ProjectionResult", "project",
+           "pca_coords", "needed_k", "stable_params", "attention_graph"]
 
 
 @dataclass
@@ -73,6 +75,14 @@ class ProjectionParams:
         (2-D / 3-D) at 10k points vs ~0.83 / 0.85 for umap-learn's random-init default.
     knn_block: rows per block of the exact kNN (1024: the (block, n) float32 similarity
         block stays ~40 MB at 10k points).
+    attn_*: the attention-graph layouts ("attn-umap", "attn-tsne"; :func:`attention_graph`):
+        attn_query_keys: each query linked to the keys of its own input it scores highest by
+            q·k (within the causal prefix for decoders); attn_corpus_keys: to that many more
+            keys scoring highest across the whole corpus (0 = off); attn_key_queries: each key
+            linked to the queries of its input that score it highest; attn_same_role: each query
+            (key) linked to its nearest queries (keys) in the joint space (``metric``) so
+            clusters hold; attn_weight: weight of the attention edges against the same-role
+            ones; attn_n_epochs: UMAP epochs of attn-umap.
     min_points: below this many (distinct) points t-SNE/UMAP fall back to PCA.
     n_jobs: threads for openTSNE (1: parallelism is across heads/processes).
     """
@@ -97,9 +107,28 @@ class ProjectionParams:
     min_points: int = 10
     n_jobs: int = 1
     knn_block: int = 1024
+    attn_query_keys: int = 8
+    attn_corpus_keys: int = 0
+    attn_key_queries: int = 4
+    attn_same_role: int = 10
+    attn_weight: float = 1.0
+    attn_n_epochs: int = 200
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: settings added after stores were written: part of a run's id only when changed from these
+_ADDED_LATER = {name: getattr(ProjectionParams(), name) for name in
+                ("attn_query_keys", "attn_corpus_keys", "attn_key_queries", "attn_same_role", "attn_weight",
+                 "attn_n_epochs")}
+
+
+def stable_params(params: "ProjectionParams") -> dict:
+    """``params`` as a dict for a run's id: settings added later are left out while they keep
+    their default, so stores written before they existed keep their run id."""
+    d = asdict(params)
+    return {k: v for k, v in d.items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
 
 
 class ProjectionResult(dict):
@@ -221,9 +250,183 @@ def _umap(X: np.ndarray, knn_idx: np.ndarray, knn_dist: np.ndarray, init: np.nda
     return np.asarray(Y, dtype=np.float64)
 
 
+def _top_by_score(S: np.ndarray, valid: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the ``k`` columns of highest score among ``valid`` ones (−1 where fewer), and
+    their gap to the row's best score (>= 0)."""
+    Sm = np.where(valid, S, -np.inf)
+    k = min(k, S.shape[1])
+    order = np.argsort(-Sm, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(Sm, order, axis=1)
+    ok = np.isfinite(top)
+    gap = np.where(ok, top[:, :1] - top, 0.0)
+    return np.where(ok, order, -1), gap
+
+
+def _pad_rows(idx: np.ndarray, dist: np.ndarray):
+    """umap's kNN arrays: float32 distances; a missing neighbour (−1) gets its row's largest
+    distance, so it changes no calibration (umap skips −1 entries)."""
+    dist = np.asarray(dist, np.float64).copy()
+    miss = idx < 0
+    if miss.any():
+        rowmax = np.where(miss, -np.inf, dist).max(axis=1)
+        rowmax = np.where(np.isfinite(rowmax), rowmax, 1.0)
+        dist[miss] = np.broadcast_to(rowmax[:, None], dist.shape)[miss]
+    return np.ascontiguousarray(idx, np.int64), np.ascontiguousarray(dist, np.float32)
+
+
+def _fuzzy(n: int, idx: np.ndarray, dist: np.ndarray, seed: int):
+    """UMAP's fuzzy simplicial set (symmetric, fuzzy union) of a precomputed neighbour list."""
+    from umap.umap_ import fuzzy_simplicial_set
+
+    idx, dist = _pad_rows(idx, dist)
+    G, _, _ = fuzzy_simplicial_set(np.zeros((n, 1), np.float32), idx.shape[1], np.random.RandomState(seed),
+                                   "euclidean", knn_indices=idx, knn_dists=dist)
+    return G.tocsr()
+
+
+def attention_graph(X: np.ndarray, q: np.ndarray, k: np.ndarray, input_index: np.ndarray, causal: bool,
+                    scale: float, params: "ProjectionParams"):
+    """The neighbour graph of the attention-graph layouts, over the ``2n`` joint points
+    (queries ``0..n-1``, keys ``n..2n-1``), as a symmetric scipy CSR matrix of weights in [0, 1].
+
+    Attention part: each query is linked to the ``attn_query_keys`` keys of its own input it
+    scores highest (``scale * q·k``; causal prefix for decoders) and, if ``attn_corpus_keys``,
+    to that many keys scoring highest across the corpus; each key to the ``attn_key_queries``
+    queries of its input that score it highest.  The score gap to the row's best
+    (``−log`` of the attention ratio, within an input) is the neighbour distance.  Same-role
+    part: each query's (key's) ``attn_same_role`` nearest queries (keys) in the joint space
+    (``params.metric``).  Each part becomes a UMAP fuzzy simplicial set (its own per-point
+    calibration, as umap-learn does for a kNN list); the graph is their fuzzy union with the
+    attention part weighted by ``attn_weight``.
+    """
+    import scipy.sparse as sp
+
+    q = np.asarray(q, np.float64)
+    k = np.asarray(k, np.float64)
+    input_index = np.asarray(input_index)
+    n = len(q)
+    aq, ak = int(params.attn_query_keys), int(params.attn_key_queries)
+    ac = int(params.attn_corpus_keys)
+    width = max(aq + ac, ak, 1)
+    idx = np.full((2 * n, width), -1, np.int64)
+    dist = np.zeros((2 * n, width))
+    order = np.argsort(input_index, kind="stable")
+    _, starts = np.unique(input_index[order], return_index=True)
+    for s, e in zip(starts, np.append(starts[1:], n)):
+        rows = order[s:e]
+        L = len(rows)
+        S = scale * (q[rows] @ k[rows].T)            # (query, key) logits of this input
+        valid = (np.arange(L)[None, :] <= np.arange(L)[:, None]) if causal else np.ones((L, L), bool)
+        if aq:
+            top, gap = _top_by_score(S, valid, aq)
+            idx[rows, :top.shape[1]] = np.where(top >= 0, n + rows[np.maximum(top, 0)], -1)
+            dist[rows, :top.shape[1]] = gap
+        if ak:
+            top, gap = _top_by_score(S.T, valid.T, ak)
+            idx[n + rows, :top.shape[1]] = np.where(top >= 0, rows[np.maximum(top, 0)], -1)
+            dist[n + rows, :top.shape[1]] = gap
+    if ac:
+        kk = np.ascontiguousarray(k.T)
+        for b in range(0, n, 1024):
+            e = min(n, b + 1024)
+            S = scale * (q[b:e] @ kk)
+            # keys already linked within the input are not counted twice
+            for r in range(e - b):
+                have = idx[b + r, :aq]
+                S[r, have[have >= 0] - n] = -np.inf
+            part = np.argpartition(-S, min(ac, n - 1), axis=1)[:, :ac]
+            top = np.take_along_axis(S, part, axis=1)
+            first = idx[b:e, 0]
+            own_best = np.where(first >= 0, scale * np.einsum("ij,ij->i", q[b:e], k[np.maximum(first - n, 0)]),
+                                -np.inf)
+            best = np.maximum(own_best, top.max(axis=1))
+            ok = np.isfinite(top)
+            idx[b:e, aq:aq + ac] = np.where(ok, n + part, -1)
+            dist[b:e, aq:aq + ac] = np.where(ok, np.maximum(best[:, None] - top, 0.0), 0.0)
+    G = _fuzzy(2 * n, idx, dist, params.seed)
+    G.data *= float(params.attn_weight)
+    np.minimum(G.data, 1.0, out=G.data)
+    if params.attn_same_role:
+        sr = int(min(params.attn_same_role, n - 1))
+        qi, qd = exact_knn(np.asarray(X[:n]), sr, metric=params.metric, block=params.knn_block)
+        ki, kd = exact_knn(np.asarray(X[n:]), sr, metric=params.metric, block=params.knn_block)
+        H = _fuzzy(2 * n, np.vstack([qi, ki + n]), np.vstack([qd, kd]), params.seed)
+        G = (G + H - G.multiply(H)).tocsr()         # fuzzy union
+    G.eliminate_zeros()
+    return sp.csr_matrix(G)
+
+
+def _graph_umap(G, init: np.ndarray, dim: int, params: ProjectionParams) -> np.ndarray:
+    from umap.umap_ import find_ab_params, simplicial_set_embedding
+
+    a, b = find_ab_params(1.0, params.umap_min_dist)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        Y, _ = simplicial_set_embedding(
+            np.zeros((G.shape[0], 1), np.float32), G.tocoo(), dim, 1.0, a, b, 1.0, 5,
+            int(params.attn_n_epochs), init.astype(np.float32), np.random.RandomState(params.seed),
+            "euclidean", {}, False, {}, False)
+    return np.asarray(Y, dtype=np.float64)
+
+
+def _attention_layouts(res, X, methods, dims, params, pca_init, rng, qk, input_index, causal, scale,
+                       warn, stage, finite_or_pca):
+    """attn-umap / attn-tsne of the attention graph (see :func:`attention_graph`)."""
+    t0 = time.perf_counter()
+    try:
+        G = attention_graph(X, qk[0], qk[1], input_index, causal, scale, params)
+    except Exception as e:  # noqa: BLE001
+        warn(f"attention graph failed ({type(e).__name__}: {e}); PCA used instead")
+        for m in methods:
+            for d in dims:
+                res[(m, d)] = pca_init[:, :d].astype(np.float32)
+        return
+    stage("attn_graph", t0)
+    if "attn-umap" in methods:
+        for d in sorted(dims):
+            t0 = time.perf_counter()
+            Y = None
+            try:
+                init = pca_init[:, :d]
+                sc = np.abs(init).max()
+                Y = _graph_umap(G, init / sc * 10.0 if sc > 0 else init, d, params)
+            except Exception as e:  # noqa: BLE001
+                warn(f"attention-graph UMAP {d}D failed ({type(e).__name__}: {e})")
+            res[("attn-umap", d)] = finite_or_pca("attention-graph UMAP", Y, d)
+            stage(f"attn-umap{d}d", t0)
+    if "attn-tsne" in methods:
+        from openTSNE.affinity import PrecomputedAffinities
+
+        P = PrecomputedAffinities(G, normalize=True)
+        y2 = None
+        for d in sorted(dims):
+            t0 = time.perf_counter()
+            Y = None
+            try:
+                if d == 2 or y2 is None:
+                    init = _scaled_init(pca_init[:, :d], 1e-4, rng)
+                    Y = _tsne(P, init, params, params.tsne_early_iter, params.tsne_n_iter,
+                              "fft" if d == 2 else "bh", params.seed)
+                    if d == 2:
+                        y2 = Y
+                else:
+                    s2 = y2.std(axis=0).mean()
+                    z = pca_init[:, 2:3]
+                    zs = z.std()
+                    z = z / zs * (0.1 * s2) if zs > 0 else z
+                    Y = _tsne(P, np.hstack([y2, z]), params, params.tsne_3d_from2d_early_iter,
+                              params.tsne_3d_from2d_n_iter, "bh", params.seed)
+            except Exception as e:  # noqa: BLE001
+                warn(f"attention-graph t-SNE {d}D failed ({type(e).__name__}: {e})")
+            res[("attn-tsne", d)] = finite_or_pca("attention-graph t-SNE", Y, d)
+            stage(f"attn-tsne{d}d", t0)
+
+
 def project(X: np.ndarray, methods=METHODS, dims=DIMS, params: ProjectionParams | None = None,
             knn: tuple[np.ndarray, np.ndarray] | None = None,
-            progress: Callable[[str, float], None] | None = None) -> ProjectionResult:
+            progress: Callable[[str, float], None] | None = None,
+            qk: tuple[np.ndarray, np.ndarray] | None = None, input_index: np.ndarray | None = None,
+            causal: bool = False, scale: float = 1.0) -> ProjectionResult:
     """Project ``X`` (n, d) with each of ``methods`` into each of ``dims``.
 
     Returns a :class:`ProjectionResult` (a dict ``{(method, dim): float32 (n, dim)}``
@@ -231,14 +434,19 @@ def project(X: np.ndarray, methods=METHODS, dims=DIMS, params: ProjectionParams 
     input and ``params.seed``.  ``knn``: a precomputed ``(indices, distances)``
     from :func:`exact_knn` on ``X`` with ``params.metric`` (self excluded); it
     is recomputed if it has too few columns.  ``progress(stage, seconds)`` is
-    called after each stage ("pca", "knn", "tsne2d", ...).
+    called after each stage ("pca", "knn", "tsne2d", ...).  The attention-graph layouts
+    (``attn-umap``, ``attn-tsne``) also need ``qk`` (the untransformed queries and keys, n
+    rows each, ``X`` being their 2n-row joint embedding), ``input_index``, ``causal``, ``scale``.
     """
     params = params or ProjectionParams()
     methods = tuple(methods)
     dims = tuple(int(d) for d in dims)
     for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r}; expected one of {METHODS}")
+        if m not in ALL_METHODS:
+            raise ValueError(f"unknown method {m!r}; expected one of {ALL_METHODS}")
+    attn = [m for m in methods if m in ATTN_METHODS]
+    if attn and (qk is None or input_index is None):
+        raise ValueError(f"{attn[0]} needs the queries/keys and input_index (qk=, input_index=)")
     for d in dims:
         if d not in DIMS:
             raise ValueError(f"unsupported dim {d}; expected one of {DIMS}")
@@ -271,6 +479,7 @@ def project(X: np.ndarray, methods=METHODS, dims=DIMS, params: ProjectionParams 
             res[("pca", d)] = pca3[:, :d].astype(np.float32)
 
     nonlinear = [m for m in methods if m != "pca"]
+    neighbour_methods = [m for m in nonlinear if m in METHODS]
     if not nonlinear:
         return res
 
@@ -296,16 +505,17 @@ def project(X: np.ndarray, methods=METHODS, dims=DIMS, params: ProjectionParams 
         return res
 
     # ---- shared exact kNN graph ----------------------------------------------------
-    k_need = min(needed_k(params, nonlinear), n - 1)
+    k_need = min(needed_k(params, neighbour_methods), n - 1)
     if knn is not None and (knn[0].shape[0] != n or knn[0].shape[1] < k_need):
         warn("precomputed knn unusable (wrong shape / too few neighbours); recomputing")
         knn = None
     t0 = time.perf_counter()
-    if knn is None:
+    if knn is None and neighbour_methods:
         knn = exact_knn(X, k_need, metric=params.metric, block=params.knn_block)
-    knn_idx, knn_dist = knn
-    res.knn = (knn_idx, knn_dist)
-    stage("knn", t0)
+    knn_idx, knn_dist = knn if knn is not None else (None, None)
+    res.knn = knn
+    if neighbour_methods:
+        stage("knn", t0)
     rng = np.random.default_rng(params.seed)
     pca_init = _jitter_if_degenerate(pca3, rng, 1e-4 * (np.abs(pca3).max() + 1.0))
 
@@ -379,6 +589,10 @@ def project(X: np.ndarray, methods=METHODS, dims=DIMS, params: ProjectionParams 
                 Y = None
             res[("umap", d)] = finite_or_pca("UMAP", Y, d)
             stage(f"umap{d}d", t0)
+
+    if attn:
+        _attention_layouts(res, X, attn, dims, params, pca_init, rng, qk, input_index, causal, scale,
+                           warn, stage, finite_or_pca)
 
     # keep the caller's requested key order: method-major
     ordered = ProjectionResult({(m, d): res[(m, d)] for m in methods for d in dims})
