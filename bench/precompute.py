@@ -9,6 +9,9 @@ Modes
                       (cosine, random init, seed 0, 15 neighbours, min_dist 0.1), sklearn PCA.
   --mode scaling      ours at 1k / 5k / 20k points: seconds per stage, fitted exponent.
   --mode end-to-end   hook for the lead: calls run_end_to_end(args).
+  --mode faithfulness picture Spearman and trustworthiness per head of PCA, t-SNE, UMAP and the
+                      attention-graph layouts, on the three built-in models through the real
+                      pipeline (`python -m precompute run`), a bounded subset of heads and tokens.
 
 Both sides run single-threaded (BLAS/OpenMP/numba limited to 1 thread) so the
 numbers are core-seconds per head; the per-head work is parallelised across heads.
@@ -374,9 +377,82 @@ def run_end_to_end(args):
     print(f"peak RSS: main process {peak:.0f} MiB, largest worker {peak_children:.0f} MiB")
 
 
+FAITH_MODELS = {  # model: (corpus, layers, heads) -- a bounded, evenly spread subset of heads
+    "minilm": ("demo", "0-5", "0,4,8"),
+    "smollm2": ("demo", "0,7,14,21,29", "0,4,8"),
+    "dinov2-small": ("demo-images", "0,3,6,9,11", "0,3"),
+}
+
+
+def mode_faithfulness(args):
+    """Per head: picture ρ of each projection (Euclidean distance in the picture, AttentionViz's
+    per-query / per-input / per-head averaging) and trustworthiness with cosine neighbours in the
+    joint space (one definition for every method), from a real run's store."""
+    from precompute.cli import main as cli
+    from precompute.faithfulness import picture_key, trust_key
+    from precompute.store import Store, requested_heads
+
+    methods = args.faith_methods.split(",")
+    rivals = [m for m in methods if not m.startswith("attn")]
+    cache = Path(args.faith_cache)
+    for model in args.faith_models.split(","):
+        corpus, layers, heads = FAITH_MODELS[model]
+        argv = ["run", "--model", model, "--corpus", corpus, "--cache", str(cache / model), "--layers", layers,
+                "--heads", heads, "--projections", ",".join(methods), "--dims", args.faith_dims,
+                "--variants", "translated", "--max-tokens", str(args.faith_tokens), "--quiet"]
+        t0 = time.perf_counter()
+        code = cli(argv)
+        wall = time.perf_counter() - t0
+        assert code == 0, argv
+        store = Store(cache / model, readonly=True)
+        (rid,) = store.run_ids()
+        man = store.manifest(rid)
+        print(f"\n== {model} ({man['model']['name']}), corpus {corpus}: {man['corpus']['n_tokens']} tokens "
+              f"(--max-tokens {args.faith_tokens}), layers {layers}, heads {heads}; run {wall:.0f} s ==")
+        print("`python -m precompute " + " ".join(argv) + "`")
+        for dim in map(int, args.faith_dims.split(",")):
+            cols = [m for m in methods]
+            print(f"\n{dim}D | " + " | ".join(f"ρ {m}" for m in cols) + " | " + " | ".join(f"trust {m}" for m in cols)
+                  + " | attn beats best rival ρ | attn trust − UMAP trust")
+            wins = {m: 0 for m in methods if m.startswith("attn")}
+            ok_trust = {m: 0 for m in wins}
+            total = 0
+            sums = {}
+            for l, h in requested_heads(man):
+                met = store.metrics(rid, l, h) or {}
+                rho = {m: met.get(picture_key("translated", m, dim)) for m in cols}
+                tr = {m: met.get(trust_key("translated", m, dim, "cosine")) for m in cols}
+                for m in cols:
+                    sums.setdefault(("rho", m), []).append(rho[m])
+                    sums.setdefault(("trust", m), []).append(tr[m])
+                best = min(rho[m] for m in rivals)
+                flags = []
+                for m in wins:
+                    w = rho[m] < best
+                    t_ok = tr[m] >= tr["umap"] - 0.05
+                    wins[m] += w
+                    ok_trust[m] += t_ok
+                    flags.append(f"{m}: {'yes' if w else 'no'} / {tr[m] - tr['umap']:+.3f}")
+                total += 1
+                print(f"L{l}H{h} | " + " | ".join(f"{rho[m]:+.3f}" for m in cols) + " | "
+                      + " | ".join(f"{tr[m]:.3f}" for m in cols) + " | " + "; ".join(flags))
+            print("mean | " + " | ".join(f"{np.mean(sums[('rho', m)]):+.3f}" for m in cols) + " | "
+                  + " | ".join(f"{np.mean(sums[('trust', m)]):.3f}" for m in cols))
+            print("median | " + " | ".join(f"{np.median(sums[('rho', m)]):+.3f}" for m in cols) + " | "
+                  + " | ".join(f"{np.median(sums[('trust', m)]):.3f}" for m in cols))
+            for m in wins:
+                print(f"{model} {dim}D {m}: picture ρ beats the best of {'/'.join(rivals)} on {wins[m]}/{total} heads; "
+                      f"trustworthiness ≥ UMAP's − 0.05 on {ok_trust[m]}/{total} heads")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["projections", "scaling", "end-to-end"], default="projections")
+    ap.add_argument("--mode", choices=["projections", "scaling", "end-to-end", "faithfulness"], default="projections")
+    ap.add_argument("--faith-models", default="minilm,smollm2,dinov2-small")
+    ap.add_argument("--faith-methods", default="pca,tsne,umap,attn-umap,attn-tsne")
+    ap.add_argument("--faith-dims", default="2,3")
+    ap.add_argument("--faith-tokens", type=int, default=2000, help="token cap of --mode faithfulness")
+    ap.add_argument("--faith-cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "atlas_faith_bench"))
     ap.add_argument("--points", type=int, nargs="+", default=[5000, 10000],
                     help="points per head (queries + keys) for --mode projections")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000],
@@ -397,6 +473,8 @@ def main(argv=None):
         mode_projections(args)
     elif args.mode == "scaling":
         mode_scaling(args)
+    elif args.mode == "faithfulness":
+        mode_faithfulness(args)
     else:
         run_end_to_end(args)
 

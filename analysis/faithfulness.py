@@ -1,0 +1,191 @@
+"""View models of the faithfulness figures (issue 13): plain data in, plain data out.
+
+For the dashboard's Single View (a head's figure table with definitions for hover, per-point
+distortion colouring) and Matrix View (a catalogue of every per-head figure the sort / shade /
+label controls can use, values per head, ranking, the misleading-cell flag).  No Dash, no store
+access: callers pass the manifest, the head metrics (``Store.metrics`` / ``DashboardData.metrics``)
+and, for the distortion, the head's q/k and the picture's coordinates.
+
+Every figure is named by its exact definition (:func:`precompute.faithfulness.describe`);
+a figure a store does not hold (computed before it existed) is reported as
+:data:`NOT_COMPUTED`, never replaced by a number of another definition.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from precompute.faithfulness import (JOINT_METRICS, describe, fit_metric, joint_key, method_label, picture_key,
+                                     trust_key)
+
+__all__ = ["NOT_COMPUTED", "UNDEFINED", "run_metric", "figure_catalogue", "resolve_figure", "head_figure_table",
+           "head_values", "rank_heads", "misleading", "misleading_cells", "point_distortion", "format_value"]
+
+NOT_COMPUTED = "not computed — re-run precompute to add it"
+UNDEFINED = "undefined for this head (too few attendable keys or constant ranks)"
+
+
+def run_metric(manifest: dict) -> str:
+    """The joint-space kNN metric of the run (t-SNE/UMAP neighbours, ``trust/*`` figures)."""
+    return ((manifest.get("settings") or {}).get("params") or {}).get("metric", "cosine")
+
+
+def _entry(id_: str, key: str, params: dict | None = None, label: str | None = None) -> dict:
+    d = describe(key, params)
+    return {"id": id_, "key": key, "label": label or d["label"], "short": d["short"], "definition": d["definition"],
+            "better": d["better"], "kind": d["kind"], "method": d["method"], "dim": d["dim"], "metric": d["metric"]}
+
+
+def figure_catalogue(manifest: dict, variant: str, method: str | None = None, dim: int | None = None) -> list[dict]:
+    """Every per-head figure of ``variant`` a control can sort, shade or label by.
+
+    One dict per figure: ``id`` (stable option value), ``key`` (metrics key), ``label``,
+    ``short`` (for a cell label), ``definition`` (hover text), ``better`` ("lower" for the
+    Spearman figures — strongly negative is faithful — "higher" for trustworthiness),
+    ``kind`` (joint | picture | trust), ``method``, ``dim``, ``metric``.
+
+    With ``method``/``dim`` (the projection being shown), three "shown picture" entries come
+    first, whose ids do not change when the user switches projection: ``picture-shown``,
+    ``trust-shown`` (the run's metric) and, when it differs, ``trust-fit-shown`` (the metric the
+    projection preserves: Euclidean for PCA).  Then the joint-space figures (``joint-cosine``,
+    AttentionViz's, and ``joint-euclidean``) and one entry per stored projection and dimension.
+    """
+    rm = run_metric(manifest)
+    out = []
+    if method is not None and dim is not None:
+        shown = f"{method_label(method)} {int(dim)}D"
+        out.append(_entry("picture-shown", picture_key(variant, method, dim), label=f"picture ρ (shown: {shown})"))
+        out.append(_entry("trust-shown", trust_key(variant, method, dim, rm, rm),
+                          label=f"trustworthiness ({rm}, shown: {shown})"))
+        if fit_metric(method, rm) != rm:
+            fm = fit_metric(method, rm)
+            out.append(_entry("trust-fit-shown", trust_key(variant, method, dim, fm, rm),
+                              label=f"trustworthiness ({fm}, shown: {shown})"))
+    for m in JOINT_METRICS:
+        out.append(_entry(f"joint-{m}", joint_key(variant, m)))
+    for meth in manifest.get("projections") or []:
+        for d in manifest.get("dims") or []:
+            out.append(_entry(f"picture:{meth}:{d}", picture_key(variant, meth, d)))
+            out.append(_entry(f"trust:{meth}:{d}", trust_key(variant, meth, d, rm, rm)))
+            if fit_metric(meth, rm) != rm:
+                fm = fit_metric(meth, rm)
+                out.append(_entry(f"trust-{fm}:{meth}:{d}", trust_key(variant, meth, d, fm, rm)))
+    return out
+
+
+def resolve_figure(manifest: dict, figure_id: str, variant: str, method: str, dim: int) -> dict | None:
+    """The catalogue entry of ``figure_id`` for the current view, or None if unknown."""
+    for e in figure_catalogue(manifest, variant, method, dim):
+        if e["id"] == figure_id:
+            return e
+    return None
+
+
+def format_value(value, kind: str = "") -> str:
+    if value is None:
+        return NOT_COMPUTED
+    if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        return UNDEFINED
+    return f"{float(value):+.3f}" if kind != "trust" else f"{float(value):.3f}"
+
+
+def misleading(picture_rho) -> bool:
+    """A picture misleads when nearer in it means LESS attention: picture ρ > 0."""
+    return isinstance(picture_rho, (int, float)) and math.isfinite(float(picture_rho)) and float(picture_rho) > 0
+
+
+def head_figure_table(metrics: dict | None, manifest: dict, variant: str, method: str, dim: int) -> list[dict]:
+    """The Single View's figure table of one head and the projection shown.
+
+    Rows (in order): joint-space ρ (cosine, AttentionViz's), joint-space ρ (Euclidean), picture ρ
+    of the shown projection, its trustworthiness with the run's metric and, for PCA, with the
+    Euclidean metric it preserves.  Each row: ``id``, ``key``, ``label``, ``value`` (float, or
+    None when the store lacks it), ``text`` (formatted value, or :data:`NOT_COMPUTED`, or
+    :data:`UNDEFINED`), ``definition`` (hover), ``better``, ``misleading`` (picture ρ > 0),
+    ``computed`` (bool).
+    """
+    metrics = metrics or {}
+    params = metrics.get("figure_params")
+    rows = []
+    ids = ["joint-cosine", "joint-euclidean", "picture-shown", "trust-shown", "trust-fit-shown"]
+    cat = {e["id"]: e for e in figure_catalogue(manifest, variant, method, dim)}
+    for id_ in ids:
+        e = cat.get(id_)
+        if e is None:
+            continue
+        d = describe(e["key"], params)
+        v = metrics.get(e["key"])
+        value = float(v) if isinstance(v, (int, float)) else None
+        rows.append({"id": id_, "key": e["key"], "label": e["label"], "value": value,
+                     "text": format_value(v if e["key"] in metrics else None, e["kind"]),
+                     "definition": d["definition"], "better": e["better"], "computed": e["key"] in metrics,
+                     "misleading": e["kind"] == "picture" and misleading(value)})
+    return rows
+
+
+def head_values(metrics_by_head: dict, key: str) -> dict:
+    """``(layer, head) -> float`` (NaN when undefined) or None (not computed) for one figure key."""
+    out = {}
+    for lh, met in metrics_by_head.items():
+        v = (met or {}).get(key)
+        out[lh] = float(v) if isinstance(v, (int, float)) else None
+    return out
+
+
+def rank_heads(values: dict, better: str) -> list:
+    """Heads best first by ``better`` ("lower" or "higher"); undefined (NaN) and not-computed
+    (None) heads last, in grid order."""
+    ok = [(lh, v) for lh, v in values.items() if v is not None and math.isfinite(v)]
+    rest = sorted(lh for lh, v in values.items() if v is None or not math.isfinite(v))
+    ok.sort(key=lambda t: (t[1] if better == "lower" else -t[1], t[0]))
+    return [lh for lh, _ in ok] + rest
+
+
+def misleading_cells(metrics_by_head: dict, variant: str, method: str, dim: int) -> set:
+    """Heads whose picture (``method`` ``dim``D) misleads: picture ρ > 0."""
+    key = picture_key(variant, method, dim)
+    return {lh for lh, v in head_values(metrics_by_head, key).items() if misleading(v)}
+
+
+def point_distortion(q: np.ndarray, k: np.ndarray, coords: np.ndarray, input_index: np.ndarray,
+                     causal: bool, scale: float, k_top: int = 3) -> dict:
+    """Per query: the share of its ``k_top`` most-attended keys that are among its ``k_top``
+    nearest keys in the picture, both taken over the keys of its own input it may attend to
+    (causal prefix for decoders).  1 = the picture shows exactly the keys it attends to most;
+    0 = none of them.  NaN for queries with ``<= k_top`` attendable keys (every key would count).
+
+    Returns ``{"values": float array (n,), "k": k_top, "label", "definition", "undefined": count}``;
+    queries are rows ``0..n-1`` of ``coords``, keys rows ``n..2n-1``.
+    """
+    from precompute.metrics import attention_from_qk
+
+    q = np.asarray(q, np.float64)
+    k = np.asarray(k, np.float64)
+    coords = np.asarray(coords, np.float64)
+    input_index = np.asarray(input_index)
+    n = len(q)
+    if coords.shape[0] != 2 * n:
+        raise ValueError(f"coords has {coords.shape[0]} rows, expected 2 × {n} (queries then keys)")
+    k_top = int(k_top)
+    out = np.full(n, np.nan)
+    order = np.argsort(input_index, kind="stable")
+    _, starts = np.unique(input_index[order], return_index=True)
+    for s, e in zip(starts, np.append(starts[1:], n)):
+        rows = order[s:e]
+        L = len(rows)
+        A = attention_from_qk(q[rows], k[rows], causal, scale)
+        P, K = coords[rows], coords[n + rows]
+        D = np.sqrt(((P[:, None, :] - K[None, :, :]) ** 2).sum(-1))
+        valid = (np.arange(L)[None, :] <= np.arange(L)[:, None]) if causal else np.ones((L, L), bool)
+        m = valid.sum(axis=1)
+        top_att = np.argsort(np.where(valid, -A, np.inf), axis=1, kind="stable")[:, :k_top]
+        top_pic = np.argsort(np.where(valid, D, np.inf), axis=1, kind="stable")[:, :k_top]
+        share = np.array([len(set(a) & set(b)) / k_top for a, b in zip(top_att, top_pic)])
+        out[rows] = np.where(m > k_top, share, np.nan)
+    return {"values": out, "k": k_top, "undefined": int(np.isnan(out).sum()),
+            "label": f"picture agreement (top-{k_top})",
+            "definition": (f"for each query: the share of its {k_top} most-attended keys that are among its {k_top} "
+                           "nearest keys in this picture (Euclidean), both over the keys of its own input it may "
+                           f"attend to; 1 = the picture shows what it attends to, 0 = it shows other keys. Queries "
+                           f"with ≤ {k_top} attendable keys are undefined (grey).")}
