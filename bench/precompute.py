@@ -378,9 +378,9 @@ def run_end_to_end(args):
 
 
 FAITH_MODELS = {  # model: (corpus, layers, heads) -- a bounded, evenly spread subset of heads
-    "minilm": ("demo", "0-5", "0,4,8"),
-    "smollm2": ("demo", "0,7,14,21,29", "0,4,8"),
-    "dinov2-small": ("demo-images", "0,3,6,9,11", "0,3"),
+    "minilm": ("demo", "0-5", "0,6"),
+    "smollm2": ("demo", "0,10,20,29", "0,4"),
+    "dinov2-small": ("demo-images", "0,4,8,11", "0,3"),
 }
 
 
@@ -451,7 +451,7 @@ def main(argv=None):
     ap.add_argument("--faith-models", default="minilm,smollm2,dinov2-small")
     ap.add_argument("--faith-methods", default="pca,tsne,umap,attn-umap,attn-tsne")
     ap.add_argument("--faith-dims", default="2,3")
-    ap.add_argument("--faith-tokens", type=int, default=2000, help="token cap of --mode faithfulness")
+    ap.add_argument("--faith-tokens", type=int, default=1500, help="token cap of --mode faithfulness")
     ap.add_argument("--faith-cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "atlas_faith_bench"))
     ap.add_argument("--points", type=int, nargs="+", default=[5000, 10000],
                     help="points per head (queries + keys) for --mode projections")

@@ -13,7 +13,7 @@ import numpy as np
 from .joint import VARIANTS, joint_embedding
 from .faithfulness import JOINT_METRICS, PICTURE_METRIC, fit_metric, joint_key, picture_key, trust_key
 from .metrics import query_sample, spearman_figures, trustworthiness
-from .projections import DIMS, METHODS, ProjectionParams, project
+from .projections import ATTN_METHODS, DIMS, METHODS, ProjectionParams, project
 
 log = logging.getLogger(__name__)
 
@@ -146,4 +146,8 @@ def warmup(params: ProjectionParams | None = None) -> float:
                                 "tsne_3d_early_iter": 2, "tsne_3d_n_iter": 2,
                                 "tsne_3d_from2d_n_iter": 2})
     project(X, params=small)
+    # the attention-graph layouts' numba code (fuzzy sets of precomputed lists, graph layout)
+    idx = np.repeat(np.arange(6), 10)
+    project(X, methods=ATTN_METHODS, params=ProjectionParams(**{**small.to_dict(), "attn_n_epochs": 5}),
+            qk=(X[:60], X[60:]), input_index=idx)
     return time.perf_counter() - t0

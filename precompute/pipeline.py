@@ -373,7 +373,7 @@ class Run:
         # warming the workers up (compiling UMAP's numba code, loading openTSNE) only pays off when
         # those projections are computed; a PCA-only run starts its workers ~10 s sooner without it
         executor = make_executor(workers=self.cfg.workers, dask_address=self.cfg.dask,
-                                 warm=bool({"umap", "tsne"} & set(manifest["projections"])))
+                                 warm=bool({"umap", "tsne", "attn-umap", "attn-tsne"} & set(manifest["projections"])))
         try:
             with self.progress(total=len(work), desc="projections per head", unit="head") as bar:
                 for result in run_tasks(executor, tasks(), compute_head):

@@ -275,7 +275,8 @@ def _pad_rows(idx: np.ndarray, dist: np.ndarray):
         rowmax = np.where(miss, -np.inf, dist).max(axis=1)
         rowmax = np.where(np.isfinite(rowmax), rowmax, 1.0)
         dist[miss] = np.broadcast_to(rowmax[:, None], dist.shape)[miss]
-    return np.ascontiguousarray(idx, np.int64), np.ascontiguousarray(dist, np.float32)
+    # int32 / float32: the signatures umap-learn's own kNN path compiles (no extra numba compile)
+    return np.ascontiguousarray(idx, np.int32), np.ascontiguousarray(dist, np.float32)
 
 
 def _fuzzy(n: int, idx: np.ndarray, dist: np.ndarray, seed: int):
@@ -401,7 +402,7 @@ def _attention_layouts(res, X, methods, dims, params, pca_init, rng, qk, input_i
     if "attn-tsne" in methods:
         from openTSNE.affinity import PrecomputedAffinities
 
-        P = PrecomputedAffinities(G, normalize=True)
+        P = PrecomputedAffinities(G.astype(np.float64), normalize=True)
         y2 = None
         for d in sorted(dims):
             t0 = time.perf_counter()
