@@ -213,3 +213,66 @@ def test_figure_summary_mean_median_and_missing():
     assert (e["n"], e["missing"], e["nan"], e["mean"]) == (1, 2, 1, -0.2)
     assert rows["picture_spearman/translated/pca/2d"]["n"] == 0
     assert list(rows)[:2] == ["spearman_cosine/translated", "spearman/translated"]
+
+
+# ---------------------------------------------------------------- through the real pipeline
+SENTENCES = ["The cat sat on the mat because it was warm.", "Where did the trophy go, and why didn't it fit?",
+             "Paris is the capital of France and its largest city.", "One, two, three, four, five, six."]
+
+
+def test_run_id_ignores_later_settings_left_at_default():
+    from precompute.projections import stable_params
+    d = stable_params(ProjectionParams())
+    assert not any(k.startswith("attn_") for k in d) and d["umap_n_neighbors"] == 15
+    assert stable_params(ProjectionParams(attn_weight=0.5))["attn_weight"] == 0.5
+
+
+def test_old_store_rerun_adds_only_missing_figures_and_attention_layout(tmp_path, capsys):
+    import json
+
+    from precompute.cli import main
+    from precompute.store import Store
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    cache = tmp_path / "store"
+    args = ["run", "--model", "minilm", "--corpus", str(corpus), "--cache", str(cache), "--layers", "0",
+            "--heads", "0,1", "--projections", "pca,umap", "--dims", "2", "--variants", "translated",
+            "--quiet", "--workers", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "joint-space ρ (cosine)" in out and "picture ρ (UMAP 2D)" in out and "AttentionViz quotes" not in out
+    store = Store(cache)
+    (rid,) = store.run_ids()
+    full = store.metrics(rid, 0, 1)
+    coords = store.coords(rid, 0, 1, "translated", "umap", 2).copy()
+    # make head (0, 1) look like a store written before these figures existed
+    old = {k: v for k, v in full.items() if k.startswith(("spearman/", "trust/", "time/", "warnings"))}
+    store.put_metrics(rid, 0, 1, old)
+    store.close()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "0 layers forwarded, 1 heads projected" in out, out
+    store = Store(cache, readonly=True)
+    again = store.metrics(rid, 0, 1)
+    for key in ("spearman_cosine/translated", "picture_spearman/translated/umap/2d",
+                "trust_euclidean/translated/pca/2d", "picture_spearman/translated/pca/2d"):
+        assert again[key] == pytest.approx(full[key], abs=1e-9), key
+    assert np.array_equal(store.coords(rid, 0, 1, "translated", "umap", 2), coords)   # measured, not redrawn
+    store.close()
+    # the attention-graph layout is one more projection of the same run
+    assert main([a if a != "pca,umap" else "attn-umap" for a in args]) == 0
+    out = capsys.readouterr().out
+    assert "2 heads projected" in out and "picture ρ (attention-graph UMAP 2D)" in out
+    store = Store(cache, readonly=True)
+    assert store.manifest(rid)["projections"] == ["pca", "umap", "attn-umap"]
+    n = len(store.tokens(rid)["text"])
+    assert store.coords(rid, 0, 0, "translated", "attn-umap", 2).shape == (2 * n, 2)
+    store.close()
+    npz = tmp_path / "h.npz"
+    assert main(["export", "--cache", str(cache), "--run", rid, "--layer", "0", "--head", "0", "--out", str(npz)]) == 0
+    z = np.load(npz)
+    met = json.loads(str(z["metrics"]))
+    assert z["coords_attn-umap_2d"].shape == (2 * n, 2)
+    assert "AttentionViz" in met["figure_definitions"]["spearman_cosine/translated"]
+    assert met["figure_params"]["spearman_queries"] == n
