@@ -397,6 +397,15 @@ def mode_faithfulness(args):
     cache = Path(args.faith_cache)
     for model in args.faith_models.split(","):
         corpus, layers, heads = FAITH_MODELS[model]
+        if corpus == "demo" and args.faith_heldout:
+            # the attention-graph defaults were chosen on MiniLM over the first 131 demo inputs:
+            # measure on the others
+            lines = (Path(__file__).resolve().parents[1] / "precompute/data/demo_corpus.txt").read_text(
+                encoding="utf-8").splitlines()
+            cache.mkdir(parents=True, exist_ok=True)
+            held = cache / "demo_heldout.txt"
+            held.write_text("\n".join(lines[args.faith_heldout:]) + "\n", encoding="utf-8")
+            corpus = str(held)
         argv = ["run", "--model", model, "--corpus", corpus, "--cache", str(cache / model), "--layers", layers,
                 "--heads", heads, "--projections", ",".join(methods), "--dims", args.faith_dims,
                 "--variants", "translated", "--max-tokens", str(args.faith_tokens), "--quiet"]
@@ -451,6 +460,9 @@ def main(argv=None):
     ap.add_argument("--faith-models", default="minilm,smollm2,dinov2-small")
     ap.add_argument("--faith-methods", default="pca,tsne,umap,attn-umap,attn-tsne")
     ap.add_argument("--faith-dims", default="2,3")
+    ap.add_argument("--faith-heldout", type=int, default=0,
+                    help="text models: use the demo inputs from this index on (131: the inputs not used to "
+                         "choose the attention-graph defaults)")
     ap.add_argument("--faith-tokens", type=int, default=1500, help="token cap of --mode faithfulness")
     ap.add_argument("--faith-cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "atlas_faith_bench"))
     ap.add_argument("--points", type=int, nargs="+", default=[5000, 10000],

@@ -114,15 +114,16 @@ def figure_lines(figures: list[dict]) -> list[str]:
     variant = figures[0]["variant"]
     out = [f"faithfulness figures (embedding variant {variant}; mean and median over heads, each head's figure "
            "computed as its definition says; definitions: README, 'Faithfulness figures'):",
-           f"  {'figure':<44} {'mean':>7} {'median':>7}  heads"]
+           f"  {'figure':<52} {'mean':>7} {'median':>7}  heads"]
     for f in figures:
         if f["n"] == 0 and not f["nan"]:
             continue
-        mean = "n/a" if f["mean"] is None else f"{f['mean']:+.3f}"
-        med = "n/a" if f["median"] is None else f"{f['median']:+.3f}"
+        fmt = "{:.3f}" if f["kind"] == "trust" else "{:+.3f}"
+        mean = "n/a" if f["mean"] is None else fmt.format(f["mean"])
+        med = "n/a" if f["median"] is None else fmt.format(f["median"])
         extra = "".join([f", {f['nan']} undefined" if f["nan"] else "",
                          f", {f['missing']} not computed" if f["missing"] else ""])
-        out.append(f"  {f['label']:<44} {mean:>7} {med:>7}  {f['n']}{extra}")
+        out.append(f"  {f['label']:<52} {mean:>7} {med:>7}  {f['n']}{extra}")
     pic = [f for f in figures if f["kind"] == "picture" and f["n"]]
     if pic:
         out.append("  joint-space ρ: distance between q and k' in the head's embedding; picture ρ: the same in the "
