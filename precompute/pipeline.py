@@ -258,8 +258,9 @@ class Run:
             store.put_manifest(run_id, manifest)
             status = store.status(run_id, manifest)
             spearman = self._spearman_median(store, run_id, manifest)
+            shown = "translated" if "translated" in manifest["variants"] else manifest["variants"][0]
             figures = figure_summary([store.metrics(run_id, l, h) or {} for l, h in requested_heads(manifest)],
-                                     manifest)
+                                     manifest, variant=shown)
         finally:
             store.unlock(run_id)
         return RunSummary(run_id, str(store.path), self.timings, status, self.warnings, spearman,
