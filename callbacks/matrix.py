@@ -127,7 +127,8 @@ def _note(d, tokens_n, lod) -> str:
     if md.score_label:
         parts.append(f"heads ranked within each layer and cells shaded by {md.score_label} (darker = higher)")
     elif md.n_cols <= 16:
-        parts.append("cell labels: head and ρ (distance–attention Spearman)")
+        parts.append("cell labels: head and ρ (Spearman of Euclidean distance vs attention in the joint space; "
+                     "each head's other figures in the Single View)")
     if md.note:
         parts.append(md.note)
     return " · ".join([p for p in parts if p] + d["notes"])

@@ -20,6 +20,20 @@ def label_priority(tokens, search_mask=None) -> np.ndarray:
     return np.r_[p, p]
 
 
+def figure_line(rows: list[dict]):
+    """The head's faithfulness figures, one compact line; each figure's definition on hover; a
+    picture whose distance–attention correlation is positive is marked as misleading."""
+    from dash import html
+    kids = [html.B("figures: ")]
+    for i, r in enumerate(rows):
+        text = f"{r['label']} {r['text']}" + (" ⚠ nearer in this picture means LESS attention" if r["misleading"] else "")
+        kids.append(html.Span(text, title=r["definition"], className="figure" + (" misleading" if r["misleading"] else ""),
+                              **{"data-figure": r["id"]}))
+        if i < len(rows) - 1:
+            kids.append(" · ")
+    return html.Div(kids, className="figure-line")
+
+
 def _head(data, run, layer, head, proj, dim, translate, scaled):
     """(manifest, variant, method, dim, coords, notes) of the Single View's head, or None if absent."""
     m = data.manifest(run)
@@ -78,18 +92,14 @@ def register(app, data):
                         line_list = [(int(rows[j]), w) for j, w in
                                      top_keys(a[i], int(topk or 2), float(minw if minw is not None else 0.05))]
             met = data.metrics(run, layer, head) or {}
-            rho = met.get(f"spearman/{variant}")
-            trust = met.get(f"trust/{variant}/{method}/{dim}d")
+            from analysis.faithfulness import head_figure_table
+            figures = head_figure_table(met, m, variant, method, dim)
             title = f"L{layer} H{head} · {method.upper() if method == 'pca' else method} {dim}D · {variant}"
             fig = single_figure(coords, tokens.display, np.asarray(tokens.arrays["position"]), norms, spec, title, dim,
                                 sizes, None if res.mask is None else res.mask, sel, line_list,
                                 uirevision=f"{run}|{layer}|{head}|{method}|{dim}|{variant}",
                                 label_priority=label_priority(tokens, res.mask))
             info = [f"{tokens.n:,} tokens → {2 * tokens.n:,} points (all)"]
-            if rho is not None:
-                info.append(f"distance–attention Spearman ρ = {rho:+.3f}")
-            if trust is not None:
-                info.append(f"trustworthiness {trust:.3f}")
             if sel is not None:
                 info.append(f"selected: {tokens.contexts[sel]}")
                 if line_list is not None:
@@ -101,7 +111,7 @@ def register(app, data):
                 info.append("labels thinned to avoid overlap (zoom in for more)")
             if res.mask is not None:
                 info.append(res.message)
-            return fig, " · ".join(info + notes), ""
+            return fig, [" · ".join(info + notes), figure_line(figures)], ""
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc), 560), "", friendly(exc)
 

@@ -24,7 +24,8 @@ EXTRA_OUT = [("run-select", "options"), ("layer-select", "options"), ("head-sele
              ("dim-select", "options"), ("focus-store", "data"),
              ("url", "search"), ("msg-url", "children"), ("run-info", "children"), ("boot-store", "data"),
              ("last-run", "data")]
-PROJ_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
+PROJ_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA", "attn-umap": "attention graph (UMAP)",
+               "attn-tsne": "attention graph (t-SNE)"}
 
 
 def run_label(manifest: dict, status: dict) -> str:

@@ -82,7 +82,7 @@ class Field:
 
 FIELDS: tuple[Field, ...] = (
     Field("run", "run-select", "value", None, "str"),
-    Field("proj", "projection-select", "value", "tsne", "choice", ("pca", "tsne", "umap")),
+    Field("proj", "projection-select", "value", "tsne", "choice", ("pca", "tsne", "umap", "attn-umap", "attn-tsne")),
     Field("dim", "dim-select", "value", 2, "choice", (2, 3)),
     Field("translate", "translate-toggle", "value", True, "toggle"),
     Field("scaled", "scaled-toggle", "value", False, "toggle"),

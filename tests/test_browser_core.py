@@ -105,6 +105,11 @@ def test_single_view_labels_targets_and_link_to_the_sentence_view(real_store, re
     open_page(driver, real_server, f"?run={run}&layer=5&head=3&token={cat}")
     labels = driver.execute_script(gd_js("single-graph", "g._fullData[2].text"))
     assert labels and 5 <= len(labels) <= 200  # thinned, not every point
+    # the head's faithfulness figures, each with its definition on hover
+    figs = driver.execute_script("""return Array.from(document.querySelectorAll('#single-info .figure'))
+        .map(e => [e.dataset.figure, e.innerText, e.title])""")
+    assert {"joint-cosine", "joint-euclidean", "picture-shown", "trust-shown"} <= {f[0] for f in figs}
+    assert all(len(t) > 30 for _, _, t in figs)
     top = driver.execute_script(gd_js("single-graph", "g._fullData.filter(t => t.name === 'top keys')[0].text"))
     words = set(np.asarray(toks["text"]).astype(str))
     assert top and all(t.rsplit(" ", 1)[0] in words and float(t.rsplit(" ", 1)[1]) >= 0.05 for t in top)
