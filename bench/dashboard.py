@@ -367,8 +367,8 @@ def interactions(base: str, run: str, other_run: str | None, repeats: int) -> di
             proj = [o for o in d.execute_script("return Array.from(document.querySelectorAll('#projection-select')).map(e => e.innerText)")]
             other = "PCA" if "PCA" not in proj[0] else "UMAP"
             try:
-                out.setdefault("change projection", []).append(_measure(d, lambda: _pick(d, "projection-select", other),
-                                                                        "matrix-graph"))
+                t = _measure(d, lambda: _pick(d, "projection-select", other), "matrix-graph")
+                out.setdefault("change projection", []).append(t)
             except Exception as exc:  # noqa: BLE001 - the run holds one projection only
                 print("  (projection change skipped:", str(exc)[:80], ")")
             out.setdefault("change colour", []).append(_measure(d, lambda: _pick(d, "color-select", "token frequency"),
@@ -385,7 +385,7 @@ def interactions(base: str, run: str, other_run: str | None, repeats: int) -> di
                 _idle(d)
     finally:
         d.quit()
-    return {k: statistics.median(v) for k, v in out.items()}
+    return {k: statistics.median(v) for k, v in out.items() if v}
 
 
 def interactions_main(store: Path, repeats: int):

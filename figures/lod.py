@@ -12,7 +12,7 @@ Chromium with software WebGL on the 2-core reference machine (see bench/RESULTS.
 from __future__ import annotations
 
 TARGET_MS = 900.0            # draw time the automatic level of detail aims for
-DEFAULT_BUDGET = 400_000     # points, before the browser has measured itself (bench/RESULTS.md)
+DEFAULT_BUDGET = 150_000     # points, before the browser has measured itself (bench/RESULTS.md)
 MIN_BUDGET = 100_000
 MAX_BUDGET = 2_000_000
 FIXED = (250, 500, 1000, 3000)  # the fixed choices still offered (points per head); 0 = all
