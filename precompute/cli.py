@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--neighbors", type=int, help="UMAP number of neighbours")
     r.add_argument("--force", action="store_true", help="recompute everything even if stored")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--fast-first", action="store_true",
+                   help="PCA of every head first (seconds; a dashboard can show every head), then t-SNE/UMAP "
+                        "and the metrics head by head; the stored result is the same")
+    r.add_argument("--ready-file", metavar="PATH",
+                   help="write PATH (JSON: run id, store) once every head can be shown: after the PCA phase "
+                        "with --fast-first, else when the run is complete")
+    r.add_argument("--stop-with", metavar="PID", type=int,
+                   help="stop (with every worker process) as soon as process PID has ended, e.g. the dashboard "
+                        "this run computes for; what is finished stays stored")
 
     ls = sub.add_parser("list", help="list stored runs", description="List every run in a store.")
     ls.add_argument("--cache", default="./cache/demo", help="store directory (default: ./cache/demo)")
@@ -76,8 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from tqdm import tqdm
-
     from precompute.pipeline import RunConfig, run
 
     params = ProjectionParams(seed=args.seed)
@@ -89,8 +96,12 @@ def cmd_run(args) -> int:
                     projections=args.projections, dims=args.dims, variants=args.variants, device=args.device,
                     batch_size=args.batch_size, max_tokens=args.max_tokens, max_inputs=args.max_inputs,
                     text_column=args.text_column, force=args.force, workers=args.workers, dask=args.dask,
-                    params=params)
-    progress = None if args.quiet else (lambda **kw: tqdm(dynamic_ncols=True, file=sys.stderr, **kw))
+                    params=params, fast_first=args.fast_first)
+    if args.ready_file:
+        cfg.on_ready = lambda run_id: _write_ready(args.ready_file, run_id, args.cache)
+    if args.stop_with:
+        stop_with(args.stop_with)
+    progress = None if args.quiet else _progress_factory()
     t0 = time.perf_counter()
     summary = run(cfg, progress=progress)
     for w in summary.warnings:
@@ -129,6 +140,86 @@ def figure_lines(figures: list[dict]) -> list[str]:
         out.append("  joint-space ρ: distance between q and k' in the head's embedding; picture ρ: the same in the "
                    "picture's coordinates (positive: nearer in the picture means less attention)")
     return out
+
+
+def _write_ready(path: str, run_id: str, cache: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"run_id": run_id, "cache": os.path.abspath(cache), "pid": os.getpid(), "time": time.time()}, f)
+    os.replace(tmp, path)  # whoever waits for the file never sees it half-written
+
+
+class _LineStream:
+    """tqdm's carriage-return redraws as one line each: readable in a log file."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, s):
+        s = s.replace("\r", "\n")
+        lines = [line for line in s.split("\n") if line.strip()]
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+
+    def flush(self):
+        self.stream.flush()
+
+
+def _progress_factory():
+    """tqdm bars on stderr. Head stages show the pipeline's own ETA (HeadETA, in the postfix) instead of
+    tqdm's rate-based one, which counts one-off start-up costs and ignores parallel workers. Not a
+    terminal (a log file): one line per update, at most every 5 s."""
+    from tqdm import tqdm
+
+    tty = sys.stderr.isatty()
+    stream = sys.stderr if tty else _LineStream(sys.stderr)
+
+    def make(**kw):
+        opts = {"dynamic_ncols": True} if tty else {"mininterval": 5, "ncols": 110, "ascii": True}
+        if kw.get("unit") == "head":
+            opts["bar_format"] = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+        return tqdm(file=stream, **opts, **kw)
+    return make
+
+
+def stop_with(pid: int, poll: float = 1.0) -> None:
+    """Stop this run and every process it started (the per-head worker pool, its fork server)
+    once process ``pid`` has ended. The run becomes the leader of a new process group, so one
+    signal to the group ends the whole tree; the store stays consistent (every entry is written
+    whole or not at all) and the same command resumes. SIGKILL, not SIGTERM: multiprocessing's
+    resource tracker ignores SIGTERM, and a worker in a long t-SNE would only die at its end."""
+    import signal
+    import threading
+
+    try:
+        os.setsid()
+    except OSError:  # already a group leader (e.g. started with setsid)
+        pass
+    group = os.getpgid(0)
+    if group != os.getpid():
+        raise SystemExit("error: --stop-with needs this run to lead its own process group")
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        try:  # a zombie (ended, not yet reaped by its parent) has ended too
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return True
+
+    def watch():
+        while alive():
+            time.sleep(poll)
+        print(f"process {pid} (the dashboard) has ended: stopping this run and its workers; what is finished "
+              "is stored and the same command completes the rest", file=sys.stderr, flush=True)
+        os.killpg(group, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="atlas-stop-with").start()
 
 
 def list_rows(store) -> list[dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,12 @@ class RunConfig:
     dask: str | None = None
     params: ProjectionParams = field(default_factory=ProjectionParams)
     memory_budget: int = DEFAULT_MEMORY_BUDGET
+    # two-phase order: PCA of every head first (in this process, no trustworthiness yet: ~0.05 s a
+    # head), then the slower methods per head (with every metric, PCA's trustworthiness included)
+    fast_first: bool = False
+    # called with the run id once every head's PCA is stored (fast_first) or the run is complete:
+    # the moment a dashboard has something to show for every head
+    on_ready: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -186,6 +193,100 @@ def versions() -> dict:
     return out
 
 
+# ------------------------------------------------------------------ progress of the head stage
+# Relative cost of one variant of one head, per part of compute_head (seconds per head at 5,000
+# points on this project's 2-core bench machine, bench/RESULTS.md "scaling"; trustworthiness
+# measured on the demo run). Only the ratios matter: HeadETA scales them by the measured time of
+# the heads already done, so a run mixing heads that lack different methods (a resumed or extended
+# run) gets a remaining time in proportion to what each head still lacks.
+COST = {"base": 0.06, "knn": 0.5, "tsne-P": 0.3, ("pca", 2): 0.0, ("pca", 3): 0.0, ("tsne", 2): 2.5,
+        ("tsne", 3): 0.5, ("umap", 2): 0.6, ("umap", 3): 0.7, "trust": 0.28}
+
+
+def head_cost(variants, methods, dims, trust: bool = True) -> float:
+    """Estimated relative cost of one head's task (see COST)."""
+    methods, dims = set(methods), [int(d) for d in dims]
+    one = COST["base"]
+    if methods & {"tsne", "umap"}:
+        one += COST["knn"]
+    if "tsne" in methods:
+        one += COST["tsne-P"]
+    for m in methods:
+        for d in dims:
+            one += COST.get((m, d), 0.0) + (COST["trust"] if trust else 0.0)
+    return one * max(1, len(variants))
+
+
+class HeadETA:
+    """Remaining time of a head stage, right from the first finished head.
+
+    tqdm's rate (heads / elapsed) is wrong for this stage in three ways: the first head also
+    pays one-off costs (process start, numba compilation of UMAP), heads run ``workers`` at a
+    time (the first result arrives after one head's time, not after 1/workers of it), and heads
+    of one run can lack different methods. Here the one-off costs are paid before the stage is
+    timed (``start_workers``), each finished head reports its own compute time (measured in the
+    worker, so a busy machine shows in it), and the remaining time is
+    ``seconds per unit of cost × cost still to do / heads running at once``."""
+
+    def __init__(self, costs: list[float], workers: int = 1):
+        self.workers = workers
+        self.costs = list(costs)
+        self.todo = sum(self.costs)
+        self.left = len(self.costs)
+        self.spent = 0.0  # measured seconds of the finished heads
+        self.cost_done = 0.0
+        self._mean = self.todo / max(1, len(self.costs))
+
+    def done(self, seconds: float, cost: float | None = None) -> None:
+        cost = self._mean if cost is None else cost
+        self.left = max(0, self.left - 1)
+        self.todo = max(0.0, self.todo - cost)
+        self.spent += max(0.0, seconds)
+        self.cost_done += cost
+
+    def remaining(self) -> float | None:
+        """Seconds still needed, or None before the first head has finished."""
+        if self.cost_done <= 0 or self.spent <= 0:
+            return None if self.left else 0.0
+        per_cost = self.spent / self.cost_done
+        return per_cost * self.todo / max(1, min(self.workers, self.left))
+
+    def text(self) -> str:
+        rem = self.remaining()
+        if rem is None:
+            return (f"{self.workers} worker{'s' if self.workers > 1 else ''}; ETA from the first finished head")
+        return f"ETA {_duration(rem)} ({self.workers} worker{'s' if self.workers > 1 else ''}, measured per head)"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _worker_pid(delay: float = 0.0) -> int:
+    time.sleep(delay)
+    return os.getpid()
+
+
+def start_workers(executor) -> int:
+    """Start every worker of the executor and wait until each has run its initializer (thread
+    limits, numba compilation of UMAP, openTSNE import): those one-off seconds then stay out of
+    the timed head stage. Returns the number of workers."""
+    from precompute.executor import _n_workers
+
+    n = _n_workers(executor)
+    # one short task per worker, submitted at once: a process pool starts a new worker for each
+    # submission while none is idle, so all n start (and warm up) now rather than at their first head
+    futures = [executor.submit(_worker_pid, 0.05) for _ in range(n)]
+    for f in futures:
+        f.result()
+    return n
+
+
 # ------------------------------------------------------------------ the run
 class Run:
     """One precompute run; ``execute()`` does the work and returns a RunSummary."""
@@ -254,6 +355,7 @@ class Run:
             del adapter
             release_memory()  # the model and forward buffers go before the head workers start
             self._heads(store, run_id, manifest)
+            self._ready(run_id)
             manifest["timings"] = self.timings
             store.put_manifest(run_id, manifest)
             status = store.status(run_id, manifest)
@@ -348,36 +450,86 @@ class Run:
         self._stage("forward passes", t0)
 
     def _heads(self, store: Store, run_id: str, manifest: dict) -> None:
-        from precompute.executor import close_executor, make_executor, run_tasks
-
         t0 = time.perf_counter()
-        input_index = store.tokens(run_id)["input_id"]
-        model = manifest["model"]
         work = []
         for l, h in requested_heads(manifest):
             missing = self._missing(store, run_id, l, h, manifest)
             if missing is not None:
                 work.append((l, h, missing))
-        if not work:
-            return
+        fast, slow = self._phases(store, run_id, manifest, work)
+        if fast:
+            self._head_phase(store, run_id, manifest, fast, "projections: PCA of every head", local=True, trust=False)
+        if self.cfg.fast_first:
+            self._ready(run_id)
+        if slow:
+            desc = "projections: t-SNE/UMAP per head" if self.cfg.fast_first else "projections per head"
+            self._head_phase(store, run_id, manifest, slow, desc, local=False, trust=True)
+        if work:
+            self._stage("projections", t0)
+
+    def _ready(self, run_id: str) -> None:
+        if self.cfg.on_ready is not None and not getattr(self, "_ready_sent", False):
+            self._ready_sent = True
+            self.cfg.on_ready(run_id)
+
+    def _phases(self, store, run_id, manifest, work):
+        """Split the missing work into (fast, slow) lists of (layer, head, (variants, methods, dims,
+        measure)) as ``_missing`` gives them.
+
+        Without ``fast_first`` everything is one slow phase. With it, a head that lacks its PCA
+        and something slower gets a fast task (PCA and the joint-space ρ, no trustworthiness) and
+        keeps its full task for the slow phase, where PCA is recomputed for free (t-SNE/UMAP start
+        from it) and all its figures measured, so the finished store is the one a one-phase run
+        writes (identical coordinates; figures equal, timings aside). A head resumed after the fast
+        phase (its PCA stored, its figures not) gets them from ``_missing``'s ``measure``."""
+        if not self.cfg.fast_first:
+            return [], work
+        fast = [(l, h, (variants, ["pca"], dims, [])) for l, h, (variants, methods, dims, _) in work
+                if "pca" in methods and any(m != "pca" for m in methods)]
+        return fast, work
+
+    def _head_phase(self, store, run_id, manifest, work, desc, local, trust):
+        from precompute.executor import close_executor, make_executor, run_tasks
+
+        input_index = store.tokens(run_id)["input_id"]
+        model = manifest["model"]
+        costs = {(l, h): head_cost(*todo, trust=trust) for l, h, todo in work}
 
         def tasks():
             for l, h, (variants, methods, dims, measure) in work:
                 q, k = store.qk(run_id, l, h)
                 stored = {key: store.coords(run_id, l, h, *key) for key in measure}
-                yield HeadTask(layer=l, head=h, queries=q, keys=k, input_index=input_index,
-                               causal=model["causal"], scale=model["scale"], variants=variants,
-                               methods=methods, dims=dims, params=self.cfg.params,
-                               stored={key: c for key, c in stored.items() if c is not None})
+                task = HeadTask(layer=l, head=h, queries=q, keys=k, input_index=input_index,
+                                causal=model["causal"], scale=model["scale"], variants=variants,
+                                methods=methods, dims=dims, params=self.cfg.params,
+                                stored={key: c for key, c in stored.items() if c is not None})
+                if not trust:
+                    task.trust_sample = 0
+                yield task
 
         warned: list[tuple[int, int, str]] = []
-        # warming the workers up (compiling UMAP's numba code, loading openTSNE) only pays off when
-        # those projections are computed; a PCA-only run starts its workers ~10 s sooner without it
-        executor = make_executor(workers=self.cfg.workers, dask_address=self.cfg.dask,
-                                 warm=bool({"umap", "tsne", "attn-umap", "attn-tsne"} & set(manifest["projections"])))
-        try:
-            with self.progress(total=len(work), desc="projections per head", unit="head") as bar:
-                for result in run_tasks(executor, tasks(), compute_head):
+        executor = None
+        with self.progress(total=len(work), desc=desc, unit="head") as bar:
+            show = getattr(bar, "set_postfix_str", None) or (lambda *a, **k: None)
+            eta = HeadETA(list(costs.values()))
+            try:
+                if local:  # cheap work: no process pool to start, nothing one-off to pay
+                    results = (compute_head(t) for t in tasks())
+                    eta.workers = 1
+                else:
+                    methods = {m for _, _, (_, ms, _, _) in work for m in ms}
+                    warm = bool({"umap", "tsne", "attn-umap", "attn-tsne"} & methods)
+                    show(("starting workers and compiling UMAP/t-SNE once (one-off, not counted in the ETA)"
+                          if warm else "starting workers (one-off, not counted in the ETA)"))
+                    # warming the workers up (compiling UMAP's numba code, loading openTSNE) only pays off
+                    # when those projections are computed; a PCA-only run starts its workers sooner without it
+                    executor = make_executor(workers=self.cfg.workers, dask_address=self.cfg.dask, warm=warm)
+                    t_warm = time.perf_counter()
+                    eta.workers = start_workers(executor)
+                    self._stage("start workers", t_warm)
+                    results = run_tasks(executor, tasks(), compute_head)
+                show(eta.text())
+                for result in results:
                     for (variant, method, dim), coords in result.coords.items():
                         if self.cfg.force or not store.has_coords(run_id, result.layer, result.head, variant, method, dim):
                             store.put_coords(run_id, result.layer, result.head, variant, method, dim, coords)
@@ -386,15 +538,18 @@ class Run:
                     store.put_metrics(run_id, result.layer, result.head, merged)
                     if result.warnings:
                         warned.append((result.layer, result.head, result.warnings[0]))
-                    self.heads_computed += 1
+                    if trust:  # a head's fast task is followed by its full one: count it once
+                        self.heads_computed += 1
+                    eta.done(float(result.metrics.get("time/total") or 0.0), costs[(result.layer, result.head)])
+                    show(eta.text(), refresh=False)
                     bar.update(1)
-        finally:
-            close_executor(executor)
-            if warned:
-                l, h, first = warned[0]
-                self.warnings.append(f"{len(warned)} heads had projection warnings (e.g. L{l} H{h}: {first}); "
-                                     "each head's list is in its metrics ('warnings', also in export)")
-        self._stage("projections", t0)
+            finally:
+                if executor is not None:
+                    close_executor(executor)
+                if warned:
+                    l, h, first = warned[0]
+                    self.warnings.append(f"{len(warned)} heads had projection warnings (e.g. L{l} H{h}: {first}); "
+                                         "each head's list is in its metrics ('warnings', also in export)")
 
     def _missing(self, store, run_id, layer, head, manifest):
         """(variants, methods, dims, measure) to compute for this head, or None if it is done.
