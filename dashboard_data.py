@@ -4,6 +4,14 @@ Every read goes through :class:`Data`, which turns store problems (missing direc
 corrupt entry, unknown run) into :class:`DataError` with a one-line message the page shows.
 Store API is used read-only and unchanged; derived per-run data (normalised texts,
 frequencies, input index, hover contexts) and per-head data (coords, norms) are cached.
+
+Freshness: a run can grow while it is shown (the first command serves the PCA of every head
+while t-SNE/UMAP are still computed; a job extends a run). Entries that never change once
+written (tokens, q/k, coordinates, images) stay cached; what a writer adds to or rewrites
+(manifest, status, a head's metrics, the Matrix View built from a partial run) is dropped as soon
+as the store's generation stamp (``Store.generation``: a counter and the write-ahead log, no
+scan) has moved, checked at most every ``FRESH_EVERY`` seconds per process. ``progress(run)``
+is the cheap per-run coverage the page polls (callbacks/live.py).
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ from figures.search import normalised_texts
 from precompute.store import CorruptEntry, Store, StoreError
 
 _MISSING = object()
+FRESH_EVERY = 0.2  # s: how often a process looks at the store's generation stamp
 
 
 class DataError(Exception):
@@ -107,6 +116,9 @@ class Data:
         self.matrix_cache = LRU(6)
         self.misc_cache = LRU(64)
         self._matrix_lock = threading.Lock()
+        self._generation = None
+        self._fresh_at = 0.0
+        self._complete: set[str] = set()  # runs whose last status read was complete (nothing to add)
 
     # ----------------------------------------------------------------- store access
     def _unreachable(self, exc) -> DataError:
@@ -161,12 +173,41 @@ class Data:
                   self.image_cache, self.matrix_cache, self.misc_cache):
             c.clear()
         self._manifests.clear()
+        self._generation = None
+        self._complete.clear()
+
+    def fresh(self, force: bool = False) -> None:
+        """Forget what may have changed in the store since it was cached: once its generation stamp
+        has moved, every cached manifest and status, and the metrics, Matrix View data and derived
+        per-run results of each run not known to be complete (the ones being written to)."""
+        now = time.monotonic()
+        if not force and now - self._fresh_at < FRESH_EVERY:
+            return
+        self._fresh_at = now
+        gen = self._read(lambda s: s.generation())
+        if gen == self._generation:
+            return
+        first = self._generation is None
+        self._generation = gen
+        if first:
+            return
+        self._manifests.clear()
+        done = set(self._complete)
+
+        def stale(key) -> bool:
+            parts = [p for p in (key if isinstance(key, tuple) else (key,))[:3] if isinstance(p, str)]
+            return not any(p in done for p in parts)
+        for cache in (self.metrics_cache, self.matrix_cache, self.misc_cache):
+            with cache._lock:
+                for key in [k for k in cache._d if stale(k)]:
+                    cache._d.pop(key, None)
 
     # ----------------------------------------------------------------- runs
     def run_ids(self) -> list[str]:
         return self._read(lambda s: s.run_ids())
 
     def manifest(self, run_id: str, max_age: float = 5.0) -> dict:
+        self.fresh()
         hit = self._manifests.get(run_id)
         if hit and time.monotonic() - hit[0] < max_age:
             return hit[1]
@@ -175,13 +216,52 @@ class Data:
         return m
 
     def status(self, run_id: str) -> dict:
+        self.fresh()
         key = ("status", run_id)
         hit = self._manifests.get(key)
         if hit and time.monotonic() - hit[0] < 5.0:
             return hit[1]
         st = self._read(lambda s: s.status(run_id, self.manifest(run_id)))
         self._manifests[key] = (time.monotonic(), st)
+        (self._complete.add if st.get("status") == "complete" else self._complete.discard)(run_id)
         return st
+
+    def progress(self, run_id: str) -> dict:
+        """How far a run is, cheaply (one pass over the run's keys, redone only after the store has
+        changed): {'run', 'status', 'forward_done', 'heads_total', 'heads_done', 'methods': {method:
+        heads holding all its coordinates}, 'entries': stored projections, 'version'}. ``version``
+        changes whenever a head, a projection or the run's coverage was added; the page polls it
+        (callbacks/live.py) and redraws what it shows of a growing run."""
+        self.fresh(force=True)
+        key = ("progress", run_id)
+        hit = self._manifests.get(key)
+        if hit is not None:
+            return hit[1]
+        m = self.manifest(run_id)
+        prefix = f"run/{run_id}/head/"
+        keys = set(self._read(lambda s: s.keys(prefix)))
+        wanted = [(v, meth, d) for v in m["variants"] for meth in m["projections"] for d in m["dims"]]
+        methods = {meth: 0 for meth in m["projections"]}
+        heads_done = entries = 0
+        for layer in m["layers"]:
+            for head in m["heads"]:
+                base = f"{prefix}{layer}/{head}"
+                have = {(v, meth, d) for v, meth, d in wanted if f"{base}/proj/{v}/{meth}/{d}" in keys}
+                entries += len(have)
+                for meth in methods:
+                    methods[meth] += all((v, meth, d) in have for v in m["variants"] for d in m["dims"])
+                heads_done += (len(have) == len(wanted) and f"{base}/qk" in keys and f"{base}/metrics" in keys)
+        total = len(m["layers"]) * len(m["heads"])
+        out = {"run": run_id, "forward_done": bool(m.get("forward_done")), "heads_total": total,
+               "heads_done": heads_done, "methods": methods, "entries": entries,
+               "metrics": sum(1 for k in keys if k.endswith("/metrics")),
+               "status": "complete" if heads_done == total and m.get("forward_done") else "partial"}
+        out["version"] = ":".join(str(x) for x in (
+            int(out["forward_done"]), heads_done, entries, out["metrics"], ",".join(m["projections"]),
+            ",".join(map(str, m["dims"])), ",".join(m["variants"]), total))
+        self._manifests[key] = (time.monotonic(), out)
+        (self._complete.add if out["status"] == "complete" else self._complete.discard)(run_id)
+        return out
 
     def tokens(self, run_id: str) -> RunTokens:
         def load():
@@ -214,6 +294,7 @@ class Data:
         return self.norm_cache.get((run_id, layer, head), load)
 
     def metrics(self, run_id, layer, head) -> dict | None:
+        self.fresh()
         return self.metrics_cache.get((run_id, layer, head), lambda: self._read(lambda s: s.metrics(run_id, layer, head)))
 
     def rho(self, run_id: str, variant: str) -> dict:

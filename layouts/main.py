@@ -169,6 +169,10 @@ def layout():
         dcc.Store(id="matrix-painted", data=None),  # set in the browser once the Matrix View has drawn
         dcc.Store(id="lod-cost", storage_type="local"),  # this browser's last measured Matrix View draw
         dcc.Store(id="last-run", storage_type="local"),  # the run this browser looked at last
+        # a run that grows while shown (callbacks/live.py): {run, version, status, heads_done, heads_total,
+        # methods}; written only when heads or projections were added — views redraw on it
+        dcc.Store(id="run-progress", data=None),
+        dcc.Interval(id="run-progress-tick", interval=3000),
         html.Div(className="topbar", children=[
             html.H2("Attention Atlas"), html.Div(id="run-info", className="run-info"), export.panel()]),
         controls(),

@@ -167,6 +167,18 @@ class Store:
     def keys(self, prefix: str = "") -> list[str]:
         return [k for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
 
+    def generation(self) -> tuple:
+        """A cheap stamp (no scan) that changes whenever any process commits to the store: the
+        entry count (diskcache's own counter) and the SQLite write-ahead log's mtime and size (every
+        commit appends to it, a checkpoint rewrites it). Readers compare it to know their caches
+        may be stale, e.g. while a run is adding heads or merging metrics."""
+        try:
+            st = os.stat(self.path / "cache.db-wal")
+            wal = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            wal = None
+        return (int(self._cache.reset("count", update=False)), wal)
+
     def volume(self, prefix: str) -> int:
         """Approximate bytes used by the entries under a prefix."""
         total = 0

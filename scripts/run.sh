@@ -5,7 +5,8 @@
 #   3. the same background process goes on with t-SNE/UMAP head by head (the page shows each
 #      head as it lands); it logs to $CACHE.precompute.log and stops when the dashboard stops.
 # Running it again resumes what is missing (nothing is recomputed). Options after the script go
-# to app.py (e.g. --port 8051). ATLAS_CACHE picks another store directory.
+# to app.py (e.g. --port 8051). ATLAS_CACHE picks another store directory; ATLAS_DEMO_MAX_TOKENS
+# (default 2500) a smaller demo run (tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -28,7 +29,7 @@ echo "t-SNE/UMAP in the background — progress and ETA: tail -f $LOG"
 # The run leads its own process group and watches this shell's pid, which becomes the dashboard's
 # (exec below): when the dashboard stops, however it stops, the run and its workers stop too.
 # The subshell makes it a child of init, so a run that finishes first leaves no zombie behind.
-( exec .venv/bin/python -m precompute run --model minilm --corpus demo --cache "$CACHE" --max-tokens 2500 \
+( exec .venv/bin/python -m precompute run --model minilm --corpus demo --cache "$CACHE" --max-tokens "${ATLAS_DEMO_MAX_TOKENS:-2500}" \
     --fast-first --ready-file "$READY" --stop-with $$ >>"$LOG" 2>&1 </dev/null & echo $! >"$CACHE.precompute.pid" )
 PID=$(cat "$CACHE.precompute.pid")
 t0=$SECONDS

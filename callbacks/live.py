@@ -1,0 +1,88 @@
+"""A run that grows while it is shown: the page learns when heads or projections were added.
+
+The first command serves the demo once every head has its PCA and computes t-SNE/UMAP in the
+background (scripts/run.sh); a job can extend a run too. Every ``POLL_MS`` the page asks
+``Data.progress`` (one key scan of the run, redone only after the store changed) and, only when
+the run's coverage changed, writes a small value to the ``run-progress`` store:
+
+    {"run": id, "version": str, "status": "partial"|"complete", "heads_done": n, "heads_total": n,
+     "methods": {"pca": heads with all their PCA coordinates, "tsne": …, "umap": …}}
+
+Views that show a run redraw when ``run-progress`` changes (its ``version`` differs). The run-info
+line says how far the run is. Nothing is written while nothing changes, so an idle page costs one
+small request per poll and no redraw.
+"""
+from __future__ import annotations
+
+from dash import Input, Output, State, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboard_data import DataError
+
+POLL_MS = 3000
+METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+def progress_value(data, run_id) -> dict | None:
+    """The value ``run-progress`` holds for a run (None: no run, or it cannot be read)."""
+    if not run_id:
+        return None
+    try:
+        p = data.progress(run_id)
+    except DataError:
+        return None
+    return {k: p[k] for k in ("run", "version", "status", "heads_done", "heads_total", "methods", "forward_done")}
+
+
+def update(data, run_id, previous) -> dict | None:
+    """New ``run-progress`` value, or None when the page already has it (nothing to redraw)."""
+    value = progress_value(data, run_id)
+    if value is None:
+        return None if previous is None else {"run": run_id, "version": None}
+    if isinstance(previous, dict) and previous.get("run") == value["run"] and previous.get("version") == value["version"]:
+        return None
+    return value
+
+
+def progress_text(value: dict) -> str:
+    """One line for a partial run: what is drawable now, per method."""
+    if not value or not value.get("version"):
+        return ""
+    total = value.get("heads_total") or 0
+    if value.get("status") == "complete":
+        return f"complete: all {total} heads"
+    if not value.get("forward_done"):
+        return "forward passes running: no head to show yet"
+    per = [f"{METHOD_NAMES.get(m, m)} {n}/{total}" for m, n in (value.get("methods") or {}).items()]
+    return (f"still computing: {value.get('heads_done', 0)}/{total} heads complete ("
+            + ", ".join(per) + "); the views fill in as heads land")
+
+
+def run_info_text(data, run_id, value: dict) -> str:
+    """The run-info line (same first part as callbacks/state.py writes) with the run's progress."""
+    from callbacks.common import is_image
+
+    m = data.manifest(run_id)
+    model, corpus = m.get("model", {}), m.get("corpus", {})
+    return (f"{model.get('name', '?')} · {len(m['layers'])} layers × {len(m['heads'])} heads"
+            f"{' · causal' if model.get('causal') else ''} · {corpus.get('n_tokens', '?')} tokens in "
+            f"{corpus.get('n_inputs', '?')} {'images' if is_image(m) else 'inputs'} · " + progress_text(value))
+
+
+def register(app, data):
+    @app.callback(Output("run-progress", "data"), Output("run-info", "children", allow_duplicate=True),
+                  Input("run-progress-tick", "n_intervals"), Input("run-select", "value"),
+                  State("run-progress", "data"), prevent_initial_call=True)
+    def poll(_n, run_id, previous):
+        value = update(data, run_id, previous)
+        if value is None:
+            raise PreventUpdate
+        if not value.get("version"):
+            return value, no_update
+        was_partial = isinstance(previous, dict) and previous.get("run") == run_id and previous.get("status") == "partial"
+        if value["status"] == "complete" and not was_partial:
+            return value, no_update  # a complete run opened: state.py's line already says so
+        try:
+            return value, run_info_text(data, run_id, value)
+        except DataError:
+            return value, no_update
