@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install, then serve the bundled demo, computing what its store is missing:
 #   1. forward passes and the PCA of every head (well under a minute), in a background process;
-#   2. the dashboard starts as soon as every head has its PCA;
+#   2. the dashboard (imported meanwhile) serves as soon as every head has its PCA;
 #   3. the same background process goes on with t-SNE/UMAP head by head (the page shows each
 #      head as it lands); it logs to $CACHE.precompute.log and stops when the dashboard stops.
 # Running it again resumes what is missing (nothing is recomputed). Options after the script go
@@ -19,7 +19,7 @@ mkdir -p "$(dirname "$CACHE")"
 
 # every stored run complete: nothing to compute, serve at once (no model to load)
 if .venv/bin/python -m precompute list --cache "$CACHE" --json 2>/dev/null |
-   .venv/bin/python -c 'import json,sys; rows=json.load(sys.stdin); sys.exit(0 if rows and all(r["status"] == "complete" for r in rows) else 1)'; then
+   .venv/bin/python -c 'import json,sys; rows=json.load(sys.stdin); sys.exit(0 if rows and all(r["status"] == "complete" for r in rows) else 1)' 2>/dev/null; then
   exec .venv/bin/python app.py --cache "$CACHE" "$@"
 fi
 
@@ -32,21 +32,5 @@ echo "t-SNE/UMAP in the background — progress and ETA: tail -f $LOG"
 ( exec .venv/bin/python -m precompute run --model minilm --corpus demo --cache "$CACHE" --max-tokens "${ATLAS_DEMO_MAX_TOKENS:-2500}" \
     --fast-first --ready-file "$READY" --stop-with $$ >>"$LOG" 2>&1 </dev/null & echo $! >"$CACHE.precompute.pid" )
 PID=$(cat "$CACHE.precompute.pid")
-t0=$SECONDS
-while [ ! -f "$READY" ]; do
-  if ! kill -0 "$PID" 2>/dev/null; then
-    echo "the precompute stopped before every head was ready; its last lines ($LOG):" >&2
-    tail -n 5 "$LOG" >&2
-    if [ -z "$(.venv/bin/python -m precompute list --cache "$CACHE" --json 2>/dev/null | tr -d '[:space:][]')" ]; then
-      exit 1
-    fi
-    echo "serving what is stored" >&2
-    break
-  fi
-  if [ $((SECONDS - t0)) -ge 5 ] && [ $(((SECONDS - t0) % 10)) -eq 0 ]; then
-    echo "  $((SECONDS - t0)) s: $(tr '\r' '\n' <"$LOG" | grep -v '^\s*$' | tail -n 1 | cut -c1-100)"
-  fi
-  sleep 1
-done
-[ -f "$READY" ] && echo "every head has its PCA after $((SECONDS - t0)) s: serving; t-SNE/UMAP go on in the background ($LOG)"
-exec .venv/bin/python app.py --cache "$CACHE" "$@"
+# the dashboard imports while the precompute runs, and serves once every head has its PCA
+exec .venv/bin/python scripts/serve_when_ready.py "$READY" "$PID" "$LOG" --cache "$CACHE" "$@"
