@@ -175,7 +175,7 @@ def _progress_factory():
     stream = sys.stderr if tty else _LineStream(sys.stderr)
 
     def make(**kw):
-        opts = {"dynamic_ncols": True} if tty else {"mininterval": 5, "ncols": 110, "ascii": True}
+        opts = {"dynamic_ncols": True} if tty else {"mininterval": 5, "ncols": 170, "ascii": True}
         if kw.get("unit") == "head":
             opts["bar_format"] = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
         return tqdm(file=stream, **opts, **kw)

@@ -235,8 +235,7 @@ def test_stop_with_kills_the_whole_tree_and_the_rerun_redoes_nothing(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
-    done = [(l, h) for l, h in heads if s.has_coords(run_id, l, h, "translated", "umap", 3)
-            and "trust/translated/umap/3d" in (s.metrics(run_id, l, h) or {})]
+    done = [(l, h) for l, h in heads if s.has_coords(run_id, l, h, "translated", "umap", 3)]
     assert 0 < len(done) < len(heads), "the kill did not land inside the t-SNE/UMAP phase"
     before = _store_times(cache)
     summary = run(RunConfig(model="minilm", corpus=str(corpus), cache=str(cache), layers="0-5", heads="0,3,7,11",
