@@ -252,12 +252,13 @@ class Data:
                     methods[meth] += all((v, meth, d) in have for v in m["variants"] for d in m["dims"])
                 heads_done += (len(have) == len(wanted) and f"{base}/qk" in keys and f"{base}/metrics" in keys)
         total = len(m["layers"]) * len(m["heads"])
-        out = {"run": run_id, "forward_done": bool(m.get("forward_done")), "heads_total": total,
+        writing = self._read(lambda s: s.writer(run_id)) is not None
+        out = {"run": run_id, "forward_done": bool(m.get("forward_done")), "heads_total": total, "writing": writing,
                "heads_done": heads_done, "methods": methods, "entries": entries,
                "metrics": sum(1 for k in keys if k.endswith("/metrics")),
                "status": "complete" if heads_done == total and m.get("forward_done") else "partial"}
         out["version"] = ":".join(str(x) for x in (
-            int(out["forward_done"]), heads_done, entries, out["metrics"], ",".join(m["projections"]),
+            int(out["forward_done"]), int(writing), heads_done, entries, out["metrics"], ",".join(m["projections"]),
             ",".join(map(str, m["dims"])), ",".join(m["variants"]), total))
         self._manifests[key] = (time.monotonic(), out)
         (self._complete.add if out["status"] == "complete" else self._complete.discard)(run_id)

@@ -31,7 +31,8 @@ def progress_value(data, run_id) -> dict | None:
         p = data.progress(run_id)
     except DataError:
         return None
-    return {k: p[k] for k in ("run", "version", "status", "heads_done", "heads_total", "methods", "forward_done")}
+    return {k: p[k] for k in ("run", "version", "status", "heads_done", "heads_total", "methods", "forward_done",
+                              "writing")}
 
 
 def update(data, run_id, previous) -> dict | None:
@@ -45,17 +46,20 @@ def update(data, run_id, previous) -> dict | None:
 
 
 def progress_text(value: dict) -> str:
-    """One line for a partial run: what is drawable now, per method."""
+    """The run's state for the run-info line: complete, or how far it is per method and whether a
+    process is computing the rest now."""
     if not value or not value.get("version"):
         return ""
     total = value.get("heads_total") or 0
     if value.get("status") == "complete":
-        return f"complete: all {total} heads"
+        return "complete"
     if not value.get("forward_done"):
-        return "forward passes running: no head to show yet"
-    per = [f"{METHOD_NAMES.get(m, m)} {n}/{total}" for m, n in (value.get("methods") or {}).items()]
-    return (f"still computing: {value.get('heads_done', 0)}/{total} heads complete ("
-            + ", ".join(per) + "); the views fill in as heads land")
+        return "PARTIAL run: forward passes " + ("running, no head to show yet" if value.get("writing")
+                                                 else "not finished; re-run the same command")
+    per = ", ".join(f"{METHOD_NAMES.get(m, m)} {n}/{total}" for m, n in (value.get("methods") or {}).items())
+    return (f"PARTIAL run: {value.get('heads_done', 0)}/{total} heads done ({per}) — "
+            + ("being computed now, the views fill in as heads land" if value.get("writing")
+               else "showing what exists; re-run the same command to complete it"))
 
 
 def run_info_text(data, run_id, value: dict) -> str:
@@ -79,9 +83,9 @@ def register(app, data):
             raise PreventUpdate
         if not value.get("version"):
             return value, no_update
-        was_partial = isinstance(previous, dict) and previous.get("run") == run_id and previous.get("status") == "partial"
-        if value["status"] == "complete" and not was_partial:
-            return value, no_update  # a complete run opened: state.py's line already says so
+        same_run = isinstance(previous, dict) and previous.get("run") == run_id
+        if not same_run and not value.get("writing"):
+            return value, no_update  # a run opened that nothing is writing: state.py's line says it all
         try:
             return value, run_info_text(data, run_id, value)
         except DataError:

@@ -204,6 +204,16 @@ class Store:
                     return None
         return holder if isinstance(holder, dict) else {"pid": "?"}
 
+    def writer(self, run_id: str) -> dict | None:
+        """The record of the process writing the run now ({pid, host, since}), or None: no lock,
+        or a lock left by a process that died on this host."""
+        holder = self._cache.get(f"run/{run_id}/lock")
+        if not isinstance(holder, dict):
+            return None
+        if holder.get("host") == socket.gethostname() and not _pid_alive(holder.get("pid")):
+            return None
+        return holder
+
     def unlock(self, run_id: str) -> None:
         key = f"run/{run_id}/lock"
         holder = self._cache.get(key)

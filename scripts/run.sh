@@ -18,7 +18,7 @@ READY="$CACHE.ready"
 mkdir -p "$(dirname "$CACHE")"
 
 # every stored run complete: nothing to compute, serve at once (no model to load)
-if .venv/bin/python -m precompute list --cache "$CACHE" --json 2>/dev/null |
+if [ -d "$CACHE" ] && .venv/bin/python -m precompute list --cache "$CACHE" --json 2>/dev/null |
    .venv/bin/python -c 'import json,sys; rows=json.load(sys.stdin); sys.exit(0 if rows and all(r["status"] == "complete" for r in rows) else 1)' 2>/dev/null; then
   exec .venv/bin/python app.py --cache "$CACHE" "$@"
 fi

@@ -37,8 +37,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def wait_ready(ready: str, pid: int, log: str, t0: float) -> bool:
-    """True once READY exists; False if the precompute ended without it."""
+def pca_stored(cache: str) -> bool:
+    """Does the store already hold a run with the PCA of every head (a resumed first run)?"""
+    from dashboard_data import Data, DataError
+
+    data = Data(cache)
+    try:
+        for run_id in data.run_ids():
+            p = data.progress(run_id)
+            if p["forward_done"] and p["methods"].get("pca") == p["heads_total"]:
+                return True
+    except DataError:
+        pass
+    return False
+
+
+def wait_ready(ready: str, pid: int, log: str, t0: float, cache: str) -> bool:
+    """True once READY exists or the store has every head's PCA already; False if the precompute
+    ended without either."""
+    if pca_stored(cache):
+        return True
     said = 0.0
     while not os.path.exists(ready):
         if not _alive(pid):
@@ -61,14 +79,14 @@ def main(argv: list[str]) -> None:
     import layouts.main  # noqa: F401
     for name in callbacks.FEATURES:
         __import__(f"callbacks.{name}")
-    if wait_ready(ready, pid, log, t0):
+    cache = rest[rest.index("--cache") + 1] if "--cache" in rest else "cache/demo"
+    if wait_ready(ready, pid, log, t0, cache):
         print(f"every head has its PCA after {time.monotonic() - t0:.0f} s: serving; t-SNE/UMAP go on in "
               f"the background (progress and ETA: {log})", flush=True)
     else:
         print(f"the precompute stopped before every head was ready; its last line ({log}):\n  {_last_line(log)}",
               file=sys.stderr, flush=True)
         from precompute.store import Store, StoreError
-        cache = rest[rest.index("--cache") + 1] if "--cache" in rest else "cache/demo"
         try:
             if not Store(cache, readonly=True).run_ids():
                 raise StoreError("empty")

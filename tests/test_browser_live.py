@@ -59,22 +59,23 @@ def test_run_info_follows_a_run_growing_in_the_background(live_app, driver):  # 
     worker = threading.Thread(target=lambda: result.setdefault("summary", run(_cfg(d, "pca,umap", fast_first=True))))
     worker.start()
     try:
-        seen = set()
+        seen = []  # the run-info texts, in the order they were shown
         t0 = time.time()
         while time.time() - t0 < 400:
             text = driver.execute_script(info)
-            seen.add(text)
-            if "complete: all 6 heads" in text:
+            if not seen or seen[-1] != text:
+                seen.append(text)
+            if "PARTIAL" in " ".join(seen) and text.endswith("complete"):
                 break
             time.sleep(0.5)
-        worker.join(timeout=400)
     finally:
         worker.join(timeout=400)
     collect_logs(driver)
     assert result["summary"].run_id == run_id and result["summary"].status["status"] == "complete"
-    growing = [t for t in seen if "still computing" in t]
-    assert growing and all("PCA 6/6" in t for t in growing), seen  # every head drawable while UMAP is computed
-    assert any("UMAP " in t for t in growing)
-    assert any("complete: all 6 heads" in t for t in seen), seen
+    growing = [i for i, t in enumerate(seen) if "PARTIAL run" in t]
+    assert growing, seen
+    # every head drawable (its PCA) while UMAP is being computed, said so while it happens
+    assert all("PCA 6/6" in seen[i] and "being computed now" in seen[i] for i in growing), seen
+    assert seen[-1].endswith("complete") and growing[-1] < len(seen) - 1, seen  # and then complete, no reload
     assert driver.execute_script("return window.__sameLoad") == 1  # no reload: the page followed by itself
     assert not [m for m in driver.severe if "run-progress" in m or "live" in m]
