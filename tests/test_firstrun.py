@@ -19,7 +19,8 @@ import numpy as np
 import psutil
 import pytest
 
-from precompute.pipeline import HeadETA, RunConfig, run
+from precompute.eta import HeadETA
+from precompute.pipeline import RunConfig, run
 from precompute.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
