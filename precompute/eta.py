@@ -16,14 +16,16 @@ import time
 # the heads already done, so a run mixing heads that lack different methods (a resumed or extended
 # run) gets a remaining time in proportion to what each head still lacks.
 COST = {"base": 0.06, "knn": 0.5, "tsne-P": 0.3, ("pca", 2): 0.0, ("pca", 3): 0.0, ("tsne", 2): 2.5,
-        ("tsne", 3): 0.5, ("umap", 2): 0.6, ("umap", 3): 0.7, "trust": 0.28}
+        ("tsne", 3): 0.5, ("umap", 2): 0.6, ("umap", 3): 0.7, "trust": 0.28,
+        # attention-graph layouts: not benched here; taken as their joint-space counterparts
+        ("attn-tsne", 2): 2.5, ("attn-tsne", 3): 0.5, ("attn-umap", 2): 0.6, ("attn-umap", 3): 0.7}
 
 
 def head_cost(variants, methods, dims, trust: bool = True) -> float:
     """Estimated relative cost of one head's task (see COST)."""
     methods, dims = set(methods), [int(d) for d in dims]
     one = COST["base"]
-    if methods & {"tsne", "umap"}:
+    if methods & {"tsne", "umap", "attn-tsne", "attn-umap"}:
         one += COST["knn"]
     if "tsne" in methods:
         one += COST["tsne-P"]
