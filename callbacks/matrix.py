@@ -180,15 +180,36 @@ def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, q
 def register(app, data):
     @app.callback(Output("matrix-graph", "figure"), Output("matrix-note", "children"), Output("msg-matrix", "children"),
                   Output("matrix-meta", "data"),
-                  *DATA_INPUTS, State("color-select", "value"), State("search-input", "value"),
-                  State("regex-toggle", "value"), State("token-store", "data"), State("lod-cost", "data"),
-                  State("matrix-meta", "data"), prevent_initial_call=True)
-    def draw_matrix(run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost, meta=None):
+                  *DATA_INPUTS, Input("run-progress", "data"), State("color-select", "value"),
+                  State("search-input", "value"), State("regex-toggle", "value"), State("token-store", "data"),
+                  State("lod-cost", "data"), State("matrix-meta", "data"), prevent_initial_call=True)
+    def draw_matrix(run, proj, translate, scaled, lod, sort, rho, progress, scheme, query, regex, token, cost, meta=None):
         if not run:
             return no_update, no_update, no_update, no_update
-        if meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho):
+        from dash import ctx
+        growing = ctx.triggered_id == "run-progress"
+        if growing and (not isinstance(progress, dict) or progress.get("run") != run):
+            return no_update, no_update, no_update, no_update  # another run grew
+        cov = None
+        if growing:
+            try:
+                method, _ = resolve_projection(data.manifest(run), proj)
+            except Exception:  # noqa: BLE001 - the full draw below reports problems
+                method = proj
+            cov = (progress.get("methods") or {}).get(method)
+            if meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho) \
+                    and meta.get("cov") == cov:
+                return no_update, no_update, no_update, no_update  # no new head in the projection shown
+        if not growing and meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho):
             return no_update, no_update, no_update, no_update  # already drawn by the page-load reducer
-        return matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost)
+        out = matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost)
+        if out[3] is not None and isinstance(progress, dict) and progress.get("run") == run:
+            try:
+                method, _ = resolve_projection(data.manifest(run), proj)
+                out[3]["cov"] = (progress.get("methods") or {}).get(method)
+            except Exception:  # noqa: BLE001
+                pass
+        return out
 
     def _current(meta, run, proj, translate, scaled, lod, sort, rho):
         return bool(meta) and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho)

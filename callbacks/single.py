@@ -55,11 +55,17 @@ def register(app, data):
                   Input("scaled-toggle", "value"), Input("color-select", "value"), Input("search-input", "value"),
                   Input("regex-toggle", "value"), Input("token-store", "data"), Input("lines-toggle", "value"),
                   Input("topk-input", "value"), Input("minw-input", "value"), Input("normsize-toggle", "value"),
-                  Input("matrix-painted", "data"), prevent_initial_call=True)
+                  Input("matrix-painted", "data"), Input("run-progress", "data"), State("single-info", "children"),
+                  prevent_initial_call=True)
     def draw_single(run, layer, head, proj, dim, translate, scaled, scheme, query, regex, token, lines, topk, minw,
-                    normsize, painted=True):
+                    normsize, painted=True, progress=None, shown_info=None):
         if not run or layer is None or head is None or not painted:  # page load: after the Matrix View
             return no_update, no_update, no_update
+        from dash import ctx
+        if ctx.triggered_id == "run-progress" and (not isinstance(progress, dict) or progress.get("run") != run):
+            return no_update, no_update, no_update  # another run grew
+        if ctx.triggered_id == "run-progress" and "not computed yet" not in str(shown_info or ""):
+            return no_update, no_update, no_update  # this head was drawn already: nothing new to show
         try:
             got = _head(data, run, layer, head, proj, dim, translate, scaled)
             if got is None:
