@@ -6,11 +6,13 @@ import numpy as np
 from precompute.metrics import attention_from_qk
 
 
-def attention(q: np.ndarray, k: np.ndarray, scale: float, causal: bool = False) -> np.ndarray:
-    """softmax(scale · q kᵀ + mask) for the tokens of one input (rows in position order).
+def attention(q: np.ndarray, k: np.ndarray, scale: float, causal: bool = False,
+              window: int | None = None, softcap: float | None = None) -> np.ndarray:
+    """softmax(softcap(scale · q kᵀ) + mask) for the tokens of one input (rows in position order);
+    a layer's keyword arguments: ``precompute.metrics.layer_semantics(manifest["model"], layer)``.
 
     The same function the faithfulness tests check against each model's own attentions."""
-    return attention_from_qk(q, k, causal=causal, scale=scale)
+    return attention_from_qk(q, k, causal=causal, scale=scale, window=window, softcap=softcap)
 
 
 def hide_and_renormalise(a: np.ndarray, hidden: list[int] | np.ndarray) -> np.ndarray:

@@ -29,6 +29,8 @@ class HeadTask:
     input_index: np.ndarray      # (n,) int32: which input each token belongs to
     causal: bool
     scale: float
+    window: int | None = None                 # the layer's semantics (precompute.metrics.layer_semantics)
+    softcap: float | None = None
     variants: list[str] = field(default_factory=lambda: ["translated"])
     methods: tuple = METHODS
     dims: tuple = DIMS
@@ -114,7 +116,8 @@ def compute_head(task: HeadTask) -> HeadResult:
             spaces[picture_key(variant, method, dim)] = (Y[:n], Y[n:], PICTURE_METRIC)
         try:
             res.metrics.update(spearman_figures(q, k, task.input_index, task.causal, task.scale, spaces,
-                                                max_queries=task.spearman_max_queries, seed=task.params.seed))
+                                                max_queries=task.spearman_max_queries, seed=task.params.seed,
+                                                window=task.window, softcap=task.softcap))
         except Exception as e:  # noqa: BLE001
             res.metrics.update({key: float("nan") for key in spaces})
             res.warnings.append(f"{tag} {variant}: spearman failed ({type(e).__name__}: {e})")

@@ -22,6 +22,7 @@ from precompute.corpus import Corpus, load_corpus
 from precompute.headwork import HeadTask, compute_head
 from precompute.joint import VARIANTS
 from precompute.faithfulness import figure_summary, missing_figures
+from precompute.metrics import layer_semantics
 from precompute.projections import ALL_METHODS, DIMS, METHODS, ProjectionParams, stable_params
 from precompute.selection import parse_choices, parse_index_list
 from precompute.store import FORMAT_VERSION, Store, StoreError, requested_heads
@@ -365,8 +366,10 @@ class Run:
             for l, h, (variants, methods, dims, measure) in work:
                 q, k = store.qk(run_id, l, h)
                 stored = {key: store.coords(run_id, l, h, *key) for key in measure}
+                sem = layer_semantics(model, l)
                 yield HeadTask(layer=l, head=h, queries=q, keys=k, input_index=input_index,
-                               causal=model["causal"], scale=model["scale"], variants=variants,
+                               causal=sem["causal"], scale=sem["scale"], window=sem["window"],
+                               softcap=sem["softcap"], variants=variants,
                                methods=methods, dims=dims, params=self.cfg.params,
                                stored={key: c for key, c in stored.items() if c is not None})
 
