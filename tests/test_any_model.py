@@ -181,6 +181,9 @@ def test_text_architecture_faithful(tmp_path, kind):
     assert info.max_length >= 120          # no cap at the sliding window
     if kind == "gemma2":
         assert info.scale == pytest.approx(24 ** -0.5) and all(s["softcap"] == 2.0 for s in info.attention)
+        sem = dict(layer_semantics(info.to_dict(), 1), softcap=None)          # the softcap matters here
+        a = attention_from_qk(captured[1][0][2][0], captured[1][1][2][0], **sem)
+        assert np.abs(a - reference[2][1][0]).max() > 1e-3
     if kind in DECODER_GQA:
         assert (info.n_heads, info.n_kv_heads) == (4, 2)
 

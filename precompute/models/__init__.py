@@ -24,7 +24,8 @@ BUILTIN_MODELS: dict[str, str] = {name: desc for name, (_, _, desc) in PACKAGES.
 def supported_families() -> str:
     """One line naming what is supported."""
     return ("transformers text, vision and encoder-decoder models whose attention goes through the attention "
-            "registry (BERT, GPT-2, Llama, Gemma, ViT, CLIP, BART …); vit-timm (timm:<folder or file>)")
+            "registry (bert, gpt2, llama, mistral, gemma, modernbert, vit, dinov2, clip, bart …); "
+            "vit-timm (timm:<folder or file>)")
 
 
 def load_model(spec: str, device: str = "cpu") -> ModelAdapter:
