@@ -64,6 +64,10 @@ class Encoded:
     n_prefix: int = 0
     display_image: "np.ndarray | None" = None   # images: uint8 H×W×3 exactly as the model saw it
     token_type_ids: list[int] | None = None   # sentence pairs: segment ids from the tokenizer (else None)
+    # encoder–decoder text: what the decoder read (its start token, then the target's tokens)
+    target_tokens: list[str] | None = None
+    target_ids: list[int] | None = None
+    target_truncated: int = 0
 
 
 def first_line(exc: BaseException) -> str:
