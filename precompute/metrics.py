@@ -146,7 +146,7 @@ def query_sample(n: int, max_queries: int | None, seed: int = 0) -> np.ndarray:
 
 def spearman_figures(q: np.ndarray, k: np.ndarray, input_index: np.ndarray, causal: bool, scale: float,
                      spaces: dict, max_queries: int | None = None, seed: int = 0, window: int | None = None,
-                     softcap: float | None = None) -> dict:
+                     softcap: float | None = None, key_index: np.ndarray | None = None) -> dict:
     """Distance–attention Spearman figures of one head, one per "space".
 
     ``spaces``: ``name -> (pq, pk, metric)``: the positions of the queries (``pq``, n rows)
@@ -173,15 +173,23 @@ def spearman_figures(q: np.ndarray, k: np.ndarray, input_index: np.ndarray, caus
         return {name: float("nan") for name in spaces}
     spaces = {name: (np.asarray(pq, np.float64), np.asarray(pk, np.float64), metric)
               for name, (pq, pk, metric) in spaces.items()}
+    # keys of other tokens than the queries (cross-attention: decoder queries, encoder keys)
+    key_index = input_index if key_index is None else np.asarray(key_index)
+    korder = np.argsort(key_index, kind="stable")
+    kuniq, kstarts = np.unique(key_index[korder], return_index=True)
+    key_rows = dict(zip(kuniq.tolist(), np.split(korder, kstarts[1:])))
     for name, (pq, pk, _) in spaces.items():
-        if len(pq) != n or len(pk) != n:
-            raise ValueError(f"space {name!r}: {len(pq)} query and {len(pk)} key positions for {n} tokens")
+        if len(pq) != n or len(pk) != len(k):
+            raise ValueError(f"space {name!r}: {len(pq)} query and {len(pk)} key positions for {n} + {len(k)} tokens")
     for rows, pos_sel in _input_blocks(input_index, query_sample(n, max_queries, seed)):
-        A, valid = _attention_block(q[rows[pos_sel]].astype(np.float64), k[rows].astype(np.float64),
+        krows = rows if key_index is input_index else key_rows.get(int(input_index[rows[0]]), np.zeros(0, int))
+        if len(krows) == 0:
+            continue
+        A, valid = _attention_block(q[rows[pos_sel]].astype(np.float64), k[krows].astype(np.float64),
                                     pos_sel, causal, scale, window, softcap)
         rA = None
         for name, (pq, pk, metric) in spaces.items():
-            D = _distances(pq[rows[pos_sel]], pk[rows], metric)
+            D = _distances(pq[rows[pos_sel]], pk[krows], metric)
             r, rA = _rowwise_spearman(D, A, valid, rA)
             r = r[np.isfinite(r)]
             if len(r):

@@ -329,3 +329,54 @@ def test_seq2seq_three_head_kinds_faithful(tmp_path, kind, target):
                 assert diff < TOL, f"{kind}: layer {layer} ({site_kind}) head {h} input {i} differs by {diff:.2e}"
                 worst = max(worst, diff)
     print(f"\n[any model] {kind} ({target} target): max |Δ| = {worst:.2e}")
+
+
+@pytest.mark.parametrize("target", ["column", "generated"])
+def test_seq2seq_cli_run(tmp_path, target):
+    """BART through the CLI: source (+ target column) from a CSV; per layer the kind; encoder heads
+    index the source token table, decoder heads the target table, cross heads queries = target
+    tokens and keys = source tokens; stored q/k reproduce the model's own attention; the joint
+    embedding of a cross head is its decoder queries then its encoder keys."""
+    import csv
+
+    from precompute.cli import main
+    from precompute.store import Store
+
+    model_cls, config = _seq2seq_specs()["bart"]
+    folder = save_tiny(model_cls, config, tmp_path / "model")
+    corpus = tmp_path / "pairs.csv"
+    with open(corpus, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["source", "translation"])
+        w.writerows(zip(TEXTS, TARGETS))
+    cache = tmp_path / "store"
+    extra = ["--target-column", "translation"] if target == "column" else []
+    assert main(["run", "--model", folder, "--corpus", str(corpus), "--text-column", "source", *extra,
+                 "--cache", str(cache), "--projections", "pca", "--dims", "2", "--variants", "translated",
+                 "--quiet", "--workers", "1"]) == 0
+    store = Store(cache, readonly=True)
+    (run_id,) = store.run_ids()
+    m = store.manifest(run_id)
+    kinds = [a["kind"] for a in m["model"]["attention"]]
+    assert kinds == ["encoder", "encoder", "decoder", "cross", "decoder", "cross"]
+    assert m["corpus"]["targets"] == ("given" if target == "column" else "generated")
+    src, tgt = store.tokens(run_id), store.target_tokens(run_id)
+    assert len(src["text"]) == m["corpus"]["n_tokens"] and len(tgt["text"]) == m["corpus"]["n_target_tokens"]
+    adapter = load_model(folder)
+    enc = adapter.encode_texts(TEXTS, TARGETS if target == "column" else None)
+    assert [list(t) for t in [tgt["token_id"][tgt["input_id"] == i] for i in range(3)]] == [e.target_ids for e in enc]
+    own = adapter.attentions(enc)
+    rows = {"src": src["input_id"], "tgt": tgt["input_id"]}
+    sides = {"encoder": ("src", "src"), "decoder": ("tgt", "tgt"), "cross": ("tgt", "src")}
+    for layer, kind in enumerate(kinds):
+        sem = layer_semantics(m["model"], layer)
+        qs, ks = sides[kind]
+        for h in m["heads"]:
+            q, k = store.qk(run_id, layer, h)
+            assert len(q) == len(rows[qs]) and len(k) == len(rows[ks])
+            for i in range(3):
+                a = attention_from_qk(q[rows[qs] == i], k[rows[ks] == i], **sem)
+                np.testing.assert_allclose(a, own[layer][i][h], atol=TOL)
+            coords = store.coords(run_id, layer, h, "translated", "pca", 2)
+            assert coords.shape == (len(q) + len(k), 2)
+            assert np.isfinite(store.metrics(run_id, layer, h)["spearman/translated"])
