@@ -329,9 +329,11 @@ def _load_csv_pairs(path: Path, column: str, target: str, warnings: list[str]) -
     is blank are skipped (counted, with a warning)."""
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
     fieldnames = reader.fieldnames or []
-    for name in (column, target):
-        if name not in fieldnames:
-            raise _missing_column(path, name, fieldnames, "header")
+    if column not in fieldnames:
+        raise _missing_column(path, column, fieldnames, "header")
+    if target not in fieldnames:
+        raise CorpusError(f"corpus {path.name} header has no column {target!r} (available: "
+                          f"{', '.join(repr(f) for f in fieldnames)}) — name the target column with --target-column NAME")
     sources, targets, skipped = [], [], 0
     try:
         for row in reader:

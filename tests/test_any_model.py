@@ -380,3 +380,57 @@ def test_seq2seq_cli_run(tmp_path, target):
             coords = store.coords(run_id, layer, h, "translated", "pca", 2)
             assert coords.shape == (len(q) + len(k), 2)
             assert np.isfinite(store.metrics(run_id, layer, h)["spearman/translated"])
+
+
+# ---------------------------------------------------------------------------- the one recompute
+def test_layer_semantics_defaults_for_old_manifests():
+    old = {"scale": 0.125, "causal": True}                 # a run made before per-layer semantics
+    assert layer_semantics(old, 3) == {"causal": True, "scale": 0.125, "window": None, "softcap": None}
+    new = {"scale": 0.25, "causal": False,
+           "attention": [{"kind": "self", "causal": True, "window": 2, "softcap": 5.0}]}
+    assert layer_semantics(new, 0) == {"causal": True, "scale": 0.25, "window": 2, "softcap": 5.0}
+
+
+def test_window_and_softcap_by_hand_and_everywhere_the_same():
+    """attention_from_qk's window/softcap against a by-hand softmax; the neuron breakdown, the
+    rollout layer means and the figures' wrapper give the same numbers."""
+    from analysis.neuron import breakdown
+    from analysis.rollout import layer_means
+    from figures.attention import aggregate_by_position, attention
+
+    rng = np.random.default_rng(0)
+    q, k = rng.normal(size=(9, 4)) * 2, rng.normal(size=(9, 4)) * 2
+    sem = {"causal": True, "scale": 0.5, "window": 2, "softcap": 3.0}
+    a = attention_from_qk(q, k, **sem)
+    for i in range(9):
+        s = 3.0 * np.tanh(0.5 * (q[i] @ k.T) / 3.0)
+        ok = (np.arange(9) <= i) & (np.abs(np.arange(9) - i) <= 2)
+        e = np.where(ok, np.exp(s - s[ok].max()), 0.0)
+        np.testing.assert_allclose(a[i], e / e.sum(), atol=1e-12)
+    bidir = attention_from_qk(q, k, causal=False, scale=0.5, window=1)
+    assert np.all(bidir[np.abs(np.subtract.outer(np.arange(9), np.arange(9))) > 1] == 0) and bidir[0, 1] > 0
+    np.testing.assert_allclose(attention(q, k, **sem), a, atol=1e-15)
+    bd = breakdown(q, k, 6, 2, 0.5, True, window=2, softcap=3.0)
+    np.testing.assert_allclose(bd.weights, a[6], atol=1e-12)
+    assert bd.masked and bd.weight == 0                    # key 2 is outside query 6's window
+    model = {"scale": 0.5, "causal": False, "attention": [sem]}
+    means, used, _ = layer_means(lambda l, h: (q, k), [0], [0], {0: np.arange(9)}, 0.5, False, model)
+    np.testing.assert_allclose(means[0][0], a, atol=1e-6)
+    agg = aggregate_by_position(q, k, [(0, np.arange(9))], 0.5, False, 9, semantics=layer_semantics(model, 0))
+    np.testing.assert_allclose(agg, a, atol=1e-12)
+
+
+def test_target_column_errors_are_one_line(tmp_path):
+    from precompute.corpus import CorpusError, load_corpus
+
+    txt = tmp_path / "c.txt"
+    txt.write_text("hello\n")
+    with pytest.raises(CorpusError, match="needs a .csv corpus"):
+        load_corpus(str(txt), target_column="t")
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("text,t\nhello,salut\n,x\n")
+    c = load_corpus(str(csv_file), target_column="t")
+    assert (c.items, c.targets, c.skipped) == (["hello"], ["salut"], 1)
+    with pytest.raises(CorpusError, match="no column 'nope'.*--target-column") as exc:
+        load_corpus(str(csv_file), target_column="nope")
+    assert "\n" not in str(exc.value)
