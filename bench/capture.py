@@ -3,6 +3,8 @@ from git ``main`` before issue 12) on MiniLM and SmolLM2, measured in the same r
 
 Each measurement is one subprocess (so peak memory is its own): load the model, warm up with one
 batch, then time ``adapter.capture`` over the corpus (all layers, batches of 16) ``--reps`` times
+(wall clock and the process's CPU time — on a shared, loaded machine the CPU time is the steadier
+figure; torch runs one thread)
 while a sampler thread records the peak RSS above the warmed-up baseline. Old and new alternate.
 The script also checks that both capture the same q/k (max |Δ|).
 
@@ -79,20 +81,21 @@ def measure(variant: str, model: str, n_inputs: int, reps: int, old_dir: str, du
             time.sleep(0.002)
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for b in batches:
             out = adapter.capture(b)
             del out
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     stop.set()
     sampler.join()
     if dump:
         out = adapter.capture(batches[-1])
         np.savez(dump, **{f"{l}_{w}_{i}": a for l, (qs, ks) in out.items() for w, xs in (("q", qs), ("k", ks))
                           for i, a in enumerate(xs)})
-    return {"variant": variant, "model": model, "times": times, "peak_mib": (peak[0] - base) / 2**20,
+    return {"variant": variant, "model": model, "times": times, "cpu": cpu, "peak_mib": (peak[0] - base) / 2**20,
             "tokens": sum(len(e.tokens) for e in enc)}
 
 
@@ -129,11 +132,14 @@ def main(argv=None) -> None:
             a, b = np.load(Path(tmp) / f"{model}-old.npz"), np.load(Path(tmp) / f"{model}-new.npz")
             same = max(float(np.abs(a[key] - b[key]).max()) for key in a.files)
             med = {v: statistics.median(t for run in runs[v] for t in run["times"]) for v in runs}
+            cpu = {v: statistics.median(t for run in runs[v] for t in run["cpu"]) for v in runs}
             peak = {v: statistics.median(run["peak_mib"] for run in runs[v]) for v in runs}
             report[model] = {"tokens": runs["new"][0]["tokens"], "median_s": med, "ratio": med["new"] / med["old"],
+                             "median_cpu_s": cpu, "cpu_ratio": cpu["new"] / cpu["old"],
                              "peak_mib": peak, "max_abs_diff_qk": same, "load": os.getloadavg()}
-            print(f"{model}: {report[model]['tokens']} tokens, capture median old {med['old']:.3f}s new "
-                  f"{med['new']:.3f}s (new/old {med['new'] / med['old']:.3f}); peak RSS above baseline old "
+            print(f"{model}: {report[model]['tokens']} tokens, capture median wall old {med['old']:.3f}s new "
+                  f"{med['new']:.3f}s (new/old {med['new'] / med['old']:.3f}), CPU old {cpu['old']:.3f}s new "
+                  f"{cpu['new']:.3f}s (new/old {cpu['new'] / cpu['old']:.3f}); peak RSS above baseline old "
                   f"{peak['old']:.1f} MiB new {peak['new']:.1f} MiB; max |Δq/k| old vs new {same:.1e}; "
                   f"load average {os.getloadavg()[0]:.1f}", flush=True)
         print(json.dumps(report, indent=1))
