@@ -434,3 +434,22 @@ def test_target_column_errors_are_one_line(tmp_path):
     with pytest.raises(CorpusError, match="no column 'nope'.*--target-column") as exc:
         load_corpus(str(csv_file), target_column="nope")
     assert "\n" not in str(exc.value)
+
+
+def test_pattern_scorer_uses_the_layer_semantics():
+    """The patterns tab's batched attention equals the one recompute, window and softcap included."""
+    from analysis.patterns import PatternScorer, token_flags
+
+    rng = np.random.default_rng(1)
+    lens = [7, 12, 5]
+    flags = [token_flags([f"w{j}" for j in range(n)], np.arange(n)) for n in lens]
+    starts = np.cumsum([0] + lens)
+    for f, s, n in zip(flags, starts, lens):
+        f["rows"] = np.arange(s, s + n)               # the inputs' global token rows
+    scorer = PatternScorer(flags, causal=True)
+    q, k = rng.normal(size=(sum(lens), 4)) * 2, rng.normal(size=(sum(lens), 4)) * 2
+    per_input = [attention_from_qk(q[s:e], k[s:e], causal=True, scale=0.5, window=3, softcap=2.0)
+                 for s, e in zip(starts[:-1], starts[1:])]
+    np.testing.assert_allclose(scorer.attention(q, k, 0.5, 3, 2.0), scorer.flatten(per_input), atol=1e-12)
+    plain = [attention_from_qk(q[s:e], k[s:e], causal=True, scale=0.5) for s, e in zip(starts[:-1], starts[1:])]
+    np.testing.assert_allclose(scorer.attention(q, k, 0.5), scorer.flatten(plain), atol=1e-12)
