@@ -73,6 +73,11 @@ def measure(variant: str, model: str, n_inputs: int, reps: int, old_dir: str, du
     enc = adapter.encode_texts(texts)
     batches = [enc[i:i + 16] for i in range(0, len(enc), 16)]
     adapter.capture(batches[0])                              # warm-up (and the new path's self-check)
+    import ctypes
+    import gc
+
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)                  # freed heap back to the OS: a clean baseline
     base, peak, stop = rss(), [0], threading.Event()
 
     def sample():
