@@ -34,8 +34,10 @@ _SIGNATURES: dict = {}
 # keyword arguments an eager attention may receive that change what it computes and that we do not
 # reproduce: refused rather than captured approximately
 _UNSUPPORTED_KWARGS = ("s_aux", "sinks", "position_bias", "alibi", "head_mask")
-# what the self-check tolerates between the recomputed attention and the model's own (float32)
-SELF_CHECK_TOL = 1e-4
+# what the self-check tolerates between the recomputed attention and the model's own float32 weights:
+# it catches semantics the recompute lacks (those differ by ≫ 1e-2), not float32 rounding on long
+# inputs of large models; the tests hold every architecture to 1e-4
+SELF_CHECK_TOL = 1e-3
 
 
 class CaptureRefused(RuntimeError):
@@ -320,6 +322,9 @@ class Capture:
         if layer in self.ablate:
             mode, heads, patterns = self.ablate[layer]
             v = self._current.pop(layer)
+            if out.dim() != 4 or out.shape[2] != site.n_heads or out.shape[1] != v.shape[2]:
+                raise CaptureRefused(f"layer {layer}: attention output of shape {tuple(out.shape)} is not "
+                                     "(batch, tokens, heads, head_dim): head ablation unsupported")
             out = out.clone()           # (B, S, H, D): every query head's output, before o_proj
             for h in heads:
                 if mode == "zero":
