@@ -322,7 +322,7 @@ class Capture:
         if layer in self.ablate:
             mode, heads, patterns = self.ablate[layer]
             v = self._current.pop(layer)
-            if out.dim() != 4 or out.shape[2] != site.n_heads or out.shape[1] != v.shape[2]:
+            if out.dim() != 4 or out.shape[2] != site.n_heads or out.shape[-1] != v.shape[-1]:
                 raise CaptureRefused(f"layer {layer}: attention output of shape {tuple(out.shape)} is not "
                                      "(batch, tokens, heads, head_dim): head ablation unsupported")
             out = out.clone()           # (B, S, H, D): every query head's output, before o_proj
