@@ -272,14 +272,6 @@ def probe_sites(run_forward: Callable[[], None], is_encoder_decoder: bool) -> li
 
 
 # ---------------------------------------------------------------------------- capturing
-def unpad(x: torch.Tensor, lengths: list[int]) -> list:
-    """(B, H, S, D) → per input float32 (H, len_i, D) numpy arrays."""
-    import numpy as np
-
-    x = x.float().cpu()
-    return [np.ascontiguousarray(x[i, :, :n].numpy()) for i, n in enumerate(lengths)]
-
-
 class Capture:
     """Recorder of a capture pass: q (folded to the run's scale) and k (kv heads expanded) of the
     requested sites, values of the requested sites, or head ablation — one object, three uses."""
@@ -291,8 +283,7 @@ class Capture:
         self.qk_layers, self.value_layers = set(qk_layers), set(value_layers)
         self.ablate = ablate or {}
         self.checked = checked if checked is not None else set()
-        self.qk: dict[int, tuple[list, list]] = {}          # per layer: per input float32 (H, n, D) arrays
-        self._pending: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # awaiting the self-check
+        self.qk: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.values: dict[int, torch.Tensor] = {}
         self._masks: dict = {}
         self._current: dict[int, torch.Tensor] = {}
@@ -317,10 +308,7 @@ class Capture:
             if site.scaling != self.scale:
                 q = q * (site.scaling / self.scale)
             k = key.detach().repeat_interleave(rep, dim=1) if rep > 1 else key.detach()
-            if layer not in self.checked:
-                self._pending[layer] = (q, k)
-            # unpadded copies now: the model frees its tensors as it goes, so the pass holds one copy
-            self.qk[layer] = (unpad(q, nq), unpad(k, nk))
+            self.qk[layer] = (q, k)
         if layer in self.value_layers or layer in self.ablate:
             v = value.detach()
             self._current[layer] = v.repeat_interleave(rep, dim=1) if rep > 1 else v
@@ -349,7 +337,7 @@ class Capture:
     def _self_check(self, layer: int, site: Site, weights: torch.Tensor) -> None:
         """Recomputed attention of the first input == the model's own weights, every head."""
         self.checked.add(layer)
-        q, k = self._pending.pop(layer)
+        q, k = self.qk[layer]
         nq, nk = self.lengths[site.role_q][0], self.lengths[site.role_k][0]
         mine = recompute_torch(q[0, :, :nq], k[0, :, :nk], self.scale, site.semantics)
         theirs = weights[0, :, :nq, :nk].double()

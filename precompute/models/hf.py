@@ -119,7 +119,13 @@ class RegistryCaptureMixin:
     def capture(self, batch: list[Encoded], layers: list[int] | None = None):
         layers = self._check_layers(layers)
         rec, kwargs, lengths = self._run(batch, {"qk_layers": layers})
-        return {layer: rec.qk[layer] for layer in layers}
+        roles = self._lengths(kwargs, lengths)
+        out = {}
+        for layer in layers:
+            q, k = rec.qk[layer]
+            site = self.sites[layer]
+            out[layer] = (_unpad(q, roles[site.role_q]), _unpad(k, roles[site.role_k]))
+        return out
 
     def capture_values(self, batch: list[Encoded], layers: list[int] | None = None):
         layers = self._check_layers(layers)
