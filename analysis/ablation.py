@@ -52,7 +52,7 @@ import torch
 
 from analysis import values as _values
 from analysis.values import encode_inputs, token_batches
-from precompute.metrics import attention_from_qk
+from precompute.metrics import attention_from_qk, layer_semantics
 
 RESAMPLES = 1000
 SEED = 0
@@ -256,7 +256,7 @@ class Evaluator:
         need = sorted({(int(l), int(h)) for l, h in heads} - set(self._mean))
         if not need:
             return
-        info = self.adapter.info
+        model = self.adapter.info.to_dict()
         size = max(self.lengths)
         layers = sorted({l for l, _ in need})
         total = {hd: np.zeros((size, size)) for hd in need}
@@ -269,7 +269,7 @@ class Evaluator:
                 count[:n, :n] += 1
                 for l, h in need:
                     q, k = qk[l][0][r][h], qk[l][1][r][h]
-                    total[(l, h)][:n, :n] += attention_from_qk(q, k, causal=info.causal, scale=info.scale)
+                    total[(l, h)][:n, :n] += attention_from_qk(q, k, **layer_semantics(model, l))
         for hd in need:
             self._mean[hd] = np.where(count > 0, total[hd] / np.maximum(count, 1), 0.0)
 

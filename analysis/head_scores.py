@@ -18,6 +18,7 @@ import numpy as np
 
 from analysis.patterns import LABELS, PATTERNS, SHORT, PatternScorer, applicable, dominant, na_reason, token_flags
 from analysis.related import nearest, related_map
+from precompute.metrics import layer_semantics
 
 VERSION = 1
 TOKEN_BUDGET = 4096          # query tokens of the corpus used for the scores (whole inputs, seeded)
@@ -188,7 +189,8 @@ def _compute_run_patterns(manifest, arrays, groups, get_qk, budget, signature_en
             if qk is None:
                 missing.append((layer, head))
                 continue
-            A = scorer.attention(qk[0], qk[1], scale)
+            sem = layer_semantics(manifest["model"], layer)
+            A = scorer.attention(qk[0], qk[1], scale, sem["window"], sem["softcap"])
             heads.append((layer, head))
             scores[(layer, head)] = scorer.scores(A)
             sigs.append(scorer.signature(A))

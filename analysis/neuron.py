@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from precompute.metrics import allowed_keys
+
 
 @dataclass
 class NeuronBreakdown:
@@ -36,11 +38,16 @@ class NeuronBreakdown:
                 "weight": self.weight, "masked": self.masked}
 
 
-def row_scores(q: np.ndarray, keys: np.ndarray, query_pos: int, scale: float, causal: bool) -> np.ndarray:
-    """scale · q·k_j for every key j (float64); −inf for keys after ``query_pos`` when causal."""
+def row_scores(q: np.ndarray, keys: np.ndarray, query_pos: int, scale: float, causal: bool,
+               window: int | None = None, softcap: float | None = None) -> np.ndarray:
+    """scale · q·k_j for every key j (float64; softcapped when the layer has a softcap); −inf for
+    keys the layer masks (after ``query_pos`` when causal, farther than ``window``)."""
     s = float(scale) * (np.asarray(keys, np.float64) @ np.asarray(q, np.float64))
-    if causal:
-        s = np.where(np.arange(len(s)) > query_pos, -np.inf, s)
+    if softcap:
+        s = softcap * np.tanh(s / softcap)
+    ok = allowed_keys(query_pos + 1, len(s), causal, window)
+    if ok is not None:
+        s = np.where(ok[query_pos], s, -np.inf)
     return s
 
 
@@ -52,7 +59,7 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def breakdown(queries: np.ndarray, keys: np.ndarray, query_pos: int, key_pos: int, scale: float,
-              causal: bool) -> NeuronBreakdown:
+              causal: bool, window: int | None = None, softcap: float | None = None) -> NeuronBreakdown:
     """``queries``/``keys``: (len, d) of ONE input in position order (stored rows of the input)."""
     n = len(queries)
     if not (0 <= query_pos < n and 0 <= key_pos < len(keys)):
@@ -61,9 +68,9 @@ def breakdown(queries: np.ndarray, keys: np.ndarray, query_pos: int, key_pos: in
     k = np.asarray(keys[key_pos], np.float64)
     prod = q * k
     dot = float(q @ k)
-    scores = row_scores(q, keys, query_pos, scale, causal)
+    scores = row_scores(q, keys, query_pos, scale, causal, window, softcap)
     weights = softmax(scores)
-    masked = bool(causal and key_pos > query_pos)
+    masked = bool(not np.isfinite(scores[key_pos]))
     return NeuronBreakdown(q=q, k=k, prod=prod, dot=dot, scale=float(scale),
                            score=float(scores[key_pos]), weight=float(weights[key_pos]),
                            scores=scores, weights=weights, masked=masked)

@@ -293,9 +293,11 @@ class PatternScorer:
     def n_entries(self) -> int:
         return int(len(self._qid))
 
-    def attention(self, q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
-        """A head's attention softmax(scale·q kᵀ + mask) from its stored q/k (global token rows),
-        as the flat vector of allowed entries."""
+    def attention(self, q: np.ndarray, k: np.ndarray, scale: float, window: int | None = None,
+                  softcap: float | None = None) -> np.ndarray:
+        """A head's attention softmax(softcap(scale·q kᵀ) + mask) from its stored q/k (global token
+        rows), as the flat vector of allowed entries; a layer's sliding ``window`` masks more (its
+        entries outside the window are exactly 0), ``softcap`` as precompute.metrics."""
         out = []
         q = np.asarray(q)
         k = np.asarray(k)
@@ -303,7 +305,13 @@ class PatternScorer:
             Q = q[g.rows].astype(np.float64)
             K = k[g.rows].astype(np.float64)
             logits = scale * np.matmul(Q, K.transpose(0, 2, 1))
-            out.append(_masked_softmax(logits, g.allowed)[g.allowed])
+            if softcap:
+                logits = softcap * np.tanh(logits / softcap)
+            mask = g.allowed
+            if window is not None:
+                i = np.arange(logits.shape[-1])
+                mask = mask & (np.abs(i[:, None] - i[None, :]) <= window)
+            out.append(_masked_softmax(logits, mask)[g.allowed])
         return np.concatenate(out) if out else np.zeros(0)
 
     def flatten(self, attns: list[np.ndarray]) -> np.ndarray:

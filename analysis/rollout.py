@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from precompute.metrics import attention_from_qk
+from precompute.metrics import attention_from_qk, layer_semantics
 
 
 def with_residual(a: np.ndarray, residual: float = 0.5) -> np.ndarray:
@@ -58,17 +58,19 @@ def mean_head_attention(qk_per_head: Iterable[tuple[np.ndarray, np.ndarray]], sc
 
 
 def layer_means(read_qk: Callable[[int, int], tuple | None], layers: list[int], heads: list[int],
-                groups: dict[int, np.ndarray], scale: float, causal: bool
+                groups: dict[int, np.ndarray], scale: float, causal: bool, model: dict | None = None
                 ) -> tuple[dict[int, list[np.ndarray]], list[int], list[tuple[int, int]]]:
     """Head-averaged attention per layer for several inputs in ONE pass over the stored heads
     (each head's q/k is read once). ``groups``: input id → its token rows (position order).
     Returns ({input id: [A_l for each used layer]}, used layers, missing (layer, head) pairs).
-    A layer with no stored head is left out (and reported missing)."""
+    A layer with no stored head is left out (and reported missing). ``model`` (a manifest's
+    "model" entry): each layer's own semantics (window, softcap, causal) instead of ``causal``."""
     per_input: dict[int, list[np.ndarray]] = {i: [] for i in groups}
     used, missing = [], []
     for layer in layers:
         sums = {i: None for i in groups}
         n_heads = 0
+        sem = layer_semantics(model, layer) if model else {"causal": causal, "scale": scale}
         for head in heads:
             qk = read_qk(layer, head)
             if qk is None:
@@ -77,7 +79,7 @@ def layer_means(read_qk: Callable[[int, int], tuple | None], layers: list[int], 
             q, k = qk
             n_heads += 1
             for i, rows in groups.items():
-                a = attention_from_qk(q[rows], k[rows], causal=causal, scale=scale)
+                a = attention_from_qk(q[rows], k[rows], **sem)
                 sums[i] = a if sums[i] is None else sums[i] + a
         if n_heads == 0:
             continue

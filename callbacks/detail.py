@@ -8,7 +8,8 @@ import itertools
 import numpy as np
 from dash import Input, Output, State, clientside_callback, html, no_update
 
-from figures.attention import aggregate_by_position, attention, downsample, hide_and_renormalise, value_weighted
+from figures.attention import (aggregate_by_position, attention, downsample, hide_and_renormalise, layer_semantics,
+                               value_weighted)
 from figures.sentence import (CLS_TEXTS, PAIR_FILTERS, SEP_TEXTS, TokenRoles, below_note, head_colors,  # noqa: F401
                               hidden_keys, hide_options, segments, sentence_lines, token_roles)
 from figures.views import (HEAD_LINE, MODEL_THUMB, attention_heatmap, empty_figure, image_figure,  # noqa: F401
@@ -69,7 +70,7 @@ def input_attention(data, run, layer, head, input_id, tokens):
     if qk is None:
         return None, None
     rows = tokens.index.rows(input_id)
-    return rows, attention(qk[0][rows], qk[1][rows], float(m["model"]["scale"]), bool(m["model"].get("causal")))
+    return rows, attention(qk[0][rows], qk[1][rows], **layer_semantics(m["model"], layer))
 
 
 def _input_vnorm(data, run, layer, head, input_id, rows):
@@ -104,7 +105,7 @@ def aggregate_matrix(data, run, layer, head, tokens, length, vnorm=None):
         if qk is None:
             return None
         return aggregate_by_position(qk[0], qk[1], tokens.index, float(m["model"]["scale"]),
-                                     bool(m["model"].get("causal")), max_len, vnorm)
+                                     bool(m["model"].get("causal")), max_len, vnorm, layer_semantics(m["model"], layer))
     agg = data.misc_cache.get(("agg", run, layer, head, max_len, vnorm is not None), build)
     if agg is None:
         return None

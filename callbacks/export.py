@@ -16,7 +16,7 @@ import numpy as np
 from dash import Input, Output, State, clientside_callback, dcc, no_update
 
 from dashboard_data import DataError
-from figures.attention import attention, hide_and_renormalise
+from figures.attention import attention, hide_and_renormalise, layer_semantics
 from figures.export import (Table, arrows_table, attention_table, concat_tables, export_filename, figure_table,
                             html_snapshot, image_table, matrix_table, single_table, snapshot_payload_figures, to_csv)
 from figures.search import search_tokens
@@ -100,7 +100,7 @@ def single_export(data, s) -> tuple[Table, list]:
         if qk is not None:
             input_id, _ = input_of_token(tokens, int(tok))
             rows = tokens.index.rows(input_id)
-            a = attention(qk[0][rows], qk[1][rows], float(m["model"]["scale"]), bool(m["model"].get("causal")))
+            a = attention(qk[0][rows], qk[1][rows], **layer_semantics(m["model"], layer))
             i = int(np.flatnonzero(rows == int(tok))[0])
             row = {int(r): float(w) for r, w in zip(rows, a[i])}
             comments.append(f"attention_from_selected: attention of the selected query (token {int(tok)}, "

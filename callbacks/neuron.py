@@ -6,6 +6,7 @@ from dash import Input, Output, State, ctx, html, no_update
 
 from analysis.neuron import breakdown
 from figures.analysis_views import neuron_figure, neuron_row_figure
+from figures.attention import layer_semantics
 from figures.common import display_token
 from figures.views import empty_figure
 
@@ -32,15 +33,16 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
     q, k = qk[0][rows], qk[1][rows]
     words = [display_token(t) for t in tokens.text[rows]]
     qpos = int(np.flatnonzero(rows == tok)[0]) if tok is not None and tok in set(rows.tolist()) else 0
-    scale, causal = float(m["model"]["scale"]), bool(m["model"].get("causal"))
+    sem = layer_semantics(m["model"], layer)
+    scale, causal, extra = sem["scale"], sem["causal"], {"window": sem["window"], "softcap": sem["softcap"]}
     same_input = isinstance(state, dict) and state.get("run") == run and state.get("input") == input_id
     if clicked_key is not None and 0 <= clicked_key < len(rows):
         kpos = int(clicked_key)
     elif same_input and key is not None and 0 <= int(key) < len(rows):
         kpos = int(key)
     else:  # new input: start from the key this query attends to most
-        kpos = int(np.argmax(breakdown(q, k, qpos, 0, scale, causal).weights))
-    bd = breakdown(q, k, qpos, kpos, scale, causal)
+        kpos = int(np.argmax(breakdown(q, k, qpos, 0, scale, causal, **extra).weights))
+    bd = breakdown(q, k, qpos, kpos, scale, causal, **extra)
     qlab, klab = f"{qpos} «{words[qpos].strip()}»", f"{kpos} «{words[kpos].strip()}»"
     fig = neuron_figure(bd, qlab, klab, f"L{layer} H{head} · input {input_id} · query {qlab} → key {klab}")
     row = neuron_row_figure(bd, words, qpos, kpos, causal)

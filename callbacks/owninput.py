@@ -21,7 +21,7 @@ from dash import Input, Output, State, ctx, no_update
 from analysis import own_input as oi
 from dashboard_data import DataError
 from figures.analysis_views import own_grid_figure, own_head_figure
-from figures.attention import attention
+from figures.attention import attention, layer_semantics
 from figures.common import display_token
 from figures.views import attention_heatmap, empty_figure, image_figure, sentence_lines_figure
 
@@ -94,9 +94,10 @@ def compute_grid(store, m, own: oi.OwnInput, variant, method) -> oi.GridPlacemen
                               own, list(m["layers"]), list(m["heads"]), variant, method, n_tokens, metric)
 
 
-def own_sentence_figure(own: oi.OwnInput, layer: int, head: int, scale: float, causal: bool):
+def own_sentence_figure(own: oi.OwnInput, layer: int, head: int, scale: float, causal: bool,
+                        window: int | None = None, softcap: float | None = None):
     q, k = own.qk(layer, head)
-    a = attention(q, k, scale, causal)
+    a = attention(q, k, scale, causal, window, softcap)
     words = [display_token(t) for t in own.tokens]
     title = f"your input · L{layer} H{head} ({own.n} tokens)"
     if own.image is not None and own.grid:
@@ -313,7 +314,7 @@ def draw(data, app, sd, tf, layer, head):
                                f"L{layer} H{head} · {how.split(' (')[0]}", transformed)
     else:
         hfig, how = empty_figure(f"L{layer} H{head} is not in this run's stored heads"), ""
-    sfig, _ = own_sentence_figure(own, layer, head, float(m["model"]["scale"]), bool(m["model"].get("causal")))
+    sfig, _ = own_sentence_figure(own, layer, head, **layer_semantics(m["model"], layer))
     label = sd.get("label") or ""
     info = (f"your input «{label[:120]}{'…' if len(label) > 120 else ''}»: {own.n} tokens"
             + (f" (truncated: {own.truncated} tokens dropped)" if own.truncated else "")

@@ -30,7 +30,7 @@ def input_layer_means(data, run: str, input_id: int) -> tuple[list[np.ndarray], 
         return hit[0][input_id], hit[1], hit[2]
     groups = {i: rows for i, rows in tokens.index} if all_fit else {input_id: tokens.index.rows(input_id)}
     per_input, used, missing = layer_means(lambda l, h: data.qk(run, l, h), layers, heads, groups,
-                                           float(m["model"]["scale"]), bool(m["model"].get("causal")))
+                                           float(m["model"]["scale"]), bool(m["model"].get("causal")), m["model"])
     if not missing:  # a partial run fills in later: don't keep its incomplete means
         data.misc_cache.get(key, lambda: (per_input, used, missing))
     return per_input[input_id], used, missing

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, Patch, State, no_update
 
-from figures.attention import attention, top_keys
+from figures.attention import attention, layer_semantics, top_keys
 from figures.colors import color_spec
 from figures.search import search_tokens
 from figures.views import empty_figure, norm_sizes, single_figure, single_labels
@@ -92,8 +92,7 @@ def register(app, data):
                     if qk is not None:
                         input_id, _ = input_of_token(tokens, sel)
                         rows = tokens.index.rows(input_id)
-                        info_ = run_info(m)
-                        a = attention(qk[0][rows], qk[1][rows], info_.scale, info_.causal)
+                        a = attention(qk[0][rows], qk[1][rows], **layer_semantics(m["model"], layer))
                         i = int(np.flatnonzero(rows == sel)[0])
                         line_list = [(int(rows[j]), w) for j, w in
                                      top_keys(a[i], int(topk or 2), float(minw if minw is not None else 0.05))]

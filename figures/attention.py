@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from precompute.metrics import attention_from_qk
+from precompute.metrics import attention_from_qk, layer_semantics  # noqa: F401 (callbacks import it here)
 
 
-def attention(q: np.ndarray, k: np.ndarray, scale: float, causal: bool = False) -> np.ndarray:
-    """softmax(scale · q kᵀ + mask) for the tokens of one input (rows in position order).
+def attention(q: np.ndarray, k: np.ndarray, scale: float, causal: bool = False,
+              window: int | None = None, softcap: float | None = None) -> np.ndarray:
+    """softmax(softcap(scale · q kᵀ) + mask) for the tokens of one input (rows in position order);
+    a layer's keyword arguments: ``precompute.metrics.layer_semantics(manifest["model"], layer)``.
 
     The same function the faithfulness tests check against each model's own attentions."""
-    return attention_from_qk(q, k, causal=causal, scale=scale)
+    return attention_from_qk(q, k, causal=causal, scale=scale, window=window, softcap=softcap)
 
 
 def hide_and_renormalise(a: np.ndarray, hidden: list[int] | np.ndarray) -> np.ndarray:
@@ -41,7 +43,7 @@ def top_keys(row: np.ndarray, k: int, min_weight: float) -> list[tuple[int, floa
 
 
 def aggregate_by_position(q: np.ndarray, k: np.ndarray, groups, scale: float, causal: bool,
-                          max_len: int, vnorm: np.ndarray | None = None) -> np.ndarray:
+                          max_len: int, vnorm: np.ndarray | None = None, semantics: dict | None = None) -> np.ndarray:
     """AttentionViz's aggregate view: for each (query pos i, key pos j) < max_len, the mean
     attention over all inputs that have both positions; rows renormalised to sum to 1.
     ``groups`` iterates (input_id, token rows in position order). ``vnorm`` (one value norm per
@@ -51,7 +53,7 @@ def aggregate_by_position(q: np.ndarray, k: np.ndarray, groups, scale: float, ca
     for _, rows in groups:
         if len(rows) == 0:
             continue
-        a = attention(q[rows], k[rows], scale, causal)
+        a = attention(q[rows], k[rows], **(semantics or {"scale": scale, "causal": causal}))
         if vnorm is not None:
             a = value_weighted(a, vnorm[rows])
         n = min(len(rows), max_len)

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="joint-embedding variants to project: translated (keys moved to the query centroid), raw, "
                         "translated-scaled, raw-scaled (norm scaling) (default: translated,raw)")
     r.add_argument("--text-column", help="column/key holding the text in .csv/.jsonl corpora (default: text)")
+    r.add_argument("--target-column", help="encoder-decoder models: column of a .csv corpus holding each input's "
+                                           "target text (default: the model generates it, greedy, bounded)")
     r.add_argument("--max-tokens", type=int, help="cap on the run's total tokens (whole inputs are kept, in order)")
     r.add_argument("--max-inputs", type=int, help="use only the first N inputs of the corpus")
     r.add_argument("--batch-size", type=int, default=16, help="inputs per forward pass (default: 16)")
@@ -95,8 +97,8 @@ def cmd_run(args) -> int:
     cfg = RunConfig(model=args.model, corpus=args.corpus, cache=args.cache, layers=args.layers, heads=args.heads,
                     projections=args.projections, dims=args.dims, variants=args.variants, device=args.device,
                     batch_size=args.batch_size, max_tokens=args.max_tokens, max_inputs=args.max_inputs,
-                    text_column=args.text_column, force=args.force, workers=args.workers, dask=args.dask,
-                    params=params, fast_first=args.fast_first)
+                    text_column=args.text_column, target_column=args.target_column, force=args.force,
+                    workers=args.workers, dask=args.dask, params=params, fast_first=args.fast_first)
     if args.ready_file:
         cfg.on_ready = lambda run_id: _write_ready(args.ready_file, run_id, args.cache)
     if args.stop_with:

@@ -57,6 +57,7 @@ class Corpus:
     hash: str
     skipped: int = 0
     warnings: list[str] = field(default_factory=list)
+    targets: list[str] | None = None   # encoder–decoder runs: the target text of each input (CSV target column)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -323,6 +324,37 @@ def _load_csv(path: Path, column: str, warnings: list[str]) -> tuple[list[str], 
     return texts, len(skipped_where)
 
 
+def _load_csv_pairs(path: Path, column: str, target: str, warnings: list[str]) -> tuple[list[str], list[str], int]:
+    """(sources, targets, skipped) of a CSV with a source and a target column; rows where either
+    is blank are skipped (counted, with a warning)."""
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    fieldnames = reader.fieldnames or []
+    if column not in fieldnames:
+        raise _missing_column(path, column, fieldnames, "header")
+    if target not in fieldnames:
+        raise CorpusError(f"corpus {path.name} header has no column {target!r} (available: "
+                          f"{', '.join(repr(f) for f in fieldnames)}) — name the target column with --target-column NAME")
+    sources, targets, skipped = [], [], 0
+    try:
+        for row in reader:
+            src, tgt = (row.get(column) or "").strip(), (row.get(target) or "").strip()
+            if not src and not tgt:
+                continue
+            if not src or not tgt:
+                skipped += 1
+                continue
+            sources.append(src)
+            targets.append(tgt)
+    except csv.Error as e:
+        raise CorpusError(f"corpus {path.name} line {reader.line_num} cannot be parsed as CSV "
+                          f"({e}) — fix the quoting on that line") from None
+    if skipped:
+        warnings.append(f"skipped {skipped} rows with an empty '{column}' or '{target}'")
+    if not sources:
+        raise _empty_error(path, f"no row has both a '{column}' and a '{target}'")
+    return sources, targets, skipped
+
+
 def decode_image(path: Path) -> Image.Image:
     """Decode one image file to an RGB PIL image (first frame, EXIF orientation applied,
     transparency composited over white). Raises on any decoding problem."""
@@ -382,9 +414,23 @@ def _load_folder(path: Path, max_inputs: int | None, warnings: list[str]) -> tup
 
 # ----------------------------------------------------------------------------- entry point
 
-def load_corpus(spec: str, text_column: str | None = None, max_inputs: int | None = None) -> Corpus:
-    """Load a corpus: ``"demo"``, ``"demo-images"``, a .txt/.jsonl/.csv file or an image folder."""
+def load_corpus(spec: str, text_column: str | None = None, max_inputs: int | None = None,
+                target_column: str | None = None) -> Corpus:
+    """Load a corpus: ``"demo"``, ``"demo-images"``, a .txt/.jsonl/.csv file or an image folder.
+    ``target_column`` (.csv only): source/target pairs for encoder–decoder models."""
     _check_max_inputs(max_inputs)
+    if target_column is not None:
+        path = Path(str(spec)).expanduser()
+        if path.suffix.lower() != ".csv" or not path.is_file():
+            raise CorpusError(f"--target-column needs a .csv corpus with that column, not {spec!r}")
+        warnings = []
+        column = text_column if text_column is not None else DEFAULT_TEXT_COLUMN
+        texts, targets, skipped = _load_csv_pairs(path, column, target_column, warnings)
+        labels = [text_label(t) for t in texts]
+        texts, labels = _cap(texts, labels, max_inputs, warnings)
+        targets = targets[:len(texts)]
+        return Corpus(path.name, "text", texts, labels, _hash_texts(texts + ["\0targets\0"] + targets), skipped,
+                      warnings, targets=targets)
     warnings: list[str] = []
     spec = str(spec)
 

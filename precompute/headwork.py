@@ -29,6 +29,9 @@ class HeadTask:
     input_index: np.ndarray      # (n,) int32: which input each token belongs to
     causal: bool
     scale: float
+    window: int | None = None                 # the layer's semantics (precompute.metrics.layer_semantics)
+    softcap: float | None = None
+    key_index: np.ndarray | None = None       # input of each key row when keys are other tokens (cross-attention)
     variants: list[str] = field(default_factory=lambda: ["translated"])
     methods: tuple = METHODS
     dims: tuple = DIMS
@@ -71,7 +74,7 @@ def compute_head(task: HeadTask) -> HeadResult:
     res = HeadResult(layer=task.layer, head=task.head)
     q = np.asarray(task.queries, dtype=np.float32)
     k = np.asarray(task.keys, dtype=np.float32)
-    if q.shape != k.shape:
+    if q.shape != k.shape and (task.key_index is None or q.shape[1] != k.shape[1]):
         raise ValueError(f"queries {q.shape} and keys {k.shape} differ")
     n = len(q)
     tag = f"L{task.layer}H{task.head}"
@@ -114,7 +117,9 @@ def compute_head(task: HeadTask) -> HeadResult:
             spaces[picture_key(variant, method, dim)] = (Y[:n], Y[n:], PICTURE_METRIC)
         try:
             res.metrics.update(spearman_figures(q, k, task.input_index, task.causal, task.scale, spaces,
-                                                max_queries=task.spearman_max_queries, seed=task.params.seed))
+                                                max_queries=task.spearman_max_queries, seed=task.params.seed,
+                                                window=task.window, softcap=task.softcap,
+                                                key_index=task.key_index))
         except Exception as e:  # noqa: BLE001
             res.metrics.update({key: float("nan") for key in spaces})
             res.warnings.append(f"{tag} {variant}: spearman failed ({type(e).__name__}: {e})")

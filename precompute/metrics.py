@@ -6,28 +6,59 @@ from scipy.stats import rankdata
 
 from .joint import transform_qk
 
-__all__ = ["attention_from_qk", "distance_attention_spearman", "picture_spearman", "spearman_figures",
-           "query_sample", "trustworthiness"]
+__all__ = ["allowed_keys", "attention_from_qk", "layer_semantics", "distance_attention_spearman",
+           "picture_spearman", "spearman_figures", "query_sample", "trustworthiness"]
 
 
-def attention_from_qk(q: np.ndarray, k: np.ndarray, causal: bool, scale: float) -> np.ndarray:
-    """Softmax attention ``a_ij = softmax_j(scale * q_i·k_j)`` for ONE input, (len_q, len_k).
+def allowed_keys(lq: int, lk: int, causal: bool, window: int | None = None) -> np.ndarray | None:
+    """(lq, lk) bool of the keys each query may attend to (query i aligned with key i), None = all.
+    ``causal``: keys ``j > i`` are masked; ``window``: keys with ``|i − j| > window`` are masked."""
+    if not causal and window is None:
+        return None
+    i = np.arange(lq)[:, None]
+    j = np.arange(lk)[None, :]
+    ok = np.ones((lq, lk), bool)
+    if causal:
+        ok &= j <= i
+    if window is not None:
+        ok &= np.abs(i - j) <= window
+    return ok
 
-    Numerically stable (row max subtracted, float64).  ``causal``: keys ``j > i``
-    get weight exactly 0 (row ``i`` of the queries aligned with key ``i``).
+
+def attention_from_qk(q: np.ndarray, k: np.ndarray, causal: bool, scale: float,
+                      window: int | None = None, softcap: float | None = None) -> np.ndarray:
+    """Softmax attention ``a_ij = softmax_j(softcap(scale * q_i·k_j) + mask)`` for ONE input, (len_q, len_k).
+
+    THE recompute of attention from stored q/k (dashboard, analyses, metrics all use it).
+    Numerically stable (row max subtracted, float64).  ``causal``: keys ``j > i`` get weight
+    exactly 0 (row ``i`` of the queries aligned with key ``i``); ``window``: keys farther than
+    ``window`` positions from the query get weight 0 (sliding/local attention); ``softcap``:
+    scores become ``softcap · tanh(score / softcap)`` before the mask (Gemma 2).  A layer's values
+    are in the run's manifest: :func:`layer_semantics`.
     """
     q = np.asarray(q, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
     logits = scale * (q @ k.T)
-    if causal:
-        lq, lk = logits.shape
-        mask = np.arange(lk)[None, :] > np.arange(lq)[:, None]
-        logits = np.where(mask, -np.inf, logits)
+    if softcap:
+        logits = softcap * np.tanh(logits / softcap)
+    ok = allowed_keys(*logits.shape, causal, window)
+    if ok is not None:
+        logits = np.where(ok, logits, -np.inf)
     m = np.max(logits, axis=1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
     e = np.exp(logits - m)
     s = e.sum(axis=1, keepdims=True)
     return e / np.where(s > 0, s, 1.0)
+
+
+def layer_semantics(model: dict, layer: int) -> dict:
+    """Keyword arguments of :func:`attention_from_qk` for one stored layer, from a manifest's
+    ``model`` entry: ``{causal, scale, window, softcap}``. Manifests without per-layer semantics
+    (runs made before they were stored) mean: the model-wide ``causal``, no window, no softcap."""
+    per_layer = model.get("attention") or []
+    sem = per_layer[layer] if 0 <= layer < len(per_layer) else {}
+    return {"causal": bool(sem.get("causal", model.get("causal", False))), "scale": float(model["scale"]),
+            "window": sem.get("window"), "softcap": sem.get("softcap")}
 
 
 def _rowwise_spearman(D: np.ndarray, A: np.ndarray, valid: np.ndarray, rA: np.ndarray | None = None):
@@ -71,19 +102,19 @@ def _input_blocks(input_index: np.ndarray, selected: np.ndarray):
             yield rows, pos_sel
 
 
-def _attention_block(qi: np.ndarray, ki: np.ndarray, pos_sel: np.ndarray, causal: bool, scale: float):
-    """(A, valid) for the selected queries of one input over that input's keys."""
-    L = len(ki)
-    if causal:
-        valid = np.arange(L)[None, :] <= pos_sel[:, None]
-        logits = scale * (qi @ ki.T)
-        logits = np.where(valid, logits, -np.inf)  # softmax restricted to the attendable prefix
-        logits -= logits.max(axis=1, keepdims=True)
-        A = np.exp(logits)
-        A /= A.sum(axis=1, keepdims=True)
-    else:
-        A = attention_from_qk(qi, ki, causal=False, scale=scale)
-        valid = np.ones((len(pos_sel), L), bool)
+def _attention_block(qi: np.ndarray, ki: np.ndarray, pos_sel: np.ndarray, causal: bool, scale: float,
+                     window: int | None = None, softcap: float | None = None):
+    """(A, valid) for the selected queries of one input over that input's keys, masked and
+    softcapped as the layer is (:func:`attention_from_qk`)."""
+    full = allowed_keys(int(pos_sel.max()) + 1 if len(pos_sel) else 0, len(ki), causal, window)
+    valid = np.ones((len(pos_sel), len(ki)), bool) if full is None else full[pos_sel]
+    logits = scale * (qi @ ki.T)
+    if softcap:
+        logits = softcap * np.tanh(logits / softcap)
+    logits = np.where(valid, logits, -np.inf)  # softmax restricted to the attendable keys
+    logits -= logits.max(axis=1, keepdims=True)
+    A = np.exp(logits)
+    A /= A.sum(axis=1, keepdims=True)
     return A, valid
 
 
@@ -114,7 +145,8 @@ def query_sample(n: int, max_queries: int | None, seed: int = 0) -> np.ndarray:
 
 
 def spearman_figures(q: np.ndarray, k: np.ndarray, input_index: np.ndarray, causal: bool, scale: float,
-                     spaces: dict, max_queries: int | None = None, seed: int = 0) -> dict:
+                     spaces: dict, max_queries: int | None = None, seed: int = 0, window: int | None = None,
+                     softcap: float | None = None, key_index: np.ndarray | None = None) -> dict:
     """Distance–attention Spearman figures of one head, one per "space".
 
     ``spaces``: ``name -> (pq, pk, metric)``: the positions of the queries (``pq``, n rows)
@@ -141,15 +173,23 @@ def spearman_figures(q: np.ndarray, k: np.ndarray, input_index: np.ndarray, caus
         return {name: float("nan") for name in spaces}
     spaces = {name: (np.asarray(pq, np.float64), np.asarray(pk, np.float64), metric)
               for name, (pq, pk, metric) in spaces.items()}
+    # keys of other tokens than the queries (cross-attention: decoder queries, encoder keys)
+    key_index = input_index if key_index is None else np.asarray(key_index)
+    korder = np.argsort(key_index, kind="stable")
+    kuniq, kstarts = np.unique(key_index[korder], return_index=True)
+    key_rows = dict(zip(kuniq.tolist(), np.split(korder, kstarts[1:])))
     for name, (pq, pk, _) in spaces.items():
-        if len(pq) != n or len(pk) != n:
-            raise ValueError(f"space {name!r}: {len(pq)} query and {len(pk)} key positions for {n} tokens")
+        if len(pq) != n or len(pk) != len(k):
+            raise ValueError(f"space {name!r}: {len(pq)} query and {len(pk)} key positions for {n} + {len(k)} tokens")
     for rows, pos_sel in _input_blocks(input_index, query_sample(n, max_queries, seed)):
-        A, valid = _attention_block(q[rows[pos_sel]].astype(np.float64), k[rows].astype(np.float64),
-                                    pos_sel, causal, scale)
+        krows = rows if key_index is input_index else key_rows.get(int(input_index[rows[0]]), np.zeros(0, int))
+        if len(krows) == 0:
+            continue
+        A, valid = _attention_block(q[rows[pos_sel]].astype(np.float64), k[krows].astype(np.float64),
+                                    pos_sel, causal, scale, window, softcap)
         rA = None
         for name, (pq, pk, metric) in spaces.items():
-            D = _distances(pq[rows[pos_sel]], pk[rows], metric)
+            D = _distances(pq[rows[pos_sel]], pk[krows], metric)
             r, rA = _rowwise_spearman(D, A, valid, rA)
             r = r[np.isfinite(r)]
             if len(r):
@@ -160,18 +200,20 @@ def spearman_figures(q: np.ndarray, k: np.ndarray, input_index: np.ndarray, caus
 def distance_attention_spearman(q: np.ndarray, k: np.ndarray, input_index: np.ndarray,
                                 causal: bool, scale: float, translate: bool = True,
                                 norm_scale: bool = False, max_queries: int | None = 2000,
-                                seed: int = 0, metric: str = "euclidean") -> float:
+                                seed: int = 0, metric: str = "euclidean", window: int | None = None,
+                                softcap: float | None = None) -> float:
     """Joint-space distance–attention Spearman of one head (:func:`spearman_figures`),
     distance ``metric`` (``"euclidean"``, or ``"cosine"`` = AttentionViz's exact figure)
     between ``q`` and the keys ``k'`` transformed exactly like
     :func:`precompute.joint.joint_embedding` with ``translate``/``norm_scale``."""
     qt, kt = transform_qk(np.asarray(q), np.asarray(k), translate=translate, scale=norm_scale)
     return spearman_figures(q, k, input_index, causal, scale, {"joint": (qt, kt, metric)},
-                            max_queries=max_queries, seed=seed)["joint"]
+                            max_queries=max_queries, seed=seed, window=window, softcap=softcap)["joint"]
 
 
 def picture_spearman(coords: np.ndarray, q: np.ndarray, k: np.ndarray, input_index: np.ndarray,
-                     causal: bool, scale: float, max_queries: int | None = None, seed: int = 0) -> float:
+                     causal: bool, scale: float, max_queries: int | None = None, seed: int = 0,
+                     window: int | None = None, softcap: float | None = None) -> float:
     """The distance–attention Spearman measured in a picture: Euclidean distance between
     query ``i`` (row ``i`` of ``coords``) and key ``j`` (row ``n + j``) in the projection's
     coordinates, against the attention from ``q``/``k`` (:func:`spearman_figures`)."""
@@ -180,7 +222,7 @@ def picture_spearman(coords: np.ndarray, q: np.ndarray, k: np.ndarray, input_ind
     if len(coords) != 2 * n:
         raise ValueError(f"coords has {len(coords)} rows, expected 2 × {n} (queries then keys)")
     return spearman_figures(q, k, input_index, causal, scale, {"picture": (coords[:n], coords[n:], "euclidean")},
-                            max_queries=max_queries, seed=seed)["picture"]
+                            max_queries=max_queries, seed=seed, window=window, softcap=softcap)["picture"]
 
 
 def trustworthiness(X_high: np.ndarray, X_low: np.ndarray, n_neighbors: int = 10,

@@ -23,6 +23,7 @@ from precompute.eta import HeadETA, head_cost, start_workers
 from precompute.headwork import HeadTask, compute_head
 from precompute.joint import VARIANTS
 from precompute.faithfulness import figure_summary, missing_figures
+from precompute.metrics import layer_semantics
 from precompute.projections import ALL_METHODS, DIMS, METHODS, ProjectionParams, stable_params
 from precompute.selection import parse_choices, parse_index_list
 from precompute.store import FORMAT_VERSION, Store, StoreError, requested_heads
@@ -53,6 +54,7 @@ class RunConfig:
     max_tokens: int | None = None
     max_inputs: int | None = None
     text_column: str | None = None
+    target_column: str | None = None
     force: bool = False
     workers: int | None = None
     dask: str | None = None
@@ -193,6 +195,19 @@ def versions() -> dict:
     return out
 
 
+def is_seq2seq(info) -> bool:
+    """An encoder–decoder model: some of its layers are cross-attention."""
+    return any(a.get("kind") == "cross" for a in (getattr(info, "attention", None) or []))
+
+
+def target_encodings(encoded: list) -> list:
+    """What the decoder read, as encodings (for the target token table)."""
+    from precompute.models.base import Encoded
+
+    return [Encoded(tokens=list(e.target_tokens), token_ids=list(e.target_ids), truncated=e.target_truncated)
+            for e in encoded]
+
+
 # ------------------------------------------------------------------ the run
 class Run:
     """One precompute run; ``execute()`` does the work and returns a RunSummary."""
@@ -214,7 +229,8 @@ class Run:
         cfg = self.cfg
         store = Store(cfg.cache)  # fail early if the cache is not writable / incompatible
         t0 = time.perf_counter()
-        corpus = load_corpus(cfg.corpus, text_column=cfg.text_column, max_inputs=cfg.max_inputs)
+        corpus = load_corpus(cfg.corpus, text_column=cfg.text_column, max_inputs=cfg.max_inputs,
+                             target_column=cfg.target_column)
         self.warnings += corpus.warnings
         self._stage("load corpus", t0)
 
@@ -239,6 +255,8 @@ class Run:
 
         settings = {"max_tokens": cfg.max_tokens, "max_inputs": cfg.max_inputs, "text_column": cfg.text_column,
                     "params": asdict(cfg.params)}
+        if cfg.target_column is not None:        # only then: run ids of earlier runs stay the same
+            settings["target_column"] = cfg.target_column
         # settings added since (attention-graph layout) count only when changed: stores keep their id
         run_id = run_id_for(info.identity, corpus.hash, {**settings, "params": stable_params(cfg.params)})
         holder = store.try_lock(run_id)
@@ -255,6 +273,8 @@ class Run:
                 if corpus.kind == "image":
                     for i, enc in enumerate(encoded):
                         store.put_image(run_id, i, display_image(enc))
+                if is_seq2seq(info):
+                    store.put_target_tokens(run_id, token_table(target_encodings(encoded)))
             self._forward(store, run_id, adapter, encoded, manifest)
             manifest["forward_done"] = True
             store.put_manifest(run_id, manifest)
@@ -279,7 +299,13 @@ class Run:
         if corpus.kind == "image":
             encoded = adapter.encode_images(corpus.items)
             items = [display_image(e) for e in encoded]
+        elif is_seq2seq(adapter.info):
+            encoded = adapter.encode_texts(corpus.items, corpus.targets)
+            items = list(corpus.items)
         else:
+            if corpus.targets is not None:
+                raise RunError(f"--target-column is for encoder-decoder models; {adapter.info.name} is not one: "
+                               "drop --target-column")
             encoded = adapter.encode_texts(corpus.items)
             items = list(corpus.items)
         cut = [e.truncated for e in encoded if e.truncated]
@@ -313,7 +339,10 @@ class Run:
                        "n_inputs": len(encoded), "n_tokens": int(sum(len(e.tokens) for e in encoded)),
                        "truncated_inputs": sum(1 for e in encoded if e.truncated),
                        "truncated_tokens": int(sum(e.truncated for e in encoded)),
-                       "skipped": corpus.skipped, "warnings": self.warnings},
+                       "skipped": corpus.skipped, "warnings": self.warnings,
+                       **({"targets": "given" if corpus.targets is not None else "generated",
+                           "n_target_tokens": int(sum(len(e.target_ids) for e in encoded))}
+                          if encoded and encoded[0].target_ids is not None else {})},
             "settings": settings,
             "versions": versions(),
             "layers": union("layers", layers),
@@ -333,7 +362,7 @@ class Run:
             return
         self.layers_forwarded = len(todo)
         info = adapter.info
-        n_tokens = sum(len(e.tokens) for e in encoded)
+        n_tokens = sum(len(e.tokens) + len(e.target_ids or []) for e in encoded)
         per_layer = n_tokens * info.n_heads * info.head_dim * 4 * 2
         groups = layer_groups(todo, per_layer, self.cfg.memory_budget)
         chunks = batches(len(encoded), self.cfg.batch_size)
@@ -399,6 +428,10 @@ class Run:
 
         input_index = store.tokens(run_id)["input_id"]
         model = manifest["model"]
+        target = store.target_tokens(run_id)
+        # which tokens a layer's queries and keys are: source (encoder) or target (decoder) rows
+        index = {"src": input_index, "tgt": None if target is None else target["input_id"]}
+        sides = {"encoder": ("src", "src"), "decoder": ("tgt", "tgt"), "cross": ("tgt", "src")}
         # (a stored picture whose figures are missing costs its measurement: about one trustworthiness)
         costs = {(l, h): head_cost(v, m, d, trust=trust) + 0.3 * len(measure) for l, h, (v, m, d, measure) in work}
 
@@ -406,8 +439,13 @@ class Run:
             for l, h, (variants, methods, dims, measure) in work:
                 q, k = store.qk(run_id, l, h)
                 stored = {key: store.coords(run_id, l, h, *key) for key in measure}
-                task = HeadTask(layer=l, head=h, queries=q, keys=k, input_index=input_index,
-                                causal=model["causal"], scale=model["scale"], variants=variants,
+                sem = layer_semantics(model, l)
+                kind = (model.get("attention") or [{}] * (l + 1))[l].get("kind", "self")
+                q_side, k_side = sides.get(kind, ("src", "src"))
+                task = HeadTask(layer=l, head=h, queries=q, keys=k, input_index=index[q_side],
+                                key_index=index[k_side] if k_side != q_side else None,
+                                causal=sem["causal"], scale=sem["scale"], window=sem["window"],
+                                softcap=sem["softcap"], variants=variants,
                                 methods=methods, dims=dims, params=self.cfg.params,
                                 stored={key: c for key, c in stored.items() if c is not None})
                 if not trust:

@@ -239,6 +239,13 @@ class Store:
     def put_tokens(self, run_id: str, tokens: dict[str, np.ndarray]) -> None:
         self._put(f"run/{run_id}/tokens", encode_arrays(tokens))
 
+    def target_tokens(self, run_id: str) -> dict[str, np.ndarray] | None:
+        """Encoder–decoder runs: the token table of what the decoder read (None otherwise)."""
+        return self._get(f"run/{run_id}/target_tokens")
+
+    def put_target_tokens(self, run_id: str, tokens: dict[str, np.ndarray]) -> None:
+        self._put(f"run/{run_id}/target_tokens", encode_arrays(tokens))
+
     def inputs(self, run_id: str) -> list:
         return self._get(f"run/{run_id}/inputs")
 

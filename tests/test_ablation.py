@@ -140,7 +140,7 @@ def test_smollm2_zero_ablation_equals_manual_computation(smollm2):
     values = a.capture_values(batch, [layer])[layer]
     queries, keys = a.capture(batch, [layer])[layer]
     kwargs, lengths = a._inputs(batch)
-    o_proj, d = a.vo_modules[layer][1], a.info.head_dim
+    o_proj, d = a.model.model.layers[layer].self_attn.o_proj, a.info.head_dim
     seen = {}
 
     def keep(name):

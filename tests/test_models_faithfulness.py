@@ -171,7 +171,7 @@ def test_bert_variants_faithful(tmp_path, kind):
         cfg = RobertaConfig(vocab_size=300, pad_token_id=1, max_position_embeddings=130, **TINY)
         folder = save_random(RobertaModel, cfg, tmp_path, byte_bpe_tokenizer)
     adapter = load_model(folder)
-    assert adapter.info.family == "bert" and adapter.info.n_layers == 3
+    assert adapter.info.family == kind and adapter.info.n_layers == 3
     batch = padded_batch(adapter)
     check_faithful(adapter, batch, f"bert: {kind} (random)")
     check_sensitive(adapter, batch)
@@ -211,7 +211,7 @@ def test_llama_family_faithful(tmp_path, kind):
     model_cls, cfg = _decoder_config(kind)
     adapter = load_model(save_random(model_cls, cfg, tmp_path, byte_bpe_tokenizer))
     info = adapter.info
-    assert (info.family, info.n_heads, info.n_kv_heads, info.head_dim, info.causal) == ("llama", 4, 2, 16, True)
+    assert (info.family, info.n_heads, info.n_kv_heads, info.head_dim, info.causal) == (kind, 4, 2, 16, True)
     batch = padded_batch(adapter)
     check_faithful(adapter, batch, f"llama: {kind} GQA 4q/2kv (random)")
     check_sensitive(adapter, batch)
@@ -268,7 +268,7 @@ def test_smollm2_cache_is_reused(smollm2):
 # ---------------------------------------------------------------------------- vision, transformers
 def test_dinov2_faithful(dinov2, images):
     info = dinov2.info
-    assert (info.family, info.modality, info.n_layers, info.n_heads, info.head_dim) == ("vit-hf", "image", 12, 6, 64)
+    assert (info.family, info.modality, info.n_layers, info.n_heads, info.head_dim) == ("dinov2", "image", 12, 6, 64)
     batch = dinov2.encode_images(images)
     enc = batch[0]
     assert len(enc.tokens) == 257 and enc.patch_grid == (16, 16) and enc.n_prefix == 1
@@ -437,13 +437,12 @@ def test_missing_folder_error(tmp_path):
 
 
 def test_unsupported_architecture_error(tmp_path):
-    from transformers import T5Config
+    from transformers import BloomConfig
 
-    T5Config(d_model=32, num_layers=1, num_heads=2).save_pretrained(tmp_path)
-    with pytest.raises(ModelLoadError, match="unsupported architecture 't5'") as exc:
+    BloomConfig(hidden_size=32, n_layer=1, n_head=2).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="unsupported architecture 'bloom'") as exc:
         load_model(str(tmp_path))
-    for family in ("bert", "gpt2", "llama", "vit-hf", "vit-timm"):
-        assert family in str(exc.value)
+    assert "ALiBi" in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_folder_without_config_error(tmp_path):

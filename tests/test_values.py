@@ -57,9 +57,17 @@ def test_token_batches_respect_budget():
 
 
 # ----------------------------------------------------------------------------- against the model
+def value_module(adapter, layer):
+    """The layer's value projection, found independently of the capture path (timm: its fused qkv)."""
+    if hasattr(adapter, "vo_modules"):
+        return adapter.vo_modules[layer][0]
+    attn = adapter.sites[layer].module
+    return next(getattr(attn, n) for n in ("v_proj", "value", "v_lin", "c_attn") if hasattr(attn, n))
+
+
 def manual_norms(adapter, batch, layer):
     """‖v‖ from the value module's own weight/bias applied by hand to its input, (n_heads, len) per input."""
-    v_mod = adapter.vo_modules[layer][0]
+    v_mod = value_module(adapter, layer)
     seen = {}
 
     def keep(_m, args):

@@ -1,29 +1,31 @@
-"""Model adapters: one small module per architecture family, dispatched on config.model_type.
+"""Model adapters, dispatched on modality — not on architecture.
 
 ``load_model(spec)`` accepts a built-in name (see ``BUILTIN_MODELS``), a local transformers
 folder, a model id already in the local Hugging Face cache (offline), or ``timm:<folder or file>``.
-Adding a family = one module exposing ``FAMILY``, ``MODEL_TYPES`` and ``load(folder, config, device,
-name=None, identity=None)``, listed in ``FAMILIES``.
+Every transformers architecture whose attention goes through the attention registry is captured by
+the one registered function in capture.py: text (hf.py), images (vit_hf.py), encoder–decoder text
+(seq2seq.py). Adding such an architecture needs no new file; the others are refused in one line
+(hf.REFUSED names why).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from precompute.models import bert, gpt2, llama, vit_hf
+from precompute.models import hf, vit_hf
 from precompute.models.base import Encoded, ModelAdapter, ModelInfo, ModelLoadError, first_line
 from precompute.models.packaged import DISPLAY_NAMES, PACKAGES, builtin_folder
 
 __all__ = ["BUILTIN_MODELS", "Encoded", "ModelAdapter", "ModelInfo", "ModelLoadError", "load_model",
            "supported_families"]
 
-FAMILIES = (bert, gpt2, llama, vit_hf)
 BUILTIN_MODELS: dict[str, str] = {name: desc for name, (_, _, desc) in PACKAGES.items()}
 
 
 def supported_families() -> str:
-    """One line naming every supported family and its model types."""
-    parts = [f"{f.FAMILY} ({', '.join(f.MODEL_TYPES)})" for f in FAMILIES]
-    return "; ".join(parts + ["vit-timm (timm:<folder or file>)"])
+    """One line naming what is supported."""
+    return ("transformers text, vision and encoder-decoder models whose attention goes through the attention "
+            "registry (bert, gpt2, llama, mistral, gemma, modernbert, vit, dinov2, clip, bart …); "
+            "vit-timm (timm:<folder or file>)")
 
 
 def load_model(spec: str, device: str = "cpu") -> ModelAdapter:
@@ -83,8 +85,6 @@ def _load_folder(folder: str, device: str, name: str | None = None, identity: st
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"unreadable or unsupported config.json in {folder}: {first_line(exc)} "
                              f"(supported families: {supported_families()})") from exc
-    for family in FAMILIES:
-        if config.model_type in family.MODEL_TYPES:
-            return family.load(folder, config, device, name=name, identity=identity)
-    raise ModelLoadError(f"unsupported architecture {config.model_type!r} in {folder}: "
-                         f"supported families: {supported_families()}")
+    if vit_hf.is_vision(config):
+        return vit_hf.load(folder, config, device, name=name, identity=identity)
+    return hf.load_text(folder, config, device, name=name, identity=identity)

@@ -43,6 +43,11 @@ class ModelInfo:
     max_length: int
     identity: str
     special_tokens: list[str] = field(default_factory=list)
+    # per stored layer: {kind, causal, window, softcap} (precompute.models.capture.AttentionSemantics);
+    # empty = every layer is `causal` with no window/softcap (timm, and runs made before this field)
+    attention: list[dict] = field(default_factory=list)
+    # per query head: the key/value head serving it (grouped-/multi-query attention)
+    kv_heads: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +64,10 @@ class Encoded:
     n_prefix: int = 0
     display_image: "np.ndarray | None" = None   # images: uint8 H×W×3 exactly as the model saw it
     token_type_ids: list[int] | None = None   # sentence pairs: segment ids from the tokenizer (else None)
+    # encoder–decoder text: what the decoder read (its start token, then the target's tokens)
+    target_tokens: list[str] | None = None
+    target_ids: list[int] | None = None
+    target_truncated: int = 0
 
 
 def first_line(exc: BaseException) -> str:
@@ -171,19 +180,7 @@ class ModelAdapter:
         becomes ``P @ v`` with ``patterns[(layer, head)]`` a (B, S, S) tensor of attention
         probabilities for the padded batch (rows = queries) replacing the head's own, and ``v`` the
         values of the kv head serving it in this same forward pass. No heads: nothing is hooked."""
-        if mode not in ("zero", "mean"):
-            raise ValueError(f"unknown ablation mode {mode!r}: use zero or mean")
-        by_layer: dict[int, list[int]] = {}
-        for layer, head in heads:
-            layer, head = int(layer), int(head)
-            if not (0 <= layer < self.info.n_layers and 0 <= head < self.info.n_heads):
-                raise ValueError(f"head L{layer} H{head} is not in {self.info.name} "
-                                 f"({self.info.n_layers} layers × {self.info.n_heads} heads)")
-            if mode == "mean" and (patterns is None or (layer, head) not in patterns):
-                raise ValueError(f"mean ablation of L{layer} H{head} needs its mean attention pattern")
-            by_layer.setdefault(layer, [])
-            if head not in by_layer[layer]:
-                by_layer[layer].append(head)
+        by_layer = self._ablation_plan(heads, mode, patterns)
         d, rep = self.info.head_dim, self.info.n_heads // self.info.n_kv_heads
         values: dict = {}
 
@@ -208,6 +205,23 @@ class ModelAdapter:
             regs.append((o_mod, "pre", replace(layer, hs)))
         with hooks(regs):
             yield
+
+    def _ablation_plan(self, heads, mode: str, patterns: dict | None) -> dict[int, list[int]]:
+        """{layer: [query heads]} to ablate, validated (one-line ValueErrors)."""
+        if mode not in ("zero", "mean"):
+            raise ValueError(f"unknown ablation mode {mode!r}: use zero or mean")
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in heads:
+            layer, head = int(layer), int(head)
+            if not (0 <= layer < self.info.n_layers and 0 <= head < self.info.n_heads):
+                raise ValueError(f"head L{layer} H{head} is not in {self.info.name} "
+                                 f"({self.info.n_layers} layers × {self.info.n_heads} heads)")
+            if mode == "mean" and (patterns is None or (layer, head) not in patterns):
+                raise ValueError(f"mean ablation of L{layer} H{head} needs its mean attention pattern")
+            by_layer.setdefault(layer, [])
+            if head not in by_layer[layer]:
+                by_layer[layer].append(head)
+        return by_layer
 
     # ------------------------------------------------------------------ family hooks
     # ``vo_modules[layer] = (value module, output module)``: the first's forward output holds the
