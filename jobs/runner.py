@@ -22,6 +22,7 @@ from jobs.registry import HEARTBEAT_S, Registry
 log = logging.getLogger("atlas.jobs")
 
 VARIANTS = ("translated", "raw", "translated-scaled", "raw-scaled")
+MAX_INDEX = 4096   # layer/head indices a page request may name (checked before ranges are expanded)
 
 
 class JobInvalid(ValueError):
@@ -50,7 +51,9 @@ def validate_params(params: dict, settings) -> dict:
         for key, what in (("layers", "layer"), ("heads", "head")):
             text = str(p.get(key) or "").strip()
             if text and text != "all":
-                parse_index_list(text, 10**6, what)  # syntax now; the model's range when it is loaded
+                # syntax and a sane bound now (before any range is expanded); the model's range when it is loaded
+                parse_index_list(text, MAX_INDEX, what, limit_note=f"no model here has more than {MAX_INDEX} {what}s; "
+                                                                   f"give {what}s like 0-5 or 0,3,7")
             out[key] = text or None
     except SelectionError as exc:
         raise JobInvalid(str(exc)) from None

@@ -6,31 +6,43 @@ class SelectionError(ValueError):
     """A selection the model cannot satisfy, phrased as one line naming the fix."""
 
 
-def parse_index_list(text: str | None, upper: int, what: str) -> list[int]:
-    """Parse '0-5', '0,3,7', '2-4,9' (or None for all) into sorted indices < upper."""
+def parse_index_list(text: str | None, upper: int, what: str, limit_note: str | None = None) -> list[int]:
+    """Parse '0-5', '0,3,7', '2-4,9' (or None for all) into sorted indices < upper.
+
+    Every number is checked against ``upper`` before a range is expanded, so a hostile
+    '0-99999999999' is one error line, never a giant list. ``limit_note`` replaces the
+    "this model has N" wording when ``upper`` is a server limit rather than the model's size."""
     if text is None or str(text).strip() in ("", "all"):
         return list(range(upper))
-    picked: set[int] = set()
-    for part in str(text).split(","):
+    text = str(text)
+    if len(text) > 10000:
+        raise SelectionError(f"{what} selection is {len(text)} characters long: use ranges like 0-5")
+    spans: list[tuple[int, int]] = []
+    for part in text.split(","):
         part = part.strip()
         if not part:
             continue
         try:
-            if "-" in part:
-                lo_s, hi_s = part.split("-", 1)
+            if "-" in part[1:]:
+                lo_s, hi_s = part.split("-", 1) if not part.startswith("-") else ("-" + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1])
                 lo, hi = int(lo_s), int(hi_s)
                 if lo > hi:
                     raise ValueError
-                picked.update(range(lo, hi + 1))
             else:
-                picked.add(int(part))
+                lo = hi = int(part)
         except ValueError:
-            raise SelectionError(f"cannot read {what} selection {text!r}: use a list like 0,3,7 or a range like 0-5") from None
-    bad = sorted(i for i in picked if i < 0 or i >= upper)
-    if bad:
-        raise SelectionError(f"unknown {what} {bad[0]}: this model has {upper} {what}s (0-{upper - 1})")
-    if not picked:
-        raise SelectionError(f"empty {what} selection {text!r}: name at least one {what}")
+            raise SelectionError(f"cannot read {what} selection {text[:80]!r}: use a list like 0,3,7 or a range like 0-5") from None
+        spans.append((lo, hi))
+    for lo, hi in spans:
+        bad = lo if lo < 0 or lo >= upper else hi if hi >= upper else None
+        if bad is not None:
+            where = limit_note or f"this model has {upper} {what}s (0-{upper - 1})"
+            raise SelectionError(f"unknown {what} {bad}: {where}")
+    if not spans:
+        raise SelectionError(f"empty {what} selection {text[:80]!r}: name at least one {what}")
+    picked: set[int] = set()
+    for lo, hi in spans:
+        picked.update(range(lo, hi + 1))
     return sorted(picked)
 
 
