@@ -304,7 +304,12 @@ class Data:
         out = {}
         for layer in m["layers"]:
             for head in m["heads"]:
-                met = self.metrics(run_id, layer, head) or {}
+                try:
+                    met = self.metrics(run_id, layer, head) or {}
+                except DataError as exc:  # a damaged metrics entry: that head has no ρ, the others do
+                    if not isinstance(exc.__cause__, CorruptEntry):
+                        raise
+                    met = {}
                 r = met.get(f"spearman/{variant}", met.get(f"spearman/{base}"))
                 out[(layer, head)] = None if r is None else float(r)
         return out
@@ -339,9 +344,25 @@ class Data:
 
         def build():
             scores, label, note = self.order_scores(run_id, order)
-            md = build_matrix_data(m["layers"], m["heads"], n, lambda l, h: self.coords(run_id, l, h, variant, method, 2),
+            corrupt = []
+
+            def coords(l, h):  # one damaged blob leaves its cell empty; the other heads are drawn
+                try:
+                    return self.coords(run_id, l, h, variant, method, 2)
+                except DataError as exc:
+                    if not isinstance(exc.__cause__, CorruptEntry):
+                        raise
+                    corrupt.append((l, h))
+                    return None
+
+            md = build_matrix_data(m["layers"], m["heads"], n, coords,
                                    rho, per_head or None, order if (scores is not None or order == "rho") else "grid",
                                    rho_threshold, scores=scores, score_label=label, note=note, budget=budget)
+            if corrupt:
+                heads = ", ".join(f"L{l} H{h}" for l, h in corrupt[:4]) + (" …" if len(corrupt) > 4 else "")
+                md.note = "; ".join(x for x in (md.note, f"{len(corrupt)} head(s) not drawn: a stored entry failed its "
+                                                         f"checksum ({heads}); re-running the run's precompute command "
+                                                         "repairs exactly those") if x)
             return md
         with self._matrix_lock:  # concurrent callbacks of one page load share a single build
             md = self.matrix_cache.get(key, build)

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list stored runs", description="List every run in a store.")
     ls.add_argument("--cache", default="./cache/demo", help="store directory (default: ./cache/demo)")
     ls.add_argument("--json", action="store_true", help="print a JSON list of objects (with an id key)")
+    ls.add_argument("--verify", action="store_true",
+                    help="read every entry and check its checksum; corrupt entries are listed (re-running the "
+                         "run's command recomputes exactly those)")
 
     ex = sub.add_parser("export", help="export one head to .npz or .csv",
                         description="Export one head's queries, keys, token fields, projections and metrics.")
@@ -224,12 +227,24 @@ def stop_with(pid: int, poll: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="atlas-stop-with").start()
 
 
-def list_rows(store) -> list[dict]:
+def list_rows(store, verify: bool = False) -> list[dict]:
+    from precompute.store import CorruptEntry
+
     rows = []
     for rid in store.run_ids():
-        m = store.manifest(rid)
+        bad = store.verify(rid) if verify else []
+        try:
+            m = store.manifest(rid)
+        except CorruptEntry:
+            rows.append({"id": rid, "model": "?", "corpus": "?", "tokens": 0, "layers": 0, "heads_per_layer": 0,
+                         "heads": 0, "heads_done": 0, "projections": [], "variants": [],
+                         "size_bytes": store.volume(f"run/{rid}/"), "status": "corrupt", "created": None,
+                         "corrupt": bad or [f"run/{rid}/manifest"]})
+            continue
         st = store.status(rid, m)
-        rows.append({"id": rid, "model": m["model"]["name"], "corpus": m["corpus"]["name"],
+        if bad:
+            st["status"] = "corrupt"
+        rows.append({"corrupt": bad, "id": rid, "model": m["model"]["name"], "corpus": m["corpus"]["name"],
                      "tokens": m["corpus"]["n_tokens"], "layers": len(m["layers"]), "heads_per_layer": len(m["heads"]),
                      "heads": st["heads_total"], "heads_done": st["heads_done"],
                      "projections": [f"{p}{d}d" for p in m["projections"] for d in m["dims"]],
@@ -242,7 +257,7 @@ def cmd_list(args) -> int:
     from precompute.store import Store
 
     store = Store(args.cache, readonly=True)
-    rows = list_rows(store)
+    rows = list_rows(store, verify=args.verify)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -253,7 +268,19 @@ def cmd_list(args) -> int:
     for r in rows:
         heads = f"{r['heads_done']}/{r['heads']}"
         print(f"{r['id']:<13} {r['model'][:28]:<28} {r['corpus'][:16]:<16} {r['tokens']:>7} {heads:>9} "
-              f"{','.join(r['projections'])[:36]:<36} {r['size_bytes'] / 2**20:7.1f}MB  {r['status']}")
+              f"{','.join(r['projections'])[:36]:<36} {r['size_bytes'] / 2**20:7.1f}MB  {r['status']}"
+              + (f" ({len(r['corrupt'])} corrupt entries)" if r["corrupt"] else ""))
+    for r in rows:
+        for key in r["corrupt"][:20]:
+            print(f"corrupt: {key}")
+        if r["corrupt"]:
+            more = f" (and {len(r['corrupt']) - 20} more)" if len(r["corrupt"]) > 20 else ""
+            print(f"  run {r['id']}{more}: re-run the command that made it (same --model, --corpus and options, "
+                  f"--cache {store.path}): it recomputes exactly these entries")
+    if args.verify:
+        print(f"verified: {sum(1 for r in rows if not r['corrupt'])}/{len(rows)} runs have no corrupt entry")
+    if store.read_only_mount:
+        print(f"(store opened read-only: {store.path} is on a read-only mount or not writable by this user)")
     return 0
 
 
@@ -296,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # never a traceback for users unless asked
         if args.debug:
             raise
+        from precompute.store import _is_disk_full, disk_full_message
+        if _is_disk_full(exc):
+            print(f"error: {disk_full_message(getattr(args, 'cache', '.'))}", file=sys.stderr)
+            return 2
         print(f"error: unexpected {exc.__class__.__name__}: {exc} (re-run with --debug for the traceback)",
               file=sys.stderr)
         return 1

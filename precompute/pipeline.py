@@ -219,15 +219,28 @@ class Run:
         self.warnings: list[str] = []
         self.heads_computed = 0
         self.layers_forwarded = 0
+        self.repaired: list[str] = []
 
     def _stage(self, name: str, t0: float) -> None:
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
 
     def execute(self) -> RunSummary:
+        cfg = self.cfg
+        cache = Path(cfg.cache).expanduser()
+        existed = cache.exists()
+        fresh = not (cache / "cache.db").exists()
+        store = Store(cfg.cache)  # fail early if the cache is not writable / incompatible
+        try:
+            return self._execute(store)
+        except BaseException:
+            if fresh:
+                _remove_if_empty(store, cache, existed)
+            raise
+
+    def _execute(self, store: Store) -> RunSummary:
         from precompute.models import load_model
 
         cfg = self.cfg
-        store = Store(cfg.cache)  # fail early if the cache is not writable / incompatible
         t0 = time.perf_counter()
         corpus = load_corpus(cfg.corpus, text_column=cfg.text_column, max_inputs=cfg.max_inputs,
                              target_column=cfg.target_column)
@@ -237,6 +250,7 @@ class Run:
         t0 = time.perf_counter()
         adapter = load_model(cfg.model, device=cfg.device)
         info = adapter.info
+        self.warnings += list(getattr(adapter, "load_warnings", []))
         self._stage("load model", t0)
         if (corpus.kind == "image") != (info.modality == "image"):
             raise RunError(f"model {info.name} reads {info.modality} but corpus {corpus.name!r} is {corpus.kind}: "
@@ -264,10 +278,14 @@ class Run:
             raise RunError(f"run {run_id} is being written by another process (pid {holder.get('pid')} on "
                            f"{holder.get('host', '?')}): wait for it to finish, then re-run to complete it")
         try:
+            if not cfg.force:
+                self._repair(store, run_id)
             manifest = self._manifest(store, run_id, info, corpus, encoded, settings,
                                       layers, heads, methods, dims, variants)
             store.put_manifest(run_id, manifest)
-            if cfg.force or store.tokens(run_id) is None:
+            images_missing = corpus.kind == "image" and any(
+                not store.has(f"run/{run_id}/image/{i}") for i in range(len(encoded)))
+            if cfg.force or images_missing or not store.has(f"run/{run_id}/inputs") or store.tokens(run_id) is None:
                 store.put_tokens(run_id, token_table(encoded, items if corpus.kind == "image" else None))
                 store.put_inputs(run_id, corpus.labels if corpus.kind == "image" else list(items))
                 if corpus.kind == "image":
@@ -295,6 +313,23 @@ class Run:
                           self.heads_computed, self.layers_forwarded, figures)
 
     # ------------------------------------------------------------ stages
+    def _repair(self, store: Store, run_id: str) -> None:
+        """Resume check: every stored entry of the run is verified; the ones that fail their checksum
+        are deleted, so the stages below recompute exactly those (and nothing else)."""
+        if not store.has(f"run/{run_id}/manifest"):
+            return
+        t0 = time.perf_counter()
+        bad = store.verify(run_id)
+        for key in bad:
+            store.delete(key)
+        if bad:
+            shown = ", ".join(k[len(f"run/{run_id}/"):] for k in bad[:4]) + (", ..." if len(bad) > 4 else "")
+            self.warnings.append(f"{len(bad)} corrupt entr{'y' if len(bad) == 1 else 'ies'} of run {run_id} "
+                                 f"failed the checksum and were recomputed ({shown})")
+            log.warning("run %s: %d corrupt entries deleted for recomputation: %s", run_id, len(bad), bad)
+        self.repaired = list(bad)
+        self._stage("verify stored entries", t0)
+
     def _encode(self, adapter, corpus: Corpus):
         if corpus.kind == "image":
             encoded = adapter.encode_images(corpus.items)
@@ -527,6 +562,28 @@ class Run:
             if m.get("spearman/translated") is not None:
                 values.append(m["spearman/translated"])
         return float(np.median(values)) if values else None
+
+
+def _remove_if_empty(store: Store, path: Path, existed: bool) -> None:
+    """A run that failed before storing anything leaves no empty store behind (only a store this
+    run created; an existing folder keeps everything that was in it before)."""
+    import shutil
+
+    try:
+        empty = not store.run_ids()
+        store.close()
+    except Exception:  # noqa: BLE001 - leave it as it is
+        return
+    if not empty:
+        return
+    try:
+        if not existed:
+            shutil.rmtree(path)
+        else:
+            for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+                (path / name).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 class _null_progress:

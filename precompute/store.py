@@ -24,11 +24,13 @@ returning damaged data.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import socket
+import sqlite3
 import struct
 import time
 from pathlib import Path
@@ -52,6 +54,78 @@ class CorruptEntry(StoreError):
     """A stored entry failed its checksum or could not be decoded."""
 
 
+REPAIR_HINT = "re-run the same `python -m precompute run` command: it verifies the run and recomputes exactly the bad entries"
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            or "disk is full" in str(exc) or "No space left" in str(exc))
+
+
+def _is_read_only(exc: BaseException) -> bool:
+    return (getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM)
+            or "readonly database" in str(exc) or "read-only file system" in str(exc).lower())
+
+
+def disk_full_message(path) -> str:
+    return (f"the disk holding the store {path} is full: free some space (df -h {path}) or choose another "
+            "--cache on a bigger disk, then re-run the same command; what was computed is kept")
+
+
+def write_error(path, exc: BaseException) -> StoreError:
+    """A failed store write as one line naming the fix (disk full / read-only / other)."""
+    if _is_disk_full(exc):
+        return StoreError(disk_full_message(path))
+    if _is_read_only(exc):
+        return StoreError(f"the store {path} is read-only here ({getattr(exc, 'strerror', None) or exc}): it can be "
+                          "listed, exported and served, but computing needs a writable --cache (copy it, or fix the mount/permissions)")
+    return StoreError(f"cannot write to the store {path} ({exc.__class__.__name__}: {exc}): check the disk and its "
+                      "permissions, then re-run the same command; what was computed is kept")
+
+
+class _ReadOnlyCache:
+    """The read side of a diskcache directory through a read-only SQLite connection, for stores on
+    read-only mounts or folders this user may not write (diskcache itself always opens read-write:
+    it creates tables and sets pragmas). Values decode exactly as diskcache's own ``Disk`` does."""
+
+    def __init__(self, directory: str):
+        self._directory = directory
+        self._disk = diskcache.Disk(directory)
+        db = Path(directory) / "cache.db"
+        last = None
+        # mode=ro reads a live WAL store (needs its -shm file); immutable=1 reads a store on a read-only
+        # mount whose writer has closed it (the WAL is then checkpointed into cache.db)
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                con = sqlite3.connect(f"{db.resolve().as_uri()}?{flags}", uri=True, check_same_thread=False,
+                                      isolation_level=None, timeout=60)
+                con.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
+                self._con = con
+                return
+            except sqlite3.Error as exc:
+                last = exc
+        raise last
+
+    def get(self, key, default=None):
+        db_key, raw = self._disk.put(key)
+        row = self._con.execute("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = ?",
+                                (db_key, raw)).fetchone()
+        if row is None:
+            return default
+        return self._disk.fetch(row[0], row[1], row[2], False)
+
+    def __contains__(self, key) -> bool:
+        db_key, raw = self._disk.put(key)
+        return self._con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = ?", (db_key, raw)).fetchone() is not None
+
+    def iterkeys(self):
+        for key, raw in self._con.execute("SELECT key, raw FROM Cache ORDER BY key").fetchall():
+            yield self._disk.get(key, raw)
+
+    def close(self):
+        self._con.close()
+
+
 # --------------------------------------------------------------------------- encoding
 def _digest(payload: bytes) -> bytes:
     return hashlib.blake2b(payload, digest_size=16).digest()
@@ -72,11 +146,11 @@ def encode_arrays(arrays: dict[str, np.ndarray]) -> bytes:
 def decode(blob: Any, key: str) -> Any:
     """Verify and decode a stored blob; raise CorruptEntry naming the key otherwise."""
     if not isinstance(blob, (bytes, bytearray)) or len(blob) < _HEADER.size:
-        raise CorruptEntry(f"store entry {key!r} is truncated or not ours: re-run with --force to recompute it")
+        raise CorruptEntry(f"store entry {key!r} is truncated or not ours: {REPAIR_HINT}")
     magic, kind, digest = _HEADER.unpack_from(blob)
     payload = bytes(blob[_HEADER.size:])
     if magic != _MAGIC or _digest(payload) != digest:
-        raise CorruptEntry(f"store entry {key!r} failed its checksum (corrupt or truncated): re-run the same command to recompute it")
+        raise CorruptEntry(f"store entry {key!r} failed its checksum (corrupt or truncated): {REPAIR_HINT}")
     try:
         if kind == _KIND_JSON:
             return json.loads(payload)
@@ -84,7 +158,7 @@ def decode(blob: Any, key: str) -> Any:
             with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
     except Exception as exc:  # checksum passed but payload unreadable: still corrupt
-        raise CorruptEntry(f"store entry {key!r} could not be decoded ({exc.__class__.__name__}): re-run to recompute it") from exc
+        raise CorruptEntry(f"store entry {key!r} could not be decoded ({exc.__class__.__name__}): {REPAIR_HINT}") from exc
     raise CorruptEntry(f"store entry {key!r} has an unknown kind {kind}: it was written by another version")
 
 
@@ -113,6 +187,10 @@ class Store:
     def __init__(self, path: str | os.PathLike, readonly: bool = False):
         self.path = Path(path).expanduser()
         self.readonly = readonly
+        self.read_only_mount = False    # opened through the read-only reader (mount or permissions)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"--cache {self.path} is a file, not a store folder: give a folder (an existing store, "
+                             "or a new name for a new store)")
         if readonly:
             if not (self.path / "cache.db").is_file():
                 raise StoreError(f"no Attention Atlas store at {self.path}: run `python -m precompute run ... --cache {self.path}` first")
@@ -123,13 +201,38 @@ class Store:
                 probe.write_bytes(b"")
                 probe.unlink()
             except OSError as exc:
-                raise StoreError(f"cache directory {self.path} is not writable ({exc.strerror}): choose another --cache or fix its permissions") from exc
+                if _is_disk_full(exc):
+                    raise StoreError(disk_full_message(self.path)) from exc
+                ro = " (read-only file system: `list`, `export` and the dashboard can still read it)" \
+                    if exc.errno == errno.EROFS else ""
+                raise StoreError(f"cache directory {self.path} is not writable ({exc.strerror}){ro}: choose another "
+                                 "--cache or fix its permissions") from exc
         try:
             self._cache = diskcache.Cache(str(self.path), size_limit=2**50, eviction_policy="none",
                                           cull_limit=0, timeout=60)
         except Exception as exc:
-            raise StoreError(f"cannot open the store at {self.path} ({exc}): it may be corrupt; move it away and re-run") from exc
+            if readonly and isinstance(exc, (sqlite3.OperationalError, OSError)):
+                try:  # a read-only mount or folder, or a full disk: read it without writing anything
+                    self._cache = _ReadOnlyCache(str(self.path))
+                    self.read_only_mount = True
+                except sqlite3.DatabaseError as exc2:
+                    raise self._open_error(exc2) from exc2
+            else:
+                raise self._open_error(exc) from exc
         self._check_format()
+
+    def _open_error(self, exc: BaseException) -> StoreError:
+        if _is_disk_full(exc):
+            return StoreError(disk_full_message(self.path))
+        if _is_read_only(exc):
+            return StoreError(f"the store {self.path} cannot be opened for writing ({exc}): it is on a read-only "
+                              "mount or not yours; `list`, `export` and the dashboard can read it, computing needs a "
+                              "writable --cache")
+        if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in str(exc) or "malformed" in str(exc)):
+            return StoreError(f"the store's index {self.path / 'cache.db'} is damaged ({exc}): move the folder away "
+                              "(keep it until a new run has succeeded) and re-run into a new --cache")
+        return StoreError(f"cannot open the store at {self.path} ({exc.__class__.__name__}: {exc}): check the disk, "
+                          "the folder's permissions and that no other program holds it")
 
     # ----------------------------------------------------------------- basics
     def _check_format(self) -> None:
@@ -137,7 +240,7 @@ class Store:
         if blob is None:
             if self.readonly:
                 raise StoreError(f"{self.path} is not an Attention Atlas store (no format marker): point --cache at a store made by `python -m precompute run`")
-            self._cache.set("format", encode_json({"version": FORMAT_VERSION}))
+            self._put("format", encode_json({"version": FORMAT_VERSION}))
             return
         found = decode(blob, "format").get("version")
         if found != FORMAT_VERSION:
@@ -159,7 +262,34 @@ class Store:
     def _put(self, key: str, blob: bytes) -> None:
         if self.readonly:
             raise StoreError("store opened read-only")
-        self._cache.set(key, blob)
+        try:
+            self._cache.set(key, blob)
+        except (OSError, sqlite3.Error) as exc:
+            raise write_error(self.path, exc) from exc
+
+    def delete(self, key: str) -> None:
+        if self.readonly:
+            raise StoreError("store opened read-only")
+        try:
+            self._cache.delete(key)
+        except (OSError, sqlite3.Error) as exc:
+            raise write_error(self.path, exc) from exc
+
+    def verify(self, run_id: str) -> list[str]:
+        """Keys of the run whose entries fail their checksum or cannot be decoded (reads every entry)."""
+        bad = []
+        for key in self.keys(f"run/{run_id}/"):
+            if key.endswith("/lock"):
+                continue
+            try:
+                raw = self._cache.get(key)
+                if raw is not None:
+                    decode(raw, key)
+            except CorruptEntry:
+                bad.append(key)
+            except (OSError, EOFError):  # a large value whose file is gone or unreadable
+                bad.append(key)
+        return bad
 
     def has(self, key: str) -> bool:
         return key in self._cache
@@ -180,12 +310,15 @@ class Store:
         return (int(self._cache.reset("count", update=False)), wal)
 
     def volume(self, prefix: str) -> int:
-        """Approximate bytes used by the entries under a prefix."""
-        total = 0
-        for key in self.keys(prefix):
-            blob = self._cache.get(key)
-            total += len(blob) if blob is not None else 0
-        return total
+        """Bytes used by the entries under a prefix (from the index: no value is read)."""
+        sql = ("SELECT key, raw, CASE WHEN size > 0 THEN size ELSE length(value) END FROM Cache "
+               "WHERE raw = 1 AND key >= ? AND key < ?")
+        args = (prefix, prefix + "\uffff")
+        if isinstance(self._cache, _ReadOnlyCache):
+            rows = self._cache._con.execute(sql, args).fetchall()
+        else:
+            rows = self._cache._sql(sql, args).fetchall()
+        return int(sum(r[2] or 0 for r in rows if isinstance(r[0], str) and r[0].startswith(prefix)))
 
     def try_lock(self, run_id: str) -> dict | None:
         """Take the run's writer lock; return None on success, else the holder's record.
