@@ -63,14 +63,43 @@ def head_arrays(store: Store, run_id: str, layer: int, head: int, variant: str =
     return out
 
 
-def export_npz(arrays: dict, out: str | Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _out_error(out: Path, exc: OSError) -> StoreError:
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(f"the disk holding {out.parent} is full: free some space or give --out on another disk")
+    if exc.errno == errno.EISDIR or out.is_dir():
+        return StoreError(f"--out {out} is a folder: give a file name, e.g. {out / 'head.npz'}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StoreError(f"--out {out} cannot be written ({exc.strerror}): choose a folder you can write to")
+    if exc.errno == errno.ENOTDIR:
+        return StoreError(f"--out {out}: part of its folder path is a file ({exc.strerror}): fix the path")
+    return StoreError(f"--out {out} cannot be written ({exc.strerror or exc}): choose another file")
+
+
+def _write_atomic(out: str | Path, mode: str, write) -> Path:
+    """Write through ``<out>.tmp`` then rename; on any failure no ``.tmp`` is left and the error is one line."""
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise StoreError(f"--out {out} is a folder: give a file name, e.g. {out / 'head.npz'}")
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    tmp.replace(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, mode, **({"newline": "", "encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
+        tmp.replace(out)
+    except OSError as exc:
+        raise _out_error(out, exc) from exc
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return out
+
+
+def export_npz(arrays: dict, out: str | Path) -> Path:
+    return _write_atomic(out, "wb", lambda f: np.savez(f, **arrays))
 
 
 def export_csv(arrays: dict, method: str, dim: int, out: str | Path) -> Path:
@@ -82,15 +111,12 @@ def export_csv(arrays: dict, method: str, dim: int, out: str | Path) -> Path:
                          "pick one of those or re-run precompute with it")
     coords = arrays[key]
     n = len(arrays["tokens"])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+
+    def write(f):
         w = csv.writer(f)
         w.writerow(["kind", "token", "input_id", "position", *("xyz"[:dim])])
         for i in range(2 * n):
             t = i % n
             w.writerow(["query" if i < n else "key", arrays["tokens"][t], int(arrays["input_id"][t]),
                         int(arrays["position"][t]), *(f"{c:.6g}" for c in coords[i])])
-    tmp.replace(out)
-    return out
+    return _write_atomic(out, "w", write)
