@@ -148,26 +148,16 @@ def check_model(spec: str, settings) -> str:
                           "fix or replace it") from None
     if not isinstance(cfg, dict):
         raise PathRefused(f"model folder {folder.name}: config.json is not a JSON object: fix or replace it")
-    if _asks_remote_code(cfg):
-        raise PathRefused(f"model folder {folder.name} asks for remote code (auto_map / trust_remote_code in "
-                          "config.json): refused; Attention Atlas never runs code shipped with a model")
+    from precompute.models import remote_code_keys, remote_code_message
+
+    keys = remote_code_keys(cfg)
+    if keys:
+        raise PathRefused(remote_code_message(folder.name, keys, refused=True))
     code = sorted(e.name for e in entries if e.suffix.lower() in (".py", ".pyc", ".so"))
     if code:
         raise PathRefused(f"model folder {folder.name} carries code ({', '.join(code[:3])}): refused; "
                           "Attention Atlas never runs code shipped with a model — remove it")
     return str(folder)
-
-
-def _asks_remote_code(obj) -> bool:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k in ("auto_map", "trust_remote_code", "custom_pipelines") and v:
-                return True
-            if isinstance(v, (dict, list)) and _asks_remote_code(v):
-                return True
-    elif isinstance(obj, list):
-        return any(_asks_remote_code(v) for v in obj)
-    return False
 
 
 def list_models(settings) -> list[dict]:

@@ -16,7 +16,34 @@ from precompute.models.base import Encoded, ModelAdapter, ModelInfo, ModelLoadEr
 from precompute.models.packaged import DISPLAY_NAMES, PACKAGES, builtin_folder
 
 __all__ = ["BUILTIN_MODELS", "Encoded", "ModelAdapter", "ModelInfo", "ModelLoadError", "load_model",
-           "supported_families"]
+           "remote_code_keys", "remote_code_message", "supported_families"]
+
+REMOTE_CODE_KEYS = ("auto_map", "trust_remote_code", "custom_pipelines")
+
+
+def remote_code_keys(obj) -> list[str]:
+    """The keys of a config.json that ask for code shipped with the model (nested ones included)."""
+    found: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in REMOTE_CODE_KEYS and v and k not in found:
+                found.append(k)
+            if isinstance(v, (dict, list)):
+                found += [x for x in remote_code_keys(v) if x not in found]
+    elif isinstance(obj, list):
+        for v in obj:
+            found += [x for x in remote_code_keys(v) if x not in found]
+    return found
+
+
+def remote_code_message(folder_name: str, keys: list[str], refused: bool) -> str:
+    """The one sentence both the command line and the Runs page use about a model's remote code."""
+    what = f"model folder {folder_name} asks for remote code ({' / '.join(keys)} in config.json)"
+    if refused:
+        return (f"{what}: refused; Attention Atlas never runs code shipped with a model (the command line "
+                "would load it with its own code for the architecture, ignoring that request)")
+    return (f"{what}: ignored; Attention Atlas never runs code shipped with a model and loads it with its "
+            "own code for the architecture (model_type)")
 
 BUILTIN_MODELS: dict[str, str] = {name: desc for name, (_, _, desc) in PACKAGES.items()}
 
@@ -85,6 +112,18 @@ def _load_folder(folder: str, device: str, name: str | None = None, identity: st
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"unreadable or unsupported config.json in {folder}: {first_line(exc)} "
                              f"(supported families: {supported_families()})") from exc
+    warnings = []
+    try:
+        import json
+
+        keys = remote_code_keys(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        keys = []
+    if keys:
+        warnings.append(remote_code_message(Path(folder).name, keys, refused=False))
     if vit_hf.is_vision(config):
-        return vit_hf.load(folder, config, device, name=name, identity=identity)
-    return hf.load_text(folder, config, device, name=name, identity=identity)
+        adapter = vit_hf.load(folder, config, device, name=name, identity=identity)
+    else:
+        adapter = hf.load_text(folder, config, device, name=name, identity=identity)
+    adapter.load_warnings = warnings
+    return adapter
