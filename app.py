@@ -32,6 +32,7 @@ def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> das
         settings = load_settings(cache=str(cache_dir) if cache_dir else None)
     elif cache_dir:
         settings = replace(settings, cache=str(cache_dir))
+    settings = _usable_jobs_dir(settings)
     data = Data(settings.cache)
 
     def on_error(err):  # safety net: a message in the page instead of a failed request
@@ -59,6 +60,31 @@ def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> das
     app.server.config["COMPRESS_MIN_SIZE"] = 500  # flask-compress is wired by compress=True (gzip)
     _cache_static_compression(app.server)
     return app
+
+
+def _usable_jobs_dir(settings):
+    """The settings with a jobs folder this process can write. The default one sits beside the store;
+    when that is on a read-only mount (a store served read-only) a per-user folder is used instead,
+    with one warning line, so the dashboard still starts and serves the store."""
+    import hashlib
+    from dataclasses import replace
+
+    path = settings.jobs_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return settings
+    except OSError as exc:
+        problem = exc.strerror or exc.__class__.__name__
+    if settings.jobs_dir:  # chosen explicitly: say so instead of silently moving it
+        raise SystemExit(f"error: ATLAS_JOBS_DIR {path} is not writable ({problem}): choose a writable folder")
+    tag = hashlib.sha256(str(Path(settings.cache).expanduser().resolve()).encode()).hexdigest()[:12]
+    fallback = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attention-atlas" / f"jobs-{tag}"
+    logging.getLogger("atlas").warning("jobs folder %s is not writable (%s; a read-only store?): using %s instead "
+                                       "(set ATLAS_JOBS_DIR to choose)", path, problem, fallback)
+    return replace(settings, jobs_dir=str(fallback))
 
 
 class _StaticGzipCache:

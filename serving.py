@@ -170,6 +170,14 @@ def install(app, settings, data) -> None:
         auth = ProxyHeaderAuth(app, settings.proxy_user_header, settings.trusted_proxies)
     app.atlas_auth = auth
 
+    from dash.exceptions import DependencyException, InvalidResourceError
+
+    @server.errorhandler(DependencyException)
+    @server.errorhandler(InvalidResourceError)
+    def _no_such_resource(_exc):  # e.g. an encoded ``..`` or an unknown file under /_dash-component-suites/
+        return flask.Response("not found: no such script or style file (reload the page)", status=404,
+                              mimetype="text/plain")
+
     @server.errorhandler(413)
     def _too_large(_exc):
         return flask.Response(f"request too large (limit {settings.upload_max_bytes // 2**20} MB for uploads): "
