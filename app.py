@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 import dash
@@ -133,6 +134,11 @@ def main(argv=None):
     except SettingsError as exc:
         raise SystemExit(f"error: {exc}") from None
     setup_logging(settings.log_level)
+    from settings import exposure_warning
+
+    warning = exposure_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     app = create_app(settings=settings)
     app.run(host=settings.host, port=settings.port, debug=args.debug)
 

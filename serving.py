@@ -1,76 +1,33 @@
 """What the dashboard needs to be served to a team: health endpoint, authentication, request
-limits and request logging. ``install(app, settings, data)`` wires it into the Flask server.
+limits, security headers and request logging. ``install(app, settings, data)`` wires it into the
+Flask server.
 
 - ``GET /healthz``: without credentials a bare liveness answer (``ok`` / 503), with credentials
   (or when auth is off) JSON with the store's reachability and its runs.
-- auth ``basic``: HTTP basic through dash-auth (constant-time password check; a malformed
-  ``Authorization`` header is simply "not authorised"); auth ``proxy``: trust the reverse proxy's
-  user header, but only from the proxy's own address (``trusted_proxies``).
-  Every route — page, assets, callbacks, ``/healthz`` detail — needs it.
+- auth ``basic``: a login page and server-side sessions for browsers, HTTP basic for scripts;
+  bcrypt-hashed users file, roles, CSRF tokens, rate-limited sign-in (teamauth.py);
+  auth ``proxy``: trust the reverse proxy's user header, only from ``trusted_proxies`` or with the
+  proxy's shared secret. Every route — page, assets, callbacks, ``/healthz`` detail — needs it.
+- cross-site POSTs and cross-site fetches of the expensive matrix preview are refused (403);
+  viewers cannot start runs, uploads or ablations (403).
+- security headers on every answer (frame-ancestors 'none' / X-Frame-Options DENY, nosniff,
+  Referrer-Policy, no-store on pages and callbacks, HSTS over HTTPS); no server banner
+  (gunicorn.conf.py).
 - request body limit (uploads are the only big bodies) and a check that callback requests are
   well-formed JSON (400, not 500, for garbage).
 - one log line per request (method, path, status, bytes, ms, user), never headers or bodies.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
 
 import flask
-from dash_auth.auth import Auth
 
 log = logging.getLogger("atlas.http")
 
 LIVE_PATH = "/healthz"
-
-
-class RobustBasicAuth(Auth):
-    """dash-auth basic auth with werkzeug's header parsing and constant-time comparison."""
-
-    def __init__(self, app, users: dict[str, str]):
-        self._users = {u: p.encode() for u, p in users.items()}
-        super().__init__(app)
-
-    def user(self) -> str | None:
-        auth = flask.request.authorization
-        if auth is None or (auth.type or "").lower() != "basic" or auth.username is None:
-            return None
-        expected = self._users.get(auth.username)
-        given = (auth.password or "").encode("utf-8", "surrogateescape")
-        # compare against something even for unknown users (no timing oracle on user names)
-        ok = hmac.compare_digest(expected if expected is not None else b"\0" * 32, given)
-        return auth.username if ok and expected is not None else None
-
-    def is_authorized(self) -> bool:
-        return self.user() is not None
-
-    def login_request(self):
-        return flask.Response("authentication required", status=401, mimetype="text/plain",
-                              headers={"WWW-Authenticate": 'Basic realm="Attention Atlas", charset="UTF-8"'})
-
-
-class ProxyHeaderAuth(Auth):
-    """Trust a reverse proxy's user header, only when the request comes from a trusted proxy."""
-
-    def __init__(self, app, header: str, trusted: tuple[str, ...]):
-        self.header = header
-        self.trusted = set(trusted)
-        super().__init__(app)
-
-    def user(self) -> str | None:
-        if flask.request.remote_addr not in self.trusted:
-            return None
-        value = (flask.request.headers.get(self.header) or "").strip()
-        return value[:200] or None
-
-    def is_authorized(self) -> bool:
-        return self.user() is not None
-
-    def login_request(self):
-        return flask.Response("authentication required: sign in through the team's proxy", status=401,
-                              mimetype="text/plain")
 
 
 def _health(data, detail: bool):
@@ -147,10 +104,25 @@ def _bad_callback_request(callback_map) -> bool:
     return not all(_same_dep(g, w) for g, w in zip(outputs, want_out))
 
 
+_STATIC = ("/_dash-component-suites/", "/assets/", "/_favicon.ico")
+
+
+def _callback_output() -> str:
+    try:
+        body = json.loads(flask.request.get_data(cache=True) or b"null")
+        return str(body.get("output", "")) if isinstance(body, dict) else ""
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return ""
+
+
 def install(app, settings, data) -> None:
+    import teamauth
+
     server = app.server
     server.config["MAX_CONTENT_LENGTH"] = settings.upload_max_bytes * 4 // 3 + 16 * 2**20  # base64 + state
+    prefix = app.config.requests_pathname_prefix.rstrip("/")
     auth = None
+    public = {prefix + teamauth.LOGIN_PATH, prefix + teamauth.LOGOUT_PATH}
 
     @server.before_request
     def _early():  # registered before the auth hook, so it runs first
@@ -164,11 +136,45 @@ def install(app, settings, data) -> None:
             return flask.Response("malformed callback request", status=400, mimetype="text/plain")
         return None
 
-    if settings.auth == "basic":
-        auth = RobustBasicAuth(app, settings.basic_users())
-    elif settings.auth == "proxy":
-        auth = ProxyHeaderAuth(app, settings.proxy_user_header, settings.trusted_proxies)
+    if settings.auth in ("basic", "proxy"):
+        auth = teamauth.TeamAuth(app, settings, settings.auth)
+        if settings.auth == "basic":
+            teamauth.install_routes(app, auth)
+            app.index_string = app.index_string.replace(
+                "{%app_entry%}", teamauth.LOGOUT_SNIPPET.format(action=prefix + teamauth.LOGOUT_PATH) + "{%app_entry%}", 1)
+
+        @server.before_request
+        def _authenticate():
+            if flask.request.path in public:
+                return None
+            if not auth.is_authorized():
+                return auth.login_request()
+            return None
+
     app.atlas_auth = auth
+
+    @server.before_request
+    def _cross_site_and_roles():
+        path, method = flask.request.path, flask.request.method
+        expensive = method not in ("GET", "HEAD", "OPTIONS") or path.endswith("/_atlas/matrix-preview.png")
+        if path in public:
+            return None
+        if expensive and auth is not None and auth.cross_site():
+            log.warning("cross-site request refused: %s %s from %s", method, path, flask.request.headers.get("Origin", "?"))
+            return flask.Response("cross-site request refused: open the dashboard itself to do this", status=403,
+                                  mimetype="text/plain")
+        if auth is None or method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        if not auth.csrf_ok():
+            log.warning("request without a valid CSRF token refused: %s %s user=%s", method, path, auth.user())
+            return flask.Response("missing or wrong CSRF token: reload the page", status=403, mimetype="text/plain")
+        if path.endswith("/_dash-update-component") and auth.role() != "editor":
+            output = _callback_output()
+            if any(o in output for o in teamauth.EDITOR_OUTPUTS):
+                log.info("editor-only action refused for viewer %s: %s", auth.user(), output[:80])
+                return flask.Response(f"your role is {auth.role()}: starting runs, uploading corpora and running "
+                                      "ablations needs the editor role — ask the admin", status=403, mimetype="text/plain")
+        return None
 
     from dash.exceptions import DependencyException, InvalidResourceError
 
@@ -184,6 +190,22 @@ def install(app, settings, data) -> None:
                               "use a smaller file", status=413, mimetype="text/plain")
 
     @server.after_request
+    def _headers(response):
+        h = response.headers
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "same-origin")
+        if auth is not None:
+            if not flask.request.path.startswith(tuple(prefix + p for p in _STATIC)) and \
+                    not flask.request.path.endswith("/_atlas/matrix-preview.png"):
+                h["Cache-Control"] = "no-store"
+            if auth.is_https():
+                h.setdefault("Strict-Transport-Security", "max-age=31536000")
+        h.pop("Server", None)
+        return response
+
+    @server.after_request
     def _log(response):
         ms = (time.perf_counter() - flask.g.get("t0", time.perf_counter())) * 1000
         user = "-"
@@ -192,6 +214,7 @@ def install(app, settings, data) -> None:
                 user = auth.user() or "-"
             except Exception:  # noqa: BLE001
                 user = "?"
-        log.info('%s "%s %s" %s %s %.0fms user=%s', flask.request.remote_addr, flask.request.method,
-                 flask.request.path, response.status_code, response.calculate_content_length() or "-", ms, user)
+        log.info('%s "%s %s" %s %s %.0fms user=%s', auth.client_ip() if auth is not None else flask.request.remote_addr,
+                 flask.request.method, flask.request.path, response.status_code,
+                 response.calculate_content_length() or "-", ms, user)
         return response

@@ -26,10 +26,21 @@ class Settings:
     threads: int = 4                         # threads per gunicorn worker
     timeout: int = 120                       # gunicorn worker timeout (s)
     auth: str = "none"                       # none | basic | proxy
-    users: str = ""                          # basic auth: "alice:secret,bob:pw" (prefer users_file)
-    users_file: str = ""                     # basic auth: file of "user:password" lines
+    users: str = ""                          # basic auth: "alice:<bcrypt hash>[:role],..." (prefer users_file)
+    users_file: str = ""                     # basic auth: lines "user:<bcrypt hash>[:role]" (htpasswd -nB format)
+    editors: tuple[str, ...] = ()            # user names with the editor role (besides the users file's roles)
+    default_role: str = "viewer"             # role of a user the users file / editors do not name: viewer | editor
+    session_hours: float = 12.0              # a sign-in lasts at most this long
+    session_idle_minutes: float = 60.0       # ... and ends after this long without a request
+    login_max_failures: int = 5              # failed sign-ins per user name (4x per address) per window
+    login_window: int = 300                  # seconds
+    max_jobs_per_user: int = 2               # queued + running jobs one user may have
+    upload_quota_bytes: int = 50 * 2**20     # uploaded corpora one user may keep on the server
     proxy_user_header: str = "X-Forwarded-User"  # auth=proxy: header the reverse proxy sets
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")  # auth=proxy: addresses allowed to set it
+    trusted_proxies: tuple[str, ...] = ()    # auth=proxy: addresses/networks allowed to set it (none by default)
+    proxy_secret_file: str = ""              # auth=proxy: or a shared secret the proxy sends in X-Atlas-Proxy-Secret
+    certfile: str = ""                       # TLS certificate (PEM) for gunicorn; with keyfile: serve HTTPS
+    keyfile: str = ""                        # TLS private key (PEM)
     model_roots: tuple[str, ...] = ()        # folders under which user-chosen models may live
     corpus_roots: tuple[str, ...] = ()       # folders under which user-chosen corpora may live
     upload_max_bytes: int = 5 * 2**20        # uploaded corpus size limit
@@ -47,39 +58,71 @@ class Settings:
         cache = Path(self.cache).expanduser().resolve()
         return cache.parent / f".{cache.name}-jobs"
 
-    def basic_users(self) -> dict[str, str]:
-        """user → password from ``users`` and ``users_file``."""
-        pairs = [p for p in self.users.split(",") if p.strip()]
+    def hashed_users(self) -> dict[str, tuple[str, str | None]]:
+        """user → (bcrypt hash, role or None) from ``users`` and ``users_file`` (hashes only)."""
+        from teamauth import UsersFileError, parse_user_lines
+
+        try:
+            users = parse_user_lines([p for p in self.users.split(",") if p.strip()], "ATLAS_USERS")
+        except UsersFileError as exc:
+            raise SettingsError(str(exc)) from None
         if self.users_file:
             try:
                 text = Path(self.users_file).expanduser().read_text(encoding="utf-8")
-            except OSError as exc:
-                raise SettingsError(f"ATLAS_USERS_FILE {self.users_file} cannot be read ({exc.strerror}): "
-                                    "give a readable file of user:password lines") from exc
-            pairs += [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-        users = {}
-        for p in pairs:
-            user, sep, pw = p.strip().partition(":")
-            if not sep or not user or not pw:
-                raise SettingsError("basic-auth users must be user:password entries (ATLAS_USERS / ATLAS_USERS_FILE)")
-            users[user] = pw
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"ATLAS_USERS_FILE {self.users_file} cannot be read "
+                                    f"({getattr(exc, 'strerror', None) or exc.__class__.__name__}): "
+                                    "give a readable file of user:hash lines") from exc
+            try:
+                users.update(parse_user_lines(text.splitlines(), f"ATLAS_USERS_FILE {self.users_file}"))
+            except UsersFileError as exc:
+                raise SettingsError(str(exc)) from None
         return users
+
+    def basic_users(self) -> dict[str, tuple[str, str | None]]:  # the name older code used
+        return self.hashed_users()
+
+    def proxy_secret(self) -> str:
+        if not self.proxy_secret_file:
+            return ""
+        try:
+            secret = Path(self.proxy_secret_file).expanduser().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"ATLAS_PROXY_SECRET_FILE {self.proxy_secret_file} cannot be read: give a readable "
+                                "file holding the shared secret") from exc
+        if len(secret) < 16:
+            raise SettingsError("ATLAS_PROXY_SECRET_FILE holds a secret shorter than 16 characters: use a long random "
+                                "one (e.g. `openssl rand -hex 32`)")
+        return secret
 
     def public(self) -> dict:
         """The settings safe to log or show (no passwords)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["users"] = f"<{len(self.users.split(',')) if self.users else 0} entries>"
+        d["proxy_secret_file"] = "<set>" if self.proxy_secret_file else ""
         return d
 
 
 _TUPLES = {f.name for f in fields(Settings) if f.name.endswith("_roots")}
-_INTS = {"port", "workers", "threads", "timeout", "upload_max_bytes", "job_max_tokens"}
+_INTS = {"port", "workers", "threads", "timeout", "upload_max_bytes", "job_max_tokens", "login_max_failures",
+         "login_window", "max_jobs_per_user", "upload_quota_bytes"}
+_FLOATS = {"session_hours", "session_idle_minutes"}
 _BOOLS = {"team"}
 
 
 def _coerce(name: str, value, source: str):
     try:
-        if name == "trusted_proxies":
+        if name in _FLOATS:
+            v = float(value)
+            if not v > 0:
+                raise ValueError
+            return v
+        if name == "default_role":
+            r = str(value).strip().lower()
+            if r not in ("viewer", "editor"):
+                raise ValueError
+            return r
+        if name in ("trusted_proxies", "editors"):
             items = value if isinstance(value, (list, tuple)) else str(value).split(",")
             return tuple(str(v).strip() for v in items if str(v).strip())
         if name in _TUPLES:
@@ -111,6 +154,8 @@ def _coerce(name: str, value, source: str):
     except (TypeError, ValueError):
         raise SettingsError(f"{source}: bad value {value!r} for {name}: "
                             + ("use none, basic or proxy" if name == "auth" else
+                               "use viewer or editor" if name == "default_role" else
+                               "use a positive number" if name in _FLOATS else
                                "use a whole number" if name in _INTS else
                                "use true or false" if name in _BOOLS else "fix the value")) from None
 
@@ -139,9 +184,39 @@ def load_settings(config_file: str | None = None, env: dict | None = None, **ove
             values[name] = _coerce(name, env[key], key)
     values.update({k: _coerce(k, v, "argument") for k, v in overrides.items() if v is not None})
     s = replace(Settings(), **values)
-    if s.auth == "basic" and not s.basic_users():
-        raise SettingsError("ATLAS_AUTH=basic needs users: set ATLAS_USERS_FILE (lines of user:password) or ATLAS_USERS")
+    if s.auth == "basic" and not s.hashed_users():
+        raise SettingsError("ATLAS_AUTH=basic needs users: set ATLAS_USERS_FILE (lines of user:hash made by "
+                            "`python -m teamauth hash-password <user>`)")
+    if s.auth == "proxy":
+        from teamauth import UsersFileError, _networks
+
+        try:
+            _networks(s.trusted_proxies)
+        except UsersFileError as exc:
+            raise SettingsError(str(exc)) from None
+        if not s.trusted_proxies and not s.proxy_secret():
+            raise SettingsError("ATLAS_AUTH=proxy trusts no address by default: set ATLAS_TRUSTED_PROXIES to the reverse "
+                                "proxy's address(es), or ATLAS_PROXY_SECRET_FILE to a secret the proxy sends in "
+                                "X-Atlas-Proxy-Secret")
+    if bool(s.certfile) != bool(s.keyfile):
+        raise SettingsError("TLS needs both ATLAS_CERTFILE and ATLAS_KEYFILE (PEM files): set both, or neither")
+    for name in ("certfile", "keyfile"):
+        if getattr(s, name) and not Path(getattr(s, name)).expanduser().is_file():
+            raise SettingsError(f"ATLAS_{name.upper()} {getattr(s, name)} is not a readable file: give the PEM file")
     return s
+
+
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def exposure_warning(s: Settings) -> str | None:
+    """The loud warning for a server without authentication on an address others can reach."""
+    if s.auth != "none" or str(s.host).startswith(LOOPBACK) or str(s.host) in ("[::1]",):
+        return None
+    bar = "!" * 78
+    return (f"{bar}\nWARNING: ATLAS_AUTH=none and the server listens on {s.host}:{s.port}, an address other machines can\n"
+            "reach: ANYONE who can connect can read every run and start computations. Set ATLAS_AUTH=basic\n"
+            "(with ATLAS_USERS_FILE) or ATLAS_AUTH=proxy, or ATLAS_HOST=127.0.0.1.\n" + bar)
 
 
 def team_settings(env: dict | None = None) -> Settings:

@@ -76,7 +76,7 @@ class Gunicorn:
 
     def __init__(self, store, *, workers: int = 2, threads: int = 4, auth: str = "basic",
                  users: dict[str, str] | None = None, env: dict | None = None, cmd: list[str] | None = None,
-                 workdir: str | os.PathLike | None = None, timeout: int = 60):
+                 workdir: str | os.PathLike | None = None, timeout: int = 60, roles: dict[str, str] | None = None):
         self.store = str(store)
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="atlas-gunicorn-"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,10 @@ class Gunicorn:
                          "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
         if self.users:
             users_file = self.dir / "users"
-            users_file.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+            from teamauth import hash_password   # the users file holds bcrypt hashes (cost 4: tests and benches)
+            roles = roles if roles is not None else {}
+            users_file.write_text("".join(f"{u}:{hash_password(p, rounds=4)}:{roles.get(u, 'editor')}\n"
+                                          for u, p in self.users.items()))
             users_file.chmod(0o600)
             self.env["ATLAS_USERS_FILE"] = str(users_file)
         self.env.update(env or {})

@@ -123,7 +123,8 @@ def register(app, data):
         if not raw or not isinstance(raw, dict):
             raise PreventUpdate
         try:
-            info = save_upload(raw.get("contents"), raw.get("filename"), settings, text_column=column or None)
+            info = save_upload(raw.get("contents"), raw.get("filename"), settings, text_column=column or None,
+                               user=_user(app) if getattr(app, "atlas_auth", None) is not None else None)
         except PathRefused as exc:
             return str(exc), no_update, no_update, no_update
         warn = f" ({info['warnings'][0]})" if info["warnings"] else ""
@@ -154,9 +155,17 @@ def register(app, data):
             return no_update, str(exc)
         labels = {"model": source_label(model_spec, checked["model"]),
                   "corpus": source_label(corpus_spec, checked["corpus"])}
+        user = _user(app)
         reg = registry()
         try:
-            job_id = reg.create(_user(app), params, labels)
+            if getattr(app, "atlas_auth", None) is not None:   # per-user limit (signed-in users only)
+                from jobs.registry import ACTIVE
+
+                mine = [e for e in reg.entries() if e.get("user") == user and e.get("state") in ACTIVE]
+                if len(mine) >= settings.max_jobs_per_user:
+                    return no_update, (f"you already have {len(mine)} job(s) queued or running (limit "
+                                       f"{settings.max_jobs_per_user} per user): wait for one to finish or cancel one")
+            job_id = reg.create(user, params, labels)
         finally:
             reg.close()
         return {"job": job_id, "n": n}, f"job {job_id} queued: {labels['model']} on {labels['corpus']}"

@@ -294,7 +294,21 @@ def decoded_size(contents: str) -> int:
     return n * 3 // 4
 
 
-def save_upload(contents: str, filename: str, settings, text_column: str | None = None) -> dict:
+def user_upload_bytes(folder: Path, user: str) -> int:
+    """Bytes of the uploads a user keeps on the server (from their .meta.json records)."""
+    total = 0
+    for meta in folder.glob("*.meta.json"):
+        try:
+            m = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if m.get("user") == user and (folder / meta.name[:-len(".meta.json")]).is_file():
+            total += int(m.get("bytes") or 0)
+    return total
+
+
+def save_upload(contents: str, filename: str, settings, text_column: str | None = None,
+                user: str | None = None) -> dict:
     """Decode a dcc.Upload data URL, check it, store it under a random name and validate it with
     the corpus loader. Returns {token, name, n_inputs, bytes, warnings}; PathRefused otherwise."""
     from precompute.corpus import CorpusError, load_corpus
@@ -322,6 +336,13 @@ def save_upload(contents: str, filename: str, settings, text_column: str | None 
         raise PathRefused(f"upload {name} is empty: upload a file with at least one input")
     folder = uploads_dir(settings)
     _prune(folder)
+    if user is not None:
+        quota = int(getattr(settings, "upload_quota_bytes", 0) or 0)
+        used = user_upload_bytes(folder, user)
+        if quota and used + len(data) > quota:
+            raise PathRefused(f"upload {name} ({human_size(len(data))}) would exceed your upload space: you keep "
+                              f"{human_size(used)} of {human_size(quota)} on the server (uploads are forgotten after "
+                              f"{UPLOAD_KEEP_DAYS} days): ask the admin, or use a corpus under the corpus folders")
     stored = f"{secrets.token_hex(16)}{ext}"
     path = folder / stored
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
@@ -341,8 +362,8 @@ def save_upload(contents: str, filename: str, settings, text_column: str | None 
         raise PathRefused(f"upload {name} is not a text corpus: upload a .txt, .jsonl or .csv file")
     info = {"token": UPLOAD_PREFIX + stored, "name": name, "n_inputs": len(corpus), "bytes": len(data),
             "warnings": [w.replace(stored, name) for w in corpus.warnings]}
-    (folder / f"{stored}.meta.json").write_text(json.dumps({k: info[k] for k in ("name", "n_inputs", "bytes")}),
-                                                encoding="utf-8")
+    (folder / f"{stored}.meta.json").write_text(json.dumps({**{k: info[k] for k in ("name", "n_inputs", "bytes")},
+                                                        "user": user}), encoding="utf-8")
     return info
 
 

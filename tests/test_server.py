@@ -33,8 +33,11 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(store, tmp_path_factory):
+    # this module sends hundreds of wrong credentials on purpose: sign-in rate limiting (issue 14, tested in
+    # tests/test_security.py) would answer 429 to them after a few, so its limit is raised here
     g = Gunicorn(store, workers=2, threads=2, users={"alice": "s3cret-Pw", "bob": "hunter2"},
-                 env={"ATLAS_LOG_LEVEL": "INFO"}, workdir=tmp_path_factory.mktemp("gunicorn"))
+                 env={"ATLAS_LOG_LEVEL": "INFO", "ATLAS_LOGIN_MAX_FAILURES": "100000"},
+                 workdir=tmp_path_factory.mktemp("gunicorn"))
     with g:
         yield g
 

@@ -36,7 +36,11 @@ def test_env_lists_and_bools(tmp_path):
     ({"ATLAS_WORKERS": "0"}, "ATLAS_WORKERS"),
     ({"ATLAS_AUTH": "kerberos"}, "none, basic or proxy"),
     ({"ATLAS_AUTH": "basic"}, "needs users"),
-    ({"ATLAS_AUTH": "basic", "ATLAS_USERS": "alice"}, "user:password"),
+    ({"ATLAS_AUTH": "basic", "ATLAS_USERS": "alice"}, "is not user:hash"),
+    ({"ATLAS_AUTH": "basic", "ATLAS_USERS": "alice:s3cret"}, "plain password, not a bcrypt hash"),
+    ({"ATLAS_AUTH": "proxy"}, "trusts no address by default"),
+    ({"ATLAS_AUTH": "proxy", "ATLAS_TRUSTED_PROXIES": "10.0.0.300"}, "not an address or network"),
+    ({"ATLAS_DEFAULT_ROLE": "admin"}, "viewer or editor"),
     ({"ATLAS_TEAM": "maybe"}, "true or false"),
 ])
 def test_bad_values_are_one_line(env, needle):
@@ -60,12 +64,23 @@ def test_bad_config_files(tmp_path):
 
 
 def test_users_file_and_public_view_hide_passwords(tmp_path):
+    """Changed with issue 14: the users file holds bcrypt hashes (htpasswd -nB format, optional role);
+    a plain password is refused with the command that makes the line."""
+    from teamauth import check_password, hash_password
+
+    ha, hb, hc = (hash_password(pw, rounds=4) for pw in ("s3cret", "hunter2", "pw-carol"))
     f = tmp_path / "users"
-    f.write_text("# team\nalice:s3cret\nbob:hunter2\n")
-    s = load_settings(env={"ATLAS_AUTH": "basic", "ATLAS_USERS_FILE": str(f), "ATLAS_USERS": "carol:pw"})
-    assert s.basic_users() == {"carol": "pw", "alice": "s3cret", "bob": "hunter2"}
+    f.write_text(f"# team\nalice:{ha}:editor\nbob:{hb.replace('$2b$', '$2y$')}\n")
+    s = load_settings(env={"ATLAS_AUTH": "basic", "ATLAS_USERS_FILE": str(f), "ATLAS_USERS": f"carol:{hc}"})
+    users = s.hashed_users()
+    assert set(users) == {"alice", "bob", "carol"} and users["alice"][1] == "editor" and users["bob"][1] is None
+    assert check_password("s3cret", users["alice"][0]) and check_password("hunter2", users["bob"][0])
+    assert not check_password("hunter3", users["bob"][0])
     shown = repr(s.public())
     assert "s3cret" not in shown and "hunter2" not in shown and "pw'" not in shown
+    f.write_text("alice:s3cret\n")
+    with pytest.raises(SettingsError, match="plain password, not a bcrypt hash.*python -m teamauth hash-password alice"):
+        load_settings(env={"ATLAS_AUTH": "basic", "ATLAS_USERS_FILE": str(f)})
 
 
 def test_team_mode_requires_explicit_auth_choice(tmp_path, monkeypatch):
