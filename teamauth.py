@@ -228,7 +228,7 @@ class TeamAuth:
         if rec["user"] not in self.users:   # removed from the users file since
             self.db.delete(key)
             return None
-        if now - rec["seen"] > 30:
+        if now - rec["seen"] > min(30.0, self.settings.session_idle_minutes * 60 / 4):
             rec["seen"] = now
             self.db.set(key, rec, expire=self.settings.session_hours * 3600)
         flask.g.atlas_session_key = key

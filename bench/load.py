@@ -98,6 +98,8 @@ class Gunicorn:
             users_file.chmod(0o600)
             self.env["ATLAS_USERS_FILE"] = str(users_file)
         self.env.update(env or {})
+        if self.env.get("ATLAS_CERTFILE"):   # gunicorn serves HTTPS itself
+            self.base = f"https://127.0.0.1:{self.port}"
         self.timeout = timeout
         self.log_path = self.dir / "server.log"
         self.proc: subprocess.Popen | None = None
@@ -117,7 +119,7 @@ class Gunicorn:
                 self.stop()
                 raise RuntimeError(f"server exited with {code}:\n{self.log()[-3000:]}")
             try:
-                if requests.get(self.base + "/healthz", timeout=2).status_code == 200:
+                if requests.get(self.base + "/healthz", timeout=2, verify=False).status_code == 200:
                     return self
             except requests.RequestException:
                 pass

@@ -329,8 +329,12 @@ def test_no_secrets_in_logs_during_a_basic_auth_run(tmp_path, caplog):
     from app import create_app
 
     password = "Sup3r-secret-pw!"
+    from teamauth import hash_password
+
+    # issue 14: users are given as bcrypt hashes (with a role); plain passwords are refused
     settings = load_settings(env={}, cache=str(tmp_path / "store"), jobs_dir=str(tmp_path / "jobs"), auth="basic",
-                             users=f"alice:{password},bob:bobs-Other-pw", job_max_tokens=200, log_level="DEBUG")
+                             users=f"alice:{hash_password(password, 4)}:editor,bob:{hash_password('bobs-Other-pw', 4)}:editor",
+                             job_max_tokens=200, log_level="DEBUG")
     caplog.set_level(logging.DEBUG)
     app = create_app(settings=settings)
     c = app.server.test_client()
