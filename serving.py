@@ -107,6 +107,26 @@ def _bad_callback_request(callback_map) -> bool:
 _STATIC = ("/_dash-component-suites/", "/assets/", "/_favicon.ico")
 
 
+def cross_site() -> bool:
+    """True when the browser says this request comes from another site (Sec-Fetch-Site), or its
+    Origin is not this server (browsers without Sec-Fetch-*); scripts send neither."""
+    from urllib.parse import urlsplit
+
+    site = flask.request.headers.get("Sec-Fetch-Site", "").lower()
+    if site == "cross-site":
+        return True
+    origin = flask.request.headers.get("Origin")
+    if origin is None:
+        return False
+    if origin == "null":
+        return True
+    return urlsplit(origin).netloc.lower() != (flask.request.host or "").lower()
+
+
+def _clean(text) -> str:
+    return "".join(ch if ch.isprintable() and not ch.isspace() else "?" for ch in str(text))[:100]
+
+
 def _callback_output() -> str:
     try:
         body = json.loads(flask.request.get_data(cache=True) or b"null")
@@ -129,6 +149,15 @@ def install(app, settings, data) -> None:
         flask.g.t0 = time.perf_counter()
         if flask.request.path == LIVE_PATH:
             return _health(data, detail=auth is None or auth.is_authorized())
+        # another site's page must not make this server work, whatever the credentials the browser
+        # attaches by itself (cookies, cached basic auth) and also without authentication (laptop)
+        method = flask.request.method
+        if (method not in ("GET", "HEAD", "OPTIONS") or flask.request.path.endswith("/_atlas/matrix-preview.png")) \
+                and cross_site():
+            log.warning("cross-site request refused: %s %s from %s", method, flask.request.path,
+                        _clean(flask.request.headers.get("Origin", "?")))
+            return flask.Response("cross-site request refused: open the dashboard itself to do this", status=403,
+                                  mimetype="text/plain")
         if flask.request.path.endswith("/_dash-update-component") and flask.request.method == "POST" \
                 and _bad_callback_request(app.callback_map):
             if auth is not None and not auth.is_authorized():
@@ -156,13 +185,8 @@ def install(app, settings, data) -> None:
     @server.before_request
     def _cross_site_and_roles():
         path, method = flask.request.path, flask.request.method
-        expensive = method not in ("GET", "HEAD", "OPTIONS") or path.endswith("/_atlas/matrix-preview.png")
         if path in public:
             return None
-        if expensive and auth is not None and auth.cross_site():
-            log.warning("cross-site request refused: %s %s from %s", method, path, flask.request.headers.get("Origin", "?"))
-            return flask.Response("cross-site request refused: open the dashboard itself to do this", status=403,
-                                  mimetype="text/plain")
         if auth is None or method in ("GET", "HEAD", "OPTIONS"):
             return None
         if not auth.csrf_ok():

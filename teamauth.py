@@ -43,7 +43,6 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import flask
 
@@ -359,15 +358,9 @@ class TeamAuth:
 
     # ---------------------------------------------------------- cross-site and role checks
     def cross_site(self) -> bool:
-        """True when the browser says this request comes from another site."""
-        site = flask.request.headers.get("Sec-Fetch-Site", "").lower()
-        if site == "cross-site":
-            return True
-        origin = flask.request.headers.get("Origin")
-        if origin and origin != "null":
-            o = urlsplit(origin)
-            return o.netloc.lower() != (flask.request.host or "").lower()
-        return origin == "null"
+        from serving import cross_site
+
+        return cross_site()
 
     def csrf_ok(self) -> bool:
         ident = self.identify()
