@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 
 import flask
@@ -135,6 +137,57 @@ def _callback_output() -> str:
         return ""
 
 
+class RequestWatchdog:
+    """The per-request time bound of a team-server worker: a request still running after
+    ``limit`` seconds (a pathological input the code did not foresee) stops this worker process,
+    after one log line naming the request and the user; gunicorn's master starts a fresh worker at
+    once. Python cannot stop one thread, and a worker held by a runaway request serves nobody.
+    (Computations run as background jobs in their own processes, never inside a request.)"""
+
+    def __init__(self, limit: float):
+        self.limit = float(limit)
+        self.active: dict[int, tuple[float, str, str]] = {}
+        self.lock = threading.Lock()
+        self.pid = None
+
+    def _ensure_thread(self):
+        if self.pid != os.getpid():          # started in the worker (after the fork), once
+            self.pid = os.getpid()
+            threading.Thread(target=self._loop, daemon=True, name="atlas-request-watchdog").start()
+
+    def begin(self, what: str):
+        self._ensure_thread()
+        with self.lock:
+            self.active[threading.get_ident()] = (time.monotonic(), what, "-")
+
+    def user(self, user: str):
+        with self.lock:
+            t = self.active.get(threading.get_ident())
+            if t:
+                self.active[threading.get_ident()] = (t[0], t[1], user)
+
+    def end(self):
+        with self.lock:
+            self.active.pop(threading.get_ident(), None)
+
+    def _loop(self):
+        while True:
+            time.sleep(min(1.0, self.limit / 4))
+            now = time.monotonic()
+            with self.lock:
+                late = [(now - t0, what, user) for t0, what, user in self.active.values() if now - t0 > self.limit]
+            if late:
+                secs, what, user = max(late)
+                log.error("request %s (user=%s) exceeded the %.0f s limit (ATLAS_REQUEST_TIMEOUT): stopping this "
+                          "worker; gunicorn starts a new one", what, user, self.limit)
+                for h in logging.getLogger().handlers + log.handlers:
+                    try:
+                        h.flush()
+                    except Exception:  # noqa: BLE001
+                        pass
+                os._exit(1)       # not 3 or 4: gunicorn halts the whole server on those (boot errors)
+
+
 def install(app, settings, data) -> None:
     import teamauth
 
@@ -144,9 +197,14 @@ def install(app, settings, data) -> None:
     auth = None
     public = {prefix + teamauth.LOGIN_PATH, prefix + teamauth.LOGOUT_PATH}
 
+    watchdog = RequestWatchdog(settings.request_timeout) if settings.team and settings.request_timeout else None
+    app.atlas_watchdog = watchdog
+
     @server.before_request
     def _early():  # registered before the auth hook, so it runs first
         flask.g.t0 = time.perf_counter()
+        if watchdog is not None:
+            watchdog.begin(f"{flask.request.method} {flask.request.path}")
         if flask.request.path == LIVE_PATH:
             return _health(data, detail=auth is None or auth.is_authorized())
         # another site's page must not make this server work, whatever the credentials the browser
@@ -187,6 +245,8 @@ def install(app, settings, data) -> None:
         path, method = flask.request.path, flask.request.method
         if path in public:
             return None
+        if watchdog is not None and auth is not None:
+            watchdog.user(auth.user() or "-")
         if auth is None or method in ("GET", "HEAD", "OPTIONS"):
             return None
         if not auth.csrf_ok():
@@ -229,6 +289,11 @@ def install(app, settings, data) -> None:
         h.pop("Server", None)
         return response
 
+    if watchdog is not None:
+        @server.teardown_request
+        def _done(_exc=None):      # also when a request ends in an exception
+            watchdog.end()
+
     @server.after_request
     def _log(response):
         ms = (time.perf_counter() - flask.g.get("t0", time.perf_counter())) * 1000
@@ -238,6 +303,8 @@ def install(app, settings, data) -> None:
                 user = auth.user() or "-"
             except Exception:  # noqa: BLE001
                 user = "?"
+        if watchdog is not None:
+            watchdog.end()
         log.info('%s "%s %s" %s %s %.0fms user=%s', auth.client_ip() if auth is not None else flask.request.remote_addr,
                  flask.request.method, flask.request.path, response.status_code,
                  response.calculate_content_length() or "-", ms, user)

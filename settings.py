@@ -25,6 +25,7 @@ class Settings:
     workers: int = 2                         # gunicorn worker processes (team mode)
     threads: int = 4                         # threads per gunicorn worker
     timeout: int = 120                       # gunicorn worker timeout (s)
+    request_timeout: int = 60                # team mode: a request running longer stops its worker (0: off)
     auth: str = "none"                       # none | basic | proxy
     users: str = ""                          # basic auth: "alice:<bcrypt hash>[:role],..." (prefer users_file)
     users_file: str = ""                     # basic auth: lines "user:<bcrypt hash>[:role]" (htpasswd -nB format)
@@ -104,7 +105,7 @@ class Settings:
 
 
 _TUPLES = {f.name for f in fields(Settings) if f.name.endswith("_roots")}
-_INTS = {"port", "workers", "threads", "timeout", "upload_max_bytes", "job_max_tokens", "login_max_failures",
+_INTS = {"port", "workers", "threads", "timeout", "request_timeout", "upload_max_bytes", "job_max_tokens", "login_max_failures",
          "login_window", "max_jobs_per_user", "upload_quota_bytes"}
 _FLOATS = {"session_hours", "session_idle_minutes"}
 _BOOLS = {"team"}

@@ -352,3 +352,27 @@ def test_loud_warning_for_auth_none_on_non_loopback(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                        env={**env, "ATLAS_AUTH": "proxy", "ATLAS_HOST": "0.0.0.0", "ATLAS_TRUSTED_PROXIES": "10.0.0.1"})
     assert "WARNING" not in p.stderr
+
+
+# ------------------------------------------------------------------ per-request time bound
+def test_a_runaway_request_stops_its_worker_not_the_server(store, tmp_path):
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "tests.slow_wsgi:server"]
+    with Gunicorn(store, auth="none", workers=1, threads=4, cmd=cmd, workdir=tmp_path / "wd",
+                  env={"ATLAS_REQUEST_TIMEOUT": "2", "ATLAS_LOG_LEVEL": "INFO"}) as g:
+        assert requests.get(g.base + "/_test/sleep?s=0.2", timeout=20).text == "slept"
+        first = g.worker_pids()
+        t0 = time.monotonic()
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(g.base + "/_test/sleep?s=60", timeout=30)
+        assert time.monotonic() - t0 < 10
+        for _ in range(100):                     # the master has started a fresh worker
+            try:
+                if requests.get(g.base + "/_test/sleep?s=0.1", timeout=5).text == "slept":
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        assert requests.get(g.base + "/healthz", timeout=10).json()["status"] == "ok"   # auth=none: the detail
+        assert g.worker_pids() and g.worker_pids() != first
+        log = g.log()
+    assert "request GET /_test/sleep (user=-) exceeded the 2 s limit" in log, log[-2000:]
+    assert "Traceback" not in log
