@@ -22,7 +22,6 @@ from jobs.registry import HEARTBEAT_S, Registry
 log = logging.getLogger("atlas.jobs")
 
 VARIANTS = ("translated", "raw", "translated-scaled", "raw-scaled")
-MAX_INDEX = 4096   # layer/head indices a page request may name (checked before ranges are expanded)
 
 
 class JobInvalid(ValueError):
@@ -40,7 +39,7 @@ def validate_params(params: dict, settings) -> dict:
     Run in the web process when the user presses Start (immediate feedback) and again in the job
     (the worker applies its own roots and limits)."""
     from precompute.projections import DIMS, METHODS
-    from precompute.selection import SelectionError, parse_choices, parse_index_list
+    from precompute.selection import SelectionError, check_index_syntax, parse_choices
 
     p = dict(params or {})
     out = {"model": check_model(p.get("model"), settings), "corpus": check_corpus(p.get("corpus"), settings)}
@@ -51,9 +50,7 @@ def validate_params(params: dict, settings) -> dict:
         for key, what in (("layers", "layer"), ("heads", "head")):
             text = str(p.get(key) or "").strip()
             if text and text != "all":
-                # syntax and a sane bound now (before any range is expanded); the model's range when it is loaded
-                parse_index_list(text, MAX_INDEX, what, limit_note=f"no model here has more than {MAX_INDEX} {what}s; "
-                                                                   f"give {what}s like 0-5 or 0,3,7")
+                check_index_syntax(text, what)  # syntax and a sane bound now; the model's range once it is loaded
             out[key] = text or None
     except SelectionError as exc:
         raise JobInvalid(str(exc)) from None

@@ -8,17 +8,16 @@ import os
 import sys
 import time
 
-from precompute.projections import ProjectionParams
 
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from precompute.corpus import CorpusError
-    from precompute.models import ModelLoadError
-    from precompute.pipeline import RunError
-    from precompute.selection import SelectionError
-    from precompute.store import StoreError
-    return (CorpusError, ModelLoadError, RunError, SelectionError, StoreError)
+    """The one-line error classes, from the modules already imported (an error of a module that was
+    never imported cannot have been raised; importing them here would load torch just to print it)."""
+    wanted = (("precompute.corpus", "CorpusError"), ("precompute.models.base", "ModelLoadError"),
+              ("precompute.pipeline", "RunError"), ("precompute.selection", "SelectionError"),
+              ("precompute.store", "StoreError"))
+    return tuple(getattr(sys.modules[m], n) for m, n in wanted if m in sys.modules)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
+    from precompute.selection import check_index_syntax
+
+    check_index_syntax(args.layers, "layer")   # before the model loads: a typo fails at once
+    check_index_syntax(args.heads, "head")
+    try:  # our own bars say what happens; transformers' weight-loading bar is noise here
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
     from precompute.pipeline import RunConfig, run
+    from precompute.projections import ProjectionParams
 
     params = ProjectionParams(seed=args.seed)
     if args.perplexity is not None:
@@ -303,12 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:  # our own bars say what happens; transformers' weight-loading bar is noise here
-        from transformers.utils import logging as hf_logging
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:
-        pass
     handler = {"run": cmd_run, "list": cmd_list, "export": cmd_export}[args.command]
     try:
         return handler(args)

@@ -6,6 +6,17 @@ class SelectionError(ValueError):
     """A selection the model cannot satisfy, phrased as one line naming the fix."""
 
 
+MAX_INDEX = 4096   # no model has more layers or heads: a bound checked before the model is even loaded
+
+
+def check_index_syntax(text: str | None, what: str) -> None:
+    """Syntax and a sane bound of a layer/head selection, before the model is loaded (fast failure)."""
+    if text is None or str(text).strip() in ("", "all"):
+        return
+    parse_index_list(text, MAX_INDEX, what,
+                     limit_note=f"no model here has more than {MAX_INDEX} {what}s; give {what}s like 0-5 or 0,3,7")
+
+
 def parse_index_list(text: str | None, upper: int, what: str, limit_note: str | None = None) -> list[int]:
     """Parse '0-5', '0,3,7', '2-4,9' (or None for all) into sorted indices < upper.
 

@@ -190,9 +190,15 @@ def test_huge_ranges_are_refused_before_expansion(tmp_path, capsys, corpus_file)
     with pytest.raises(JobInvalid, match="unknown head 99999999999"):
         validate_params({"model": "minilm", "corpus": "demo", "heads": "3,0-99999999999"}, Settings(jobs_dir=str(tmp_path)))
     assert time.perf_counter() - t0 < 0.5
+    t0 = time.perf_counter()
     code, out, err = run_cli(capsys, "run", "--model", "minilm", "--corpus", str(corpus_file), "--cache",
                              str(tmp_path / "c"), "--layers", "0-99999999999", "--quiet")
-    assert code == 2 and one_line_error(err) and "unknown layer 99999999999: this model has 6 layers (0-5)" in err, err
+    assert code == 2 and one_line_error(err) and "unknown layer 99999999999: no model here has more than 4096" in err, err
+    assert time.perf_counter() - t0 < 10          # refused before the model is loaded (imports only)
+    # within the sane bound but beyond this model: the model's own range, after loading it
+    code, out, err = run_cli(capsys, "run", "--model", "minilm", "--corpus", str(corpus_file), "--cache",
+                             str(tmp_path / "c"), "--layers", "0-4000", "--quiet")
+    assert code == 2 and one_line_error(err) and "unknown layer 4000: this model has 6 layers (0-5)" in err, err
     assert not (tmp_path / "c").exists()    # and the failed run left no empty store behind
 
 
