@@ -75,6 +75,7 @@ def show(cache_dir: str | os.PathLike, mode: str = "inline", port: int | None = 
                                 "or `python -m precompute run ... --cache DIR`")
     from app import create_app
     app = create_app(cache_dir)
+    app.atlas_embeddable = True   # shown in the notebook's iframe: no frame-ancestors/X-Frame-Options refusal
     port = int(port or free_port(host))
     app.run(jupyter_mode=mode, host=host, port=port, jupyter_height=height, jupyter_width=width, debug=False)
     return AtlasServer(app, host, port, mode)

@@ -276,8 +276,9 @@ def install(app, settings, data) -> None:
     @server.after_request
     def _headers(response):
         h = response.headers
-        h.setdefault("X-Frame-Options", "DENY")
-        h.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        if not getattr(app, "atlas_embeddable", False):   # the notebook shows the app in an iframe
+            h.setdefault("X-Frame-Options", "DENY")
+            h.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         h.setdefault("X-Content-Type-Options", "nosniff")
         h.setdefault("Referrer-Policy", "same-origin")
         if auth is not None:
