@@ -158,7 +158,9 @@ def names():
 def users_file(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     f = folder / "atlas_users"
-    f.write_text(f"{USER}:{PASSWORD}\n", encoding="utf-8")
+    from teamauth import hash_password   # issue 14: the users file holds bcrypt hashes (and the role)
+
+    f.write_text(f"{USER}:{hash_password(PASSWORD, rounds=4)}:editor\n", encoding="utf-8")
     f.chmod(0o644)
     folder.chmod(0o755)
     return f
