@@ -118,6 +118,11 @@ class _ReadOnlyCache:
         db_key, raw = self._disk.put(key)
         return self._con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = ?", (db_key, raw)).fetchone() is not None
 
+    def reset(self, key, value=None, update=False):
+        """Read a diskcache setting (only reading: e.g. ``count`` for Store.generation)."""
+        row = self._con.execute("SELECT value FROM Settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
     def iterkeys(self):
         for key, raw in self._con.execute("SELECT key, raw FROM Cache ORDER BY key").fetchall():
             yield self._disk.get(key, raw)
