@@ -224,7 +224,7 @@ def test_own_text_input(real_store, real_server, driver, name):
     data = _data(store_dir)
     m = data.manifest(run)
     layer, head = m["layers"][-1], m["heads"][2]
-    open_run(driver, real_server, run, f"atab=input&layer={layer}&head={head}")
+    open_run(driver, real_server, run, f"atab=input&layer={layer}&head={head}&proj=pca")
     wait(driver, gd_js("input-grid-graph", "g._fullLayout.annotations.length > 0"), 20, "empty input view")
     # bad input first: one line in the page, nothing breaks
     driver.find_element(By.ID, "input-submit").click()
