@@ -134,16 +134,7 @@ def pct(xs, p):
 # ---------------------------------------------------------------- first paint
 def first_paint(base_full: str, base_empty: str, n_points: int, n_default: int, repeats: int = 3,
                 with_all: bool = True) -> tuple[float | None, float, float]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update "
-              "--disable-sync --no-first-run --disable-dev-shm-usage --enable-unsafe-swiftshader").split():
-        opts.add_argument(a)
-    opts.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='atlas-bench-')}")
-    opts.add_argument("--window-size=1400,1000")
-    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    d = _driver()
 
     def timed(url, ready_js):
         d.get("about:blank")

@@ -42,17 +42,22 @@ def real_store():
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def real_server(real_store):
+def _serve(store_dir):
+    """The dashboard on ``store_dir`` in a thread: yields its base URL."""
     import logging
 
     from werkzeug.serving import make_server
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from app import create_app
-    srv = make_server("127.0.0.1", _free_port(), create_app(real_store[0]).server, threaded=True)
+    srv = make_server("127.0.0.1", _free_port(), create_app(store_dir).server, threaded=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_port}"
     srv.shutdown()
+
+
+@pytest.fixture(scope="session")
+def real_server(real_store):
+    yield from _serve(real_store[0])
 
 
 
@@ -100,12 +105,4 @@ def big_store():
 
 @pytest.fixture(scope="session")
 def big_server(big_store):
-    import logging
-
-    from werkzeug.serving import make_server
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from app import create_app
-    srv = make_server("127.0.0.1", _free_port(), create_app(big_store[0]).server, threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
+    yield from _serve(big_store[0])
