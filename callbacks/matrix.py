@@ -82,7 +82,8 @@ def hit_tokens(data, run, query, regex):
 
 def selection_tokens(data, run, token, md) -> tuple[np.ndarray, int | None]:
     """Tokens of the selected token's input (drawn in full in every head) and the token; the
-    input is cut to the selected token alone when it would not fit the overlay budget."""
+    input is cut to the selected token alone when it would not fit the overlay budget
+    (``selection_note`` says so)."""
     tokens = data.tokens(run)
     if token is None or not (0 <= int(token) < tokens.n):
         return np.zeros(0, np.int64), None
@@ -92,6 +93,19 @@ def selection_tokens(data, run, token, md) -> tuple[np.ndarray, int | None]:
     if 2 * len(rows) * max(1, len(md.shown)) > limit:
         rows = np.array([tok])
     return rows, tok
+
+
+def selection_note(data, run, sel: np.ndarray, tok) -> str:
+    """One line when the selected input could not be drawn in full in every head."""
+    if tok is None:
+        return ""
+    tokens = data.tokens(run)
+    input_id, _ = input_of_token(tokens, int(tok))
+    n = len(tokens.index.rows(input_id))
+    if len(sel) < n:
+        return (f"the selected token's input ({n} tokens) is too long to draw in every head within the draw "
+                f"budget: only the selected token is ringed")
+    return ""
 
 
 def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token=None, cost=None,
@@ -114,7 +128,7 @@ def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, que
     sel_cols = overlay_colors(sel_ov, _spec_for(data, run, scheme, tokens, sel_ov.tokens))
     return dict(manifest=m, md=md, notes=notes, scheme=scheme, colors=colors, scale=scale, search=res,
                 hits=hit_ov, hit_colors=hit_cols, hits_left=hits_left, selection=sel_ov, selection_colors=sel_cols,
-                token=tok)
+                token=tok, sel_note=selection_note(data, run, sel, tok))
 
 
 def _note(d, tokens_n, lod) -> str:
@@ -131,6 +145,7 @@ def _note(d, tokens_n, lod) -> str:
                      "each head's other figures in the Single View)")
     if md.note:
         parts.append(md.note)
+    parts.append(d.get("sel_note", ""))
     return " · ".join([p for p in parts if p] + d["notes"])
 
 

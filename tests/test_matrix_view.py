@@ -175,3 +175,20 @@ def test_run_info_reads_new_and_old_manifests():
     assert new.has_head(29, 1) and not new.has_head(1, 1) and not new.is_image
     old = RunInfo.from_manifest({"model": {"head_dim": 16}, "corpus": {"kind": "image"}})
     assert old.scale == 0.25 and old.is_image and old.projections == ("pca",) and not old.causal
+
+
+def test_a_selected_input_too_long_for_the_budget_is_cut_and_said(tmp_path):
+    from callbacks.matrix import drawn_points, matrix_outputs
+    from dashboard_data import Data
+    from tests.store_fixture import make_test_store
+    make_test_store(tmp_path, "text", n_layers=2, n_heads=3, n_inputs=2, tokens_per_input=1100, run_id="r",
+                    variants=("translated",), methods=("pca",), dims=(2,))
+    data = Data(tmp_path)
+    d = drawn_points(data, "r", "pca", ["on"], [], 0, "grid", 0, "qk", "", [], 5)
+    assert len(d["selection"].tokens) == 1100 and d["sel_note"] == ""  # the whole input, in every head
+    # a tiny budget (a slow browser) cannot hold the input in six heads: the token alone, and the note says so
+    small = drawn_points(data, "r", "pca", ["on"], [], "auto", "grid", 0, "qk", "", [], 5,
+                         meta={"run": "r", "lod": "auto", "pph": 20, "budget": 1000})
+    assert list(small["selection"].tokens) == [5] and "only the selected token" in small["sel_note"]
+    _, note, _, _ = matrix_outputs(data, "r", "pca", ["on"], [], 0, "grid", 0, "qk", "", [], 5)
+    assert "only the selected token" not in note
