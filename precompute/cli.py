@@ -197,6 +197,21 @@ def _progress_factory():
     return make
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie — ended, not yet reaped — has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 def stop_with(pid: int, poll: float = 1.0) -> None:
     """Stop this run and every process it started (the per-head worker pool, its fork server)
     once process ``pid`` has ended. The run becomes the leader of a new process group, so one
@@ -215,17 +230,7 @@ def stop_with(pid: int, poll: float = 1.0) -> None:
         raise SystemExit("error: --stop-with needs this run to lead its own process group")
 
     def alive() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        try:  # a zombie (ended, not yet reaped by its parent) has ended too
-            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return True
+        return pid_alive(pid)
 
     def watch():
         while alive():

@@ -16,6 +16,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
+from precompute.cli import pid_alive  # noqa: E402 - after the path is set
+
 
 def _last_line(log: str) -> str:
     try:
@@ -25,16 +27,6 @@ def _last_line(log: str) -> str:
         return next((ln for ln in reversed(lines) if ln), "")[:110]
     except OSError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def pca_stored(cache: str) -> bool:
@@ -59,7 +51,7 @@ def wait_ready(ready: str, pid: int, log: str, t0: float, cache: str) -> bool:
         return True
     said = 0.0
     while not os.path.exists(ready):
-        if not _alive(pid):
+        if not pid_alive(pid):
             return os.path.exists(ready)
         if time.monotonic() - said >= 10:
             said = time.monotonic()
