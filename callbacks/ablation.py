@@ -126,8 +126,11 @@ def register(app, data):
                 m = store.manifest(run)
                 singles, sets, what = abl.heads_for(scope, m, layer, head, selection)
 
+                last = []
+
                 def progress(done, total, text):
-                    set_progress((str(done), str(max(total, 1)), text))
+                    last[:] = [str(done), str(max(total, 1)), text]
+                    set_progress(tuple(last))
 
                 fragment = abl.ablation_job(m, store, singles, sets, mode, int(cap) if cap else None, progress)
                 stored = store.analysis(run, abl.NAME)
@@ -138,7 +141,10 @@ def register(app, data):
             msg = (f"ablated {what} on {fragment['sample']} — {note}"
                    + (f"; inputs {fragment['skipped']} skipped (one token: nothing to predict)"
                       if fragment.get("skipped") else ""))
-            return {"run": run, "mode": mode, "entry": merged[mode], "new": new, "note": note}, msg
+            # the final progress ("done (n/n, t s)") rides on the result: the background poll may stop
+            # before it delivers the last set_progress, leaving the bar at e.g. 7/9 beside "ablated …"
+            return {"run": run, "mode": mode, "entry": merged[mode], "new": new, "note": note,
+                    "progress": last}, msg
         except ValueError as exc:
             return no_update, str(exc)
         except Exception as exc:  # noqa: BLE001
@@ -146,6 +152,18 @@ def register(app, data):
             name = exc.__class__.__name__
             text = str(exc).splitlines()[0][:200] if str(exc) else ""
             return no_update, f"the ablation could not run ({name}: {text})"
+
+    app.clientside_callback(
+        """function(result) {
+            const p = result && result.progress;
+            if (!p || p.length !== 3) { return [window.dash_clientside.no_update, window.dash_clientside.no_update,
+                                                window.dash_clientside.no_update]; }
+            return [p[0], p[1], p[2]];
+        }""",
+        Output("ablation-progress", "value", allow_duplicate=True),
+        Output("ablation-progress", "max", allow_duplicate=True),
+        Output("ablation-progress-text", "children", allow_duplicate=True),
+        Input("ablation-result", "data"), prevent_initial_call=True)
 
     @app.callback(Output("ablation-table", "children"), Output("ablation-graph", "figure"),
                   Output("ablation-graph", "style"), Output("ablation-summary", "children"),

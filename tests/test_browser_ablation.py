@@ -38,6 +38,12 @@ def run_and_wait(d, timeout=150):
         if txt and (not seen or seen[-1] != txt):
             seen.append(txt)
         if "ablated" in text_of(d, "ablation-msg") and d.find_element(By.ID, "ablation-run").is_enabled():
+            # the final "done (n/n, …)" comes with the result, whatever progress polls were missed
+            wait(d, "return document.getElementById('ablation-progress-text').innerText.startsWith('done (')",
+                 10, "final progress text")
+            txt = text_of(d, "ablation-progress-text")
+            if seen[-1:] != [txt]:
+                seen.append(txt)
             return seen
         if "could not" in text_of(d, "ablation-msg"):
             raise AssertionError(text_of(d, "ablation-msg"))
