@@ -344,12 +344,31 @@ function(nPng, nSvg, nHtml, nCsv, view, run, layer, head) {
     if (!graphs.length) {
         return [v.label + " is not on screen: open it first (its tab or section), then export", NU];
     }
+    // a graph drawn over the one before it (class matrix-overlay: search hits, selection, labels,
+    // search veil) is exported with it, as one picture / one figure
+    graphs.forEach(function(g) { g.__atlasOver = null; });
+    graphs = graphs.filter(function(g, i) {
+        if (i > 0 && g.closest(".matrix-overlay")) { graphs[i - 1].__atlasOver = g; return false; }
+        return true;
+    });
     if (v.table && kind === "csv") {
         return ["preparing CSV of the " + v.label + "…", {kind: kind, view: view, ts: Date.now(),
                                                           search: window.location.search}];
     }
     function rep(k, x) { return (x && ArrayBuffer.isView(x) && !(x instanceof DataView)) ? Array.from(x) : x; }
-    function fig(g) { return JSON.stringify({data: g.data, layout: g.layout}, rep); }
+    function spec(g) {
+        var o = g.__atlasOver;
+        if (!o) { return {data: g.data, layout: g.layout}; }
+        var veil = /rgba\([^)]*,\s*([\d.]+)\)/.exec(o.layout.plot_bgcolor || ""), keep = veil ? 1 - parseFloat(veil[1]) : 1;
+        var data = g.data.map(function(t, i) {
+            if (i || keep === 1) { return t; }
+            var m = Object.assign({}, t.marker, {opacity: (t.marker && t.marker.opacity != null ? t.marker.opacity : 1) * keep});
+            return Object.assign({}, t, {marker: m});
+        });
+        return {data: data.concat(o.data), layout: Object.assign({}, g.layout, {
+            annotations: (g.layout.annotations || []).concat(o.layout.annotations || [])})};
+    }
+    function fig(g) { return JSON.stringify(spec(g), rep); }
     if (kind === "html" || kind === "csv") {
         var figs = graphs.map(fig), size = figs.reduce(function(s, f) { return s + f.length; }, 0);
         if (size > MAXUP) {
@@ -382,20 +401,25 @@ function(nPng, nSvg, nHtml, nCsv, view, run, layer, head) {
     var notes = [];
     function image(g) {
         var W = Math.round(g._fullLayout.width), H = Math.round(g._fullLayout.height);
-        if (kind === "png") { return Plotly.toImage(g, {format: "png", width: W, height: H, scale: 2}); }
+        var src = g;
+        if (g.__atlasOver) {
+            var sp = spec(g);
+            src = {data: sp.data, layout: Object.assign({}, sp.layout, {width: W, height: H}), config: {staticPlot: true}};
+        }
+        if (kind === "png") { return Plotly.toImage(src, {format: "png", width: W, height: H, scale: 2}); }
         var gl = 0;
-        g._fullData.forEach(function(t) {
+        g._fullData.concat(g.__atlasOver ? g.__atlasOver._fullData : []).forEach(function(t) {
             if (t.type === "scattergl") { gl += (t._length || 0); }
             else if (/^(heatmap|image|histogram2d)$/.test(t.type)) { notes.push("heatmaps and images are pictures inside the SVG"); }
             else if (/3d$|^(surface|mesh3d|cone|streamtube|volume|isosurface|splom|parcoords)$|map/.test(t.type)) {
                 notes.push("3D/WebGL scenes are pictures inside the SVG");
             }
         });
-        if (!gl) { return Plotly.toImage(g, {format: "svg", width: W, height: H}); }
+        if (!gl) { return Plotly.toImage(src, {format: "svg", width: W, height: H}); }
         if (gl > MAXVEC) {
             notes.push(gl.toLocaleString() + " WebGL points embedded as a picture (vector markers up to " +
                        MAXVEC.toLocaleString() + " points)");
-            return Plotly.toImage(g, {format: "svg", width: W, height: H});
+            return Plotly.toImage(src, {format: "svg", width: W, height: H});
         }
         var f = JSON.parse(fig(g));
         f.data.forEach(function(t) { if (t.type === "scattergl") { t.type = "scatter"; } });

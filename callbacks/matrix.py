@@ -6,13 +6,16 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, Patch, State, clientside_callback, no_update
 
-from figures.colors import PER_HEAD, color_spec
+from figures.colors import PER_HEAD, color_spec, rgba_rows
 from figures.common import typed
 from figures.lod import budget_from_cost, describe, points_per_head
-from figures.matrix import (BASE_OPACITY, FADED, Overlay, cell_hover, matrix_colors, matrix_figure, overlay_colors,
+from figures.matrix import (FADE, Overlay, overlay_figure, cell_hover, matrix_colors, matrix_figure, overlay_colors,
                             overlay_points, ring_points)
 from figures.search import search_tokens
 from figures.views import empty_figure
+
+EMPTY_OVERLAY = {"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+                                        "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
 
 from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
 
@@ -177,34 +180,39 @@ def matrix_key(run, proj, translate, scaled, lod, sort, rho) -> str:
     return f"{run}|{proj}|{on(translate)}|{on(scaled)}|{lod}|{sort or 'grid'}|{round(float(rho or 0), 3)}"
 
 
+def overlay_of(d) -> "go.Figure":
+    """The overlay graph (search hits, selected input, ring, labels, search veil) of ``drawn_points``."""
+    return overlay_figure(d["md"], d["scale"], d["hits"], d["hit_colors"], d["selection"], d["selection_colors"],
+                          d["token"], searching=d["search"].mask is not None)
+
+
 def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token=None, cost=None):
-    """(figure, note, message, meta) of a full Matrix View draw. ``meta`` records what was drawn
-    (key, colour scheme, search, level of detail, overlays) so later callbacks patch, not redraw."""
+    """(figure, overlay figure, note, message, meta) of a full Matrix View draw. ``meta`` records
+    what was drawn (key, colour scheme, search, level of detail, overlays) so later callbacks patch
+    the overlay, not redraw the points."""
     try:
         d = drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost)
         md = d["md"]
-        fig = matrix_figure(md, d["colors"], d["scale"], d["hits"], d["hit_colors"], d["selection"],
-                            d["selection_colors"], d["token"], searching=d["search"].mask is not None,
-                            uirevision=f"{run}|{sort}|{rho}|{lod}")
+        fig = matrix_figure(md, d["colors"], d["scale"], uirevision=f"{run}|{sort}|{rho}|{lod}")
         meta = _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, d["token"])
-        return fig, _note(d, data.tokens(run).n, lod), "", meta
+        return fig, overlay_of(d), _note(d, data.tokens(run).n, lod), "", meta
     except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
-        return empty_figure(friendly(exc)), "", friendly(exc), None
+        return empty_figure(friendly(exc)), EMPTY_OVERLAY, "", friendly(exc), None
 
 
 def register(app, data):
-    @app.callback(Output("matrix-graph", "figure"), Output("matrix-note", "children"), Output("msg-matrix", "children"),
-                  Output("matrix-meta", "data"),
+    @app.callback(Output("matrix-graph", "figure"), Output("matrix-overlay", "figure"),
+                  Output("matrix-note", "children"), Output("msg-matrix", "children"), Output("matrix-meta", "data"),
                   *DATA_INPUTS, Input("run-progress", "data"), State("color-select", "value"),
                   State("search-input", "value"), State("regex-toggle", "value"), State("token-store", "data"),
                   State("lod-cost", "data"), State("matrix-meta", "data"), prevent_initial_call=True)
     def draw_matrix(run, proj, translate, scaled, lod, sort, rho, progress, scheme, query, regex, token, cost, meta=None):
         if not run:
-            return no_update, no_update, no_update, no_update
+            return (no_update,) * 5
         from dash import ctx
         growing = ctx.triggered_id == "run-progress"
         if growing and (not isinstance(progress, dict) or progress.get("run") != run):
-            return no_update, no_update, no_update, no_update  # another run grew
+            return (no_update,) * 5  # another run grew
         cov = None
         if growing:
             try:
@@ -214,14 +222,14 @@ def register(app, data):
             cov = (progress.get("methods") or {}).get(method)
             if meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho) \
                     and meta.get("cov") == cov:
-                return no_update, no_update, no_update, no_update  # no new head in the projection shown
+                return (no_update,) * 5  # no new head in the projection shown
         if not growing and meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho):
-            return no_update, no_update, no_update, no_update  # already drawn by the page-load reducer
+            return (no_update,) * 5  # already drawn by the page-load reducer
         out = matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost)
-        if out[3] is not None and isinstance(progress, dict) and progress.get("run") == run:
+        if out[4] is not None and isinstance(progress, dict) and progress.get("run") == run:
             try:
                 method, _ = resolve_projection(data.manifest(run), proj)
-                out[3]["cov"] = (progress.get("methods") or {}).get(method)
+                out[4]["cov"] = (progress.get("methods") or {}).get(method)
             except Exception:  # noqa: BLE001
                 pass
         return out
@@ -230,34 +238,35 @@ def register(app, data):
         return bool(meta) and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho)
 
     @app.callback(Output("matrix-graph", "figure", allow_duplicate=True),
+                  Output("matrix-overlay", "figure", allow_duplicate=True),
                   Output("matrix-meta", "data", allow_duplicate=True), Input("color-select", "value"),
                   *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
     def recolor_matrix(scheme, run, proj, translate, scaled, lod, sort, rho, meta):
         if not run or not _current(meta, run, proj, translate, scaled, lod, sort, rho) or meta.get("scheme") == scheme:
-            return no_update, no_update  # no figure yet (the full draw applies the colours) or drawn already
+            return no_update, no_update, no_update  # no figure yet (the full draw applies the colours) or drawn already
         try:
             m, md, _ = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, meta=meta)
             if scheme not in schemes_for(m):
-                return no_update, no_update
+                return no_update, no_update, no_update
             tokens = data.tokens(run)
             colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.idx))
             patch = Patch()
-            patch["data"][0]["marker"]["color"] = typed(colors)
-            for i, key in ((1, "hits"), (2, "sel")):
+            patch["data"][0]["marker"]["color"] = typed(rgba_rows(colors, scale))
+            opatch = Patch()
+            for i, key in ((0, "hits"), (1, "sel")):
                 toks = np.asarray(meta.get(key) or [], np.int64)
                 heads = md.shown if len(toks) else []
                 ov = Overlay(toks, np.zeros(2 * len(toks) * len(heads)), np.zeros(0), list(heads))
-                patch["data"][i]["marker"]["color"] = typed(overlay_colors(ov, _spec_for(data, run, scheme, tokens, toks))
-                                                            if len(toks) else np.zeros(0, np.uint8))
-            for i in range(3):
-                patch["data"][i]["marker"]["colorscale"] = scale
+                opatch["data"][i]["marker"]["color"] = typed(overlay_colors(ov, _spec_for(data, run, scheme, tokens, toks))
+                                                             if len(toks) else np.zeros(0, np.uint8))
+                opatch["data"][i]["marker"]["colorscale"] = scale
         except Exception:  # noqa: BLE001 - the full redraw reports problems
-            return no_update, no_update
+            return no_update, no_update, no_update
         mpatch = Patch()
         mpatch["scheme"] = scheme
-        return patch, mpatch
+        return patch, opatch, mpatch
 
-    @app.callback(Output("matrix-graph", "figure", allow_duplicate=True), Output("search-count", "children"),
+    @app.callback(Output("matrix-overlay", "figure", allow_duplicate=True), Output("search-count", "children"),
                   Output("msg-search", "children"), Output("matrix-meta", "data", allow_duplicate=True),
                   Input("search-input", "value"), Input("regex-toggle", "value"), *DATA_STATES,
                   State("color-select", "value"), State("matrix-meta", "data"), prevent_initial_call=True)
@@ -280,17 +289,17 @@ def register(app, data):
         count = search_count(d, data.tokens(run).n)
         if not current or drawn:  # no figure yet / already shown: count only
             return no_update, count, "", no_update
-        patch = Patch()
-        patch["data"][0]["marker"]["opacity"] = FADED if res.mask is not None else BASE_OPACITY
-        patch["data"][1]["x"] = typed(d["hits"].x)
-        patch["data"][1]["y"] = typed(d["hits"].y)
-        patch["data"][1]["marker"]["color"] = typed(d["hit_colors"])
+        patch = Patch()  # the overlay only: the points beneath are not redrawn
+        patch["layout"]["plot_bgcolor"] = FADE if res.mask is not None else "rgba(0,0,0,0)"
+        patch["data"][0]["x"] = typed(d["hits"].x)
+        patch["data"][0]["y"] = typed(d["hits"].y)
+        patch["data"][0]["marker"]["color"] = typed(d["hit_colors"])
         mpatch = Patch()
         mpatch["q"] = wanted
         mpatch["hits"] = [int(t) for t in d["hits"].tokens]
         return patch, count, "", mpatch
 
-    @app.callback(Output("matrix-graph", "figure", allow_duplicate=True),
+    @app.callback(Output("matrix-overlay", "figure", allow_duplicate=True),
                   Output("matrix-meta", "data", allow_duplicate=True), Input("token-store", "data"),
                   *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
     def select_in_matrix(token, run, proj, translate, scaled, lod, sort, rho, meta):
@@ -307,9 +316,9 @@ def register(app, data):
         except Exception:  # noqa: BLE001 - the selection ring is an extra; the views report problems
             return no_update, no_update
         patch = Patch()
-        patch["data"][2]["x"], patch["data"][2]["y"] = typed(ov.x), typed(ov.y)
-        patch["data"][2]["marker"]["color"] = typed(cols)
-        patch["data"][3]["x"], patch["data"][3]["y"] = typed(rx), typed(ry)
+        patch["data"][1]["x"], patch["data"][1]["y"] = typed(ov.x), typed(ov.y)
+        patch["data"][1]["marker"]["color"] = typed(cols)
+        patch["data"][2]["x"], patch["data"][2]["y"] = typed(rx), typed(ry)
         mpatch = Patch()
         mpatch["sel"] = [int(t) for t in ov.tokens]
         mpatch["token"] = tok

@@ -159,7 +159,9 @@ def _apply_click(data, state, trig, click, focus, meta=None):
 def register(app, data):
     from .matrix import matrix_outputs
     # the page load's Matrix View comes with the controls (one round trip instead of two)
-    matrix_out = [Output("matrix-graph", "figure", allow_duplicate=True), Output("matrix-note", "children", allow_duplicate=True),
+    matrix_out = [Output("matrix-graph", "figure", allow_duplicate=True),
+                  Output("matrix-overlay", "figure", allow_duplicate=True),
+                  Output("matrix-note", "children", allow_duplicate=True),
                   Output("msg-matrix", "children", allow_duplicate=True), Output("matrix-meta", "data", allow_duplicate=True)]
     outputs = [Output(cid, prop) for _, cid, prop, _ in CONTROLS] + [Output(c, p) for c, p in EXTRA_OUT] + matrix_out
     inputs = ([Input("url", "search")] + [Input(cid, prop) for _, cid, prop, _ in CONTROLS]

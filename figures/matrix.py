@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import plotly.graph_objects as go
 
-from .colors import ColorSpec
+from .colors import ColorSpec, rgba_rows
 from .tiling import LABEL_STRIP, PAD, cell_size, fit_cell, grid_cells, sample_tokens
 
 BASE_SIZE = 3
@@ -325,38 +325,33 @@ def ring_points(selection: Overlay | None, token: int | None) -> tuple[np.ndarra
     return selection.x[pick], selection.y[pick]
 
 
-def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, hits: Overlay | None = None,
-                  hit_colors: np.ndarray | None = None, selection: Overlay | None = None,
-                  selection_colors: np.ndarray | None = None, selected_token: int | None = None,
-                  searching: bool = False, height: int | None = None, uirevision: str = "matrix") -> go.Figure:
-    """Four WebGL traces: 0 every drawn point; 1 search hits (every hit in every head, whatever the
-    sample); 2 the selected token's input; 3 the selected token (ringed). Coordinates and colour
-    codes travel as typed arrays."""
+def label_annotations(md: MatrixData) -> list[dict]:
+    """Cell labels, in a strip above each cell's points on a white background (drawn by the
+    overlay graph, so they stay readable above the points and above the search fade)."""
+    cell = md.cell
+    return [dict(x=col * cell + PAD * cell * 0.5, y=(md.n_rows - row) * cell - 0.012 * cell, xref="x", yref="y",
+                 text=label, hovertext=hover, showarrow=False, xanchor="left", yanchor="top",
+                 bgcolor="rgba(255,255,255,0.85)", borderpad=1,
+                 font=dict(size=10 if md.n_cols <= 8 else 8, color="#999" if grey else "#333"))
+            for layer, head, row, col, label, hover, grey in cell_labels(md)]
+
+
+OVERLAY_TRACES = ("search hits", "selected input", "selected token")
+
+
+def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, height: int | None = None,
+                  uirevision: str = "matrix") -> go.Figure:
+    """The Matrix View's points: one WebGL trace of every drawn point, colours as RGBA rows (the
+    colour codes mapped through ``colorscale`` here, once), coordinates as typed arrays. Search
+    hits and the selection live in :func:`overlay_figure`, a second graph drawn over this one, so
+    that changing them never makes plotly.js recompute this trace."""
     cell = md.cell
     size = base_marker_size(md)
-    scale = dict(colorscale=colorscale, cmin=0, cmax=255)
     traces = [go.Scattergl(x=_typed(md.x), y=_typed(md.y), mode="markers", hoverinfo="none", name="points",
-                           showlegend=False, marker=dict(color=_typed(colors), size=size, line=dict(width=0),
-                                                         opacity=FADED if searching else BASE_OPACITY, **scale))]
-    empty = np.zeros(0, np.uint16)
-    for ov, cols, name, msize, op in ((hits, hit_colors, "search hits", max(3.0, size * 1.8), 0.95),
-                                      (selection, selection_colors, "selected input", max(4, size * 1.6), 0.9)):
-        x = ov.x if ov is not None else empty
-        y = ov.y if ov is not None else empty
-        c = cols if cols is not None and len(cols) == len(x) else np.zeros(len(x), np.uint8)
-        traces.append(go.Scattergl(x=_typed(x), y=_typed(y), mode="markers", hoverinfo="none", name=name,
-                                   showlegend=False, marker=dict(color=_typed(c), size=msize, opacity=op,
-                                                                 line=dict(width=0), **scale)))
-    sx, sy = ring_points(selection, selected_token)
-    traces.append(go.Scattergl(x=_typed(sx), y=_typed(sy), mode="markers", hoverinfo="none", name="selected token",
-                               showlegend=False, marker=dict(size=max(7, size * 3), color="rgba(0,0,0,0)",
-                                                             line=dict(color="#111", width=2))))
+                           showlegend=False, marker=dict(color=rgba_rows(colors, colorscale), size=size,
+                                                         line=dict(width=0),
+                                                         opacity=BASE_OPACITY))]
     fig = go.Figure(traces)
-    annotations = [dict(x=col * cell + PAD * cell * 0.5, y=(md.n_rows - row) * cell - 0.012 * cell, xref="x", yref="y",
-                        text=label, hovertext=hover, showarrow=False, xanchor="left", yanchor="top",
-                        bgcolor="rgba(255,255,255,0.85)", borderpad=1,
-                        font=dict(size=10 if md.n_cols <= 8 else 8, color="#999" if grey else "#333"))
-                   for layer, head, row, col, label, hover, grey in cell_labels(md)]
     cols = list(range(md.n_cols))
     ranked = md.order != "grid"
     title = ("heads ranked by |ρ| within each layer (cell labels name the head)" if md.order == "rho" else
@@ -364,7 +359,7 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, hits: Ov
     every = max(1, md.n_cols // 16)
     rows_every = max(1, md.n_rows // 32)
     fig.update_layout(
-        annotations=annotations, shapes=shade_shapes(md), margin=dict(l=50, r=10, t=30, b=40), plot_bgcolor="white",
+        shapes=shade_shapes(md), margin=dict(l=50, r=10, t=30, b=40), plot_bgcolor="white",
         height=height or matrix_height(md),
         dragmode="zoom", uirevision=uirevision, hovermode="closest",
         xaxis=dict(range=[0, md.n_cols * cell], tickvals=[(c + 0.5) * cell for c in cols[::every]],
@@ -378,4 +373,54 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, hits: Ov
                    scaleanchor="x", scaleratio=1, constrain="domain",
                    minor=dict(tickvals=[r * cell for r in range(md.n_rows + 1)], showgrid=True, gridcolor="#ddd", ticklen=0)),
     )
+    return fig
+
+
+def overlay_axes(md: MatrixData) -> tuple[dict, dict]:
+    """The Matrix View's x and y axes without ticks or labels: the overlay graph's axes (same
+    ranges and aspect, so its points land on the main graph's), with the cell grid."""
+    cell = md.cell
+    bare = dict(showgrid=False, zeroline=False, showticklabels=False, ticks="", showline=False, title=None)
+    return (dict(range=[0, md.n_cols * cell], constrain="domain", **bare,
+                 minor=dict(tickvals=[c * cell for c in range(md.n_cols + 1)], showgrid=True, gridcolor="#ddd",
+                            ticklen=0)),
+            dict(range=[0, md.n_rows * cell], scaleanchor="x", scaleratio=1, constrain="domain", **bare,
+                 minor=dict(tickvals=[r * cell for r in range(md.n_rows + 1)], showgrid=True, gridcolor="#ddd",
+                            ticklen=0)))
+
+
+FADE = f"rgba(255,255,255,{1 - FADED / BASE_OPACITY:.3f})"  # over the points while a search is active
+
+
+def overlay_figure(md: MatrixData, colorscale: list, hits: Overlay | None = None,
+                   hit_colors: np.ndarray | None = None, selection: Overlay | None = None,
+                   selection_colors: np.ndarray | None = None, selected_token: int | None = None,
+                   searching: bool = False, height: int | None = None) -> go.Figure:
+    """What is drawn over the Matrix View's points, in a transparent graph of the same size and
+    axes: traces 0 search hits (every hit in every head, whatever the sample), 1 the selected
+    token's input, 2 the selected token (ringed); the cell labels; while searching, a white veil
+    that fades the points beneath (plot background, opacity ``FADE``). Small, so search and
+    selection redraw only this, never the main graph's points."""
+    size = base_marker_size(md)
+    scale = dict(colorscale=colorscale, cmin=0, cmax=255)
+    empty = np.zeros(0, np.uint16)
+    traces = []
+    for ov, cols, name, msize, op in ((hits, hit_colors, OVERLAY_TRACES[0], max(3.0, size * 1.8), 0.95),
+                                      (selection, selection_colors, OVERLAY_TRACES[1], max(4, size * 1.6), 0.9)):
+        x = ov.x if ov is not None else empty
+        y = ov.y if ov is not None else empty
+        c = cols if cols is not None and len(cols) == len(x) else np.zeros(len(x), np.uint8)
+        traces.append(go.Scattergl(x=_typed(x), y=_typed(y), mode="markers", hoverinfo="skip", name=name,
+                                   showlegend=False, marker=dict(color=_typed(c), size=msize, opacity=op,
+                                                                 line=dict(width=0), **scale)))
+    sx, sy = ring_points(selection, selected_token)
+    traces.append(go.Scattergl(x=_typed(sx), y=_typed(sy), mode="markers", hoverinfo="skip", name=OVERLAY_TRACES[2],
+                               showlegend=False, marker=dict(size=max(7, size * 3), color="rgba(0,0,0,0)",
+                                                             line=dict(color="#111", width=2))))
+    xaxis, yaxis = overlay_axes(md)
+    fig = go.Figure(traces)
+    fig.update_layout(margin=dict(l=50, r=10, t=30, b=40), height=height or matrix_height(md),
+                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor=FADE if searching else "rgba(0,0,0,0)",
+                      xaxis=xaxis, yaxis=yaxis, annotations=label_annotations(md),
+                      hovermode=False, dragmode=False, showlegend=False)
     return fig

@@ -9,26 +9,10 @@ import io
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from plotly.colors import hex_to_rgb, unlabel_rgb
+
+from .colors import colorscale_lut  # noqa: F401 - re-exported (tests, callers)
 
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 50, 10, 10, 40
-
-
-def _rgb(colour: str) -> tuple[float, float, float]:
-    colour = colour.strip()
-    if colour.startswith("#"):
-        return tuple(float(v) for v in hex_to_rgb(colour))
-    return tuple(float(v) for v in unlabel_rgb(colour))[:3]
-
-
-def colorscale_lut(colorscale: list) -> np.ndarray:
-    """256 × 3 uint8: the RGB colour of each code 0..255 under a plotly colorscale over [0, 255]
-    (piecewise linear between stops, as plotly interpolates; equal stops make steps)."""
-    pos = np.array([float(p) for p, _ in colorscale])
-    rgb = np.array([_rgb(c) for _, c in colorscale])
-    t = np.arange(256) / 255.0
-    out = np.stack([np.interp(t, pos, rgb[:, ch]) for ch in range(3)], axis=1)
-    return np.rint(out).clip(0, 255).astype(np.uint8)
 
 
 def rasterise(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colorscale: list, extent: tuple[float, float],

@@ -8,7 +8,7 @@ from dash import dcc, html
 
 # (value, label, container id, has its own CSV table on the server)
 VIEWS = [
-    ("matrix", "Matrix View", "matrix-graph", True),
+    ("matrix", "Matrix View", "matrix-stack", True),   # the points and the overlay drawn over them
     ("single", "Single View", "single-graph", True),
     ("sentence", "Sentence View", "sentence-graph", True),
     ("image", "Image View", "image-graph", True),

@@ -73,7 +73,14 @@ def matrix_panel():
             html.Span([html.Span(className="dot big"), "search hits (all of them, in every head)"]),
             html.Span([html.Span(className="dot ring"), "selected token; its input's tokens drawn in full"])]),
         html.Div(id="matrix-hover", className="hover-note"),
-        dcc.Graph(id="matrix-graph", config={"displaylogo": False, "scrollZoom": True}, style={"minHeight": "320px"}),
+        # the points, and over them (same size and axes, clicks pass through) the search hits, the
+        # selection, the labels and the search veil: changing those never recomputes the points
+        html.Div(id="matrix-stack", className="matrix-stack", children=[
+            dcc.Graph(id="matrix-graph", config={"displaylogo": False, "scrollZoom": True}, style={"minHeight": "320px"}),
+            dcc.Graph(id="matrix-overlay", className="matrix-overlay", config={"staticPlot": True, "displayModeBar": False},
+                      figure={"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+                                                     "xaxis": {"visible": False}, "yaxis": {"visible": False}}}),
+        ]),
     ])
 
 

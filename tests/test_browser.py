@@ -118,7 +118,8 @@ def text_of(d, id_):
 
 def open_url(d, base, query="", settle=True):
     d.get(base + "/" + query)
-    wait(d, gd_js("matrix-graph", "g._fullLayout.annotations.length > 0 && g._fullData.length"), what="matrix drawn")
+    wait(d, gd_js("matrix-graph", "g._fullData.length"), what="matrix drawn")
+    wait(d, gd_js("matrix-overlay", "g._fullLayout.annotations.length > 0 && g._fullData.length === 3"), what="matrix overlay")
     if settle:
         wait_idle(d)
 
@@ -178,14 +179,16 @@ def expected_matches(store_dir, run, word):
 def test_matrix_view_one_cell_per_head(server, driver):
     base, _ = server
     open_url(driver, base, f"?run={TEXT}")
-    labels = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.map(a => a.text)"))
+    labels = driver.execute_script(gd_js("matrix-overlay", "g._fullLayout.annotations.map(a => a.text)"))
     cells = [t for t in labels if t.startswith("H")]
     assert len(cells) == 3 * 4  # one label per cell: its head id and ρ
     assert sorted(t.split(" ")[0] for t in cells) == sorted(f"H{h}" for _ in range(3) for h in range(4))
     assert all("ρ" in t for t in cells)
     n_traces, kind, n_points, wire = driver.execute_script(gd_js(
         "matrix-graph", "[g.data.length, g._fullData[0].type, g._fullData[0].x.length, g.data[0].x.dtype]"))
-    assert n_traces == 4 and kind == "scattergl"  # points, search hits, selected input, selected token
+    assert n_traces == 1 and kind == "scattergl"  # the points; over them the overlay: hits, selected input, token
+    assert driver.execute_script(gd_js("matrix-overlay", "g._fullData.map(t => t.name)")) == [
+        "search hits", "selected input", "selected token"]
     assert wire == "u2"  # coordinates arrived as a base64 uint16 typed array
     assert n_points % 12 == 0 and n_points > 0
     assert "points per head" in text_of(driver, "matrix-note")
@@ -229,10 +232,12 @@ def test_search_highlights_every_head(server, driver, store_dir):
     n = expected_matches(store_dir, TEXT, "the")
     assert n > 0
     assert f"{n} tokens match" in text_of(driver, "search-count")
-    hits, base_opacity, same_x = driver.execute_script(gd_js(
-        "matrix-graph", "[g._fullData[1].x.length, g._fullData[0].marker.opacity, g.data[0].x === window.__x]"))
+    hits, veil = driver.execute_script(gd_js("matrix-overlay", "[g._fullData[0].x.length, g._fullLayout.plot_bgcolor]"))
+    same_x = driver.execute_script(gd_js("matrix-graph", "g.data[0].x === window.__x"))
+    base_opacity = driver.execute_script(gd_js("matrix-graph", "g._fullData[0].marker.opacity"))
     assert hits == 2 * n * 12  # every match's query and key, in every head
-    assert base_opacity < 0.2  # the other points fade
+    alpha = float(veil.rsplit(",", 1)[1].rstrip(")"))
+    assert base_opacity * (1 - alpha) < 0.1  # the other points fade under the overlay's white veil
     assert same_x, "search must patch the hit overlay and the opacity only, not resend the coordinates"
     shot(driver, "03-search")
     # regex mode, and a bad regex gives a friendly message
@@ -255,7 +260,7 @@ def test_projection_and_colour_switch(server, driver):
     wait(driver, "return document.getElementById('color-legend').innerText.includes('pos≡0')", 10, "mod5 legend")
     same_x = driver.execute_script(gd_js("matrix-graph", "g.data[0].x === window.__x"))
     assert same_x, "a colour change must patch marker.color only"
-    n_colours = driver.execute_script(gd_js("matrix-graph", "new Set(Array.from(g._fullData[0].marker.color)).size"))
+    n_colours = driver.execute_script(gd_js("matrix-graph", "new Set(Array.from(g._fullData[0].marker.color, c => Array.from(c).join(','))).size"))
     assert n_colours == 10
     pick(driver, "projection-select", "UMAP")
     wait(driver, gd_js("single-graph", "g._fullLayout.title.text.includes('umap')"), 10, "umap single view")
@@ -396,7 +401,7 @@ def test_partial_run_is_shown_as_partial(server, driver):
     base, _ = server
     open_url(driver, base, f"?run={PARTIAL}&layer=1&head=2")
     assert "PARTIAL" in text_of(driver, "run-info")
-    labels = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.map(a => a.text)"))
+    labels = driver.execute_script(gd_js("matrix-overlay", "g._fullLayout.annotations.map(a => a.text)"))
     assert sum("pending" in t for t in labels) == 2
     assert "not computed yet" in text_of(driver, "matrix-note")
     wait(driver, "return document.getElementById('single-info').innerText.includes('not computed yet')", 10)
@@ -410,7 +415,7 @@ def test_matrix_sort_and_filter_by_rho(server, driver):
     keep = sum(abs(r) >= 0.5 for r in rho.values())
     assert 0 < keep < 12
     open_url(driver, base, f"?run={TEXT}&sort=rho&rho=0.5")
-    labels = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.map(a => a.text)"))
+    labels = driver.execute_script(gd_js("matrix-overlay", "g._fullLayout.annotations.map(a => a.text)"))
     assert sum("filtered" in t for t in labels) == 12 - keep
     assert all(t.startswith("H") for t in labels)  # sorted cells keep their head ids
     n_points = driver.execute_script(gd_js("matrix-graph", "g._fullData[0].x.length"))
@@ -465,7 +470,7 @@ def test_matrix_picture_first_then_interactive(server, driver):
         if (b && b.dataset.painted) return 'picture';
         if (g && g._fullData && g._fullData.length) return 'interactive'; return null;""", 15, "first paint")
     assert seen in ("picture", "interactive")
-    wait(driver, gd_js("matrix-graph", "g._fullData.length === 4 && g._fullData[0].type === 'scattergl'"), 15, "matrix")
+    wait(driver, gd_js("matrix-graph", "g._fullData.length === 1 && g._fullData[0].type === 'scattergl'"), 15, "matrix")
     wait(driver, "return !document.getElementById('matrix-preview');", 5, "picture removed")
     driver.get("about:blank")
     open_url(driver, base, f"?run={TEXT}&preview=0")

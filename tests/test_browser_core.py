@@ -29,7 +29,8 @@ OPTIONS = """var xs = Array.from(document.querySelectorAll('.dash-dropdown-optio
 
 def open_page(d, base, query="", timeout=60):
     d.get(base + "/" + query)
-    wait(d, gd_js("matrix-graph", "g._fullData.length === 4 && g._fullData[0].x.length > 0"), timeout, "matrix drawn")
+    wait(d, gd_js("matrix-graph", "g._fullData.length === 1 && g._fullData[0].x.length > 0"), timeout, "matrix drawn")
+    wait(d, gd_js("matrix-overlay", "g._fullData.length === 3"), timeout, "matrix overlay drawn")
     wait_idle(d, 60)
 
 
@@ -53,7 +54,7 @@ def test_every_search_hit_is_drawn_in_every_head_whatever_the_sample(big_store, 
     texts = np.char.lower(np.asarray(_tokens(store_dir, run)["text"]).astype(str))
     n = int((texts == "cat").sum())
     assert n >= 1
-    hits = driver.execute_script(gd_js("matrix-graph", "g._fullData[1].x.length"))
+    hits = driver.execute_script(gd_js("matrix-overlay", "g._fullData[0].x.length"))
     assert hits == 2 * n * n_heads
     assert f"{2 * n * n_heads:,} points highlighted in {n_heads} heads" in text_of(driver, "search-count")
     shot(driver, "core-search-sampled")
@@ -63,14 +64,14 @@ def test_every_search_hit_is_drawn_in_every_head_whatever_the_sample(big_store, 
 def test_labels_sit_above_the_points_on_a_background(real_store, real_server, driver):
     _, ids = real_store
     open_page(driver, real_server, f"?run={ids['minilm']}&sort=rho")
-    ann = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.map(a => [a.text, a.bgcolor, a.y])"))
+    ann = driver.execute_script(gd_js("matrix-overlay", "g._fullLayout.annotations.map(a => [a.text, a.bgcolor, a.y])"))
     assert ann and all(t.startswith("H") and bg for t, bg, _ in ann)  # head ids kept when ranked
-    top_y, max_pt = driver.execute_script(gd_js("matrix-graph", """[Math.min.apply(null, g._fullLayout.annotations.map(a => a.y)),
-        (function() { var y = g._fullData[0].y, cell = g._fullLayout.yaxis.range[1] / 2, m = 0;
-                      for (var i = 0; i < y.length; i++) { m = Math.max(m, y[i] % cell); } return m / cell; })()]"""))
+    top_y = driver.execute_script(gd_js("matrix-overlay", "Math.min.apply(null, g._fullLayout.annotations.map(a => a.y))"))
+    max_pt = driver.execute_script(gd_js("matrix-graph", """(function() { var y = g._fullData[0].y, cell = g._fullLayout.yaxis.range[1] / 2, m = 0;
+                      for (var i = 0; i < y.length; i++) { m = Math.max(m, y[i] % cell); } return m / cell; })()"""))
     assert max_pt < 0.84  # every point below its cell's label strip
     # no label wider than its cell (the last one used to run past the edge)
-    widths = driver.execute_script("""var g = document.querySelector('#matrix-graph .js-plotly-plot');
+    widths = driver.execute_script("""var g = document.querySelector('#matrix-overlay .js-plotly-plot');
         var cell = g._fullLayout.xaxis._length / g._fullLayout.xaxis.tickvals.length;
         return Array.from(g.querySelectorAll('.annotation')).map(a => a.getBoundingClientRect().width / cell);""")
     assert widths and max(widths) <= 1.0
@@ -144,11 +145,11 @@ def test_run_switch_resets_the_selection_and_the_menu_tells_runs_apart(real_stor
     wait(driver, gd_js("single-graph", "g._fullLayout.title.text.startsWith('L0 H0')"), 30, "smollm2 drawn")
     wait_idle(driver)
     assert "token=" not in driver.current_url and ids["smollm2"] in driver.current_url
-    assert driver.execute_script(gd_js("matrix-graph", "g._fullData[3].x.length")) == 0  # no ring left behind
+    assert driver.execute_script(gd_js("matrix-overlay", "g._fullData[2].x.length")) == 0  # no ring left behind
     assert "click a point to select" in text_of(driver, "single-info")
     # a page opened without a run shows the run this browser looked at last
     driver.get(real_server + "/")
-    wait(driver, gd_js("matrix-graph", "g._fullData.length === 4"), 60, "matrix")
+    wait(driver, gd_js("matrix-graph", "g._fullData.length === 1"), 60, "matrix")
     wait_idle(driver)
     assert ids["smollm2"] in text_of(driver, "run-select")
     collect_logs(driver)
@@ -179,7 +180,8 @@ def test_matrix_of_a_1024_head_model(big_store, big_server, driver):
         # each load starts from the default budget (a loaded machine's measured draw cost would
         # otherwise sample the next load; that adaptation is unit-tested)
         driver.execute_script("window.localStorage.removeItem('lod-cost')")
-    n_pts, n_ann = driver.execute_script(gd_js("matrix-graph", "[g._fullData[0].x.length, g._fullLayout.annotations.length]"))
+    n_pts = driver.execute_script(gd_js("matrix-graph", "g._fullData[0].x.length"))
+    n_ann = driver.execute_script(gd_js("matrix-overlay", "g._fullLayout.annotations.length"))
     n_tok = Store(store_dir, readonly=True).manifest(ids["big"])["corpus"]["n_tokens"]
     assert n_pts == 1024 * 2 * n_tok  # every point of every head: this corpus fits the budget
     assert n_ann == 0  # no per-cell labels on a 32-column grid: the axes and the hover line name heads

@@ -242,11 +242,12 @@ def check_matrix(d, folder, data, run, proj, all_points=False):
     assert png_size(export(d, folder, "png", base + ".png")) == (2 * w, 2 * h)
     traces = svg_traces(export(d, folder, "svg", base + ".svg"))
     # WebGL points redrawn as vector markers: the points, then the non-empty overlays (selected input, its token)
-    n_drawn = d.execute_script(gd_js("matrix-graph", "g._fullData.filter(t => t.x.length > 0).length"))
+    n_drawn = sum(d.execute_script(gd_js(g, "g._fullData.filter(t => t.x.length > 0).length"))
+                  for g in ("matrix-graph", "matrix-overlay"))  # the overlay is exported with the points
     assert len(traces) == n_drawn and len(traces[0][1]) == n_points
     idx = sorted({0, n_points // 2, n_points - 1})
     assert np.allclose([traces[0][1][i] for i in idx], pixel_positions(d, "matrix-graph", 0, idx), atol=0.05)
-    return export(d, folder, "html", base + ".html"), drawn_counts(d, "matrix-graph")
+    return export(d, folder, "html", base + ".html"), drawn_counts(d, "matrix-graph") + drawn_counts(d, "matrix-overlay")
 
 
 # ------------------------------------------------------------------ fixture store

@@ -179,8 +179,8 @@ def test_start_progress_finish_cancel_resume(jobs_app, driver):
     st.close()
     # the page loaded with an empty store: the tick fills run-select and selects the new run
     wait(driver, f"return document.getElementById('run-select').innerText.includes('{run1}')", 15, "run in run-select")
-    wait(driver, gd_js("matrix-graph", "g._fullLayout.annotations.length > 0 && g._fullData.length"), 20, "matrix drawn")
-    cells = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.filter(a => (a.hovertext || a.text || '').startsWith('L')).length"))
+    wait(driver, gd_js("matrix-overlay", "g._fullLayout.annotations.length > 0 && g._fullData.length"), 20, "matrix drawn")
+    cells = driver.execute_script(gd_js("matrix-overlay", "g._fullLayout.annotations.filter(a => (a.hovertext || a.text || '').startsWith('L')).length"))
     assert cells == 24
     wait(driver, "return document.getElementById('jobs-bar-label').innerText === 'done' && "
                  "document.getElementById('jobs-bar').value === 100", 10, "the bar ends on done")
@@ -242,5 +242,5 @@ def test_start_progress_finish_cancel_resume(jobs_app, driver):
     # ---- open the finished run from the list
     driver.find_element(By.LINK_TEXT, f"open {run1}").click()
     wait(driver, f"return location.search.includes('run={run1}')", 10, "URL has the run")
-    wait(driver, gd_js("matrix-graph", "g._fullLayout.annotations.filter(a => (a.hovertext || a.text || '').startsWith('L')).length === 24"),
+    wait(driver, gd_js("matrix-overlay", "g._fullLayout.annotations.filter(a => (a.hovertext || a.text || '').startsWith('L')).length === 24"),
          20, "opened run drawn")

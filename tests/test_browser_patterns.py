@@ -102,7 +102,7 @@ def test_matrix_sorted_and_shaded_by_pattern_score(real_store, real_server, driv
     wait(driver, gd_js("matrix-graph", "g._fullLayout.xaxis.title.text.indexOf('ranked by') >= 0"), 30, "sorted matrix")
     wait_idle(driver)
     assert f"sort={score}" in driver.current_url
-    ann = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.map(a => [a.hovertext, a.x, a.y])"))
+    ann = driver.execute_script(gd_js("matrix-overlay", "g._fullLayout.annotations.map(a => [a.hovertext, a.x, a.y])"))
     cells = [(t, x, y) for t, x, y in ann if t and t.startswith("L")]
     assert len(cells) == len(rp.heads)
     for layer in m["layers"]:

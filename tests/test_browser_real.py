@@ -25,12 +25,12 @@ def test_matrix_and_single_view_on_real_run(real_store, real_server, driver, nam
     m = Store(store_dir, readonly=True).manifest(ids[name])
     n_heads = len(m["layers"]) * len(m["heads"])
     open_url(driver, real_server, f"?run={ids[name]}")
-    labels = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.annotations.map(a => a.hovertext || a.text)"))
+    labels = driver.execute_script(gd_js("matrix-overlay", "g._fullLayout.annotations.map(a => a.hovertext || a.text)"))
     cells = [t for t in labels if t.startswith("L")]
     assert len(cells) == n_heads, cells
     n_traces, kind, n_points = driver.execute_script(gd_js(
         "matrix-graph", "[g.data.length, g._fullData[0].type, g._fullData[0].x.length]"))
-    assert n_traces == 4 and kind == "scattergl" and n_points > 0 and n_points % n_heads == 0
+    assert n_traces == 1 and kind == "scattergl" and n_points > 0 and n_points % n_heads == 0
     title = driver.execute_script(gd_js("single-graph", "g._fullLayout.title.text"))
     assert title.startswith("L0 H0")
     # the runs load one after another in one browser: the head dropdowns must not come up blank

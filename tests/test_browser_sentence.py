@@ -255,7 +255,7 @@ def test_colour_by_sentence_length_real_minilm(real_store, real_server, driver):
                           "return t.includes('tokens') ? t : null;", 20, "sentence length legend")
     lengths = np.asarray(Store(store_dir, readonly=True).tokens(ids["minilm"])["input_length"])
     assert f"{lengths.min()} tokens" in legend and f"{lengths.max()} tokens" in legend
-    n_colours = driver.execute_script(gd_js("matrix-graph", "new Set(Array.from(g._fullData[0].marker.color)).size"))
+    n_colours = driver.execute_script(gd_js("matrix-graph", "new Set(Array.from(g._fullData[0].marker.color, c => Array.from(c).join(','))).size"))
     assert n_colours == len(np.unique(lengths))  # one colour per distinct input length
     shot(driver, "matrix-sentence-length")
     collect_logs(driver)

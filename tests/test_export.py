@@ -106,7 +106,7 @@ def test_matrix_csv_is_the_drawn_sample(data):
     from callbacks.matrix import matrix_outputs
     s = state(lod=250)
     text, name, n = csv_export(data, "matrix", s, search="?run=text-run")
-    fig, note, msg, meta = matrix_outputs(data, TEXT, "pca", ["on"], [], 250, "grid", 0, "qk", "", [])
+    fig, _, note, msg, meta = matrix_outputs(data, TEXT, "pca", ["on"], [], 250, "grid", 0, "qk", "", [])
     comments, cols = csv_columns(text)
     # one row per point of the figure the dashboard draws, in trace order
     fx, fy = decode_array(fig.to_plotly_json()["data"][0]["x"]), decode_array(fig.to_plotly_json()["data"][0]["y"])
@@ -413,7 +413,7 @@ def test_export_bar_lists_every_view_with_a_graph():
     covered = {c for _, _, c, _ in views()}
     for value, label, container, _ in views():
         assert container in ids, f"{label}: container {container} is not in the page"
-    assert {"matrix-graph", "single-graph", "sentence-graph", "image-graph", "model-graph"} <= covered
+    assert {"matrix-stack", "single-graph", "sentence-graph", "image-graph", "model-graph"} <= covered
     # every graph of the page (analysis tabs included) can be exported through one of the entries
     for gid, path in graph_paths.items():
         assert covered & set(path), f"graph {gid} is in no exportable view"

@@ -5,7 +5,7 @@ import numpy as np
 
 from figures.labels import thin_labels
 from figures.lod import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, TARGET_MS, budget_from_cost, points_per_head
-from figures.matrix import (LABELLED_COLS, build_matrix_data, cell_labels, interleave, matrix_colors, matrix_figure,
+from figures.matrix import (LABELLED_COLS, build_matrix_data, cell_labels, interleave, matrix_colors, matrix_figure, overlay_figure,
                             overlay_points, ring_points)
 from figures.colors import color_spec
 from figures.tiling import LABEL_STRIP, PAD
@@ -79,8 +79,7 @@ def test_cell_labels_keep_head_ids_when_ranked_and_vanish_on_wide_grids():
     labels = {(l, h): text for l, h, _, _, text, _, _ in cell_labels(md)}
     assert labels[(0, 3)] == "H3 ρ −0.40" and labels[(1, 3)] == "H3 pending"
     assert md.cells[(0, 3)] == (0, 0)  # strongest |ρ| first: head 3 in the first column, still named H3
-    fig = matrix_figure(md, np.zeros(len(md.x), np.uint8), [[0, "#000"], [1, "#000"]])
-    ann = fig.layout.annotations
+    ann = overlay_figure(md, [[0, "#000"], [1, "#000"]]).layout.annotations  # labels live on the overlay
     assert all(a.bgcolor and a.yanchor == "top" for a in ann) and len(ann) == 8
     wide = build_matrix_data([0], list(range(LABELLED_COLS + 1)), n,
                              lambda l, h: np.zeros((2 * n, 2)), {}, None)
@@ -190,5 +189,5 @@ def test_a_selected_input_too_long_for_the_budget_is_cut_and_said(tmp_path):
     small = drawn_points(data, "r", "pca", ["on"], [], "auto", "grid", 0, "qk", "", [], 5,
                          meta={"run": "r", "lod": "auto", "pph": 20, "budget": 1000})
     assert list(small["selection"].tokens) == [5] and "only the selected token" in small["sel_note"]
-    _, note, _, _ = matrix_outputs(data, "r", "pca", ["on"], [], 0, "grid", 0, "qk", "", [], 5)
+    _, _, note, _, _ = matrix_outputs(data, "r", "pca", ["on"], [], 0, "grid", 0, "qk", "", [], 5)
     assert "only the selected token" not in note

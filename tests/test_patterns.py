@@ -419,7 +419,7 @@ def test_store_patterns_written_then_read_back(stores, tmp_path):
 def test_matrix_ordered_and_shaded_by_a_pattern_score(stores):
     from analysis.head_scores import head_scores
     from dashboard_data import Data
-    from figures.matrix import matrix_figure
+    from figures.matrix import matrix_figure, overlay_figure
     data = Data(stores)
     prev = head_scores(data, "enc")["prev"]
     md = data.matrix("enc", "translated", "pca", 0, "prev", 0.0)
@@ -438,7 +438,7 @@ def test_matrix_ordered_and_shaded_by_a_pattern_score(stores):
         (l, h), = [k for k, v in md.cells.items() if v == (row, col)]
         alpha = float(sh.fillcolor.rsplit(",", 1)[1].rstrip(")"))
         assert alpha == pytest.approx(0.45 * prev[(l, h)], abs=1e-3)
-    labels = [a.hovertext for a in fig.layout.annotations]
+    labels = [a.hovertext for a in overlay_figure(md, [[0, "#000"], [1, "#000"]]).layout.annotations]
     assert any(f"prev {prev[(1, 2)]:.2f}" in t and t.startswith("L1 H2") for t in labels)
     assert "ranked by prev" in fig.layout.xaxis.title.text
 
