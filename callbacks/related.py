@@ -60,19 +60,26 @@ def register(app, data):
             msg = friendly(exc)
             return empty_figure(msg), msg, ""
 
-    @app.callback(Output("layer-select", "value", allow_duplicate=True),
-                  Output("head-select", "value", allow_duplicate=True),
-                  Input("related-graph", "clickData"), Input({"type": "similar-head", "index": ALL}, "n_clicks"),
-                  Input({"type": "related-head", "index": ALL}, "n_clicks"), prevent_initial_call=True)
-    def open_related(click, _similar, _related):
-        trig = ctx.triggered_id
-        try:
-            if trig == "related-graph":
-                l, h = click["points"][0]["customdata"]
-                return int(l), int(h)
-            if isinstance(trig, dict) and ctx.triggered and ctx.triggered[0].get("value"):
-                l, h = str(trig["index"]).split(":")
-                return int(l), int(h)
-        except (TypeError, KeyError, IndexError, ValueError):
-            pass
-        return no_update, no_update
+    # clientside: the "most similar heads" buttons are re-rendered with every head, and each
+    # re-render fires this callback (new n_clicks inputs); a server round trip for that would
+    # queue behind the head's views and hold their drawing back
+    app.clientside_callback(
+        """function(click, similar, related) {
+            var C = window.dash_clientside, NU = C.no_update, ctx = C.callback_context;
+            var t = ctx.triggered && ctx.triggered.length === 1 ? ctx.triggered[0] : null;
+            if (!t || !t.value) { return [NU, NU]; }
+            try {
+                if (t.prop_id === "related-graph.clickData") {
+                    var cd = click.points[0].customdata;
+                    return [parseInt(cd[0], 10), parseInt(cd[1], 10)];
+                }
+                var id = JSON.parse(t.prop_id.slice(0, t.prop_id.lastIndexOf(".")));
+                var lh = String(id.index).split(":").map(function (v) { return parseInt(v, 10); });
+                if (lh.length === 2 && !isNaN(lh[0]) && !isNaN(lh[1])) { return lh; }
+            } catch (e) { /* a malformed click: nothing to open */ }
+            return [NU, NU];
+        }""",
+        Output("layer-select", "value", allow_duplicate=True),
+        Output("head-select", "value", allow_duplicate=True),
+        Input("related-graph", "clickData"), Input({"type": "similar-head", "index": ALL}, "n_clicks"),
+        Input({"type": "related-head", "index": ALL}, "n_clicks"), prevent_initial_call=True)

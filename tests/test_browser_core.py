@@ -72,7 +72,8 @@ def test_labels_sit_above_the_points_on_a_background(real_store, real_server, dr
     assert max_pt < 0.84  # every point below its cell's label strip
     # no label wider than its cell (the last one used to run past the edge)
     widths = driver.execute_script("""var g = document.querySelector('#matrix-overlay .js-plotly-plot');
-        var cell = g._fullLayout.xaxis._length / g._fullLayout.xaxis.tickvals.length;
+        var m = document.querySelector('#matrix-graph .js-plotly-plot');
+        var cell = m._fullLayout.xaxis._length / m._fullLayout.xaxis.tickvals.length;
         return Array.from(g.querySelectorAll('.annotation')).map(a => a.getBoundingClientRect().width / cell);""")
     assert widths and max(widths) <= 1.0
     shot(driver, "core-labels-ranked")
