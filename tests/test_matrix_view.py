@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from figures.labels import thin_labels
 from figures.lod import DEFAULT_BUDGET, MAX_BUDGET, MIN_BUDGET, TARGET_MS, budget_from_cost, points_per_head
-from figures.matrix import (LABELLED_COLS, build_matrix_data, cell_labels, interleave, matrix_colors, matrix_figure, overlay_figure,
+from figures.matrix import (BASE_OPACITY, FADED, LABELLED_COLS, build_matrix_data, cell_labels, interleave, matrix_colors, matrix_figure, overlay_figure,
                             overlay_points, ring_points)
 from figures.colors import color_spec
 from figures.tiling import LABEL_STRIP, PAD
@@ -191,3 +192,31 @@ def test_a_selected_input_too_long_for_the_budget_is_cut_and_said(tmp_path):
     assert list(small["selection"].tokens) == [5] and "only the selected token" in small["sel_note"]
     _, _, note, _, _ = matrix_outputs(data, "r", "pca", ["on"], [], 0, "grid", 0, "qk", "", [], 5)
     assert "only the selected token" not in note
+
+
+def test_overlay_graph_lines_up_with_the_points_and_colours_are_the_scale_s():
+    """The overlay graph (hits, selection, labels) has the main graph's size, margins, axis ranges
+    and aspect, and the points' RGBA rows are the colorscale's colours of their codes."""
+    from figures.colors import colorscale_lut, rgba_rows
+    n = 20
+    store = _store(2, 3, n)
+    md = build_matrix_data([0, 1], [0, 1, 2], n, lambda l, h: store[(l, h)], {}, None)
+    scale = [[0, "#000000"], [0.5, "#ff0000"], [1, "#ffffff"]]
+    codes = np.arange(len(md.x)) % 256
+    main = matrix_figure(md, codes.astype(np.uint8), scale)
+    over = overlay_figure(md, scale, searching=True)
+    for k in ("height", "margin"):
+        assert main.layout[k] == over.layout[k]
+    for ax in ("xaxis", "yaxis"):
+        assert tuple(main.layout[ax].range) == tuple(over.layout[ax].range)
+        assert main.layout[ax].constrain == over.layout[ax].constrain == "domain"
+    assert main.layout.yaxis.scaleanchor == over.layout.yaxis.scaleanchor == "x"
+    rows = np.asarray(main.data[0].marker.color)
+    assert rows.shape == (len(md.x), 4) and rows.dtype == np.uint8 and (rows[:, 3] == 255).all()
+    lut = np.maximum(colorscale_lut(scale), 2)
+    assert np.array_equal(rows[:, :3], lut[codes])
+    assert tuple(lut[255]) == (255, 255, 255) and tuple(lut[0]) == (2, 2, 2) and tuple(rgba_rows([128], scale)[0, :3]) == (255, 2, 2)
+    # searching: the veil fades the points to what FADED used to give
+    alpha = float(over.layout.plot_bgcolor.rsplit(",", 1)[1].rstrip(")"))
+    assert BASE_OPACITY * (1 - alpha) == pytest.approx(FADED, abs=1e-3)
+    assert [t.name for t in over.data] == ["search hits", "selected input", "selected token"]
