@@ -64,18 +64,37 @@ class LRU:
 
 
 class RunTokens:
-    """A run's token table plus what the views derive from it."""
+    """A run's token table plus what the views derive from it.
 
-    def __init__(self, tokens: dict, inputs: list | None):
+    Encoder–decoder runs: ONE table of the source rows then the target rows (figures.encdec);
+    ``side`` is 0 for a source token, 1 for a target token; ``index.rows(i)`` lists input i's
+    source tokens then its target tokens; ``side_rows(i, side)`` one side in position order."""
+
+    def __init__(self, tokens: dict, inputs: list | None, target: dict | None = None):
+        from figures.encdec import joined_tables
+        self.n_src = len(tokens["text"])
+        tokens, self.side = joined_tables(tokens, target)
         self.arrays = tokens
         self.n = len(tokens["text"])
+        self.n_tgt = self.n - self.n_src
         self.text = np.asarray(tokens["text"]).astype(str)
         self.norm_texts = normalised_texts(self.text)
         self.freq = token_frequency(self.text)
-        self.index = InputIndex(np.asarray(tokens["input_id"]), np.asarray(tokens["position"]))
+        pos = np.asarray(tokens["position"]).astype(np.int64)
+        self.index = InputIndex(np.asarray(tokens["input_id"]), pos + self.side.astype(np.int64) * (int(pos.max(initial=0)) + 1))
         self.inputs = inputs or []
         self._contexts = None
         self._display = None
+
+    def side_rows(self, input_id: int, side: int) -> np.ndarray:
+        """Input ``input_id``'s rows of one side (0 source, 1 target), in position order."""
+        rows = self.index.rows(input_id)
+        return rows[self.side[rows] == side]
+
+    def sides(self, manifest: dict, layer):
+        """figures.encdec.HeadSides of a stored layer over this table."""
+        from figures.encdec import head_sides
+        return head_sides(manifest, layer, self.n_src, self.n_tgt)
 
     @property
     def display(self) -> list[str]:
@@ -88,10 +107,12 @@ class RunTokens:
     def contexts(self) -> list[str]:
         if self._contexts is None:
             ctx = [""] * self.n
-            for _, rows in self.index:
-                words = [display_token(t) for t in self.text[rows]]
-                for j, r in enumerate(rows):
-                    ctx[r] = context_string(words, j)
+            for i, _ in self.index:
+                for side in (0, 1):
+                    rows = self.side_rows(i, side)
+                    words = [display_token(t) for t in self.text[rows]]
+                    for j, r in enumerate(rows):
+                        ctx[r] = context_string(words, j) + (" (target)" if side else "")
             self._contexts = ctx
         return self._contexts
 
@@ -270,7 +291,8 @@ class Data:
                 toks = s.tokens(run_id)
                 if toks is None:
                     return None
-                return RunTokens(toks, s.inputs(run_id))
+                target = s.target_tokens(run_id) if hasattr(s, "target_tokens") else None
+                return RunTokens(toks, s.inputs(run_id), target)
             return self._read(get)
         rt = self.tokens_cache.get(run_id, load)
         if rt is None:
@@ -334,12 +356,18 @@ class Data:
             return None, "", f"{na_note(self.manifest(run_id), order)}; grid order shown"
         return scores, SCORE_SHORT.get(order, order), ""
 
-    def matrix(self, run_id, variant, method, per_head, order, rho_threshold, budget: int = 0):
-        """The Matrix View's points; ``per_head`` points (queries + keys) of every head, 0 = all."""
+    def matrix(self, run_id, variant, method, per_head, order, rho_threshold, budget: int = 0, kind: str | None = None):
+        """The Matrix View's points; ``per_head`` points (queries + keys) of every head, 0 = all.
+        Encoder–decoder runs: the grid of one head kind (figures.encdec; ``kind`` resolved there)."""
+        from figures.encdec import grid_layers, grid_sides, resolve_kind
         per_head = int(per_head or 0)
-        key = (run_id, variant, method, per_head, order, round(float(rho_threshold), 3))
         m = self.manifest(run_id)
-        n = self.tokens(run_id).n
+        kind = resolve_kind(m, kind)
+        key = (run_id, variant, method, per_head, order, round(float(rho_threshold), 3)) + ((kind,) if kind else ())
+        toks = self.tokens(run_id)
+        n = toks.n
+        sides = None if kind is None else grid_sides(m, kind, toks.n_src, toks.n_tgt)
+        layers = grid_layers(m, kind)
         rho = self.rho(run_id, variant)
 
         def build():
@@ -355,9 +383,10 @@ class Data:
                     corrupt.append((l, h))
                     return None
 
-            md = build_matrix_data(m["layers"], m["heads"], n, coords,
+            md = build_matrix_data(layers, m["heads"], n, coords,
                                    rho, per_head or None, order if (scores is not None or order == "rho") else "grid",
-                                   rho_threshold, scores=scores, score_label=label, note=note, budget=budget)
+                                   rho_threshold, scores=scores, score_label=label, note=note, budget=budget,
+                                   sides=sides)
             if corrupt:
                 heads = ", ".join(f"L{l} H{h}" for l, h in corrupt[:4]) + (" …" if len(corrupt) > 4 else "")
                 md.note = "; ".join(x for x in (md.note, f"{len(corrupt)} head(s) not drawn: a stored entry failed its "

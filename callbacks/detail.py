@@ -64,13 +64,26 @@ def chosen_heads(current, extra, heads) -> list:
     return [h for h in heads if h in want] or [current]
 
 
-def input_attention(data, run, layer, head, input_id, tokens):
+def head_attention(data, run, layer, head, input_id, tokens):
+    """(query rows, key rows, attention) of one head on one input: rows of the run's token table
+    (encoder–decoder heads: their side's rows — a cross head's queries are the input's target
+    tokens, its keys the source tokens), attention recomputed from the stored q/k with the layer's
+    semantics; (None, None, None) when the head's q/k are not stored yet."""
     m = data.manifest(run)
     qk = data.qk(run, layer, head)
     if qk is None:
-        return None, None
-    rows = tokens.index.rows(input_id)
-    return rows, attention(qk[0][rows], qk[1][rows], **layer_semantics(m["model"], layer))
+        return None, None, None
+    sd = tokens.sides(m, layer)
+    q_rows = tokens.side_rows(input_id, int(sd.kind in ("decoder", "cross")))
+    k_rows = tokens.side_rows(input_id, int(sd.kind == "decoder"))
+    a = attention(qk[0][q_rows - sd.q_off], qk[1][k_rows - sd.k_off], **layer_semantics(m["model"], layer))
+    return q_rows, k_rows, a
+
+
+def input_attention(data, run, layer, head, input_id, tokens):
+    """(rows, attention) of a self-attention head on one input (query rows = key rows)."""
+    q_rows, _, a = head_attention(data, run, layer, head, input_id, tokens)
+    return q_rows, a
 
 
 def _input_vnorm(data, run, layer, head, input_id, rows):
@@ -309,29 +322,38 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
     input_id, tok = input_of_token(tokens, token)
     roles = run_roles(data, run)
     heads = chosen_heads(head, extra, list(m["heads"]))
-    rows = tokens.index.rows(input_id)
     attn = {}
+    rows = k_rows = None
     for h in heads:
-        _, a = input_attention(data, run, layer, h, input_id, tokens)
+        q_r, k_r, a = head_attention(data, run, layer, h, input_id, tokens)
         if a is not None:
-            attn[h] = a
+            attn[h], rows, k_rows = a, q_r, k_r
     if head not in attn:
         return empty_figure(f"L{layer} H{head}: queries/keys not stored yet (partial run)"), ""
     missing = [h for h in heads if h not in attn]
     heads = [h for h in heads if h in attn]
     words = [tokens.text[r] for r in rows]
     n = len(rows)
-    hidden = hidden_keys(words, hide, roles)
+    from figures.encdec import KIND_LABEL, layer_kind
+    kind = layer_kind(m, layer)
+    cross = kind == "cross"
+    key_words = [tokens.text[r] for r in k_rows] if cross else None
+    hidden = hidden_keys(key_words if cross else words, hide, roles)
     text = tokens.inputs[input_id] if input_id < len(tokens.inputs) else ""
     if isinstance(text, (list, tuple)):  # a sentence pair
         text = " ‖ ".join(str(t) for t in text)
     several = len(heads) > 1
     suffix = f" · input {input_id} ({n} tokens)"
+    if kind != "self":
+        suffix = (f" · {KIND_LABEL[kind]}" + (f" · input {input_id} ({n} target → {len(k_rows)} source tokens)"
+                                               if cross else f" · input {input_id} ({n} {'target' if kind == 'decoder' else 'source'} tokens)"))
     label = f"L{layer} H{', '.join(str(h) for h in heads)}" + suffix
     one_label = f"L{layer} H{head}" + suffix  # what views of the current head only (heatmap, aggregate) show
     info = [f"input {input_id}: {str(text)[:160]}{'…' if len(str(text)) > 160 else ''}"]
+    if kind != "self":
+        info.append("target (what the decoder read): " + " ".join(tokens.display[r] for r in tokens.side_rows(input_id, 1)))
     if hidden:
-        info.append(f"hidden keys: {', '.join(words[i] for i in sorted(hidden))} (rows renormalised over the rest)")
+        info.append(f"hidden keys: {', '.join((key_words or words)[i] for i in sorted(hidden))} (rows renormalised over the rest)")
     asked = [r for r in (hide or []) if r in ("cls", "sep") and not getattr(roles, r, ())]
     if asked and roles is not None:
         info.append("this run has no " + " or ".join({"cls": "CLS-like", "sep": "SEP-like"}[r] for r in asked)
@@ -340,6 +362,9 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
         info.append(f"heads {', '.join(f'H{h}' for h in missing)} not stored yet (partial run)")
     if weighted:
         label += " · weighted by ‖v‖"
+    if mode == "aggregate" and kind != "self":
+        return empty_figure("aggregate by position is for runs of one token sequence; choose lines or heatmap for "
+                            "this encoder–decoder head"), " · ".join(info)
     if mode == "aggregate":
         vn = None
         if weighted:
@@ -364,6 +389,10 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
                                 f"(rows renormalised, cropped to {n})", colorscale="Purples",
                                 label_positions=False, axis_titles=("query position", "key position"))
         return fig, " · ".join(info)
+    if weighted and kind != "self":
+        info.append("value-norm weighting is not available for encoder–decoder runs yet; showing plain attention")
+        weighted = False
+        label = label.replace(" · weighted by ‖v‖", "")
     if weighted:  # every drawn head weighted, or none (one failure: plain attention, said why)
         try:
             vns = {h: _input_vnorm(data, run, layer, h, input_id, rows) for h in heads}
@@ -374,17 +403,19 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
             info.append(_vnorm_problem(exc))
             label = label.replace(" · weighted by ‖v‖", "")
             weighted = False
-    segs = segments(words, roles)
+    segs = None if cross else segments(words, roles)
     pair = pair if pair in PAIR_FILTERS else "all"
     if segs is not None:
         info.append(_pair_info(words, segs, pair))
     elif pair != "all":
         info.append(f"input {input_id} has a single segment: the sentence A/B filter does not apply")
     f = None
-    if focus and focus.get("input") == input_id and 0 <= int(focus.get("pos", -1)) < n:
+    if focus and focus.get("input") == input_id and \
+            0 <= int(focus.get("pos", -1)) < (len(k_rows) if focus.get("side") == "key" else n):
         f = (focus.get("side", "query"), int(focus["pos"]))
     model = sentence_lines(words, attn, sorted(hidden), f, pair, segs,
-                           colors=(head_colors(heads, list(m["heads"])) if several else {head: HEAD_LINE}))
+                           colors=(head_colors(heads, list(m["heads"])) if several else {head: HEAD_LINE}),
+                           key_words=key_words)
     use_heatmap = mode == "heatmap" or (mode in (None, "auto") and n > AUTO_HEATMAP_ABOVE)
     if use_heatmap:
         info.append("heatmap" + (f" (auto: more than {AUTO_HEATMAP_ABOVE} tokens)" if mode != "heatmap" else ""))
@@ -394,10 +425,12 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
         a2 = model.matrices[head]
         qi, ki = np.flatnonzero(model.query_active), np.flatnonzero(model.key_active)
         lab = [f"{i}\u2009{w}" for i, w in enumerate(words)]
-        return attention_heatmap([lab[i] for i in qi], [lab[i] for i in ki], a2[np.ix_(qi, ki)], label,
+        klab = [f"{i}\u2009{w}" for i, w in enumerate(model.kwords)]
+        return attention_heatmap([lab[i] for i in qi], [klab[i] for i in ki], a2[np.ix_(qi, ki)], label,
                                  label_positions=False), " · ".join(info)
     if f is not None:
-        info.append(f"isolating the lines of {f[0]} {f[1]} «{words[f[1]]}» (click it again to show all)")
+        fw = (model.kwords if f[0] == "key" else words)[f[1]]
+        info.append(f"isolating the lines of {f[0]} {f[1]} «{fw}» (click it again to show all)")
     else:
         info.append("click a token to isolate its lines")
     note = below_note(model)

@@ -9,7 +9,7 @@ from dash import Input, Output, Patch, State, clientside_callback, no_update
 from figures.colors import PER_HEAD, color_spec, rgba_rows
 from figures.common import typed
 from figures.lod import budget_from_cost, describe, points_per_head
-from figures.matrix import (FADE, Overlay, overlay_figure, cell_hover, matrix_colors, matrix_figure, overlay_colors,
+from figures.matrix import (FADE, overlay_figure, cell_hover, matrix_colors, matrix_figure, overlay_colors,
                             overlay_points, ring_points)
 from figures.search import search_tokens
 from figures.views import empty_figure
@@ -21,7 +21,7 @@ from .common import friendly, input_of_token, on, resolve_projection, resolve_va
 
 DATA_INPUTS = [Input("run-select", "value"), Input("projection-select", "value"), Input("translate-toggle", "value"),
                Input("scaled-toggle", "value"), Input("lod-select", "value"), Input("sort-select", "value"),
-               Input("rho-threshold", "value")]
+               Input("rho-threshold", "value"), Input("kind-select", "value")]
 DATA_STATES = [State(i.component_id, i.component_property) for i in DATA_INPUTS]
 SEL_SHARE = 4  # the selected input's overlay may use at most budget / SEL_SHARE points
 
@@ -39,13 +39,14 @@ def resolved_per_head(data, run, lod, cost=None, meta=None) -> tuple[int, int]:
     return points_per_head("auto", n_heads, data.tokens(run).n, budget), budget
 
 
-def matrix_data(data, run, proj, translate, scaled, lod, sort, rho, cost=None, meta=None):
-    """(manifest, MatrixData, notes) of the Matrix View for these controls."""
+def matrix_data(data, run, proj, translate, scaled, lod, sort, rho, cost=None, meta=None, kind=None):
+    """(manifest, MatrixData, notes) of the Matrix View for these controls (``kind``: the grid of
+    one head kind of an encoder–decoder run, figures.encdec)."""
     m = data.manifest(run)
     variant, note_v = resolve_variant(m, on(translate), on(scaled))
     method, note_p = resolve_projection(m, proj)
     pph, budget = resolved_per_head(data, run, lod, cost, meta)
-    md = data.matrix(run, variant, method, pph, sort or "grid", float(rho or 0), budget)
+    md = data.matrix(run, variant, method, pph, sort or "grid", float(rho or 0), budget, kind=kind)
     notes = [n for n in (note_v, note_p) if n]
     return m, md, notes
 
@@ -56,14 +57,16 @@ def _coords_of(data, run, m, translate, scaled, proj):
     return lambda l, h: data.coords(run, l, h, variant, method, 2)
 
 
-def _spec_for(data, run, scheme, tokens, idx):
-    """ColorSpec per head over the token subset ``idx`` (queries then keys)."""
+def _spec_for(data, run, scheme, tokens, idx, rows=None):
+    """ColorSpec per head over the points' tokens ``idx`` (queries then keys); ``rows``: the points'
+    stored rows (the norms of the embedding-norm scheme)."""
     idx = np.asarray(idx, np.int64)
     if scheme in PER_HEAD:
         def per_head(l, h):
             nr = data.norms(run, l, h)
-            return color_spec(scheme, tokens.arrays, idx, norms=None if nr is None else nr[np.r_[idx, tokens.n + idx]],
-                              freq=tokens.freq)
+            r = np.asarray(rows if rows is not None else np.r_[idx, tokens.n + idx], np.int64)
+            r = r if len(r) == 2 * len(idx) else np.r_[r, r]
+            return color_spec(scheme, tokens.arrays, idx, norms=None if nr is None else nr[r], freq=tokens.freq)
         return per_head
     spec = color_spec(scheme, tokens.arrays, idx, freq=tokens.freq)
     return lambda l, h: spec
@@ -112,23 +115,23 @@ def selection_note(data, run, sel: np.ndarray, tok) -> str:
 
 
 def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token=None, cost=None,
-                 meta=None):
+                 meta=None, kind=None):
     """Everything the Matrix View draws — shared by the interactive figure, the server-drawn picture
     (preview.py) and the CSV export: a dict with the matrix data, notes, scheme, base colours, the
     search-hit and selection overlays with their colours, and the search result."""
-    m, md, notes = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, cost, meta)
+    m, md, notes = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, cost, meta, kind)
     if scheme not in schemes_for(m):
         scheme = "qk"
     tokens = data.tokens(run)
-    colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.idx))
+    colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.pt_tok, md.pt_rows))
     coords_of = _coords_of(data, run, m, translate, scaled, proj)
     res, hits = hit_tokens(data, run, query, regex)
     hits, hits_left = _cap(hits, len(md.shown), max(md.budget or 0, 400_000))
     hit_ov = overlay_points(md, coords_of, hits)
-    hit_cols = overlay_colors(hit_ov, _spec_for(data, run, scheme, tokens, hit_ov.tokens))
+    hit_cols = overlay_colors(hit_ov, _spec_for(data, run, scheme, tokens, hit_ov.pt_tok, hit_ov.pt_rows))
     sel, tok = selection_tokens(data, run, token, md)
     sel_ov = overlay_points(md, coords_of, sel)
-    sel_cols = overlay_colors(sel_ov, _spec_for(data, run, scheme, tokens, sel_ov.tokens))
+    sel_cols = overlay_colors(sel_ov, _spec_for(data, run, scheme, tokens, sel_ov.pt_tok, sel_ov.pt_rows))
     return dict(manifest=m, md=md, notes=notes, scheme=scheme, colors=colors, scale=scale, search=res,
                 hits=hit_ov, hit_colors=hit_cols, hits_left=hits_left, selection=sel_ov, selection_colors=sel_cols,
                 token=tok, sel_note=selection_note(data, run, sel, tok))
@@ -136,7 +139,10 @@ def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, que
 
 def _note(d, tokens_n, lod) -> str:
     md = d["md"]
-    parts = [describe(md.per_head if md.sampled else 0, tokens_n, lod, md.budget), f"{len(md.shown)} heads drawn"]
+    parts = [describe(md.per_head if md.sampled else 0, md.n_points // 2, lod, md.budget),
+             f"{len(md.shown)} {md.kind + ' ' if md.kind else ''}heads drawn"]
+    if md.kind == "cross":
+        parts.append("cross-attention: queries are target (decoder) tokens, keys source (encoder) tokens")
     if md.missing:
         parts.append(f"{len(md.missing)} heads not computed yet (pending, grey)")
     if md.filtered:
@@ -157,27 +163,40 @@ def search_count(d, tokens_n) -> str:
     if res.mask is None or not res.n_tokens:
         return res.message
     heads = len(md.shown)
-    msg = (f"{res.message}: {2 * res.n_tokens} points per head (query + key); "
-           f"{2 * len(ov.tokens) * heads:,} points highlighted in {heads} heads of the matrix")
+    msg = (f"{res.message}: {2 * res.n_tokens} points per head (query + key); " if md.interleaved and not md.kind else
+           f"{res.message} (source and target tokens); ")
+    msg += f"{len(ov.pt_tok) * heads:,} points highlighted in {heads} heads of the matrix"
     if d["hits_left"]:
         msg += (f" — only the first {len(ov.tokens):,} matches are drawn in the matrix ({d['hits_left']:,} left out "
                 f"to stay within the draw budget; narrow the search)")
     return msg
 
 
-def _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, token):
+def _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, token, kind=None):
     md = d["md"]
     return {"offsets": md.offsets.tolist(), "heads": [cell_hover(md, l, h) for l, h in md.shown],
-            "key": matrix_key(run, proj, translate, scaled, lod, sort, rho), "scheme": d["scheme"],
+            "key": matrix_key(run, proj, translate, scaled, lod, sort, rho, kind), "scheme": d["scheme"],
+            **_roles(md, d["hits"], d["selection"], d["token"]),
             "q": [query or "", on(regex)], "n": int(len(md.x)), "run": run, "lod": lod,
             "pph": int(md.per_head if md.sampled else 0), "budget": int(md.budget),
             "hits": [int(t) for t in d["hits"].tokens], "sel": [int(t) for t in d["selection"].tokens],
             "token": token}
 
 
-def matrix_key(run, proj, translate, scaled, lod, sort, rho) -> str:
+def _roles(md, hits, sel, token) -> dict:
+    """Roles of the points (0 query, 1 key) for the hover line, only where they do not alternate
+    (cross-attention grids): base points of one head, hit/selection/ring blocks of one head."""
+    if md.interleaved:
+        return {}
+    ring = sel.pt_key[sel.pt_tok == token] if token is not None else np.zeros(0, bool)
+    return {"kp": md.pt_key.astype(int).tolist(), "hk": hits.pt_key.astype(int).tolist(),
+            "sk": sel.pt_key.astype(int).tolist(), "rk": np.asarray(ring).astype(int).tolist()}
+
+
+def matrix_key(run, proj, translate, scaled, lod, sort, rho, kind=None) -> str:
     """What the Matrix View's points depend on (colour, search and selection are patched separately)."""
-    return f"{run}|{proj}|{on(translate)}|{on(scaled)}|{lod}|{sort or 'grid'}|{round(float(rho or 0), 3)}"
+    return (f"{run}|{proj}|{on(translate)}|{on(scaled)}|{lod}|{sort or 'grid'}|{round(float(rho or 0), 3)}"
+            + (f"|{kind}" if kind not in (None, "auto") else ""))
 
 
 def overlay_of(d) -> "go.Figure":
@@ -186,15 +205,17 @@ def overlay_of(d) -> "go.Figure":
                           d["token"], searching=d["search"].mask is not None)
 
 
-def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token=None, cost=None):
+def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token=None, cost=None,
+                   kind=None):
     """(figure, overlay figure, note, message, meta) of a full Matrix View draw. ``meta`` records
     what was drawn (key, colour scheme, search, level of detail, overlays) so later callbacks patch
     the overlay, not redraw the points."""
     try:
-        d = drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost)
+        d = drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost,
+                         kind=kind)
         md = d["md"]
         fig = matrix_figure(md, d["colors"], d["scale"], uirevision=f"{run}|{sort}|{rho}|{lod}")
-        meta = _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, d["token"])
+        meta = _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, d["token"], kind)
         return fig, overlay_of(d), _note(d, data.tokens(run).n, lod), "", meta
     except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
         return empty_figure(friendly(exc)), EMPTY_OVERLAY, "", friendly(exc), None
@@ -206,7 +227,8 @@ def register(app, data):
                   *DATA_INPUTS, Input("run-progress", "data"), State("color-select", "value"),
                   State("search-input", "value"), State("regex-toggle", "value"), State("token-store", "data"),
                   State("lod-cost", "data"), State("matrix-meta", "data"), prevent_initial_call=True)
-    def draw_matrix(run, proj, translate, scaled, lod, sort, rho, progress, scheme, query, regex, token, cost, meta=None):
+    def draw_matrix(run, proj, translate, scaled, lod, sort, rho, kind, progress, scheme, query, regex, token, cost,
+                    meta=None):
         if not run:
             return (no_update,) * 5
         from dash import ctx
@@ -220,12 +242,13 @@ def register(app, data):
             except Exception:  # noqa: BLE001 - the full draw below reports problems
                 method = proj
             cov = (progress.get("methods") or {}).get(method)
-            if meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho) \
+            if meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho, kind) \
                     and meta.get("cov") == cov:
                 return (no_update,) * 5  # no new head in the projection shown
-        if not growing and meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho):
+        if not growing and meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho, kind):
             return (no_update,) * 5  # already drawn by the page-load reducer
-        out = matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost)
+        out = matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost,
+                             kind)
         if out[4] is not None and isinstance(progress, dict) and progress.get("run") == run:
             try:
                 method, _ = resolve_projection(data.manifest(run), proj)
@@ -234,31 +257,31 @@ def register(app, data):
                 pass
         return out
 
-    def _current(meta, run, proj, translate, scaled, lod, sort, rho):
-        return bool(meta) and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho)
+    def _current(meta, run, proj, translate, scaled, lod, sort, rho, kind=None):
+        return bool(meta) and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho, kind)
 
     @app.callback(Output("matrix-graph", "figure", allow_duplicate=True),
                   Output("matrix-overlay", "figure", allow_duplicate=True),
                   Output("matrix-meta", "data", allow_duplicate=True), Input("color-select", "value"),
                   *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
-    def recolor_matrix(scheme, run, proj, translate, scaled, lod, sort, rho, meta):
-        if not run or not _current(meta, run, proj, translate, scaled, lod, sort, rho) or meta.get("scheme") == scheme:
+    def recolor_matrix(scheme, run, proj, translate, scaled, lod, sort, rho, kind, meta):
+        if not run or not _current(meta, run, proj, translate, scaled, lod, sort, rho, kind) or meta.get("scheme") == scheme:
             return no_update, no_update, no_update  # no figure yet (the full draw applies the colours) or drawn already
         try:
-            m, md, _ = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, meta=meta)
+            m, md, _ = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, meta=meta, kind=kind)
             if scheme not in schemes_for(m):
                 return no_update, no_update, no_update
             tokens = data.tokens(run)
-            colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.idx))
+            colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.pt_tok, md.pt_rows))
             patch = Patch()
             patch["data"][0]["marker"]["color"] = typed(rgba_rows(colors, scale))
             opatch = Patch()
             for i, key in ((0, "hits"), (1, "sel")):
                 toks = np.asarray(meta.get(key) or [], np.int64)
-                heads = md.shown if len(toks) else []
-                ov = Overlay(toks, np.zeros(2 * len(toks) * len(heads)), np.zeros(0), list(heads))
-                opatch["data"][i]["marker"]["color"] = typed(overlay_colors(ov, _spec_for(data, run, scheme, tokens, toks))
-                                                             if len(toks) else np.zeros(0, np.uint8))
+                ov = overlay_points(md, None, toks)
+                opatch["data"][i]["marker"]["color"] = typed(
+                    overlay_colors(ov, _spec_for(data, run, scheme, tokens, ov.pt_tok, ov.pt_rows))
+                    if len(toks) else np.zeros(0, np.uint8))
                 opatch["data"][i]["marker"]["colorscale"] = scale
         except Exception:  # noqa: BLE001 - the full redraw reports problems
             return no_update, no_update, no_update
@@ -270,11 +293,11 @@ def register(app, data):
                   Output("msg-search", "children"), Output("matrix-meta", "data", allow_duplicate=True),
                   Input("search-input", "value"), Input("regex-toggle", "value"), *DATA_STATES,
                   State("color-select", "value"), State("matrix-meta", "data"), prevent_initial_call=True)
-    def search_matrix(query, regex, run, proj, translate, scaled, lod, sort, rho, scheme, meta):
+    def search_matrix(query, regex, run, proj, translate, scaled, lod, sort, rho, kind, scheme, meta):
         if not run:
             return no_update, no_update, no_update, no_update
         wanted = [query or "", on(regex)]
-        current = _current(meta, run, proj, translate, scaled, lod, sort, rho)
+        current = _current(meta, run, proj, translate, scaled, lod, sort, rho, kind)
         drawn = current and meta.get("q") == wanted
         if not (query or "").strip() and (drawn or not meta):
             return no_update, "", "", no_update  # nothing to highlight or count (page load without a search)
@@ -283,7 +306,7 @@ def register(app, data):
             if res.error:
                 return no_update, "", res.message, no_update
             d = drawn_points(data, run, proj, translate, scaled, lod, sort, rho, meta.get("scheme", scheme) if meta
-                             else scheme, query, regex, meta.get("token") if meta else None, meta=meta)
+                             else scheme, query, regex, meta.get("token") if meta else None, meta=meta, kind=kind)
         except Exception as exc:  # noqa: BLE001
             return no_update, "", friendly(exc), no_update
         count = search_count(d, data.tokens(run).n)
@@ -297,21 +320,23 @@ def register(app, data):
         mpatch = Patch()
         mpatch["q"] = wanted
         mpatch["hits"] = [int(t) for t in d["hits"].tokens]
+        if not d["md"].interleaved:
+            mpatch["hk"] = d["hits"].pt_key.astype(int).tolist()
         return patch, count, "", mpatch
 
     @app.callback(Output("matrix-overlay", "figure", allow_duplicate=True),
                   Output("matrix-meta", "data", allow_duplicate=True), Input("token-store", "data"),
                   *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
-    def select_in_matrix(token, run, proj, translate, scaled, lod, sort, rho, meta):
+    def select_in_matrix(token, run, proj, translate, scaled, lod, sort, rho, kind, meta):
         """The selected token's input drawn in full in every head, the token itself ringed."""
-        if not run or not _current(meta, run, proj, translate, scaled, lod, sort, rho) or meta.get("token") == token:
+        if not run or not _current(meta, run, proj, translate, scaled, lod, sort, rho, kind) or meta.get("token") == token:
             return no_update, no_update
         try:
-            m, md, _ = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, meta=meta)
+            m, md, _ = matrix_data(data, run, proj, translate, scaled, lod, sort, rho, meta=meta, kind=kind)
             tokens = data.tokens(run)
             sel, tok = selection_tokens(data, run, token, md)
             ov = overlay_points(md, _coords_of(data, run, m, translate, scaled, proj), sel)
-            cols = overlay_colors(ov, _spec_for(data, run, meta.get("scheme", "qk"), tokens, ov.tokens))
+            cols = overlay_colors(ov, _spec_for(data, run, meta.get("scheme", "qk"), tokens, ov.pt_tok, ov.pt_rows))
             rx, ry = ring_points(ov, tok)
         except Exception:  # noqa: BLE001 - the selection ring is an extra; the views report problems
             return no_update, no_update
@@ -322,6 +347,7 @@ def register(app, data):
         mpatch = Patch()
         mpatch["sel"] = [int(t) for t in ov.tokens]
         mpatch["token"] = tok
+        mpatch.update(_roles(md, ov, ov, tok) if not md.interleaved else {})
         return patch, mpatch
 
     @app.callback(Output("color-legend", "children"), Input("color-select", "value"), Input("run-select", "value"),
@@ -396,10 +422,13 @@ def register(app, data):
         function(hover, meta) {
             if (!hover || !hover.points || !hover.points.length || !meta) { return ""; }
             var pt = hover.points[0], p = pt.pointNumber, c = pt.curveNumber || 0, head, role;
+            var kk = [meta.kp, meta.hk, meta.sk, meta.rk][c];
             if (c === 0) {
                 var off = meta.offsets, lo = 0, hi = off.length - 1;
                 while (hi - lo > 1) { var mid = (lo + hi) >> 1; if (off[mid] <= p) { lo = mid; } else { hi = mid; } }
-                head = meta.heads[lo]; role = (p - off[lo]) % 2 ? "key" : "query";
+                head = meta.heads[lo]; role = (kk ? kk[p - off[lo]] : (p - off[lo]) % 2) ? "key" : "query";
+            } else if (kk && kk.length) {
+                head = meta.heads[Math.floor(p / kk.length)]; role = kk[p % kk.length] ? "key" : "query";
             } else {
                 var toks = c === 1 ? meta.hits : (c === 2 ? meta.sel : [meta.token]);
                 var k = 2 * Math.max(1, toks.length);

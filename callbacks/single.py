@@ -48,6 +48,68 @@ def _head(data, run, layer, head, proj, dim, translate, scaled):
     return m, variant, method, dim, coords, [n for n in (note_v, note_p) if n]
 
 
+def _single_encdec(data, run, m, layer, head, variant, method, dim, coords, notes, sd, tokens, scheme, query,
+                   regex, token, lines, topk, minw, normsize):
+    """The Single View of an encoder–decoder head: its queries and keys are the token rows of its
+    sides (figures.encdec.HeadSides) — a cross head's joint embedding is the decoder's (target)
+    queries with the encoder's (source) keys; lines go from a selected target query to the source
+    keys it attends to most, weights recomputed exactly from the stored q/k."""
+    from figures.encdec import KIND_LABEL
+    from figures.matrix import pick_roles
+    from figures.colors import ColorSpec
+    from analysis.faithfulness import head_figure_table
+    from .detail import head_attention
+    if coords is None or len(coords) != sd.n_points:
+        msg = (f"L{layer} H{head}: the {variant}/{method}/{dim}D projection is not computed yet"
+               + (" (this run is still partial)" if data.status(run)["status"] == "partial" else ""))
+        return empty_figure(msg, 560), msg, ""
+    scheme = scheme if scheme in schemes_for(m) else "qk"
+    norms = data.norms(run, layer, head)
+    pt_tok, pt_key = sd.point_tokens()
+    full = color_spec(scheme, tokens.arrays, pt_tok, norms=None if norms is None else np.r_[norms, norms],
+                      freq=tokens.freq)
+    spec = ColorSpec(pick_roles(full.values, pt_key), full.colorscale, full.legend, full.cmin, full.cmax)
+    res = search_tokens(tokens.norm_texts, query, on(regex))
+    sizes = norm_sizes(norms) if (on(normsize) and norms is not None) else None
+    words = [tokens.display[t] for t in pt_tok]
+    positions = np.asarray(tokens.arrays["position"])[pt_tok]
+    sel = line_list = None
+    if token is not None and sd.has_query([int(token)])[0]:
+        sel = int(token)
+        if on(lines):
+            input_id, _ = input_of_token(tokens, sel)
+            q_rows, k_rows, a = head_attention(data, run, layer, head, input_id, tokens)
+            if a is not None:
+                i = int(np.flatnonzero(q_rows == sel)[0])
+                line_list = [(int(k_rows[j]) - sd.k_off, w) for j, w in
+                             top_keys(a[i], int(topk or 2), float(minw if minw is not None else 0.05))]
+    met = data.metrics(run, layer, head) or {}
+    figures = head_figure_table(met, m, variant, method, dim)
+    title = (f"L{layer} H{head} ({sd.kind}) · {method.upper() if method == 'pca' else method} {dim}D · {variant}")
+    prio = label_priority(tokens, res.mask)[:tokens.n][pt_tok]
+    fig = single_figure(coords, words, positions, norms, spec, title, dim, sizes,
+                        None if res.mask is None else np.asarray(res.mask)[pt_tok],
+                        None if sel is None else sel - sd.q_off, line_list,
+                        uirevision=f"{run}|{layer}|{head}|{method}|{dim}|{variant}", label_priority=prio, n_q=sd.n_q)
+    info = [f"{KIND_LABEL[sd.kind]}: {sd.n_q:,} {'target' if sd.q_off else 'source'} queries + {sd.n_k:,} "
+            f"{'target' if sd.k_off else 'source'} keys (all points)"]
+    if sel is not None:
+        info.append(f"selected: {tokens.contexts[sel]}")
+        if line_list is not None:
+            info.append("lines to its top keys: " + (", ".join(f"{words[sd.n_q + k]} {w:.2f}" for k, w in line_list)
+                                                    or "no key above the minimum weight"))
+    elif token is not None and 0 <= int(token) < tokens.n:
+        info.append(f"the selected token ({tokens.contexts[int(token)]}) is not a query of this head: click one of "
+                    f"its queries ({'target' if sd.q_off else 'source'} tokens) for attention lines")
+    else:
+        info.append("click a point to select a token")
+    if dim == 2:
+        info.append("labels thinned to avoid overlap (zoom in for more)")
+    if res.mask is not None:
+        info.append(res.message)
+    return fig, [" · ".join(info + notes), figure_line(figures)], ""
+
+
 def register(app, data):
     @app.callback(Output("single-graph", "figure"), Output("single-info", "children"), Output("msg-single", "children"),
                   Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
@@ -72,6 +134,10 @@ def register(app, data):
                 return no_update, no_update, no_update
             m, variant, method, dim, coords, notes = got
             tokens = data.tokens(run)
+            sd = tokens.sides(m, layer)
+            if sd.kind != "self":
+                return _single_encdec(data, run, m, layer, head, variant, method, dim, coords, notes, sd, tokens,
+                                      scheme, query, regex, token, lines, topk, minw, normsize)
             if coords is None or len(coords) != 2 * tokens.n:
                 msg = (f"L{layer} H{head}: the {variant}/{method}/{dim}D projection is not computed yet"
                        + (" (this run is still partial)" if data.status(run)["status"] == "partial" else ""))
@@ -142,7 +208,14 @@ def register(app, data):
                 yr = (float(relayout.get("yaxis.range[0]", np.nanmin(coords[:, 1]))),
                       float(relayout.get("yaxis.range[1]", np.nanmax(coords[:, 1]))))
             res = search_tokens(tokens.norm_texts, query, on(regex))
-            lx, ly, lt = single_labels(coords, tokens.display, label_priority(tokens, res.mask), xr, yr)
+            sd = tokens.sides(got[0], layer)
+            if sd.kind != "self":
+                pt_tok, _ = sd.point_tokens()
+                words = [tokens.display[t] for t in pt_tok]
+                prio = label_priority(tokens, res.mask)[:tokens.n][pt_tok]
+                lx, ly, lt = single_labels(coords, words, prio, xr, yr)
+            else:
+                lx, ly, lt = single_labels(coords, tokens.display, label_priority(tokens, res.mask), xr, yr)
         except (KeyError, ValueError, TypeError):
             return no_update
         except Exception:  # noqa: BLE001 - the labels are an extra; the view itself is unchanged

@@ -21,7 +21,7 @@ CLICKS = ["matrix-graph", "single-graph", "sentence-graph", "image-graph", "mode
 BUTTONS = ["prev-head-btn", "next-head-btn", "prev-layer-btn", "next-layer-btn"]
 EXTRA_OUT = [("run-select", "options"), ("layer-select", "options"), ("head-select", "options"),
              ("color-select", "options"), ("detail-tab", "options"), ("projection-select", "options"),
-             ("dim-select", "options"), ("focus-store", "data"),
+             ("dim-select", "options"), ("kind-select", "options"), ("kind-ctl", "style"), ("focus-store", "data"),
              ("url", "search"), ("msg-url", "children"), ("run-info", "children"), ("boot-store", "data"),
              ("last-run", "data")]
 PROJ_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA", "attn-umap": "attention graph (UMAP)",
@@ -86,39 +86,43 @@ def _apply_click(data, state, trig, click, focus, meta=None):
     if trig == "matrix-graph":
         from .matrix import matrix_data
         _, md, _ = matrix_data(data, run, state["proj"], _tog[0](state["translate"]), _tog[0](state["scaled"]),
-                               state["lod"], state["sort"], state["rho"], meta=meta)
+                               state["lod"], state["sort"], state["rho"], meta=meta, kind=state.get("kind"))
         p, curve = int(pt.get("pointNumber", pt.get("pointIndex", -1))), int(pt.get("curveNumber") or 0)
         hit = None
         if curve == 0:
             hit = md.point_to_head(p)
         elif meta and curve in (1, 2, 3):
-            from figures.matrix import Overlay
+            from figures.matrix import overlay_points
             toks = {1: meta.get("hits"), 2: meta.get("sel"), 3: [meta.get("token")]}[curve] or []
             toks = [t for t in toks if t is not None]
-            if toks:
-                hit = Overlay(np.asarray(toks, np.int64), np.zeros(2 * len(toks) * len(md.shown)), np.zeros(0),
-                              list(md.shown)).point_to_head(p)
+            if toks:  # an overlay's layout (the ring = the selected token's own points), one block per head
+                hit = overlay_points(md, None, toks).point_to_head(p)
         if hit:
             state["layer"], state["head"], state["token"], _ = hit
             return None
     elif trig == "single-graph":
         if pt.get("curveNumber") in (0, 1) and pt.get("pointNumber") is not None:
             tokens = data.tokens(run)
-            tok = int(pt["pointNumber"])
+            sd = tokens.sides(data.manifest(run), state["layer"])
+            # trace 0: the head's queries, 1: its keys (encoder–decoder heads: rows of one side each)
+            tok = int(pt["pointNumber"]) + (sd.q_off if pt["curveNumber"] == 0 else sd.k_off)
             if not 0 <= tok < tokens.n:
                 return focus
             state["token"] = tok
             # the Sentence View isolates the selected token's lines (a query's, or a key's)
             from .common import input_of_token
             input_id, _ = input_of_token(tokens, tok)
-            rows = tokens.index.rows(input_id)
+            rows = tokens.side_rows(input_id, int(tokens.side[tok]))
             pos = int(np.flatnonzero(rows == tok)[0])
             return {"input": input_id, "side": "query" if pt["curveNumber"] == 0 else "key", "pos": pos}
     elif trig == "sentence-graph":
         tokens = data.tokens(run)
         from .common import input_of_token
         input_id, _ = input_of_token(tokens, state["token"])
-        rows = tokens.index.rows(input_id)
+        from figures.encdec import SIDES
+        q_side, k_side = SIDES.get(tokens.sides(data.manifest(run), state["layer"]).kind, ("src", "src"))
+        q_rows = tokens.side_rows(input_id, int(q_side == "tgt"))
+        k_rows = tokens.side_rows(input_id, int(k_side == "tgt"))
         side = pos = None
         if "z" not in pt and pt.get("x") in (0, 1) and pt.get("pointNumber") is not None:
             # token markers: x = 0 queries (left), x = 1 keys (right); pointNumber = position
@@ -128,12 +132,12 @@ def _apply_click(data, state, trig, click, focus, meta=None):
                 pos, side = int(str(pt["y"]).split("\u2009")[0]), "query"
             except ValueError:
                 pos = None
-        if pos is not None and 0 <= pos < len(rows):
+        if pos is not None and 0 <= pos < len(q_rows if side == "query" else k_rows):
             new = {"input": input_id, "side": side, "pos": pos}
             if focus == new:
                 return None
             if side == "query":
-                state["token"] = int(rows[pos])
+                state["token"] = int(q_rows[pos])
             return new
     elif trig == "image-graph":
         cd = patch_of_point(pt)
@@ -229,6 +233,17 @@ def register(app, data):
                 state["layer"], state["head"] = layers[l], heads[h]
             elif trig == "token-store" or trig == "search-input":
                 pass
+            # ----- encoder–decoder runs: one Matrix View grid per head kind (figures.encdec)
+            from figures.encdec import grid_layers, is_encdec, layer_kind, resolve_kind
+            if is_encdec(manifest):
+                if trig == "kind-select" and state["layer"] in manifest["layers"] \
+                        and layer_kind(manifest, state["layer"]) != state["kind"] and grid_layers(manifest, state["kind"]):
+                    state["layer"] = grid_layers(manifest, state["kind"])[0]   # open a head of the grid shown
+                elif trig in ("layer-select", *BUTTONS) or (first and state["kind"] == "auto"):
+                    state["kind"] = resolve_kind(manifest, None, state["layer"])
+                state["kind"] = resolve_kind(manifest, state["kind"], state["layer"])
+            else:
+                state["kind"] = "auto"
             # ----- validate against the run
             if state["layer"] not in manifest["layers"]:
                 problems.append(f"layer {state['layer']} is not in run {state['run']!r} "
@@ -265,6 +280,8 @@ def register(app, data):
                     state["tab"] = "sentence"
             if state["token"] is not None:
                 n_tok = manifest.get("corpus", {}).get("n_tokens")
+                if n_tok is not None and manifest.get("corpus", {}).get("n_target_tokens"):
+                    n_tok += int(manifest["corpus"]["n_target_tokens"])   # source then target rows
                 if n_tok is not None and state["token"] >= n_tok:
                     problems.append(f"token {state['token']} is not in run {state['run']!r}; no token selected")
                     state["token"] = None
@@ -295,7 +312,8 @@ def register(app, data):
         fresh = opts_needed or listed != runs or [o.get("label") for o in run_options or []] != [o["label"] for o in run_opts]
         out.append(run_opts if fresh else no_update)
         if opts_needed:
-            out.append([{"label": f"L{l}", "value": l} for l in manifest["layers"]])
+            from figures.encdec import layer_label
+            out.append([{"label": layer_label(manifest, l), "value": l} for l in manifest["layers"]])
             out.append([{"label": f"H{h}", "value": h} for h in manifest["heads"]])
             out.append([{"label": v, "value": k} for k, v in schemes.items()])
             out.append([{"label": "Sentence View", "value": "sentence", "disabled": image},
@@ -303,8 +321,12 @@ def register(app, data):
                         {"label": "Model View", "value": "model"}])
             out.append([{"label": PROJ_LABELS.get(p, p), "value": p} for p in held])
             out.append([{"label": f"{d}D", "value": d} for d in dims])
+            from figures.encdec import kind_options
+            kopts = kind_options(manifest)
+            out.append(kopts)
+            out.append({"display": "block"} if kopts else {"display": "none"})
         else:
-            out += [no_update] * 6
+            out += [no_update] * 8
         out.append(focus if (first or focus != focus0) else no_update)
         out.append(serialise(state))
         out.append(" · ".join(problems) if problems else ("" if first else no_update))
@@ -314,7 +336,8 @@ def register(app, data):
         if first:
             out += list(matrix_outputs(data, state["run"], state["proj"], _tog[0](state["translate"]),
                                        _tog[0](state["scaled"]), state["lod"], state["sort"], state["rho"],
-                                       state["color"], state["q"], _tog[0](state["regex"]), state["token"], cost))
+                                       state["color"], state["q"], _tog[0](state["regex"]), state["token"], cost,
+                                       state["kind"]))
         else:
             out += [no_update] * len(matrix_out)
         return out

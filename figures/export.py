@@ -120,10 +120,9 @@ def matrix_table(md, text, input_id, position, coords_of, sampled_note: str = ""
     ``md``: figures.matrix.MatrixData (what the view drew); ``coords_of(l, h)`` → the head's
     stored 2D projection (2·n_tokens × ≥2, queries then keys). ``matrix_x``/``matrix_y`` are
     the plotted (tiled, uint16) positions; ``proj_x``/``proj_y`` the head's own projection."""
-    from .matrix import interleaved_rows
-    n, m = md.n_tokens, len(md.idx)
     toks, is_key = md.point_tokens()
-    sel = interleaved_rows(md.idx, n)
+    sel = md.pt_rows
+    n, m, P = md.n_points // 2, md.per_head // 2, md.per_head
     role = np.where(is_key, "key", "query")
     text, input_id, position = np.asarray(text), np.asarray(input_id), np.asarray(position)
     layer, head, roles, tok, px, py = [], [], [], [], [], []
@@ -131,8 +130,8 @@ def matrix_table(md, text, input_id, position, coords_of, sampled_note: str = ""
         c = np.asarray(coords_of(l, h))
         px.append(c[sel, 0].astype(np.float32))
         py.append(c[sel, 1].astype(np.float32))
-        layer.append(np.full(2 * m, l, np.int64))
-        head.append(np.full(2 * m, h, np.int64))
+        layer.append(np.full(P, l, np.int64))
+        head.append(np.full(P, h, np.int64))
         roles.append(role)
         tok.append(toks)
     if md.shown:
@@ -143,7 +142,12 @@ def matrix_table(md, text, input_id, position, coords_of, sampled_note: str = ""
         roles = np.zeros(0, str)
         px = py = np.zeros(0, np.float32)
     point = np.arange(len(layer), dtype=np.int64)
-    comments = [f"{len(md.shown)} heads drawn · {m:,} of {n:,} tokens per head ({2 * m:,} points: queries and keys)"]
+    comments = ([f"{len(md.shown)} heads drawn · {m:,} of {n:,} tokens per head ({2 * m:,} points: queries and keys)"]
+                if md.interleaved else
+                [f"{len(md.shown)} {md.kind} heads drawn · {P:,} of {md.n_points:,} points per head (queries: target "
+                 "tokens, keys: source tokens; token = row of the run's source-then-target token table)"])
+    if md.kind and md.interleaved:
+        comments.append(f"{md.kind} heads; token = row of the run's source-then-target token table")
     if sampled_note:
         comments.append(sampled_note)
     if md.missing:

@@ -43,6 +43,20 @@ class MatrixData:
     note: str = ""                               # e.g. why a requested order fell back to the grid
     fits: list = field(default_factory=list)     # CellFit per shown head
     budget: int = 0                              # point budget the level of detail was chosen for (0 = fixed)
+    # encoder–decoder grids (figures.encdec): which token rows the heads' queries and keys are, and
+    # each drawn point of one head as (stored row, token, is_key); None = self-attention over n_tokens,
+    # points interleaved (query of idx[0], its key, …)
+    sides: object = None
+    pt_rows: np.ndarray | None = None
+    pt_tok: np.ndarray | None = None
+    pt_key: np.ndarray | None = None
+    kind: str | None = None
+
+    def __post_init__(self):
+        if self.pt_rows is None:
+            self.pt_rows = interleaved_rows(self.idx, self.n_tokens)
+        if self.pt_tok is None:
+            self.pt_tok, self.pt_key = interleaved_tokens(self.idx)
 
     @property
     def n_rows(self):
@@ -54,15 +68,25 @@ class MatrixData:
 
     @property
     def per_head(self) -> int:
-        return 2 * len(self.idx)
+        return len(self.pt_rows)
+
+    @property
+    def n_points(self) -> int:
+        """Points of one head in full (queries + keys)."""
+        return 2 * self.n_tokens if self.sides is None else self.sides.n_points
 
     @property
     def sampled(self) -> bool:
-        return len(self.idx) < self.n_tokens
+        return self.per_head < self.n_points
+
+    @property
+    def interleaved(self) -> bool:
+        """Each drawn query is followed by its token's key (every grid but cross-attention)."""
+        return self.sides is None or self.sides.square
 
     def point_tokens(self) -> tuple[np.ndarray, np.ndarray]:
-        """(token, is_key) of each point of one head, in trace order (interleaved)."""
-        return interleaved_tokens(self.idx)
+        """(token, is_key) of each point of one head, in trace order."""
+        return self.pt_tok, self.pt_key
 
     def point_to_head(self, p: int) -> tuple[int, int, int, bool] | None:
         """Point index -> (layer, head, token, is_key)."""
@@ -71,7 +95,7 @@ class MatrixData:
         i = int(np.searchsorted(self.offsets, p, side="right") - 1)
         local = p - int(self.offsets[i])
         layer, head = self.shown[i]
-        return layer, head, int(self.idx[local // 2]), bool(local % 2)
+        return layer, head, int(self.pt_tok[local]), bool(self.pt_key[local])
 
 
 def interleaved_tokens(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,27 +122,57 @@ def interleave(values: np.ndarray) -> np.ndarray:
 @dataclass
 class Overlay:
     """Points of chosen tokens drawn over the matrix in every shown head (search hits, the
-    selected input): interleaved q/k per token, heads in ``md.shown`` order."""
-    tokens: np.ndarray           # the tokens, per head
+    selected input): per token its query then its key (only the roles the grid's heads have: in a
+    cross-attention grid a target token has a query, a source token a key), heads in ``md.shown``
+    order, one block of ``len(pt_tok)`` points per head."""
+    tokens: np.ndarray           # the tokens with a point in the grid
     x: np.ndarray
     y: np.ndarray
-    heads: list                  # (l, h) per block of 2·len(tokens) points
+    heads: list                  # (l, h) per block
+    pt_tok: np.ndarray | None = None     # token of each point of one block (None: interleaved tokens)
+    pt_key: np.ndarray | None = None
+    pt_rows: np.ndarray | None = None    # stored row of each point of one block
+
+    def __post_init__(self):
+        if self.pt_tok is None:
+            self.pt_tok, self.pt_key = interleaved_tokens(self.tokens)
 
     def point_to_head(self, p: int) -> tuple[int, int, int, bool] | None:
-        k = 2 * len(self.tokens)
-        if k == 0 or p < 0 or p >= len(self.x):
+        k = len(self.pt_tok)
+        if k == 0 or p < 0 or p >= k * len(self.heads):
             return None
         layer, head = self.heads[p // k]
         local = p % k
-        return layer, head, int(self.tokens[local // 2]), bool(local % 2)
+        return layer, head, int(self.pt_tok[local]), bool(self.pt_key[local])
+
+
+def overlay_layout(md: MatrixData, tokens) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens present, token per point, is_key per point, stored row per point) of one head's
+    block for ``tokens`` in ``md``'s grid."""
+    tokens = np.asarray(sorted(set(int(t) for t in np.asarray(tokens).ravel())), np.int64)
+    if md.sides is None:
+        tokens = tokens[(tokens >= 0) & (tokens < md.n_tokens)]
+        t, k = interleaved_tokens(tokens)
+        return tokens, t, k, interleaved_rows(tokens, md.n_tokens)
+    sd = md.sides
+    tq, tk = tokens[sd.has_query(tokens)], tokens[sd.has_key(tokens)]
+    t = np.r_[tq, tk]
+    k = np.r_[np.zeros(len(tq), bool), np.ones(len(tk), bool)]
+    rows = np.r_[sd.query_row(tq), sd.key_row(tk)]
+    order = np.lexsort((k, t))
+    return np.unique(t), t[order], k[order], rows[order]
 
 
 def overlay_points(md: MatrixData, get_coords, tokens) -> Overlay:
-    """Tile ``tokens`` (queries and keys) into every shown head with that head's own fit."""
-    tokens = np.asarray(sorted(set(int(t) for t in np.asarray(tokens).ravel())), np.int64)
-    rows = interleaved_rows(tokens, md.n_tokens)
+    """Tile ``tokens`` (queries and keys) into every shown head with that head's own fit
+    (``get_coords`` None: the layout only, coordinates zero — for colouring and clicks)."""
+    tokens, pt_tok, pt_key, rows = overlay_layout(md, tokens)
+    heads = list(md.shown) if len(rows) else []
+    if get_coords is None:
+        z = np.zeros(len(rows) * len(heads), np.uint16)
+        return Overlay(tokens, z, z, heads, pt_tok, pt_key, rows)
     xs, ys = [], []
-    if len(tokens):
+    if len(rows):
         for (layer, head), fit in zip(md.shown, md.fits):
             c = get_coords(layer, head)
             x, y = fit.apply(np.asarray(c)[rows])
@@ -126,7 +180,7 @@ def overlay_points(md: MatrixData, get_coords, tokens) -> Overlay:
             ys.append(y)
     x = np.concatenate(xs) if xs else np.zeros(0, np.uint16)
     y = np.concatenate(ys) if ys else np.zeros(0, np.uint16)
-    return Overlay(tokens, x, y, list(md.shown) if len(tokens) else [])
+    return Overlay(tokens, x, y, heads, pt_tok, pt_key, rows)
 
 
 def score_rank_value(order: str, value: float | None) -> float:
@@ -157,20 +211,54 @@ def score_shade(order: str, scores: dict) -> dict:
     return {k: float(min(1.0, max(0.0, v))) for k, v in vals.items()}
 
 
+def sample_points(sides, points_per_head: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stored row, token, is_key) of the drawn points of one head of a grid whose queries and keys
+    are different tokens (cross-attention): a seeded sample of queries and of keys in proportion
+    to their numbers (all of them when they fit), the two roles mixed evenly in drawing order."""
+    nq, nk = sides.n_q, sides.n_k
+    if points_per_head and nq + nk > points_per_head:
+        mq = int(round(points_per_head * nq / (nq + nk)))
+        sq, sk = sample_tokens(nq, 2 * mq, seed), sample_tokens(nk, 2 * (points_per_head - mq), seed + 1)
+    else:
+        sq, sk = np.arange(nq), np.arange(nk)
+    rows = np.r_[sq, nq + sk]
+    tok = np.r_[sides.q_off + sq, sides.k_off + sk]
+    key = np.r_[np.zeros(len(sq), bool), np.ones(len(sk), bool)]
+    order = np.argsort(np.r_[(np.arange(len(sq)) + 0.5) / max(len(sq), 1),
+                             (np.arange(len(sk)) + 0.5) / max(len(sk), 1)], kind="stable")
+    return rows[order], tok[order], key[order]
+
+
 def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, points_per_head: int | None,
                       order: str = "grid", rho_threshold: float = 0.0, seed: int = 0, scores: dict | None = None,
-                      score_label: str = "", note: str = "", budget: int = 0) -> MatrixData:
+                      score_label: str = "", note: str = "", budget: int = 0, sides=None) -> MatrixData:
     """``get_coords(l, h)`` -> (2·n_tokens × ≥2) array or None (not computed yet). ``order`` 'grid',
     'rho' or the name of a per-head score given in ``scores`` ((l, h) -> value): cells are then
-    ranked by it within each layer and shaded by it."""
+    ranked by it within each layer and shaded by it. ``sides`` (figures.encdec.HeadSides, one grid
+    of an encoder–decoder run): the heads' queries and keys are those token rows; their coordinates
+    are ``sides.n_points`` rows (queries, then keys)."""
     if order in ("grid", "rho") or scores is None:
         cells = grid_cells(layers, heads, rho, order if order in ("grid", "rho") else "grid")
         order = order if order in ("grid", "rho") else "grid"
         scores, score_label = {}, ""
     else:
         cells = score_cells(layers, heads, scores, order)
-    idx = sample_tokens(n_tokens, points_per_head, seed)
-    rows = interleaved_rows(idx, n_tokens)
+    pt_tok = pt_key = None
+    if sides is None:
+        idx = sample_tokens(n_tokens, points_per_head, seed)
+        rows = interleaved_rows(idx, n_tokens)
+        n_rows = 2 * n_tokens
+    elif sides.square:
+        n_tokens = sides.n_q
+        idx = sample_tokens(n_tokens, points_per_head, seed)
+        rows = interleaved_rows(idx, n_tokens)
+        pt_tok, pt_key = interleaved_tokens(sides.q_off + idx)
+        n_rows = 2 * n_tokens
+    else:
+        n_tokens = sides.n_q
+        rows, pt_tok, pt_key = sample_points(sides, points_per_head, seed)
+        idx = np.unique(pt_tok)
+        n_rows = sides.n_points
     cell = cell_size(len(layers), len(heads))
     top = LABEL_STRIP if len(heads) <= LABELLED_COLS else PAD
     shown, fits, xs, ys, offsets, missing, filtered = [], [], [], [], [0], [], []
@@ -181,7 +269,7 @@ def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, point
                 filtered.append((layer, head))
                 continue
             c = get_coords(layer, head)
-            if c is None or len(c) != 2 * n_tokens:
+            if c is None or len(c) != n_rows:
                 missing.append((layer, head))
                 continue
             row, col = cells[(layer, head)]
@@ -195,28 +283,40 @@ def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, point
     x = np.concatenate(xs) if xs else np.zeros(0, np.uint16)
     y = np.concatenate(ys) if ys else np.zeros(0, np.uint16)
     return MatrixData(list(layers), list(heads), cells, shown, np.array(offsets), x, y, idx, cell, rho, missing,
-                      filtered, n_tokens, order, dict(scores), score_label, note, fits, int(budget or 0))
+                      filtered, n_tokens, order, dict(scores), score_label, note, fits, int(budget or 0), sides,
+                      rows, pt_tok, pt_key, getattr(sides, "kind", None))
+
+
+def pick_roles(values: np.ndarray, is_key: np.ndarray) -> np.ndarray:
+    """Per point, its role's code from a ColorSpec over the points' tokens (queries, then keys).
+    A ColorSpec over the interleaved grid's token sample instead (queries of ``idx`` then keys,
+    half as many codes: the older contract) is interleaved."""
+    m = len(is_key)
+    v = np.asarray(values)
+    if len(v) == m:
+        return interleave(v)
+    return np.where(np.asarray(is_key, bool), v[m:2 * m], v[:m])
 
 
 def matrix_colors(md: MatrixData, spec_for_head) -> tuple[np.ndarray, list]:
-    """Tile per-head colour codes (interleaved like the points). ``spec_for_head(l, h)`` ->
-    ColorSpec over md.idx, queries then keys (same scale for all)."""
+    """Tile per-head colour codes (in the points' order). ``spec_for_head(l, h)`` -> ColorSpec over
+    md.pt_tok, queries then keys (same scale for all); each point takes its role's code."""
     specs = [spec_for_head(l, h) for l, h in md.shown]
     if not specs:
         return np.zeros(0, np.uint8), [[0, "#000"], [1, "#000"]]
     if all(s is specs[0] for s in specs):
-        return np.tile(interleave(specs[0].values), len(specs)), specs[0].colorscale
-    return np.concatenate([interleave(s.values) for s in specs]), specs[0].colorscale
+        return np.tile(pick_roles(specs[0].values, md.pt_key), len(specs)), specs[0].colorscale
+    return np.concatenate([pick_roles(s.values, md.pt_key) for s in specs]), specs[0].colorscale
 
 
 def overlay_colors(ov: Overlay, spec_for_head) -> np.ndarray:
-    """Colour codes of an overlay's points. ``spec_for_head(l, h)`` -> ColorSpec over ov.tokens."""
-    if not len(ov.tokens) or not ov.heads:
+    """Colour codes of an overlay's points. ``spec_for_head(l, h)`` -> ColorSpec over ov.pt_tok."""
+    if not len(ov.pt_tok) or not ov.heads:
         return np.zeros(0, np.uint8)
     specs = [spec_for_head(l, h) for l, h in ov.heads]
     if all(s is specs[0] for s in specs):
-        return np.tile(interleave(specs[0].values), len(specs))
-    return np.concatenate([interleave(s.values) for s in specs])
+        return np.tile(pick_roles(specs[0].values, ov.pt_key), len(specs))
+    return np.concatenate([pick_roles(s.values, ov.pt_key) for s in specs])
 
 
 def base_marker_size(md: MatrixData, width_px: int = 540) -> float:
@@ -249,7 +349,7 @@ def cell_label(md: MatrixData, layer: int, head: int, wide: bool = True) -> str:
 
 def cell_hover(md: MatrixData, layer: int, head: int) -> str:
     """Full description of a cell (tooltips, the hover line)."""
-    parts = [f"L{layer} H{head}"]
+    parts = [f"L{layer} H{head}" + (f" ({md.kind})" if md.kind else "")]
     r = md.rho.get((layer, head))
     if r is not None:
         parts.append(f"ρ {_fmt(r)}")
@@ -299,6 +399,8 @@ def shade_shapes(md: MatrixData) -> list[dict]:
     return shapes
 
 
+KIND_AXIS = {"encoder": "encoder self-attention", "decoder": "decoder self-attention",
+             "cross": "cross-attention: decoder queries, encoder keys"}
 MATRIX_PLOT_PX = 540  # width of the Matrix View's plot area in the page's two-column layout
 
 
@@ -317,11 +419,11 @@ def ring_points(selection: Overlay | None, token: int | None) -> tuple[np.ndarra
     empty = np.zeros(0, np.uint16)
     if selection is None or token is None or not len(selection.tokens):
         return empty, empty
-    k = 2 * len(selection.tokens)
-    j = int(np.searchsorted(selection.tokens, token))
-    if j >= len(selection.tokens) or selection.tokens[j] != token:
+    k = len(selection.pt_tok)
+    mine = np.flatnonzero(selection.pt_tok == int(token))
+    if not len(mine):
         return empty, empty
-    pick = (np.arange(len(selection.heads))[:, None] * k + np.r_[2 * j, 2 * j + 1][None, :]).ravel()
+    pick = (np.arange(len(selection.heads))[:, None] * k + mine[None, :]).ravel()
     return selection.x[pick], selection.y[pick]
 
 
@@ -369,7 +471,8 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, height: 
                    minor=dict(tickvals=[c * cell for c in range(md.n_cols + 1)], showgrid=True, gridcolor="#ddd", ticklen=0)),
         yaxis=dict(range=[0, md.n_rows * cell], tickfont=dict(size=10),
                    tickvals=[(md.n_rows - 1 - r + 0.5) * cell for r in range(md.n_rows)][::rows_every],
-                   ticktext=[f"L{l}" for l in md.layers][::rows_every], title="layer", showgrid=False, zeroline=False,
+                   ticktext=[f"L{l}" for l in md.layers][::rows_every],
+                   title="layer" + (f" ({KIND_AXIS.get(md.kind, md.kind)})" if md.kind else ""), showgrid=False, zeroline=False,
                    scaleanchor="x", scaleratio=1, constrain="domain",
                    minor=dict(tickvals=[r * cell for r in range(md.n_rows + 1)], showgrid=True, gridcolor="#ddd", ticklen=0)),
     )

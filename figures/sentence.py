@@ -170,6 +170,11 @@ class SentenceLines:
     focus: tuple[str, int] | None
     min_weight: float
     notes: list[str] = field(default_factory=list)
+    key_words: list[str] | None = None   # keys' words when they are other tokens (cross-attention: the source)
+
+    @property
+    def kwords(self) -> list[str]:
+        return self.words if self.key_words is None else self.key_words
 
     @property
     def query_active(self) -> np.ndarray:
@@ -181,7 +186,7 @@ class SentenceLines:
         return self._side(1)
 
     def _side(self, s: int) -> np.ndarray:
-        n = len(self.words)
+        n = len(self.words if s == 0 else self.kwords)
         if self.segments is None or self.pair == "all":
             return np.ones(n, bool)
         return self.segments == "ab".index(self.pair[s])
@@ -194,15 +199,19 @@ class SentenceLines:
 
 def sentence_lines(words: list[str], attn: dict, hidden=(), focus: tuple[str, int] | None = None,
                    pair: str = "all", segs: np.ndarray | None = None, min_weight: float = MIN_WEIGHT,
-                   colors: dict | None = None) -> SentenceLines:
+                   colors: dict | None = None, key_words: list[str] | None = None) -> SentenceLines:
     """Lines of several heads on one input.
 
     ``attn``: head -> n×n attention (rows = queries, before hiding). Each head's rows are
     renormalised over the keys that are not ``hidden`` (``hide_and_renormalise``); then the
     sentence filter (``pair`` with segments ``segs``: cells outside it are dropped, weights not
     renormalised, as BertViz does) and the focus (one query's or one key's lines) select lines;
-    lines under ``min_weight`` are counted, not drawn."""
+    lines under ``min_weight`` are counted, not drawn. ``key_words``: the keys' words when they
+    are other tokens than the queries (cross-attention: target queries, source keys; no A/B filter)."""
     n = len(words)
+    nk = n if key_words is None else len(key_words)
+    if key_words is not None:
+        segs, pair = None, "all"
     hidden = sorted(int(h) for h in hidden)
     pair = pair if (segs is not None and pair in PAIR_FILTERS) else "all"
     mask = pair_mask(segs, pair)
@@ -210,8 +219,8 @@ def sentence_lines(words: list[str], attn: dict, hidden=(), focus: tuple[str, in
     out, mats = [], {}
     for head, a in attn.items():
         a = np.asarray(a, np.float64)
-        if a.shape != (n, n):
-            raise ValueError(f"head {head}: attention is {a.shape}, expected {(n, n)}")
+        if a.shape != (n, nk):
+            raise ValueError(f"head {head}: attention is {a.shape}, expected {(n, nk)}")
         a2 = hide_and_renormalise(a, hidden)
         mats[head] = a2
         keep = a2 > 0
@@ -219,7 +228,7 @@ def sentence_lines(words: list[str], attn: dict, hidden=(), focus: tuple[str, in
             keep &= mask
         if focus is not None:
             side, p = focus
-            sel = np.zeros((n, n), bool)
+            sel = np.zeros((n, nk), bool)
             if side == "query":
                 sel[p, :] = True
             else:
@@ -230,7 +239,8 @@ def sentence_lines(words: list[str], attn: dict, hidden=(), focus: tuple[str, in
         q, k = np.nonzero(drawn)
         out.append(HeadLines(head, colors.get(head, _HEAD_PALETTE[0]), q, k, a2[q, k],
                              int(under.sum()), float(a2[under].sum())))
-    return SentenceLines(list(words), out, mats, hidden, segs, pair, focus, min_weight)
+    return SentenceLines(list(words), out, mats, hidden, segs, pair, focus, min_weight,
+                         key_words=None if key_words is None else list(key_words))
 
 
 def below_note(model: SentenceLines) -> str:

@@ -109,6 +109,8 @@ FIELDS: tuple[Field, ...] = (
     # Sentence View: extra heads drawn beside the current one (head numbers as strings), sentence A/B filter
     Field("sheads", "sentence-heads", "value", "", "csv"),
     Field("pair", "sentence-pair", "value", "all", "choice", ("all", "ab", "ba", "aa", "bb")),
+    # encoder–decoder runs: the Matrix View's grid of one head kind (the control is shown only for them)
+    Field("kind", "kind-select", "value", "auto", "choice", ("auto", "encoder", "decoder", "cross")),
 )
 FIELD = {f.key: f for f in FIELDS}
 DEFAULTS = {f.key: f.default for f in FIELDS}

@@ -37,8 +37,7 @@ def single_labels(coords: np.ndarray, words: list[str], priority: np.ndarray | N
                   x_range=None, y_range=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(x, y, text) of the token labels kept by thinning over all 2n points (2D only)."""
     from .labels import thin_labels
-    n = len(coords) // 2
-    texts = list(words) * 2
+    texts = list(words) if len(words) == len(coords) else list(words) * 2
     keep = thin_labels(coords[:, 0], coords[:, 1], texts, priority, x_range, y_range,
                        width_px=SINGLE_WIDTH_PX, height_px=SINGLE_HEIGHT - 120)
     return coords[keep, 0].astype(np.float32), coords[keep, 1].astype(np.float32), [texts[i] for i in keep]
@@ -48,37 +47,44 @@ def single_figure(coords: np.ndarray, words: list[str], positions: np.ndarray, n
                   spec: ColorSpec, title: str, dim: int = 2, sizes: np.ndarray | None = None,
                   search_mask: np.ndarray | None = None, selected: int | None = None,
                   lines: list[tuple[int, float]] | None = None, uirevision: str = "single",
-                  label_priority: np.ndarray | None = None) -> go.Figure:
+                  label_priority: np.ndarray | None = None, n_q: int | None = None) -> go.Figure:
     """``coords``: 2n × d (queries then keys, token order). Colour codes in ``spec`` cover all
     2n points. ``words``: display text per token. ``lines``: (key token, weight) for the selected
     query token. Trace 0 queries, 1 keys (numeric data as typed arrays; the hover text is the
-    token alone), 2 the thinned token labels (2D), then lines, their targets and the selection."""
-    n = len(coords) // 2
+    token alone), 2 the thinned token labels (2D), then lines, their targets and the selection.
+    ``n_q``: the first n_q points are the queries when queries and keys are different tokens
+    (cross-attention); ``words``, ``positions`` and ``search_mask`` are then given per point, the
+    selection is a query index and the lines' keys are key indices."""
+    n_all = len(coords)
+    n = n_all // 2 if n_q is None else int(n_q)
+    per_point = lambda v: None if v is None else (np.asarray(v) if len(v) == n_all else np.r_[v, v])  # noqa: E731
+    words = list(words) if len(words) == n_all else list(words) * 2
+    search_mask = per_point(search_mask)
     d3 = dim == 3 and coords.shape[1] >= 3
     Trace = go.Scatter3d if d3 else go.Scattergl
     base = 2.5 if d3 else 5.0
     fig = go.Figure()
-    pos = np.asarray(positions, np.float32)
+    pos = per_point(np.asarray(positions, np.float32))
     coords = np.asarray(coords, np.float32)
-    for part, (lo, hi), label in (("query", (0, n), "query"), ("key", (n, 2 * n), "key")):
+    for part, (lo, hi), label in (("query", (0, n), "query"), ("key", (n, n_all), "key")):
         c = coords[lo:hi]
         marker = dict(color=spec.values[lo:hi], colorscale=spec.colorscale, cmin=spec.cmin, cmax=spec.cmax,
                       line=dict(width=0))
         size = None if sizes is None else (sizes[lo:hi] * (0.5 if d3 else 1.0)).astype(np.float32)
         opacity = None
         if search_mask is not None:
-            s0 = np.full(n, base, np.float32) if size is None else size
-            size = np.where(search_mask, s0 * 1.8 + 2, s0 * 0.7).astype(np.float32)
-            opacity = np.where(search_mask, 1.0, 0.12).astype(np.float32)
+            s0 = np.full(hi - lo, base, np.float32) if size is None else size
+            size = np.where(search_mask[lo:hi], s0 * 1.8 + 2, s0 * 0.7).astype(np.float32)
+            opacity = np.where(search_mask[lo:hi], 1.0, 0.12).astype(np.float32)
         marker["size"] = base if size is None else size
         if opacity is not None and not d3:
             marker["opacity"] = opacity
         else:
             marker["opacity"] = 0.85 if d3 else 0.8
-        nm = np.zeros(n, np.float32) if norms is None else np.asarray(norms[lo:hi], np.float32)
-        custom = np.stack([pos, nm], 1).astype(np.float32)
+        nm = np.zeros(hi - lo, np.float32) if norms is None else np.asarray(norms[lo:hi], np.float32)
+        custom = np.stack([pos[lo:hi], nm], 1).astype(np.float32)
         xyz = dict(x=c[:, 0], y=c[:, 1]) | (dict(z=c[:, 2]) if d3 else {})
-        fig.add_trace(Trace(**xyz, mode="markers", marker=marker, text=words, customdata=custom, name=label,
+        fig.add_trace(Trace(**xyz, mode="markers", marker=marker, text=words[lo:hi], customdata=custom, name=label,
                             hovertemplate="%{text} · " + label + " · position %{customdata[0]} · ‖" + label[0]
                                           + "‖ = %{customdata[1]:.2f}<extra></extra>"))
     if not d3:
@@ -91,7 +97,7 @@ def single_figure(coords: np.ndarray, words: list[str], positions: np.ndarray, n
         sel_xyz = coords[selected]
         if lines:
             for key, w in lines:
-                k_xyz = coords[n + key]
+                k_xyz = coords[n + key]  # key index → its point (after the n queries)
                 pts = np.stack([sel_xyz, k_xyz])
                 seg = dict(x=pts[:, 0], y=pts[:, 1]) | (dict(z=pts[:, 2]) if d3 else {})
                 fig.add_trace((go.Scatter3d if d3 else go.Scatter)(
@@ -99,7 +105,7 @@ def single_figure(coords: np.ndarray, words: list[str], positions: np.ndarray, n
                     hoverinfo="skip", showlegend=False, name="attention"))
             kx = coords[[n + k for k, _ in lines]]
             fig.add_trace(Trace(**(dict(x=kx[:, 0], y=kx[:, 1]) | (dict(z=kx[:, 2]) if d3 else {})), mode="markers+text",
-                                text=[f"{words[k]} {w:.2f}" for k, w in lines], textposition="top center",
+                                text=[f"{words[n + k]} {w:.2f}" for k, w in lines], textposition="top center",
                                 textfont=dict(size=12, color="#111"),
                                 marker=dict(size=11 if not d3 else 6, color="rgba(0,0,0,0)", line=dict(color="#222", width=2)),
                                 hoverinfo="skip", showlegend=False, name="top keys"))
@@ -146,9 +152,9 @@ def sentence_figure(model, title: str = "") -> go.Figure:
     head's lines in its colour, opacity and width by weight (10 bins a head). Several heads: a
     legend entry per head. The query and key markers are always the last two traces (clicks map
     pointNumber → position). Tokens outside the sentence A/B filter are greyed."""
-    words = model.words
-    n = len(words)
-    ys = -np.arange(n, dtype=float)
+    words, kwords = model.words, model.kwords
+    n, nk = len(words), len(kwords)
+    ys = -np.arange(max(n, nk), dtype=float)
     fig = go.Figure()
     bins = np.linspace(0, 1, 11)
     several = len(model.heads) > 1
@@ -174,22 +180,29 @@ def sentence_figure(model, title: str = "") -> go.Figure:
     qa, ka = model.query_active, model.key_active
     qcol = ["#c00" if (focus and focus == ("query", i)) else ("#000" if qa[i] else "#c8c8c8") for i in range(n)]
     kcol = ["#bbb" if i in hidden else ("#c00" if focus and focus == ("key", i) else ("#000" if ka[i] else "#c8c8c8"))
-            for i in range(n)]
-    fig.add_trace(go.Scatter(x=np.zeros(n), y=ys, mode="markers+text", text=words, textposition="middle left",
+            for i in range(nk)]
+    fig.add_trace(go.Scatter(x=np.zeros(n), y=ys[:n], mode="markers+text", text=words, textposition="middle left",
                              textfont=dict(color=qcol, size=12), marker=dict(size=8, color=QUERY_GREEN),
                              customdata=np.stack([np.arange(n), np.zeros(n, int)], 1), name="queries", showlegend=False,
                              hovertemplate="query %{customdata[0]}: %{text} (click to isolate)<extra></extra>"))
-    fig.add_trace(go.Scatter(x=np.ones(n), y=ys, mode="markers+text", text=words, textposition="middle right",
+    fig.add_trace(go.Scatter(x=np.ones(nk), y=ys[:nk], mode="markers+text", text=kwords, textposition="middle right",
                              textfont=dict(color=kcol, size=12), marker=dict(size=8, color=KEY_PINK),
-                             customdata=np.stack([np.arange(n), np.ones(n, int)], 1), name="keys", showlegend=False,
+                             customdata=np.stack([np.arange(nk), np.ones(nk, int)], 1), name="keys", showlegend=False,
                              hovertemplate="key %{customdata[0]}: %{text} (click to isolate)<extra></extra>"))
     top = 70 if several else 40
+    if model.key_words is not None:   # cross-attention: say which side is which
+        fig.add_annotation(x=0, y=0.75, text="<b>target (decoder queries)</b>", showarrow=False, xanchor="right",
+                           font=dict(size=11, color="#555"))
+        fig.add_annotation(x=1, y=0.75, text="<b>source (encoder keys)</b>", showarrow=False, xanchor="left",
+                           font=dict(size=11, color="#555"))
+    n = max(n, nk)
     fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=13)), height=max(260, top + 20 + 20 * n),
                       margin=dict(l=10, r=10, t=top, b=10), plot_bgcolor="white", hovermode="closest",
                       showlegend=several, legend=dict(orientation="h", x=0.01, y=1.0, yanchor="bottom",
                                                       font=dict(size=11), itemclick=False, itemdoubleclick=False),
                       xaxis=dict(range=[-0.9, 1.9], visible=False, fixedrange=True),
-                      yaxis=dict(range=[-n + 0.4, 0.8], visible=False, fixedrange=True))
+                      yaxis=dict(range=[-n + 0.4, 1.3 if model.key_words is not None else 0.8], visible=False,
+                                 fixedrange=True))
     return fig
 
 

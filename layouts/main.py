@@ -54,6 +54,9 @@ def matrix_panel():
         html.Div(className="panel-head", children=[
             html.H3("Matrix View"),
             html.Div(className="row-inline", children=[
+                # encoder–decoder runs only (hidden otherwise): one grid per head kind
+                html.Div(id="kind-ctl", style={"display": "none"}, children=_ctl("heads", dcc.RadioItems(
+                    id="kind-select", value=d["kind"], inline=True, options=[]))),
                 _ctl("points per head", dcc.RadioItems(
                     id="lod-select", value=d["lod"], inline=True,
                     options=[{"label": "auto", "value": "auto"}, {"label": "250", "value": 250},
