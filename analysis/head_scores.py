@@ -171,11 +171,57 @@ def build_scorer(manifest: dict, arrays: dict, groups, budget: int = TOKEN_BUDGE
     return scorer, info
 
 
+CROSS_NA = ("cross-attention heads have no pattern scores: their queries (target tokens) and keys (source "
+            "tokens) are different sequences, so first/previous/next/self-token and positional patterns are not defined")
+
+
 def compute_run_patterns(manifest: dict, arrays: dict, groups, get_qk, budget: int = TOKEN_BUDGET,
-                         signature_entries: int = SIGNATURE_ENTRIES) -> RunPatterns:
+                         signature_entries: int = SIGNATURE_ENTRIES, side: np.ndarray | None = None) -> RunPatterns:
     """Every head's pattern scores and the related-heads map. ``groups`` iterates (input id, token
-    rows in position order); ``get_qk(l, h)`` → (queries, keys) or None (head not stored yet)."""
+    rows in position order); ``get_qk(l, h)`` → (queries, keys) or None (head not stored yet).
+    Encoder–decoder runs (``side``: 0 source, 1 target per row of the joined token table): encoder
+    heads are scored over the source tokens, decoder heads (causal) over the target tokens, cross
+    heads not at all (CROSS_NA); no related-heads map (their heads attend over different tokens)."""
+    from figures.encdec import is_encdec
+    if side is not None and is_encdec(manifest):
+        return _encdec_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries, np.asarray(side))
     return _compute_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries)
+
+
+def _encdec_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries, side) -> RunPatterns:
+    from figures.encdec import layer_kind
+    t0 = time.perf_counter()
+    n_src = int((side == 0).sum())
+    groups = list(groups)
+    scale = float(manifest["model"]["scale"])
+    heads, scores, missing, info = [], {}, [], {}
+    for kind, s, off, causal in (("encoder", 0, 0, False), ("decoder", 1, n_src, True)):
+        layers = [l for l in manifest["layers"] if layer_kind(manifest, l) == kind]
+        if not layers:
+            continue
+        part = {k: np.asarray(v)[side == s] for k, v in arrays.items()}
+        sub = [(i, np.asarray(rows)[side[rows] == s] - off) for i, rows in groups]
+        man = dict(manifest, model=dict(manifest["model"], causal=causal))
+        scorer, info[kind] = build_scorer(man, part, sub, budget, signature_entries)
+        for layer in layers:
+            for head in manifest["heads"]:
+                qk = get_qk(layer, head)
+                if qk is None:
+                    missing.append((layer, head))
+                    continue
+                sem = layer_semantics(manifest["model"], layer)
+                scores[(layer, head)] = scorer.scores(scorer.attention(qk[0], qk[1], scale, sem["window"], sem["softcap"]))
+                heads.append((layer, head))
+    sample = dict(info.get("encoder") or info.get("decoder") or {})
+    heads = [h for h in ((l, h) for l in manifest["layers"] for h in manifest["heads"]) if h in scores]
+    return RunPatterns(manifest.get("id", ""), heads, scores, False, False, sample, {}, missing,
+                       time.perf_counter() - t0)
+
+
+def scored_heads(manifest: dict) -> int:
+    """How many heads of a run get pattern scores (every head but cross-attention heads)."""
+    from figures.encdec import layer_kind
+    return sum(len(manifest["heads"]) for l in manifest["layers"] if layer_kind(manifest, l) != "cross")
 
 
 def _compute_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries) -> RunPatterns:
@@ -211,20 +257,18 @@ def _stored(store, run_id: str, manifest: dict) -> RunPatterns | None:
         return None  # written while the run was partial: recompute
     arrays = store.analysis(run_id, "related")
     rp = RunPatterns.from_store(js, arrays if isinstance(arrays, dict) else None)
-    n = len(manifest["layers"]) * len(manifest["heads"])
-    return rp if len(rp.heads) == n else None
+    return rp if len(rp.heads) == scored_heads(manifest) else None
 
 
 def store_patterns(store, run_id: str) -> RunPatterns:
     """Compute (or read) a run's patterns with a writable Store and write them into it."""
-    from figures.common import InputIndex
     manifest = store.manifest(run_id)
     hit = _stored(store, run_id, manifest)
     if hit is not None:
         return hit
-    arrays = store.tokens(run_id)
-    index = InputIndex(np.asarray(arrays["input_id"]), np.asarray(arrays["position"]))
-    rp = compute_run_patterns(manifest, arrays, index, lambda l, h: store.qk(run_id, l, h))
+    from dashboard_data import RunTokens
+    toks = RunTokens(store.tokens(run_id), None, store.target_tokens(run_id))
+    rp = compute_run_patterns(manifest, toks.arrays, toks.index, lambda l, h: store.qk(run_id, l, h), side=toks.side)
     if not store.readonly and not rp.missing:
         store.put_analysis(run_id, "patterns", rp.to_json())
         store.put_analysis(run_id, "related", rp.related_arrays())
@@ -263,7 +307,7 @@ def run_patterns(data, run_id: str) -> RunPatterns:
         if rp is None:
             tokens = data.tokens(run_id)
             rp = compute_run_patterns(manifest, tokens.arrays, tokens.index,
-                                      lambda l, h: data._read(lambda s: s.qk(run_id, l, h)))
+                                      lambda l, h: data._read(lambda s: s.qk(run_id, l, h)), side=tokens.side)
         _CACHE.pop(key, None)
         while len(_CACHE) >= _CACHE_MAX:
             _CACHE.pop(next(iter(_CACHE)))

@@ -86,6 +86,9 @@ def register(app, data):
             return ""
         try:
             m = data.manifest(run)
+            from figures.encdec import not_applicable
+            if not_applicable(m, "ablation"):
+                return not_applicable(m, "ablation")
             singles, sets, what = abl.heads_for(scope, m, layer, head, selection)
             n_inputs = int(m.get("corpus", {}).get("n_inputs") or 0)
             cap_ok = cap is None or (isinstance(cap, (int, float)) and cap >= 1)
@@ -124,6 +127,9 @@ def register(app, data):
             from precompute.store import Store
             with Store(data.path, readonly=True) as store:
                 m = store.manifest(run)
+                from figures.encdec import not_applicable
+                if not_applicable(m, "ablation"):
+                    return no_update, not_applicable(m, "ablation")
                 singles, sets, what = abl.heads_for(scope, m, layer, head, selection)
 
                 last = []

@@ -34,9 +34,10 @@ STATE = [State("run-select", "value"), State("layer-select", "value"), State("he
          State("rho-threshold", "value"), State("search-input", "value"), State("regex-toggle", "value"),
          State("token-store", "data"), State("export-all", "value"), State("sentence-mode", "value"),
          State("hide-select", "value"), State("image-mode", "value"), State("vnorm-toggle", "value"),
-         State("matrix-meta", "data"), State("sentence-heads", "value"), State("sentence-pair", "value")]
+         State("matrix-meta", "data"), State("sentence-heads", "value"), State("sentence-pair", "value"),
+         State("kind-select", "value")]
 STATE_NAMES = ["run", "layer", "head", "proj", "dim", "translate", "scaled", "lod", "sort", "rho", "query", "regex",
-               "token", "all", "smode", "hide", "imode", "vnorm", "meta", "sheads", "pair"]
+               "token", "all", "smode", "hide", "imode", "vnorm", "meta", "sheads", "pair", "kind"]
 
 
 class ExportError(Exception):
@@ -59,20 +60,20 @@ def matrix_export(data, s) -> tuple[Table, list]:
     from .matrix import matrix_data
     lod = 0 if on(s["all"]) else s["lod"]
     m, md, notes = matrix_data(data, s["run"], s["proj"], s["translate"], s["scaled"], lod, s["sort"], s["rho"],
-                               meta=s.get("meta"))
+                               meta=s.get("meta"), kind=s.get("kind"))
     tokens = data.tokens(s["run"])
     _check_rows(len(md.shown) * md.per_head, "the Matrix View's points")
     variant, _ = resolve_variant(m, on(s["translate"]), on(s["scaled"]))
     method, _ = resolve_projection(m, s["proj"])
-    sampled = md.per_head < 2 * tokens.n
-    note = (f"SAMPLE: the Matrix View shows {md.per_head:,} of {2 * tokens.n:,} points per head (seeded token sample, "
+    sampled = md.sampled
+    note = (f"SAMPLE: the Matrix View shows {md.per_head:,} of {md.n_points:,} points per head (seeded token sample, "
             f"the same tokens in every head); these rows are exactly those points. Tick 'all points' for every point."
-            if sampled else f"all {2 * tokens.n:,} points per head")
+            if sampled else f"all {md.n_points:,} points per head")
     t = matrix_table(md, tokens.text, tokens.arrays["input_id"], tokens.arrays["position"],
                      lambda l, h: data.coords(s["run"], l, h, variant, method, 2), note)
     t.comments[:0] = [f"projection {method} 2D · variant {variant} · order {md.order}"
                       + (f" · |rho| >= {float(s['rho'] or 0):g}" if float(s["rho"] or 0) > 0 else "")] + notes
-    return t, [method, variant, f"sample{md.per_head}" if sampled else "all"]
+    return t, ([md.kind] if md.kind else []) + [method, variant, f"sample{md.per_head}" if sampled else "all"]
 
 
 def single_export(data, s) -> tuple[Table, list]:
@@ -85,24 +86,28 @@ def single_export(data, s) -> tuple[Table, list]:
     if dim not in (m.get("dims") or [2]):
         dim = (m.get("dims") or [2])[0]
     tokens = data.tokens(run)
-    _check_rows(2 * tokens.n, "the Single View's points")
+    sd = tokens.sides(m, layer)
+    _check_rows(sd.n_points, "the Single View's points")
     coords = data.coords(run, layer, head, variant, method, dim)
-    if coords is None or len(coords) != 2 * tokens.n:
+    if coords is None or len(coords) != sd.n_points:
         raise ExportError(f"L{layer} H{head}: the {variant}/{method}/{dim}D projection is not computed yet")
     norms = data.norms(run, layer, head)
     res = search_tokens(tokens.norm_texts, s["query"], on(s["regex"]))
     row = None
-    comments = [f"L{layer} H{head} · {method} {dim}D · variant {variant} · all {2 * tokens.n:,} points "
+    comments = [f"L{layer} H{head} · {method} {dim}D · variant {variant} · all {sd.n_points:,} points "
                 "(queries first, then keys; token order)"] + [n for n in (note_v, note_p) if n]
+    if sd.kind != "self":
+        comments.insert(1, f"{sd.kind} head of an encoder–decoder run: token = row of the run's source-then-target "
+                           f"token table; queries are {'target' if sd.q_off else 'source'} tokens, keys "
+                           f"{'target' if sd.k_off else 'source'} tokens")
     tok = s["token"]
-    if tok is not None and 0 <= int(tok) < tokens.n:
-        qk = data.qk(run, layer, head)
-        if qk is not None:
-            input_id, _ = input_of_token(tokens, int(tok))
-            rows = tokens.index.rows(input_id)
-            a = attention(qk[0][rows], qk[1][rows], **layer_semantics(m["model"], layer))
+    if tok is not None and 0 <= int(tok) < tokens.n and sd.has_query([int(tok)])[0]:
+        from .detail import head_attention
+        input_id, _ = input_of_token(tokens, int(tok))
+        rows, k_rows, a = head_attention(data, run, layer, head, input_id, tokens)
+        if a is not None:
             i = int(np.flatnonzero(rows == int(tok))[0])
-            row = {int(r): float(w) for r, w in zip(rows, a[i])}
+            row = {int(r): float(w) for r, w in zip(k_rows, a[i])}
             comments.append(f"attention_from_selected: attention of the selected query (token {int(tok)}, "
                             f"{tokens.contexts[int(tok)]}) to each key of its input")
     met = data.metrics(run, layer, head) or {}
@@ -111,7 +116,7 @@ def single_export(data, s) -> tuple[Table, list]:
     if res.mask is not None:
         comments.append(f"search_match: {res.message}")
     t = single_table(coords, dim, tokens.text, tokens.arrays["input_id"], tokens.arrays["position"], norms,
-                     None if res.mask is None else np.asarray(res.mask), row)
+                     None if res.mask is None else np.asarray(res.mask), row, sides=None if sd.kind == "self" else sd)
     t.comments = comments
     return t, [f"L{layer}", f"H{head}", f"{method}{dim}d", variant]
 
@@ -130,25 +135,35 @@ def _value_norms(data, run, layer, head, input_id=None, rows=None):
         return None, f"value norms unavailable ({text}): plain attention exported"
 
 
-def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
+def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False, key_words=None):
     """(input id, words, shown matrix, plain attention or None, description) of the Sentence View,
     computed as callbacks/detail.py draws it (hidden keys, value-norm weighting, aggregate)."""
     from figures.attention import value_weighted
 
-    from .detail import AUTO_HEATMAP_ABOVE, aggregate_matrix, input_attention, hidden_keys, run_roles
+    from .detail import AUTO_HEATMAP_ABOVE, aggregate_matrix, head_attention, hidden_keys, run_roles
     m = data.manifest(run)
     if is_image(m):
         raise ExportError("the Sentence View is for text runs; this is an image run (export the Image View)")
     tokens = data.tokens(run)
     input_id, _ = input_of_token(tokens, token)
-    rows, a = input_attention(data, run, layer, head, input_id, tokens)
+    rows, k_rows, a = head_attention(data, run, layer, head, input_id, tokens)
     if a is None:
         raise ExportError(f"L{layer} H{head}: queries/keys not stored yet (partial run)")
+    from figures.encdec import layer_kind
+    kind = layer_kind(m, layer)
+    if kind != "self" and mode == "aggregate":
+        raise ExportError("aggregate by position is for runs of one token sequence; export lines or heatmap of this "
+                          "encoder–decoder head")
+    if kind != "self":
+        vnorm = False
     words = [str(tokens.text[r]) for r in rows]
-    hidden = hidden_keys(words, hide, run_roles(data, run))
+    kwords = [str(tokens.text[r]) for r in k_rows]
+    if key_words is not None:          # the caller's list receives the keys' words (cross heads: the source)
+        key_words[:] = kwords
+    hidden = hidden_keys(kwords, hide, run_roles(data, run))
     desc = []
     if hidden:
-        desc.append("hidden keys: " + ", ".join(f"{i} {words[i]}" for i in sorted(hidden))
+        desc.append("hidden keys: " + ", ".join(f"{i} {kwords[i]}" for i in sorted(hidden))
                     + " (weight = rows renormalised over the other keys; attention = before hiding)")
     if mode == "aggregate":
         vn, note = _value_norms(data, run, layer, head) if vnorm else (None, "")
@@ -172,8 +187,12 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False):
             desc.append(note)
     weighted = shown is not a
     shown = hide_and_renormalise(shown, sorted(hidden))
-    kind = "heatmap" if (mode == "heatmap" or (mode in (None, "auto") and len(rows) > AUTO_HEATMAP_ABOVE)) else "lines"
-    desc.insert(0, f"attention of input {input_id} ({len(rows)} tokens), shown as {kind}")
+    what = ("heatmap" if (mode == "heatmap" or (mode in (None, "auto") and len(rows) > AUTO_HEATMAP_ABOVE))
+            else "lines")
+    desc.insert(0, f"attention of input {input_id} ({len(rows)} tokens), shown as {what}"
+                + ("" if kind == "self" else f" · {kind} head: queries are "
+                   f"{'source' if kind == 'encoder' else 'target'} tokens, keys "
+                   f"{'target' if kind == 'decoder' else 'source'} tokens"))
     return input_id, words, shown, (a if (hidden or weighted) else None), desc
 
 
@@ -190,11 +209,14 @@ def sentence_export(data, s) -> tuple[Table, list]:
     tables, comments = [], []
     input_id = None
     for head in heads:
+        kwords: list = []
         input_id, words, shown, raw, desc = sentence_matrix(data, s["run"], s["layer"], head, s["token"], s["hide"],
-                                                           s["smode"], on(s.get("vnorm")))
-        q_pos = k_pos = np.arange(len(words))
+                                                           s["smode"], on(s.get("vnorm")), key_words=kwords)
+        cross = len(kwords) != len(words) or shown.shape[0] != shown.shape[1]
+        q_pos, k_pos = np.arange(shown.shape[0]), np.arange(shown.shape[1])
         pair = s.get("pair") or "all"
-        segs = None if aggregate else segments(words, run_roles(data, s["run"]))
+        segs = None if (aggregate or cross) else segments(words, run_roles(data, s["run"]))
+        kwords = kwords if (cross and not aggregate) else words
         if segs is not None and pair in PAIR_FILTERS and pair != "all":
             mask = pair_mask(segs, pair)
             q_pos, k_pos = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
@@ -204,7 +226,7 @@ def sentence_export(data, s) -> tuple[Table, list]:
                 desc.append(f"sentence pair filter {PAIR_FILTERS[pair]}: queries of one sentence, keys of the other")
         if not comments:
             comments = desc
-        tables.append(attention_table(shown, [words[i] for i in q_pos], [words[i] for i in k_pos], raw=raw,
+        tables.append(attention_table(shown, [words[i] for i in q_pos], [kwords[i] for i in k_pos], raw=raw,
                                       q_pos=q_pos, k_pos=k_pos, prefix=[("head", int(head))] if len(heads) > 1 else None))
     t = concat_tables(tables) if len(tables) > 1 else tables[0]
     t.comments = [f"L{s['layer']} H{', '.join(str(h) for h in heads)} · input {input_id}"] + comments
@@ -213,7 +235,9 @@ def sentence_export(data, s) -> tuple[Table, list]:
 
 
 def model_export(data, s) -> tuple[Table, list]:
-    from .detail import input_attention
+    from figures.encdec import layer_kind
+
+    from .detail import head_attention
     run = s["run"]
     m = data.manifest(run)
     tokens = data.tokens(run)
@@ -221,15 +245,17 @@ def model_export(data, s) -> tuple[Table, list]:
     rows = tokens.index.rows(input_id)
     n_heads = len(m["layers"]) * len(m["heads"])
     _check_rows(n_heads * len(rows) ** 2, f"the attention of {n_heads} heads on input {input_id}")
-    words = [str(tokens.text[r]) for r in rows]
     parts, missing = [], []
+    kinds = any(layer_kind(m, l) != "self" for l in m["layers"])
     for layer in m["layers"]:
         for head in m["heads"]:
-            _, a = input_attention(data, run, layer, head, input_id, tokens)
+            q_rows, k_rows, a = head_attention(data, run, layer, head, input_id, tokens)
             if a is None:
                 missing.append(f"L{layer} H{head}")
                 continue
-            parts.append(attention_table(a, words, prefix=[("layer", int(layer)), ("head", int(head))]))
+            prefix = [("layer", int(layer))] + ([("kind", layer_kind(m, layer))] if kinds else []) + [("head", int(head))]
+            parts.append(attention_table(a, [str(tokens.text[r]) for r in q_rows], [str(tokens.text[r]) for r in k_rows],
+                                         prefix=prefix))
     comments = [f"input {input_id} ({len(rows)} tokens): full attention of every head (the Model View's thumbnails "
                 "are block means of these, each scaled to its own max)"]
     if missing:

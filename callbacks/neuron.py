@@ -26,13 +26,18 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
     m = data.manifest(run)
     tokens = data.tokens(run)
     input_id, tok = input_of_token(tokens, token)
-    rows = tokens.index.rows(input_id)
     qk = data.qk(run, layer, head)
     if qk is None:
         raise Missing(f"L{layer} H{head}: queries/keys not stored yet (partial run)")
-    q, k = qk[0][rows], qk[1][rows]
+    # encoder–decoder heads: queries and keys are the rows of their sides (a cross head: target
+    # queries, source keys); every other run: the input's tokens on both sides
+    sd = tokens.sides(m, layer)
+    q_rows = tokens.side_rows(input_id, int(sd.kind in ("decoder", "cross")))
+    rows = tokens.side_rows(input_id, int(sd.kind == "decoder"))
+    q, k = qk[0][q_rows - sd.q_off], qk[1][rows - sd.k_off]
     words = [display_token(t) for t in tokens.text[rows]]
-    qpos = int(np.flatnonzero(rows == tok)[0]) if tok is not None and tok in set(rows.tolist()) else 0
+    qwords = [display_token(t) for t in tokens.text[q_rows]]
+    qpos = int(np.flatnonzero(q_rows == tok)[0]) if tok is not None and tok in set(q_rows.tolist()) else 0
     sem = layer_semantics(m["model"], layer)
     scale, causal, extra = sem["scale"], sem["causal"], {"window": sem["window"], "softcap": sem["softcap"]}
     same_input = isinstance(state, dict) and state.get("run") == run and state.get("input") == input_id
@@ -43,9 +48,12 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
     else:  # new input: start from the key this query attends to most
         kpos = int(np.argmax(breakdown(q, k, qpos, 0, scale, causal, **extra).weights))
     bd = breakdown(q, k, qpos, kpos, scale, causal, **extra)
-    qlab, klab = f"{qpos} «{words[qpos].strip()}»", f"{kpos} «{words[kpos].strip()}»"
-    fig = neuron_figure(bd, qlab, klab, f"L{layer} H{head} · input {input_id} · query {qlab} → key {klab}")
-    row = neuron_row_figure(bd, words, qpos, kpos, causal)
+    qlab, klab = f"{qpos} «{qwords[qpos].strip()}»", f"{kpos} «{words[kpos].strip()}»"
+    if sd.kind == "cross":
+        qlab, klab = f"target {qlab}", f"source {klab}"
+    fig = neuron_figure(bd, qlab, klab, f"L{layer} H{head}{f' ({sd.kind})' if sd.kind != 'self' else ''} · input "
+                                        f"{input_id} · query {qlab} → key {klab}")
+    row = neuron_row_figure(bd, words, qpos, kpos, causal, qwords[qpos] if sd.kind == "cross" else None)
     n_allowed = int(np.isfinite(bd.scores).sum())
     info = [html.Span(f"query {qlab}, key {klab}: "),
             html.Span("q·k = Σ_d q_d·k_d = "), html.B(_fmt(bd.dot), id="neuron-dot"),

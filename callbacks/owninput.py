@@ -135,6 +135,9 @@ def register(app, data):
             return no_update, no_update
         try:
             m = data.manifest(run)
+            from figures.encdec import not_applicable
+            if not_applicable(m, "input"):
+                return no_update, not_applicable(m, "input")
             variant, method, note = _variant_method(m, translate, scaled, proj)
             if trig in ("input-submit", "input-upload"):
                 identity = m["model"].get("identity") or m["model"].get("name", "")

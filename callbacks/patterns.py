@@ -29,23 +29,38 @@ def patterns_outputs(data, run, layer, head, score):
         title = f"{LABELS[score]} score per head (click a cell to open the head)"
     fig = score_map_figure(list(m["layers"]), list(m["heads"]), vals, title, sel)
     note = [rp.sample_note(), f"{len(rp.heads)} heads"]
+    from figures.encdec import is_encdec
+    if is_encdec(m):
+        from analysis.head_scores import CROSS_NA
+        note.append("encoder heads scored over the source tokens, decoder heads over the target tokens; " + CROSS_NA)
     if rp.missing:
         note.append(f"{len(rp.missing)} heads not stored yet (partial run)")
     note.append(f"computed in {rp.seconds:.1f}s" if rp.source == "computed" else "read from the store")
-    summary = head_summary(rp, layer, head)
+    summary = head_summary(rp, layer, head, m)
     return fig, scores_table(rp, score, sel), " · ".join(note), summary
 
 
-def head_summary(rp, layer, head) -> str:
+def _cross(data_or_m, layer) -> bool:
+    from figures.encdec import layer_kind
+    return layer_kind(data_or_m, layer) == "cross"
+
+
+def head_summary(rp, layer, head, manifest=None) -> str:
     dom = rp.dominant(layer, head)
+    if dom is None and manifest is not None and _cross(manifest, layer):
+        from analysis.head_scores import CROSS_NA
+        return f"L{layer} H{head} (cross): {CROSS_NA}"
     if dom is None:
         return f"L{layer} H{head}: no scores (queries/keys not stored yet)"
     return f"L{layer} H{head}: dominant pattern {describe(*dom)}"
 
 
-def single_analysis_children(rp, layer, head):
+def single_analysis_children(rp, layer, head, manifest=None):
     """Single View line: dominant pattern + score, then the most similar heads as buttons."""
     dom = rp.dominant(layer, head)
+    if dom is None and manifest is not None and _cross(manifest, layer):
+        from analysis.head_scores import CROSS_NA
+        return "pattern: n/a — " + CROSS_NA
     if dom is None:
         return "pattern scores: this head's queries/keys are not stored yet"
     kids = [html.B("pattern: "), html.Span(describe(*dom), id="single-pattern")]
@@ -95,6 +110,6 @@ def register(app, data):
             m = data.manifest(run)
             if layer not in m["layers"] or head not in m["heads"]:
                 return no_update
-            return single_analysis_children(run_patterns(data, run), layer, head)
+            return single_analysis_children(run_patterns(data, run), layer, head, m)
         except Exception as exc:  # noqa: BLE001
             return f"pattern scores unavailable: {friendly(exc)}"

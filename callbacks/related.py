@@ -17,6 +17,10 @@ N_SIMILAR = 5
 def related_outputs(data, run, layer, head, color_by):
     """(figure, note, list) of the related-heads panel."""
     m = data.manifest(run)
+    from figures.encdec import not_applicable
+    na = not_applicable(m, "related")
+    if na:
+        return empty_figure(na), na, ""
     rp = run_patterns(data, run)
     rel = rp.related
     if not rel.get("heads"):

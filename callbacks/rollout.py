@@ -22,13 +22,19 @@ def input_layer_means(data, run: str, input_id: int) -> tuple[list[np.ndarray], 
     m = data.manifest(run)
     tokens = data.tokens(run)
     layers, heads = list(m["layers"]), list(m["heads"])
-    lengths = [len(rows) for _, rows in tokens.index]
+    from figures.encdec import grid_layers, is_encdec
+    if is_encdec(m):  # the encoder stack over the source tokens (figures.encdec.NOT_FOR_KIND says why)
+        layers = grid_layers(m, "encoder")
+        index = [(i, tokens.side_rows(i, 0)) for i, _ in tokens.index]
+    else:
+        index = list(tokens.index)
+    lengths = [len(rows) for _, rows in index]
     all_fit = sum(n * n for n in lengths) * len(layers) <= BUDGET_FLOATS
     key = ("rollout-means", run) if all_fit else ("rollout-means", run, input_id)
     hit = data.misc_cache.get(key, lambda: None)
     if hit is not None and input_id in hit[0]:
         return hit[0][input_id], hit[1], hit[2]
-    groups = {i: rows for i, rows in tokens.index} if all_fit else {input_id: tokens.index.rows(input_id)}
+    groups = {i: rows for i, rows in index} if all_fit else {input_id: dict(index)[input_id]}
     per_input, used, missing = layer_means(lambda l, h: data.qk(run, l, h), layers, heads, groups,
                                            float(m["model"]["scale"]), bool(m["model"].get("causal")), m["model"])
     if not missing:  # a partial run fills in later: don't keep its incomplete means
@@ -40,7 +46,7 @@ def rollout_view(data, run, token, through):
     m = data.manifest(run)
     tokens = data.tokens(run)
     input_id, tok = input_of_token(tokens, token)
-    rows = tokens.index.rows(input_id)
+    rows = tokens.side_rows(input_id, 0)
     means, used, missing = input_layer_means(data, run, input_id)
     if not used:
         raise ValueError("no layer of this run has stored queries/keys yet")
@@ -51,6 +57,10 @@ def rollout_view(data, run, token, through):
     qpos = int(np.flatnonzero(rows == tok)[0]) if tok in set(rows.tolist()) else 0
     n_model = int(m["model"].get("n_layers") or len(used))
     notes = [f"input {input_id} ({len(rows)} tokens) · rollout over layers {', '.join(f'L{l}' for l in used[:upto])}"]
+    from figures.encdec import NOT_FOR_KIND, grid_layers, is_encdec
+    if is_encdec(m):
+        n_model = len(grid_layers(m, "encoder"))
+        notes.append(NOT_FOR_KIND[("rollout", "cross")])
     if len(used) < n_model:
         notes.append(f"this run stored {len(used)} of the model's {n_model} layers: the rollout is over the stored "
                      "layers only (the layers in between are skipped)")

@@ -41,20 +41,27 @@ def neuron_figure(bd, q_label: str, k_label: str, title: str = "") -> go.Figure:
     return fig
 
 
-def neuron_row_figure(bd, words: list[str], query_pos: int, key_pos: int, causal: bool) -> go.Figure:
+def neuron_row_figure(bd, words: list[str], query_pos: int, key_pos: int, causal: bool,
+                      query_word: str | None = None) -> go.Figure:
     """The selected query's attention over every key of its input (click a bar to pick the key).
-    Hover shows q·k, the scaled score and the weight."""
+    Hover shows q·k, the scaled score and the weight. ``query_word``: the query's word when the
+    keys are other tokens (cross-attention: ``words`` are the source keys, the query a target token)."""
     n = len(words)
+    if query_word is not None:
+        words_q, query_pos = {query_pos: query_word}, -1 if query_pos is None else query_pos
+    else:
+        words_q = words
     x = _labels(words)
     dots = np.where(np.isfinite(bd.scores), bd.scores / bd.scale if bd.scale else bd.scores, np.nan)
     score = np.where(np.isfinite(bd.scores), bd.scores, np.nan)
-    colours = [("#333" if j == key_pos else QUERY_GREEN if j == query_pos else "#9ecae1") for j in range(n)]
+    colours = [("#333" if j == key_pos else QUERY_GREEN if (j == query_pos and query_word is None) else "#9ecae1")
+               for j in range(n)]
     custom = np.stack([np.arange(n), dots, score], 1)
     fig = go.Figure(go.Bar(x=x, y=bd.weights, marker_color=colours, customdata=custom, name="weight",
                            hovertemplate="key %{x}<br>q·k %{customdata[1]:.4f}<br>score %{customdata[2]:.4f}"
                                          "<br>weight %{y:.4f}<br>(click to inspect this key)<extra></extra>"))
     note = " (keys after the query are masked: causal)" if causal else ""
-    fig.update_layout(title=dict(text=f"attention of query {query_pos} «{words[query_pos]}» over the keys{note} "
+    fig.update_layout(title=dict(text=f"attention of query {query_pos} «{words_q[query_pos]}» over the keys{note} "
                                       f"— click a bar to pick the key", x=0.01, font=dict(size=13)),
                       height=300, margin=dict(l=50, r=10, t=40, b=90), plot_bgcolor="white",
                       yaxis=dict(title="weight", rangemode="tozero", gridcolor="#eee"),

@@ -162,7 +162,7 @@ def matrix_table(md, text, input_id, position, coords_of, sampled_note: str = ""
 
 
 def single_table(coords, dim: int, text, input_id, position, norms=None, search_mask=None,
-                 attention_row: dict | None = None) -> Table:
+                 attention_row: dict | None = None, sides=None) -> Table:
     """Every point of one head (queries then keys, token order) with its projection.
 
     ``attention_row``: {key token: weight} of the selected query (its input's keys), written
@@ -171,8 +171,11 @@ def single_table(coords, dim: int, text, input_id, position, norms=None, search_
     n = len(coords) // 2
     d = 3 if dim == 3 and coords.shape[1] >= 3 else 2
     tok = np.r_[np.arange(n), np.arange(n)].astype(np.int64)
+    is_key = np.r_[np.zeros(n, bool), np.ones(n, bool)]
+    if sides is not None:   # encoder–decoder head (figures.encdec.HeadSides): rows of its sides
+        tok, is_key = sides.point_tokens()
     cols = ["point", "role", "token", "input", "position", "text", "x", "y"] + (["z"] if d == 3 else [])
-    data = [np.arange(2 * n, dtype=np.int64), np.array(["query"] * n + ["key"] * n), tok,
+    data = [np.arange(len(tok), dtype=np.int64), np.where(is_key, "key", "query"), tok,
             np.asarray(input_id)[tok].astype(np.int64), np.asarray(position)[tok].astype(np.int64),
             np.asarray(text)[tok]] + [coords[:, j].astype(np.float32) for j in range(d)]
     if norms is not None:
@@ -180,11 +183,12 @@ def single_table(coords, dim: int, text, input_id, position, norms=None, search_
         data.append(np.asarray(norms, np.float32))
     if search_mask is not None:
         cols.append("search_match")
-        data.append(np.r_[search_mask, search_mask].astype(bool))
+        data.append(np.asarray(search_mask, bool)[tok])
     if attention_row is not None:
-        w = np.full(2 * n, np.nan)
+        w = np.full(len(tok), np.nan)
+        key_row = {int(t): i for i, t in enumerate(tok) if is_key[i]}
         for k, v in attention_row.items():
-            w[n + int(k)] = v
+            w[key_row[int(k)]] = v
         cols.append("attention_from_selected")
         data.append(w)
     return Table(cols, data)
