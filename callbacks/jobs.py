@@ -140,15 +140,16 @@ def register(app, data):
                   State("jobs-corpus", "value"), State("jobs-corpus-path", "value"),
                   State("jobs-text-column", "value"), State("jobs-projections", "value"), State("jobs-dims", "value"),
                   State("jobs-variants", "value"), State("jobs-layers", "value"), State("jobs-heads", "value"),
-                  State("jobs-max-tokens", "value"), prevent_initial_call=True)
+                  State("jobs-max-tokens", "value"), State("jobs-target-column", "value"), prevent_initial_call=True)
     def start(n, model, model_path, corpus, corpus_path, column, projections, dims, variants, layers, heads,
-              max_tokens):
+              max_tokens, target=None):
         if not n:
             raise PreventUpdate
         model_spec = str(model_path or "").strip() or model
         corpus_spec = str(corpus_path or "").strip() or corpus
         params = {"model": model_spec, "corpus": corpus_spec, "text_column": column, "projections": projections,
-                  "dims": dims, "variants": variants, "layers": layers, "heads": heads, "max_tokens": max_tokens}
+                  "dims": dims, "variants": variants, "layers": layers, "heads": heads, "max_tokens": max_tokens,
+                  "target_column": target}
         try:
             checked = validate_params(params, settings)
         except (PathRefused, JobInvalid) as exc:

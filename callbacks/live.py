@@ -69,7 +69,9 @@ def run_info_text(data, run_id, value: dict) -> str:
     m = data.manifest(run_id)
     model, corpus = m.get("model", {}), m.get("corpus", {})
     return (f"{model.get('name', '?')} · {len(m['layers'])} layers × {len(m['heads'])} heads"
-            f"{' · causal' if model.get('causal') else ''} · {corpus.get('n_tokens', '?')} tokens in "
+            f"{' · causal' if model.get('causal') else ''} · {corpus.get('n_tokens', '?')} "
+            + (f"source + {corpus['n_target_tokens']} target ({corpus.get('targets', 'given')}) "
+               if corpus.get("n_target_tokens") else "") + "tokens in "
             f"{corpus.get('n_inputs', '?')} {'images' if is_image(m) else 'inputs'} · " + progress_text(value))
 
 

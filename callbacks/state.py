@@ -289,7 +289,9 @@ def register(app, data):
             m = manifest.get("model", {})
             c = manifest.get("corpus", {})
             info = (f"{m.get('name', '?')} · {len(manifest['layers'])} layers × {len(manifest['heads'])} heads"
-                    f"{' · causal' if m.get('causal') else ''} · {c.get('n_tokens', '?')} tokens in "
+                    f"{' · causal' if m.get('causal') else ''} · {c.get('n_tokens', '?')} "
+                    + (f"source + {c['n_target_tokens']} target ({c.get('targets', 'given')}) " if c.get("n_target_tokens") else "")
+                    + f"tokens in "
                     f"{c.get('n_inputs', '?')} {'images' if image else 'inputs'} · "
                     + ("complete" if st["status"] == "complete"
                        else f"PARTIAL run: {st['heads_done']}/{st['heads_total']} heads done — showing what exists"))

@@ -399,8 +399,7 @@ def shade_shapes(md: MatrixData) -> list[dict]:
     return shapes
 
 
-KIND_AXIS = {"encoder": "encoder self-attention", "decoder": "decoder self-attention",
-             "cross": "cross-attention: decoder queries, encoder keys"}
+KIND_AXIS = {"encoder": "encoder", "decoder": "decoder self-attn", "cross": "cross-attn"}
 MATRIX_PLOT_PX = 540  # width of the Matrix View's plot area in the page's two-column layout
 
 

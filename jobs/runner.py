@@ -71,7 +71,35 @@ def validate_params(params: dict, settings) -> dict:
     if len(column) > 200:
         raise JobInvalid("text column name is too long: give the name of the column holding the text")
     out["text_column"] = column or None
+    out["target_column"] = _target_column(p.get("target_column"), out)
     return out
+
+
+def _target_column(value, out: dict) -> str | None:
+    """The target column of an encoder–decoder run (None: the model generates each target, greedy,
+    bounded — as the command line does); one-line JobInvalid when it cannot apply."""
+    target = str(value or "").strip()
+    if not target:
+        return None
+    if len(target) > 200:
+        raise JobInvalid("target column name is too long: give the name of the column holding each input's target")
+    if not str(out["corpus"]).lower().endswith((".csv", ".tsv")):
+        raise JobInvalid("a target column needs a .csv corpus (or a .tsv with a header row): choose one, or leave "
+                         "the target column empty to let the model generate the targets")
+    if target == (out["text_column"] or "text"):
+        raise JobInvalid(f"the target column {target!r} is the text column: name the column holding the targets")
+    import json
+    from pathlib import Path
+
+    cfg = Path(str(out["model"])) / "config.json"
+    try:
+        enc_dec = cfg.is_file() and bool(json.loads(cfg.read_text(encoding="utf-8")).get("is_encoder_decoder"))
+    except (OSError, ValueError):
+        enc_dec = False
+    if not enc_dec:
+        raise JobInvalid(f"a target column is for encoder–decoder models (BART, mBART, Marian); {out['model']!s} is "
+                         "not one: leave the target column empty")
+    return target
 
 
 # ------------------------------------------------------------------ progress
@@ -275,7 +303,8 @@ def run_job(job_id: str, settings, set_progress=None) -> dict:
         cfg = RunConfig(model=p["model"], corpus=p["corpus"], cache=str(settings.cache), layers=p["layers"],
                         heads=p["heads"], projections=",".join(p["projections"]),
                         dims=",".join(str(d) for d in p["dims"]), variants=",".join(p["variants"]),
-                        max_tokens=p["max_tokens"], text_column=p["text_column"], workers=1)
+                        max_tokens=p["max_tokens"], text_column=p["text_column"], workers=1,
+                        target_column=p.get("target_column"))
         summary = _make_run(cfg, reporter).execute()
         st = summary.status
         warn = f"; {len(summary.warnings)} warning(s): {summary.warnings[0]}" if summary.warnings else ""

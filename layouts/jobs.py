@@ -44,6 +44,10 @@ def panel():
                        "cursor": "pointer", "background": "#fafafa"}),
             _ctl("text column (.jsonl / .csv)", dcc.Input(id="jobs-text-column", type="text", value="",
                                                            placeholder="text", style={"width": "110px"})),
+            # encoder–decoder models: each input's target; empty = the model generates it (greedy, bounded)
+            _ctl("target column (encoder–decoder, .csv / .tsv)",
+                 dcc.Input(id="jobs-target-column", type="text", value="", style={"width": "150px"},
+                           placeholder="empty: model generates")),
             html.Div(id="jobs-upload-msg", className="note", style={"maxWidth": "520px", "alignSelf": "center"}),
         ]),
         html.Div(className="row-inline", style={"alignItems": "flex-start", "gap": "14px 22px", "marginTop": "6px"},

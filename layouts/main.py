@@ -40,7 +40,7 @@ def controls():
         _ctl("Head", html.Div([
             # initial options hold the initial value: Dash clears a dropdown value missing from its options
             dcc.Dropdown(id="layer-select", options=[{"label": f"L{d['layer']}", "value": d["layer"]}],
-                         value=d["layer"], clearable=False, style={"width": "80px"}),
+                         value=d["layer"], clearable=False, style={"width": "104px"}),
             dcc.Dropdown(id="head-select", options=[{"label": f"H{d['head']}", "value": d["head"]}],
                          value=d["head"], clearable=False, style={"width": "80px"})],
             className="row-inline")),

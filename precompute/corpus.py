@@ -325,9 +325,10 @@ def _load_csv(path: Path, column: str, warnings: list[str]) -> tuple[list[str], 
 
 
 def _load_csv_pairs(path: Path, column: str, target: str, warnings: list[str]) -> tuple[list[str], list[str], int]:
-    """(sources, targets, skipped) of a CSV with a source and a target column; rows where either
-    is blank are skipped (counted, with a warning)."""
-    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    """(sources, targets, skipped) of a CSV (or, for a .tsv, tab-separated with a header row) with a
+    source and a target column; rows where either is blank are skipped (counted, with a warning)."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
     fieldnames = reader.fieldnames or []
     if column not in fieldnames:
         raise _missing_column(path, column, fieldnames, "header")
@@ -417,12 +418,13 @@ def _load_folder(path: Path, max_inputs: int | None, warnings: list[str]) -> tup
 def load_corpus(spec: str, text_column: str | None = None, max_inputs: int | None = None,
                 target_column: str | None = None) -> Corpus:
     """Load a corpus: ``"demo"``, ``"demo-images"``, a .txt/.jsonl/.csv file or an image folder.
-    ``target_column`` (.csv only): source/target pairs for encoder–decoder models."""
+    ``target_column`` (.csv, or .tsv with a header row): source/target pairs for encoder–decoder models."""
     _check_max_inputs(max_inputs)
     if target_column is not None:
         path = Path(str(spec)).expanduser()
-        if path.suffix.lower() != ".csv" or not path.is_file():
-            raise CorpusError(f"--target-column needs a .csv corpus with that column, not {spec!r}")
+        if path.suffix.lower() not in (".csv", ".tsv") or not path.is_file():
+            raise CorpusError(f"--target-column needs a .csv corpus (or a .tsv with a header row) with that column, "
+                              f"not {spec!r}")
         warnings = []
         column = text_column if text_column is not None else DEFAULT_TEXT_COLUMN
         texts, targets, skipped = _load_csv_pairs(path, column, target_column, warnings)

@@ -193,3 +193,44 @@ def test_cross_heads_have_no_pattern_scores_and_say_why():
         ref = compute_run_patterns(plain, alone.arrays, alone.index, lambda l, h: qk[(layer, h)])
         for h in (0, 1):
             assert rp.scores[(layer, h)] == pytest.approx(ref.scores[(0, h)], abs=1e-12)
+
+
+# ---------------------------------------------------------------------------- Runs & precompute tab
+def test_job_target_column_validated_in_one_line(tmp_path):
+    """A job's target column: for .csv/.tsv corpora of encoder–decoder models; empty = the model
+    generates the targets (greedy, bounded, as the CLI does); anything else one line naming the fix."""
+    import json
+
+    from jobs.runner import JobInvalid, validate_params
+    from settings import load_settings
+    models, corpora = tmp_path / "models", tmp_path / "corpora"
+    (models / "bart").mkdir(parents=True)
+    (models / "bart" / "config.json").write_text(json.dumps({"model_type": "bart", "is_encoder_decoder": True}))
+    (models / "bert").mkdir()
+    (models / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    corpora.mkdir()
+    (corpora / "pairs.csv").write_text("text,fr\nhello,salut\n")
+    (corpora / "lines.txt").write_text("hello\n")
+    settings = load_settings(env={}, cache=str(tmp_path / "store"), jobs_dir=str(tmp_path / "jobs"),
+                             model_roots=str(models), corpus_roots=str(corpora))
+    ok = validate_params({"model": "bart", "corpus": "pairs.csv", "target_column": " fr "}, settings)
+    assert ok["target_column"] == "fr"
+    assert validate_params({"model": "bart", "corpus": "pairs.csv", "target_column": ""}, settings)["target_column"] is None
+    for params, words in (({"model": "bert", "corpus": "pairs.csv"}, "encoder–decoder"),
+                          ({"model": "minilm", "corpus": "pairs.csv"}, "encoder–decoder"),
+                          ({"model": "bart", "corpus": "lines.txt"}, ".csv"),
+                          ({"model": "bart", "corpus": "pairs.csv", "text_column": "fr"}, "is the text column")):
+        with pytest.raises(JobInvalid) as exc:
+            validate_params({**params, "target_column": "fr"}, settings)
+        assert words in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_tsv_with_header_gives_source_target_pairs(tmp_path):
+    from precompute.corpus import CorpusError, load_corpus
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("text\tfr\nhello, world\tsalut, le monde\n\tx\n")
+    c = load_corpus(str(tsv), target_column="fr")
+    assert (c.items, c.targets, c.skipped) == (["hello, world"], ["salut, le monde"], 1)
+    with pytest.raises(CorpusError, match="needs a .csv corpus") as exc:
+        load_corpus(str(tmp_path / "x.txt"), target_column="fr")
+    assert "\n" not in str(exc.value)
