@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .colors import ColorSpec
-from .common import KEY_PINK, QUERY_GREEN
+from .common import KEY_PINK, QUERY_GREEN, html_escape
 
 HEAD_LINE = "rgba(31,119,180,{a:.3f})"
 
@@ -181,11 +181,11 @@ def sentence_figure(model, title: str = "") -> go.Figure:
     qcol = ["#c00" if (focus and focus == ("query", i)) else ("#000" if qa[i] else "#c8c8c8") for i in range(n)]
     kcol = ["#bbb" if i in hidden else ("#c00" if focus and focus == ("key", i) else ("#000" if ka[i] else "#c8c8c8"))
             for i in range(nk)]
-    fig.add_trace(go.Scatter(x=np.zeros(n), y=ys[:n], mode="markers+text", text=words, textposition="middle left",
+    fig.add_trace(go.Scatter(x=np.zeros(n), y=ys[:n], mode="markers+text", text=[html_escape(str(w)) for w in words], textposition="middle left",
                              textfont=dict(color=qcol, size=12), marker=dict(size=8, color=QUERY_GREEN),
                              customdata=np.stack([np.arange(n), np.zeros(n, int)], 1), name="queries", showlegend=False,
                              hovertemplate="query %{customdata[0]}: %{text} (click to isolate)<extra></extra>"))
-    fig.add_trace(go.Scatter(x=np.ones(nk), y=ys[:nk], mode="markers+text", text=kwords, textposition="middle right",
+    fig.add_trace(go.Scatter(x=np.ones(nk), y=ys[:nk], mode="markers+text", text=[html_escape(str(w)) for w in kwords], textposition="middle right",
                              textfont=dict(color=kcol, size=12), marker=dict(size=8, color=KEY_PINK),
                              customdata=np.stack([np.arange(nk), np.ones(nk, int)], 1), name="keys", showlegend=False,
                              hovertemplate="key %{customdata[0]}: %{text} (click to isolate)<extra></extra>"))
