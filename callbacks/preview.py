@@ -19,6 +19,8 @@ log = logging.getLogger("atlas.preview")
 def preview_png(data, search: str, width: int = 1000, last: str | None = None) -> bytes | None:
     """The picture for a page's query string, or None when there is nothing to draw. ``last``: the
     run the browser looked at last (what the page opens when the link names no run)."""
+    from figures.encdec import resolve_kind
+
     from .state import default_run, resolve_view_projection
     state, _ = parse(search)
     runs = data.run_ids()
@@ -28,7 +30,8 @@ def preview_png(data, search: str, width: int = 1000, last: str | None = None) -
     state["proj"] = resolve_view_projection(data.manifest(run), state["proj"])
     d = drawn_points(data, run, state["proj"], ["on"] if state["translate"] else [], ["on"] if state["scaled"] else [],
                      state["lod"], state["sort"], state["rho"], state["color"], state["q"],
-                     ["on"] if state["regex"] else [], state["token"])
+                     ["on"] if state["regex"] else [], state["token"],
+                     kind=resolve_kind(data.manifest(run), state["kind"], state["layer"]))
     if not len(d["md"].x):
         return None
     return matrix_png(d, width=width)

@@ -234,3 +234,30 @@ def test_tsv_with_header_gives_source_target_pairs(tmp_path):
     with pytest.raises(CorpusError, match="needs a .csv corpus") as exc:
         load_corpus(str(tmp_path / "x.txt"), target_column="fr")
     assert "\n" not in str(exc.value)
+
+
+def test_first_paint_picture_draws_the_grid_of_the_link(tmp_path):
+    """The server-drawn first paint of an encoder–decoder link draws the grid the page will show:
+    the URL's kind, else the kind of the URL's layer."""
+    from callbacks import preview
+    calls = []
+
+    class FakeData:
+        def run_ids(self):
+            return ["r"]
+
+        def manifest(self, run):
+            return manifest()
+
+    def fake_drawn_points(*args, **kw):
+        calls.append(kw.get("kind"))
+        raise StopIteration
+    orig = preview.drawn_points
+    preview.drawn_points = fake_drawn_points
+    try:
+        for query, want in (("?run=r&kind=cross", "cross"), ("?run=r&layer=2", "decoder"), ("?run=r", "encoder")):
+            with pytest.raises(StopIteration):
+                preview.preview_png(FakeData(), query)
+            assert calls[-1] == want
+    finally:
+        preview.drawn_points = orig
