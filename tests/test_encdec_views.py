@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from figures.encdec import (HeadSides, grid_layers, grid_sides, head_label, head_sides, is_encdec, kind_options,
+from figures.encdec import (grid_layers, grid_sides, head_label, head_sides, is_encdec, kind_options,
                             kinds_of, layer_label, not_applicable, resolve_kind)
 from figures.matrix import build_matrix_data, matrix_colors, overlay_points, ring_points
 from figures.sentence import sentence_lines
