@@ -280,7 +280,8 @@ def cell_label(md: MatrixData, layer: int, head: int, wide: bool = True) -> str:
         fig = "pending" if wide else "…"
     elif (layer, head) in set(md.filtered):
         fig = "filtered" if wide else "·"
-    mark = MISLEADING_MARK if (layer, head) in set(md.misleading) else ""
+    # narrow cells have no room for the mark: their red outline and hover line say it
+    mark = MISLEADING_MARK if wide and (layer, head) in set(md.misleading) else ""
     return f"{mark}H{head} {fig}".strip()
 
 
@@ -425,8 +426,7 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, height: 
     cols = list(range(md.n_cols))
     ranked = md.order != "grid"
     title = ("heads ranked by |ρ| within each layer (cell labels name the head)" if md.order == "rho" else
-             f"heads ranked by {md.score_fig['label']} within each layer, most faithful first (cells shaded by it)"
-             if ranked and md.score_fig else
+             f"heads ranked by {md.score_fig['label']}, most faithful first" if ranked and md.score_fig else
              f"heads ranked by {md.score_label} within each layer (cells shaded by it)" if ranked else "head")
     every = max(1, md.n_cols // 16)
     rows_every = max(1, md.n_rows // 32)

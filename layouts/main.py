@@ -68,7 +68,8 @@ def matrix_panel():
                     id="sort-select", value=d["sort"], clearable=False, style={"width": "290px"},
                     options=sort_options())),
                 # the filter applies to the figure the cells are ranked by (else |ρ euc|); its label says which
-                html.Div([html.Label(FILTER_DEFAULT_LABEL, id="rho-threshold-label"),
+                html.Div([html.Label(FILTER_DEFAULT_LABEL, id="rho-threshold-label",
+                                     style={"textTransform": "none"}),  # upper case would turn ρ into Ρ
                           dcc.Slider(id="rho-threshold", min=0, max=1, step=0.05, value=d["rho"],
                                      marks={0: "0", 0.5: "0.5", 1: "1"}, tooltip={"placement": "bottom"})],
                          className="ctl slider"),
