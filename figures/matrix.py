@@ -358,8 +358,16 @@ def shade_shapes(md: MatrixData) -> list[dict]:
     for lh in list(md.missing) + list(md.filtered):
         if lh in md.cells:
             shapes.append(rect(*md.cells[lh], "rgba(0,0,0,0.045)"))
+    return shapes
+
+
+def misleading_shapes(md: MatrixData) -> list[dict]:
+    """A red dotted outline per cell whose shown picture misleads (drawn by the overlay graph, so it
+    stays visible above the points and above the search fade)."""
+    cell = md.cell
     r, g, b = MISLEADING_RGB
     inset = 0.012 * cell
+    shapes = []
     for lh in md.misleading:
         if lh in md.cells:
             row, col = md.cells[lh]
@@ -493,6 +501,6 @@ def overlay_figure(md: MatrixData, colorscale: list, hits: Overlay | None = None
     fig = go.Figure(traces)
     fig.update_layout(margin=dict(l=50, r=10, t=30, b=40), height=height or matrix_height(md),
                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor=FADE if searching else "rgba(0,0,0,0)",
-                      xaxis=xaxis, yaxis=yaxis, annotations=label_annotations(md),
+                      xaxis=xaxis, yaxis=yaxis, annotations=label_annotations(md), shapes=misleading_shapes(md),
                       hovermode=False, dragmode=False, showlegend=False)
     return fig

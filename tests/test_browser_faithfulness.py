@@ -11,7 +11,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from analysis.faithfulness import misleading_cells, point_distortion, rank_heads
-from figures.colors import agreement_share
+from figures.colors import agreement_codes, agreement_scale, agreement_share, rgba_rows
 from figures.matrix import passes_filter
 from precompute.metrics import layer_semantics
 from precompute.store import Store
@@ -26,7 +26,8 @@ TRUST = "trust/translated/{}/2d"
 
 def open_page(d, base, query="", timeout=90):
     d.get(base + "/" + query if base else query)
-    wait(d, gd_js("matrix-graph", "g._fullData.length === 4 && g._fullData[0].x.length > 0"), timeout, "matrix drawn")
+    wait(d, gd_js("matrix-graph", "g._fullData.length === 1 && g._fullData[0].x.length > 0"), timeout, "matrix drawn")
+    wait(d, gd_js("matrix-overlay", "g._fullData.length === 3"), timeout, "matrix overlay drawn")
     wait_idle(d, 90)
 
 
@@ -38,7 +39,7 @@ def stored(store_dir, run, key):
 
 def cells(d):
     """(layer, head) -> (row from the top, column, label, hover) of every labelled Matrix View cell."""
-    ann = d.execute_script(gd_js("matrix-graph", """[g._fullLayout.xaxis.range[1], g._fullLayout.yaxis.range[1],
+    ann = d.execute_script(gd_js("matrix-overlay", """[g._fullLayout.xaxis.range[1], g._fullLayout.yaxis.range[1],
         g._fullLayout.annotations.map(a => [a.text, a.hovertext, a.x, a.y])]"""))
     width, height, items = ann
     out = {}
@@ -95,7 +96,7 @@ def test_matrix_ranked_by_picture_faithfulness(real_store, real_server, driver):
     open_page(driver, real_server, f"?run={run}&proj=pca&sort=fig:picture-shown&rho=0.1")
     c = cells(driver)
     hidden = {lh for lh, v in pca.items() if not passes_filter(v, "lower", 0.1)}
-    assert {lh for lh, v in c.items() if v[2].endswith("filtered")} == hidden
+    assert {lh for lh, v in c.items() if "hidden by the ρ pic filter" in v[3]} == hidden
     assert text_of(driver, "rho-threshold-label") == "show heads with picture ρ (shown: PCA 2D) ≤ −"
     if hidden:
         assert f"{len(hidden)} heads hidden by the filter on picture ρ (shown: PCA 2D)" in text_of(driver, "matrix-note")
@@ -120,7 +121,7 @@ def test_cells_whose_picture_misleads_are_marked(real_store, real_server, driver
                                                         "g._fullLayout.xaxis.tickvals.length, "
                                                         "g._fullLayout.yaxis.tickvals.length]"))
     cell = width / n_cols
-    outlined = driver.execute_script(gd_js("matrix-graph", """(g._fullLayout.shapes || []).filter(s => s.name === 'misleading')
+    outlined = driver.execute_script(gd_js("matrix-overlay", """(g._fullLayout.shapes || []).filter(s => s.name === 'misleading')
         .map(s => [(s.x0 + s.x1) / 2, (s.y0 + s.y1) / 2])"""))
     assert sorted((n_rows - 1 - int(y // cell), int(x // cell)) for x, y in outlined) == \
         sorted(c[lh][:2] for lh in want)
@@ -185,11 +186,10 @@ def test_distortion_colouring_is_point_distortion(real_store, real_server, drive
         m = Store(store_dir, readonly=True).manifest(run)
         i = m["layers"].index(layer) * len(m["heads"]) + m["heads"].index(head)
         n = len(want)
-        colors = driver.execute_script(gd_js("matrix-graph", f"Array.from(g._fullData[0].marker.color.slice({2 * n * i}, "
-                                                             f"{2 * n * (i + 1)}))"))
-        np.testing.assert_array_equal(np.asarray(colors[1::2]), 0)
-        q = agreement_share(np.asarray(colors[0::2]))
-        assert np.array_equal(np.isnan(q), np.isnan(want))
-        np.testing.assert_array_equal(q[~np.isnan(q)], want[~np.isnan(want)])
+        rows = driver.execute_script(gd_js("matrix-graph", f"Array.from(g._fullData[0].marker.color.slice({2 * n * i}, "
+                                                           f"{2 * n * (i + 1)}), c => Array.from(c))"))
+        codes = np.zeros(2 * n, np.int64)                     # interleaved: each query, then its key (code 0)
+        codes[0::2] = agreement_codes(want)
+        np.testing.assert_array_equal(np.asarray(rows), rgba_rows(codes, agreement_scale()))
     shot(driver, f"faith-agreement-{name}-{proj}{dim}d")
     collect_logs(driver)

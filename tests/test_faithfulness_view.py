@@ -144,8 +144,8 @@ def test_point_distortion_sliding_window_counts_only_keys_in_reach():
 # ------------------------------------------------------------------ Matrix View orders by a figure
 from analysis.faithfulness import (DISTORTION_K, all_figure_sort_options, filter_label, figure_order,  # noqa: E402
                                    order_figure_id, sort_figure_options)
-from figures.matrix import (build_matrix_data, cell_hover, cell_labels, faithfulness_note, passes_filter,  # noqa: E402
-                            score_shade, shade_shapes)
+from figures.matrix import (build_matrix_data, cell_hover, cell_labels, faithfulness_note,  # noqa: E402
+                            misleading_shapes, passes_filter, score_shade)
 from figures.urlstate import FIGURE_SORT, parse, serialise  # noqa: E402
 
 FULL = {"id": "r", "projections": ["pca", "tsne", "umap", "attn-umap", "attn-tsne"], "dims": [2, 3],
@@ -213,7 +213,7 @@ def test_matrix_ranks_shades_labels_and_filters_by_a_figure():
     assert "picture ρ (shown: UMAP 2D) +0.20" in cell_hover(md, 0, 0) and "misleads" in cell_hover(md, 0, 0)
     shade = score_shade(md.order, md.scores, md.score_fig)
     assert shade[(0, 1)] == 1.0 and shade[(0, 0)] == 0.0 and (0, 2) not in shade   # min–max, faithful darkest
-    outlines = [s for s in shade_shapes(md) if s.get("name") == "misleading"]
+    outlines = misleading_shapes(md)
     assert len(outlines) == 2 and all(s["line"]["color"] == "rgb(214,39,40)" for s in outlines)
     note = " · ".join(faithfulness_note(md))
     assert "ranked within each layer by picture ρ (shown: UMAP 2D)" in note and "2 heads whose picture ρ (UMAP 2D)" in note
