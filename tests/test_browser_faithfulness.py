@@ -193,3 +193,21 @@ def test_distortion_colouring_is_point_distortion(real_store, real_server, drive
         np.testing.assert_array_equal(np.asarray(rows), rgba_rows(codes, agreement_scale()))
     shot(driver, f"faith-agreement-{name}-{proj}{dim}d")
     collect_logs(driver)
+
+
+@pytest.mark.parametrize("name,layer,head,proj", [("minilm", 5, 3, "pca"), ("minilm", 0, 7, "umap"), ("smollm2", 0, 2, "pca")])
+def test_single_view_shows_the_head_figures_as_stored(real_store, real_server, driver, name, layer, head, proj):
+    from analysis.faithfulness import head_figure_table
+    store_dir, ids = real_store
+    st = Store(store_dir, readonly=True)
+    run = ids[name]
+    rows = head_figure_table(st.metrics(run, layer, head), st.manifest(run), "translated", proj, 2)
+    open_page(driver, real_server, f"?run={run}&proj={proj}&layer={layer}&head={head}")
+    wait(driver, "return document.querySelectorAll('#single-info .figure').length > 0", 60, "figure line")
+    figs = driver.execute_script("""return Array.from(document.querySelectorAll('#single-info .figure'))
+        .map(e => [e.dataset.figure, e.innerText, e.title])""")
+    assert [f[0] for f in figs] == [r["id"] for r in rows]      # PCA: trustworthiness with both metrics
+    for (fid, text, title), r in zip(figs, rows):
+        assert text.startswith(f"{r['label']} {r['text']}") and title == r["definition"]
+        assert isinstance(r["value"], float)                     # a real run holds every figure
+    collect_logs(driver)
