@@ -112,7 +112,7 @@ def test_matrix_sorted_and_shaded_by_pattern_score(real_store, real_server, driv
         assert shown == ranked, (layer, shown, ranked)
         for (_, t), h in zip(row, ranked):  # each cell names its score
             assert f"{SHORT[score]} {rp.scores[(layer, h)][score]:.2f}" in t
-    n_shapes = driver.execute_script(gd_js("matrix-graph", "(g._fullLayout.shapes || []).filter(s => s.name !== 'misleading').length"))
+    n_shapes = driver.execute_script(gd_js("matrix-graph", "(g._fullLayout.shapes || []).length"))
     assert n_shapes == len(rp.heads)
     assert "shaded by" in text_of(driver, "matrix-note")
     # an order that can't apply to this run is disabled in the menu
