@@ -136,6 +136,7 @@ class Data:
         self.image_cache = LRU(32)
         self.matrix_cache = LRU(6)
         self.misc_cache = LRU(64)
+        self.agreement_cache = LRU(512)
         self._matrix_lock = threading.Lock()
         self._generation = None
         self._fresh_at = 0.0
@@ -191,7 +192,7 @@ class Data:
 
     def clear(self):
         for c in (self.tokens_cache, self.coords_cache, self.qk_cache, self.norm_cache, self.metrics_cache,
-                  self.image_cache, self.matrix_cache, self.misc_cache):
+                  self.image_cache, self.matrix_cache, self.misc_cache, self.agreement_cache):
             c.clear()
         self._manifests.clear()
         self._generation = None
@@ -336,14 +337,77 @@ class Data:
                 out[(layer, head)] = None if r is None else float(r)
         return out
 
+    def head_metrics(self, run_id: str) -> dict:
+        """(layer, head) -> that head's stored metrics ({} when absent or damaged)."""
+        m = self.manifest(run_id)
+        out = {}
+        for layer in m["layers"]:
+            for head in m["heads"]:
+                try:
+                    out[(layer, head)] = self.metrics(run_id, layer, head) or {}
+                except DataError as exc:  # a damaged metrics entry: that head has no figures, the others do
+                    if not isinstance(exc.__cause__, CorruptEntry):
+                        raise
+                    out[(layer, head)] = {}
+        return out
+
+    def picture_agreement(self, run_id, layer, head, variant, method, dim, k: int | None = None) -> dict | None:
+        """Per-query picture agreement of one head's picture (analysis.faithfulness.point_distortion):
+        {"values" (n,), "k", "label", "definition", "undefined"}; None when the head's q/k or that
+        picture is not stored."""
+        from analysis.faithfulness import DISTORTION_K, point_distortion
+        from precompute.metrics import layer_semantics
+        k = int(k or DISTORTION_K)
+
+        def compute():
+            qk = self.qk(run_id, layer, head)
+            coords = self.coords(run_id, layer, head, variant, method, dim)
+            tokens = self.tokens(run_id)
+            if qk is None or coords is None or len(coords) != 2 * tokens.n:
+                return None
+            m = self.manifest(run_id)
+            return point_distortion(qk[0], qk[1], coords, np.asarray(tokens.arrays["input_id"]),
+                                    k_top=k, **layer_semantics(m["model"], layer))
+        return self.agreement_cache.get((run_id, layer, head, variant, method, int(dim), k), compute)
+
     def image(self, run_id: str, index: int) -> np.ndarray | None:
         return self.image_cache.get((run_id, index), lambda: self._read(lambda s: s.image(run_id, index)))
 
-    def order_scores(self, run_id: str, order: str) -> tuple[dict | None, str, str]:
+    def figure_scores(self, run_id: str, figure_id: str, variant: str, method: str):
+        """(scores, catalogue entry, note) of the Matrix View ordered by a faithfulness figure (the
+        picture figures of the 2D ``method`` picture for the "shown" entries); scores None with a
+        one-line note when the run does not hold that figure."""
+        from analysis.faithfulness import NOT_COMPUTED, figure_scores, resolve_figure
+        m = self.manifest(run_id)
+        entry = resolve_figure(m, figure_id, variant, method, 2)
+        if entry is None:
+            return None, None, (f"no figure {figure_id!r} in run {run_id!r} (it holds "
+                                f"{', '.join(m.get('projections') or [])} in {', '.join(map(str, m.get('dims') or []))}D); "
+                                "grid order shown")
+        scores = figure_scores(self.head_metrics(run_id), entry)
+        if not scores:
+            return None, entry, f"{entry['label']}: {NOT_COMPUTED}; grid order shown"
+        return scores, entry, ""
+
+    def misleading(self, run_id: str, variant: str, method: str, dim: int = 2) -> list:
+        """Heads whose ``method`` ``dim``D picture misleads (picture ρ > 0), grid order."""
+        from analysis.faithfulness import misleading_cells
+        return sorted(misleading_cells(self.head_metrics(run_id), variant, method, dim))
+
+    def order_scores(self, run_id: str, order: str, variant: str | None = None,
+                     method: str | None = None) -> tuple[dict | None, str, str]:
         """Scores a Matrix View order ranks/shades by: (scores or None, short label, note).
-        'grid' and 'rho' need none; a score that does not apply to the run falls back to the grid."""
+        'grid' and 'rho' need none; a score that does not apply to the run falls back to the grid.
+        A ``fig:<id>`` order (a faithfulness figure) is read by :meth:`figure_scores`."""
         if order in (None, "", "grid", "rho"):
             return None, "", ""
+        from analysis.faithfulness import order_figure_id
+        fid = order_figure_id(order)
+        if fid is not None:
+            m = self.manifest(run_id)
+            scores, entry, note = self.figure_scores(run_id, fid, variant or (m.get("variants") or ["translated"])[0],
+                                                     method or (m.get("projections") or ["pca"])[0])
+            return scores, (entry or {}).get("short", ""), note
         from analysis.head_scores import SCORE_SHORT, head_scores, na_note
         try:
             all_scores = head_scores(self, run_id)
@@ -371,7 +435,15 @@ class Data:
         rho = self.rho(run_id, variant)
 
         def build():
-            scores, label, note = self.order_scores(run_id, order)
+            from analysis.faithfulness import order_figure_id, picture_label
+            fid = order_figure_id(order)
+            score_fig = None
+            if fid is not None:  # ranked by a faithfulness figure: the filter applies to it too
+                scores, score_fig, note = self.figure_scores(run_id, fid, variant, method)
+                label = (score_fig or {}).get("short", "")
+                score_fig = score_fig if scores is not None else None
+            else:
+                scores, label, note = self.order_scores(run_id, order, variant, method)
             corrupt = []
 
             def coords(l, h):  # one damaged blob leaves its cell empty; the other heads are drawn
@@ -386,7 +458,9 @@ class Data:
             md = build_matrix_data(layers, m["heads"], n, coords,
                                    rho, per_head or None, order if (scores is not None or order == "rho") else "grid",
                                    rho_threshold, scores=scores, score_label=label, note=note, budget=budget,
-                                   sides=sides)
+                                   sides=sides, score_fig=score_fig,
+                                   misleading=self.misleading(run_id, variant, method, 2),
+                                   misleading_label=picture_label(variant, method, 2))
             if corrupt:
                 heads = ", ".join(f"L{l} H{h}" for l, h in corrupt[:4]) + (" …" if len(corrupt) > 4 else "")
                 md.note = "; ".join(x for x in (md.note, f"{len(corrupt)} head(s) not drawn: a stored entry failed its "

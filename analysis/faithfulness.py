@@ -20,7 +20,10 @@ from precompute.faithfulness import (JOINT_METRICS, describe, fit_metric, joint_
                                      trust_key)
 
 __all__ = ["NOT_COMPUTED", "UNDEFINED", "run_metric", "figure_catalogue", "resolve_figure", "head_figure_table",
-           "head_values", "rank_heads", "misleading", "misleading_cells", "point_distortion", "format_value"]
+           "head_values", "rank_heads", "misleading", "misleading_cells", "point_distortion", "format_value",
+           "DISTORTION_K", "distortion_label", "distortion_definition", "FIG_ORDER", "figure_order",
+           "order_figure_id", "sort_figure_options", "figure_scores", "filter_label", "picture_label",
+           "all_figure_sort_options"]
 
 NOT_COMPUTED = "not computed — re-run precompute to add it"
 UNDEFINED = "undefined for this head (too few attendable keys or constant ranks)"
@@ -142,23 +145,34 @@ def rank_heads(values: dict, better: str) -> list:
     return [lh for lh, _ in ok] + rest
 
 
+def picture_label(variant: str, method: str, dim: int) -> str:
+    """The name of a picture's distance–attention figure, e.g. "picture ρ (UMAP 2D)"."""
+    return describe(picture_key(variant, method, dim))["label"]
+
+
 def misleading_cells(metrics_by_head: dict, variant: str, method: str, dim: int) -> set:
     """Heads whose picture (``method`` ``dim``D) misleads: picture ρ > 0."""
     key = picture_key(variant, method, dim)
     return {lh for lh, v in head_values(metrics_by_head, key).items() if misleading(v)}
 
 
+DISTORTION_K = 3  #: the k of the dashboard's picture-agreement colouring (stated wherever it is shown)
+
+
 def point_distortion(q: np.ndarray, k: np.ndarray, coords: np.ndarray, input_index: np.ndarray,
-                     causal: bool, scale: float, k_top: int = 3) -> dict:
+                     causal: bool, scale: float, k_top: int = DISTORTION_K, window: int | None = None,
+                     softcap: float | None = None) -> dict:
     """Per query: the share of its ``k_top`` most-attended keys that are among its ``k_top``
     nearest keys in the picture, both taken over the keys of its own input it may attend to
-    (causal prefix for decoders).  1 = the picture shows exactly the keys it attends to most;
-    0 = none of them.  NaN for queries with ``<= k_top`` attendable keys (every key would count).
+    (causal prefix for decoders; ``window``/``softcap``: the layer's semantics, see
+    ``precompute.metrics.layer_semantics``).  1 = the picture shows exactly the keys it attends
+    to most; 0 = none of them.  NaN for queries with ``<= k_top`` attendable keys (every key
+    would count).  Ties are broken by key position (stable sort), in both rankings.
 
     Returns ``{"values": float array (n,), "k": k_top, "label", "definition", "undefined": count}``;
     queries are rows ``0..n-1`` of ``coords``, keys rows ``n..2n-1``.
     """
-    from precompute.metrics import attention_from_qk
+    from precompute.metrics import allowed_keys, attention_from_qk
 
     q = np.asarray(q, np.float64)
     k = np.asarray(k, np.float64)
@@ -168,24 +182,90 @@ def point_distortion(q: np.ndarray, k: np.ndarray, coords: np.ndarray, input_ind
     if coords.shape[0] != 2 * n:
         raise ValueError(f"coords has {coords.shape[0]} rows, expected 2 × {n} (queries then keys)")
     k_top = int(k_top)
+    if k_top < 1:
+        raise ValueError(f"k must be at least 1 (got {k_top})")
     out = np.full(n, np.nan)
     order = np.argsort(input_index, kind="stable")
     _, starts = np.unique(input_index[order], return_index=True)
     for s, e in zip(starts, np.append(starts[1:], n)):
         rows = order[s:e]
         L = len(rows)
-        A = attention_from_qk(q[rows], k[rows], causal, scale)
+        if L <= k_top:
+            continue
+        A = attention_from_qk(q[rows], k[rows], causal, scale, window, softcap)
         P, K = coords[rows], coords[n + rows]
         D = np.sqrt(((P[:, None, :] - K[None, :, :]) ** 2).sum(-1))
-        valid = (np.arange(L)[None, :] <= np.arange(L)[:, None]) if causal else np.ones((L, L), bool)
+        valid = allowed_keys(L, L, causal, window)
+        if valid is None:
+            valid = np.ones((L, L), bool)
         m = valid.sum(axis=1)
         top_att = np.argsort(np.where(valid, -A, np.inf), axis=1, kind="stable")[:, :k_top]
         top_pic = np.argsort(np.where(valid, D, np.inf), axis=1, kind="stable")[:, :k_top]
-        share = np.array([len(set(a) & set(b)) / k_top for a, b in zip(top_att, top_pic)])
+        share = (top_att[:, :, None] == top_pic[:, None, :]).any(-1).sum(-1) / k_top
         out[rows] = np.where(m > k_top, share, np.nan)
     return {"values": out, "k": k_top, "undefined": int(np.isnan(out).sum()),
-            "label": f"picture agreement (top-{k_top})",
-            "definition": (f"for each query: the share of its {k_top} most-attended keys that are among its {k_top} "
-                           "nearest keys in this picture (Euclidean), both over the keys of its own input it may "
-                           f"attend to; 1 = the picture shows what it attends to, 0 = it shows other keys. Queries "
-                           f"with ≤ {k_top} attendable keys are undefined (grey).")}
+            "label": distortion_label(k_top), "definition": distortion_definition(k_top)}
+
+
+def distortion_label(k_top: int = DISTORTION_K) -> str:
+    return f"picture agreement (top-{int(k_top)})"
+
+
+def distortion_definition(k_top: int = DISTORTION_K) -> str:
+    k_top = int(k_top)
+    return (f"for each query: the share of its {k_top} most-attended keys that are among its {k_top} "
+            "nearest keys in this picture (Euclidean), both over the keys of its own input it may "
+            f"attend to; 1 = the picture shows what it attends to, 0 = it shows other keys. Queries "
+            f"with ≤ {k_top} attendable keys are undefined (grey); keys are not coloured (light grey).")
+
+
+# ------------------------------------------------------------------ Matrix View orders by a figure
+FIG_ORDER = "fig:"   #: prefix of a Matrix View order (URL ``sort``) by a catalogue figure
+
+
+def figure_order(figure_id: str) -> str:
+    return FIG_ORDER + figure_id
+
+
+def order_figure_id(order: str | None) -> str | None:
+    """The catalogue id of a ``fig:<id>`` order, else None."""
+    return order[len(FIG_ORDER):] if isinstance(order, str) and order.startswith(FIG_ORDER) else None
+
+
+def sort_figure_options(manifest: dict, variant: str, method: str, dim: int = 2) -> list[dict]:
+    """Matrix View order options for every figure of the catalogue (the shown picture's first):
+    ``{"label": "by <figure label> (<direction>)", "value": "fig:<id>", "title": definition}``."""
+    out = []
+    for e in figure_catalogue(manifest, variant, method, dim):
+        direction = "most negative first" if e["better"] == "lower" else "highest first"
+        out.append({"label": f"by {e['label']} ({direction})", "value": figure_order(e["id"]),
+                    "title": e["definition"]})
+    return out
+
+
+def all_figure_sort_options() -> list[dict]:
+    """Every order by a figure a link can carry, whatever the run (the page's initial menu, so a
+    link's ``fig:`` order is a valid value before the run's own menu arrives)."""
+    from precompute.projections import ALL_METHODS, DIMS
+    manifest = {"projections": list(ALL_METHODS), "dims": list(DIMS), "settings": {"params": {"metric": "cosine"}}}
+    out = sort_figure_options(manifest, "translated", "pca", 2)
+    for o in out:
+        if o["value"] in (figure_order("picture-shown"), figure_order("trust-shown"), figure_order("trust-fit-shown")):
+            o["label"] = o["label"].replace("shown: PCA 2D", "the projection shown, 2D")
+    return out
+
+
+def figure_scores(metrics_by_head: dict, entry: dict) -> dict:
+    """``(layer, head) -> value`` of one catalogue figure for the Matrix View (heads whose store
+    lacks the figure are absent; undefined ones are NaN)."""
+    return {lh: v for lh, v in head_values(metrics_by_head, entry["key"]).items() if v is not None}
+
+
+def filter_label(entry: dict | None) -> str:
+    """The Matrix View filter's label: which figure it applies to and on which side (None: the
+    cells are not ranked by a figure, so it is the joint-space Euclidean ρ, by |ρ|)."""
+    if entry is None:
+        return "show heads with |ρ euc| ≥"
+    if entry["better"] == "lower":
+        return f"show heads with {entry['label']} ≤ −"
+    return f"show heads with {entry['label']} ≥"

@@ -28,6 +28,11 @@ Steps and how exact each one is:
      same PCA initialisation, same seed); when the refit reproduces the stored coordinates (checked)
      this is the fitted model and umap's ``transform`` places the new points. Otherwise the refit
      model's layout is replaced by the stored one before transforming (said in the note).
+   * attention-graph layouts (attn-umap / attn-tsne) — approximate everywhere: a new query at the
+     weighted mean of its ``k`` nearest stored QUERIES, a new key among the stored KEYS (the
+     layout's same-role neighbours). Their graph also links each point to the points of its own
+     input it attends to; a new input was not part of that graph, so there is no real transform
+     (asking for one says so in one line).
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from precompute.faithfulness import method_label
 from precompute.joint import VARIANTS, key_translation, norm_scale_factor
 
 MAX_UPLOAD_BYTES = 5 * 2**20
@@ -273,9 +279,30 @@ def place_in_head(q_ref: np.ndarray, k_ref: np.ndarray, coords_ref: np.ndarray, 
         return Placement(knn_place(X_ref, Y_ref, X_new, k, metric), False,
                          f"PCA: approximate (the stored coordinates are not a linear map of the joint space, "
                          f"error {err:.1e}); placed at the weighted mean of the {k} nearest stored points", err)
-    name = {"tsne": "t-SNE", "umap": "UMAP"}.get(method, method)
+    name = method_label(method)
+    if method in ATTN_LAYOUTS:
+        # the layout's graph links a point to its same-role neighbours and to the points of ITS OWN
+        # input it attends to (or is attended by); only the former exist for a new input
+        n, m = len(q_ref), len(q_new)
+        Y = np.vstack([knn_place(X_ref[:n], Y_ref[:n], X_new[:m], k, metric),
+                       knn_place(X_ref[n:], Y_ref[n:], X_new[m:], k, metric)])
+        return Placement(Y, False, f"{name}: approximate (each of your queries placed at the weighted mean of its {k} "
+                                   f"nearest stored queries, each key among the stored keys: the layout's same-role "
+                                   f"neighbours; {ATTN_NOTE})")
     return Placement(knn_place(X_ref, Y_ref, X_new, k, metric), False,
                      f"{name}: approximate (placed at the weighted mean of its {k} nearest stored neighbours)")
+
+
+ATTN_LAYOUTS = ("attn-umap", "attn-tsne")  # = precompute.projections.ATTN_METHODS
+ATTN_NOTE = ("the attention edges inside your input, which the layout's graph would add, are not part of the "
+             "stored graph")
+
+
+def attn_transform_refusal(method: str) -> str:
+    """Why the attention-graph layouts have no real transform (one line)."""
+    return (f"{method_label(method)} has no transform for new points: its graph links each point to the points of "
+            f"its own input it attends to, and your input's points were not in the stored graph; the approximate "
+            f"placement (≈) is shown")
 
 
 # ----------------------------------------------------------------------------- real transforms
@@ -381,6 +408,8 @@ def transform_in_head(q_ref, k_ref, coords_ref, q_new, k_new, variant: str, meth
     X_ref = stats.place(q_ref, k_ref)
     X_new = stats.place(q_new, k_new)
     Y_ref = np.asarray(coords_ref, np.float64)
+    if method in ATTN_LAYOUTS:
+        raise ValueError(attn_transform_refusal(method))
     if method == "tsne":
         return Placement(tsne_transform(X_ref, Y_ref, X_new, params), True,
                          "t-SNE: openTSNE transform (new points optimised against the fixed stored layout)")

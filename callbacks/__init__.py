@@ -3,7 +3,7 @@
 Feature modules each own their callbacks (``register(app, data)``); the order does not matter."""
 
 FEATURES = ("state", "matrix", "preview", "single", "detail", "analysis", "patterns", "related", "ablation",
-            "neuron", "rollout", "owninput", "jobs", "export", "live")
+            "neuron", "rollout", "owninput", "jobs", "export", "live", "faithfulness")
 
 
 def register_all(app, data):

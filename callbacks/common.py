@@ -70,6 +70,9 @@ def legend_children(legend: dict, title: str):
     for label, cols, lo, hi in legend.get("gradients", []):
         kids.append(html.Span([f"{label}: {lo}", html.Span(className="grad", style={
             "background": f"linear-gradient(to right, {', '.join(cols)})"}), hi]))
+    if legend.get("definition"):  # a scheme that is a measured figure states its definition
+        kids.append(html.Span(legend["definition"], className="legend-definition", title=legend["definition"],
+                              style={"fontSize": "11px", "color": "#555", "flexBasis": "100%"}))
     return kids
 
 

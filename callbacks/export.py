@@ -72,7 +72,10 @@ def matrix_export(data, s) -> tuple[Table, list]:
     t = matrix_table(md, tokens.text, tokens.arrays["input_id"], tokens.arrays["position"],
                      lambda l, h: data.coords(s["run"], l, h, variant, method, 2), note)
     t.comments[:0] = [f"projection {method} 2D · variant {variant} · order {md.order}"
-                      + (f" · |rho| >= {float(s['rho'] or 0):g}" if float(s["rho"] or 0) > 0 else "")] + notes
+                      + (f" ({md.score_fig['label']})".replace("ρ", "rho") if md.score_fig else "")
+                      + ((f" · {md.score_fig['label']} {'<= -' if md.score_fig['better'] == 'lower' else '>= '}"
+                          f"{float(s['rho'] or 0):g}".replace("ρ", "rho") if md.score_fig else
+                          f" · |rho| >= {float(s['rho'] or 0):g}") if float(s["rho"] or 0) > 0 else "")] + notes
     return t, ([md.kind] if md.kind else []) + [method, variant, f"sample{md.per_head}" if sampled else "all"]
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, Patch, State, clientside_callback, no_update
 
-from figures.colors import PER_HEAD, color_spec, rgba_rows
+from analysis.faithfulness import distortion_definition, sort_figure_options
+from figures.colors import AGREEMENT_K, PER_HEAD, color_spec, rgba_rows
 from figures.common import typed
 from figures.lod import budget_from_cost, describe, points_per_head
-from figures.matrix import (FADE, overlay_figure, cell_hover, matrix_colors, matrix_figure, overlay_colors,
-                            overlay_points, ring_points)
+from figures.matrix import (FADE, overlay_figure, cell_hover, faithfulness_note, matrix_colors, matrix_figure,
+                            overlay_colors, overlay_points, ring_points)
 from figures.search import search_tokens
 from figures.views import empty_figure
 
@@ -23,6 +24,8 @@ DATA_INPUTS = [Input("run-select", "value"), Input("projection-select", "value")
                Input("scaled-toggle", "value"), Input("lod-select", "value"), Input("sort-select", "value"),
                Input("rho-threshold", "value"), Input("kind-select", "value")]
 DATA_STATES = [State(i.component_id, i.component_property) for i in DATA_INPUTS]
+AGREEMENT_LEGEND = (distortion_definition(AGREEMENT_K) + " Matrix View: each head's own 2D picture; Single View: the "
+                    "picture shown (2D or 3D).")
 SEL_SHARE = 4  # the selected input's overlay may use at most budget / SEL_SHARE points
 
 
@@ -57,10 +60,23 @@ def _coords_of(data, run, m, translate, scaled, proj):
     return lambda l, h: data.coords(run, l, h, variant, method, 2)
 
 
-def _spec_for(data, run, scheme, tokens, idx, rows=None):
+def _view(data, run, translate, scaled, proj):
+    """(variant, method) the Matrix View shows."""
+    m = data.manifest(run)
+    return resolve_variant(m, on(translate), on(scaled))[0], resolve_projection(m, proj)[0]
+
+
+def _spec_for(data, run, scheme, tokens, idx, rows=None, view=None):
     """ColorSpec per head over the points' tokens ``idx`` (queries then keys); ``rows``: the points'
-    stored rows (the norms of the embedding-norm scheme)."""
+    stored rows (the norms of the embedding-norm scheme); ``view``: (variant, method) of the
+    picture, for the picture-agreement scheme (each head's own 2D picture)."""
     idx = np.asarray(idx, np.int64)
+    if scheme == "picture_agreement" and view is not None:
+        def agreement(l, h):
+            pa = data.picture_agreement(run, l, h, view[0], view[1], 2)
+            return color_spec(scheme, tokens.arrays, idx, agreement=None if pa is None else pa["values"][idx],
+                              agreement_k=AGREEMENT_K)
+        return agreement
     if scheme in PER_HEAD:
         def per_head(l, h):
             nr = data.norms(run, l, h)
@@ -123,15 +139,16 @@ def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, que
     if scheme not in schemes_for(m):
         scheme = "qk"
     tokens = data.tokens(run)
-    colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.pt_tok, md.pt_rows))
+    view = _view(data, run, translate, scaled, proj)
+    colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.pt_tok, md.pt_rows, view))
     coords_of = _coords_of(data, run, m, translate, scaled, proj)
     res, hits = hit_tokens(data, run, query, regex)
     hits, hits_left = _cap(hits, len(md.shown), max(md.budget or 0, 400_000))
     hit_ov = overlay_points(md, coords_of, hits)
-    hit_cols = overlay_colors(hit_ov, _spec_for(data, run, scheme, tokens, hit_ov.pt_tok, hit_ov.pt_rows))
+    hit_cols = overlay_colors(hit_ov, _spec_for(data, run, scheme, tokens, hit_ov.pt_tok, hit_ov.pt_rows, view))
     sel, tok = selection_tokens(data, run, token, md)
     sel_ov = overlay_points(md, coords_of, sel)
-    sel_cols = overlay_colors(sel_ov, _spec_for(data, run, scheme, tokens, sel_ov.pt_tok, sel_ov.pt_rows))
+    sel_cols = overlay_colors(sel_ov, _spec_for(data, run, scheme, tokens, sel_ov.pt_tok, sel_ov.pt_rows, view))
     return dict(manifest=m, md=md, notes=notes, scheme=scheme, colors=colors, scale=scale, search=res,
                 hits=hit_ov, hit_colors=hit_cols, hits_left=hits_left, selection=sel_ov, selection_colors=sel_cols,
                 token=tok, sel_note=selection_note(data, run, sel, tok))
@@ -145,13 +162,14 @@ def _note(d, tokens_n, lod) -> str:
         parts.append("cross-attention: queries are target (decoder) tokens, keys source (encoder) tokens")
     if md.missing:
         parts.append(f"{len(md.missing)} heads not computed yet (pending, grey)")
-    if md.filtered:
+    if md.filtered and not md.score_fig:
         parts.append(f"{len(md.filtered)} heads hidden by the |ρ| filter")
-    if md.score_label:
+    if md.score_label and not md.score_fig:
         parts.append(f"heads ranked within each layer and cells shaded by {md.score_label} (darker = higher)")
-    elif md.n_cols <= 16:
+    elif not md.score_label and md.n_cols <= 16:
         parts.append("cell labels: head and ρ (Spearman of Euclidean distance vs attention in the joint space; "
                      "each head's other figures in the Single View)")
+    parts += faithfulness_note(md)  # the figure ranking the cells, its filter, cells whose picture misleads
     if md.note:
         parts.append(md.note)
     parts.append(d.get("sel_note", ""))
@@ -272,7 +290,8 @@ def register(app, data):
             if scheme not in schemes_for(m):
                 return no_update, no_update, no_update
             tokens = data.tokens(run)
-            colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.pt_tok, md.pt_rows))
+            view = _view(data, run, translate, scaled, proj)
+            colors, scale = matrix_colors(md, _spec_for(data, run, scheme, tokens, md.pt_tok, md.pt_rows, view))
             patch = Patch()
             patch["data"][0]["marker"]["color"] = typed(rgba_rows(colors, scale))
             opatch = Patch()
@@ -280,7 +299,7 @@ def register(app, data):
                 toks = np.asarray(meta.get(key) or [], np.int64)
                 ov = overlay_points(md, None, toks)
                 opatch["data"][i]["marker"]["color"] = typed(
-                    overlay_colors(ov, _spec_for(data, run, scheme, tokens, ov.pt_tok, ov.pt_rows))
+                    overlay_colors(ov, _spec_for(data, run, scheme, tokens, ov.pt_tok, ov.pt_rows, view))
                     if len(toks) else np.zeros(0, np.uint8))
                 opatch["data"][i]["marker"]["colorscale"] = scale
         except Exception:  # noqa: BLE001 - the full redraw reports problems
@@ -336,7 +355,8 @@ def register(app, data):
             tokens = data.tokens(run)
             sel, tok = selection_tokens(data, run, token, md)
             ov = overlay_points(md, _coords_of(data, run, m, translate, scaled, proj), sel)
-            cols = overlay_colors(ov, _spec_for(data, run, meta.get("scheme", "qk"), tokens, ov.pt_tok, ov.pt_rows))
+            cols = overlay_colors(ov, _spec_for(data, run, meta.get("scheme", "qk"), tokens, ov.pt_tok, ov.pt_rows,
+                                            _view(data, run, translate, scaled, proj)))
             rx, ry = ring_points(ov, tok)
         except Exception:  # noqa: BLE001 - the selection ring is an extra; the views report problems
             return no_update, no_update
@@ -363,22 +383,29 @@ def register(app, data):
                 scheme = "qk"
             tokens = data.tokens(run)
             idx = np.arange(min(tokens.n, 2000))
-            spec = color_spec(scheme if scheme != "embedding_norm" else "qk", tokens.arrays, idx, freq=tokens.freq)
+            spec = color_spec(scheme if scheme != "embedding_norm" else "qk", tokens.arrays, idx, freq=tokens.freq,
+                              agreement_definition=AGREEMENT_LEGEND)
             leg = spec.legend if scheme != "embedding_norm" else {"gradient": "Cividis", "lo": "min ‖v‖ (per head)",
                                                                   "hi": "max ‖v‖"}
             return legend_children(leg, schemes[scheme])
         except Exception:  # noqa: BLE001
             return ""
 
-    @app.callback(Output("sort-select", "options"), Input("run-select", "value"), prevent_initial_call=True)
-    def sort_choices(run):
-        """Orders that apply to the run (the others stay listed, disabled, so a link's value stays valid)."""
+    @app.callback(Output("sort-select", "options"), Input("run-select", "value"), Input("projection-select", "value"),
+                  State("sort-select", "value"), prevent_initial_call=True)
+    def sort_choices(run, proj=None, current=None):
+        """Orders that apply to the run (the others stay listed, disabled, so a link's value stays
+        valid), with the faithfulness figures the run holds (the picture shown named)."""
         if not run:
             return no_update
         from analysis.head_scores import ablation_scores, available_orders
-        from layouts.patterns import sort_options
+        from layouts.patterns import sort_options, with_current
         try:
-            return sort_options(available_orders(data.manifest(run), ablation_scores(data, run)))
+            m = data.manifest(run)
+            method, _ = resolve_projection(m, proj)
+            return with_current(sort_options(available_orders(m, ablation_scores(data, run)),
+                                             sort_figure_options(m, (m.get("variants") or ["translated"])[0], method)),
+                                current)
         except Exception:  # noqa: BLE001 - keep every option enabled; the matrix note explains a fallback
             return sort_options()
 

@@ -24,6 +24,7 @@ from figures.analysis_views import own_grid_figure, own_head_figure
 from figures.attention import attention, layer_semantics
 from figures.common import display_token
 from figures.views import attention_heatmap, empty_figure, image_figure, sentence_lines_figure
+from precompute.faithfulness import method_label
 
 from .common import friendly, is_image, on, resolve_projection, resolve_variant
 
@@ -225,6 +226,8 @@ def register(app, data):
     def request_transform(store_data, layer, head, exact):
         if not on(exact) or not store_data or store_data.get("method") == "pca" or layer is None or head is None:
             return no_update  # no job (draw ignores a transform that is not for the current head)
+        if store_data.get("method") in oi.ATTN_LAYOUTS:
+            return no_update  # no transform exists: draw says so in one line
         return {"key": store_data["key"], "run": store_data["run"], "variant": store_data["variant"],
                 "method": store_data["method"], "layer": int(layer), "head": int(head)}
 
@@ -260,6 +263,8 @@ def register(app, data):
                    "seconds": round(time.time() - t0, 2)}
             cache.set(tkey, out, expire=EXPIRE)
             return out
+        except ValueError as exc:  # e.g. an attention-graph layout: no transform, said in one line
+            return {**req, "error": str(exc)}
         except Exception as exc:  # noqa: BLE001
             return {**req, "error": friendly(exc)}
 
@@ -278,6 +283,9 @@ def register(app, data):
                     blank, blank, "")
         if store_data.get("run") != run:
             return empty_figure("your input was run on another run: run the model again for this one"), blank, blank, ""
+        if on(exact) and store_data.get("method") in oi.ATTN_LAYOUTS:  # refused in one line, no job
+            tf = {**store_data, "layer": int(layer), "head": int(head),
+                  "error": oi.attn_transform_refusal(store_data["method"])}
         try:
             return draw(data, app, store_data, tf if on(exact) else None, int(layer), int(head))
         except Exception as exc:  # noqa: BLE001
@@ -294,7 +302,7 @@ def draw(data, app, sd, tf, layer, head):
     own = oi.OwnInput.from_dict(capd)
     words = [display_token(t) for t in own.tokens]
     layers, heads = list(m["layers"]), list(m["heads"])
-    name = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}.get(sd["method"], sd["method"])
+    name = method_label(sd["method"])
     n_exact = sum(bool(v) for v in grid.exact.values())
     gfig = own_grid_figure(layers, heads, grid.ref, grid.new, own.n, words, (layer, head), grid.exact,
                            f"your input in every head's stored {name} ({sd['variant']}) · grey: corpus sample "
@@ -308,7 +316,8 @@ def draw(data, app, sd, tf, layer, head):
         if tf and tf.get("key") == sd["key"] and (tf.get("layer"), tf.get("head")) == cur \
                 and (tf.get("variant"), tf.get("method")) == (sd["variant"], sd["method"]):
             if tf.get("error"):
-                how += f" · real transform failed: {tf['error']}"
+                how += (f" · {tf['error']}" if sd["method"] in oi.ATTN_LAYOUTS
+                        else f" · real transform failed: {tf['error']}")
             else:
                 transformed = np.asarray(tf["coords"], np.float64)
                 how = f"{tf['how']} ({tf.get('seconds', '?')} s)"

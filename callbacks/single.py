@@ -5,7 +5,9 @@ import numpy as np
 from dash import Input, Output, Patch, State, no_update
 
 from figures.attention import attention, layer_semantics, top_keys
-from figures.colors import color_spec
+from analysis.faithfulness import distortion_definition
+from figures.colors import AGREEMENT_K, color_spec
+from precompute.faithfulness import method_label
 from figures.search import search_tokens
 from figures.views import empty_figure, norm_sizes, single_figure, single_labels
 
@@ -32,6 +34,19 @@ def figure_line(rows: list[dict]):
         if i < len(rows) - 1:
             kids.append(" · ")
     return html.Div(kids, className="figure-line")
+
+
+def agreement_line(agreement: dict, method: str, dim: int) -> str:
+    """One line summing up the picture-agreement colouring of the head shown (its definition on hover
+    in the legend)."""
+    v = np.asarray(agreement["values"], np.float64)
+    ok = v[~np.isnan(v)]
+    k = agreement["k"]
+    if not len(ok):
+        return f"colour: {agreement['label']} of the {method_label(method)} {dim}D picture — undefined for every query"
+    return (f"colour: {agreement['label']} of the {method_label(method)} {dim}D picture — mean {ok.mean():.2f} over "
+            f"{len(ok):,} queries; {int((ok == 0).sum()):,} see none of their top-{k} keys among their {k} nearest"
+            + (f"; {agreement['undefined']:,} undefined (≤ {k} attendable keys)" if agreement["undefined"] else ""))
 
 
 def _head(data, run, layer, head, proj, dim, translate, scaled):
@@ -146,7 +161,12 @@ def register(app, data):
             scheme = scheme if scheme in schemes else "qk"
             norms = data.norms(run, layer, head)
             allidx = np.arange(tokens.n)
-            spec = color_spec(scheme, tokens.arrays, allidx, norms=norms, freq=tokens.freq)
+            agreement = None
+            if scheme == "picture_agreement":  # each query coloured by how well this picture shows what it attends
+                agreement = data.picture_agreement(run, layer, head, variant, method, dim)
+            spec = color_spec(scheme, tokens.arrays, allidx, norms=norms, freq=tokens.freq,
+                              agreement=None if agreement is None else agreement["values"],
+                              agreement_k=AGREEMENT_K, agreement_definition=distortion_definition(AGREEMENT_K))
             res = search_tokens(tokens.norm_texts, query, on(regex))
             sizes = norm_sizes(norms) if (on(normsize) and norms is not None) else None
             sel = None
@@ -182,6 +202,8 @@ def register(app, data):
                 info.append("labels thinned to avoid overlap (zoom in for more)")
             if res.mask is not None:
                 info.append(res.message)
+            if agreement is not None:
+                info.append(agreement_line(agreement, method, dim))
             return fig, [" · ".join(info + notes), figure_line(figures)], ""
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc), 560), "", friendly(exc)

@@ -19,6 +19,7 @@ TEXT_SCHEMES = {
     "punctuation": "punctuation",
     "embedding_norm": "embedding norm",
     "frequency": "token frequency",
+    "picture_agreement": "picture agreement (top-3 keys)",
 }
 IMAGE_SCHEMES = {
     "qk": "query / key",
@@ -26,8 +27,10 @@ IMAGE_SCHEMES = {
     "patch_col": "patch column",
     "patch_color": "patch colour",
     "embedding_norm": "embedding norm",
+    "picture_agreement": "picture agreement (top-3 keys)",
 }
-PER_HEAD = {"embedding_norm"}  # depends on the head's vectors
+PER_HEAD = {"embedding_norm", "picture_agreement"}  # depends on the head's vectors (and picture)
+AGREEMENT_K = 3  # = analysis.faithfulness.DISTORTION_K (the scheme's label states it)
 
 # five hue pairs (light for keys, dark for queries)
 MOD5_KEYS = ["#9ecae1", "#fdae6b", "#a1d99b", "#fc9272", "#bcbddc"]
@@ -42,6 +45,8 @@ class ColorSpec:
     legend: dict = field(default_factory=dict)  # {"items": [(label, colour)]} or {"gradient": [...], "lo":, "hi":}
     cmin: float = 0.0
     cmax: float = 255.0
+    colorbar: dict | None = None    # a colour bar for the query points (Single View), Plotly's marker.colorbar
+    hover: list | None = None       # per point (queries then keys): text added to the hover label
 
 
 def discrete_scale(colors: list[str]) -> list:
@@ -87,11 +92,62 @@ def token_frequency(texts: np.ndarray) -> np.ndarray:
     return counts[inv]
 
 
+# picture agreement: code 0 keys (not coloured), 1 undefined queries, 2..255 the share 0..1
+AGREEMENT_KEY, AGREEMENT_UNDEFINED = "#e3e3e3", "#8c8c8c"
+AGREEMENT_RAMP = ["#d7301f", "#fc8d59", "#74add1", "#313695"]  # 0 (the picture lies) .. 1 (it shows what is attended)
+
+
+def agreement_codes(share: np.ndarray) -> np.ndarray:
+    """Colour codes of per-query picture agreement (NaN = undefined → 1; share s → 2 + round(253·s))."""
+    v = np.asarray(share, np.float64)
+    return np.where(np.isnan(v), 1, 2 + np.rint(np.clip(np.nan_to_num(v), 0, 1) * 253)).astype(np.uint8)
+
+
+def agreement_share(codes: np.ndarray, k: int = AGREEMENT_K) -> np.ndarray:
+    """The inverse of :func:`agreement_codes` for shares that are multiples of 1/k (NaN for code ≤ 1)."""
+    c = np.asarray(codes, np.float64)
+    return np.where(c <= 1, np.nan, np.rint((c - 2) / 253 * k) / k)
+
+
+def agreement_scale() -> list:
+    cols = AGREEMENT_RAMP
+    scale = [[0.0, AGREEMENT_KEY], [0.5 / 255, AGREEMENT_KEY], [0.5 / 255, AGREEMENT_UNDEFINED],
+             [1.5 / 255, AGREEMENT_UNDEFINED]]
+    scale += [[(2 + i / (len(cols) - 1) * 253) / 255, c] for i, c in enumerate(cols)]
+    scale[-1][0] = 1.0
+    return scale
+
+
+def agreement_spec(share: np.ndarray | None, m: int, k: int = AGREEMENT_K, definition: str = "") -> ColorSpec:
+    """Queries coloured by picture agreement ``share`` (m values, NaN = undefined; None = not
+    available: every query undefined), keys light grey; a colour bar with one tick per possible
+    share (0, 1/k, …, 1) and each query's agreement in its hover label."""
+    share = np.full(m, np.nan) if share is None else np.asarray(share, np.float64)
+    codes = np.r_[agreement_codes(share), np.zeros(m, np.uint8)]
+    ticks = [j / k for j in range(k + 1)]
+    bar = dict(title=dict(text=f"picture<br>agreement<br>(top-{k})", side="top"), thickness=12, len=0.6,
+               tickvals=[2 + t * 253 for t in ticks], ticktext=[f"{j} of {k}" for j in range(k + 1)],
+               tickfont=dict(size=10))
+    hover = [(" · picture agreement undefined (≤ %d attendable keys)" % k) if np.isnan(v) else
+             f" · picture agreement {int(round(v * k))} of {k} (top-{k} attended keys among the {k} nearest)"
+             for v in share] + [""] * m
+    legend = {"items": [("key (not coloured)", AGREEMENT_KEY), (f"query with ≤ {k} attendable keys", AGREEMENT_UNDEFINED)],
+              "gradient": [[i / (len(AGREEMENT_RAMP) - 1), c] for i, c in enumerate(AGREEMENT_RAMP)],
+              "lo": f"0 of its top-{k} attended keys among its {k} nearest in the picture",
+              "hi": f"{k} of {k}", "definition": definition}
+    return ColorSpec(codes, agreement_scale(), legend, colorbar=bar, hover=hover)
+
+
 def color_spec(scheme: str, tokens: dict, idx: np.ndarray, norms: np.ndarray | None = None,
-               freq: np.ndarray | None = None) -> ColorSpec:
+               freq: np.ndarray | None = None, agreement: np.ndarray | None = None,
+               agreement_k: int = AGREEMENT_K, agreement_definition: str = "") -> ColorSpec:
     """Colours for the points of token subset ``idx`` (queries first, then keys).
-    ``norms``: (2·len(idx),) vector norms in the same order (embedding-norm scheme)."""
+    ``norms``: (2·len(idx),) vector norms in the same order (embedding-norm scheme).
+    ``agreement``: (len(idx),) per-query picture agreement (picture-agreement scheme,
+    analysis.faithfulness.point_distortion over the same tokens)."""
     m = len(idx)
+    if scheme == "picture_agreement":
+        return agreement_spec(agreement, m, agreement_k, agreement_definition)
     is_q = np.r_[np.ones(m, bool), np.zeros(m, bool)]
     tok = np.r_[idx, idx]
     if scheme == "qk":

@@ -154,7 +154,12 @@ def matrix_table(md, text, input_id, position, coords_of, sampled_note: str = ""
         comments.append(f"{len(md.missing)} heads not computed yet (no rows): "
                         + ", ".join(f"L{l} H{h}" for l, h in md.missing[:20]) + ("…" if len(md.missing) > 20 else ""))
     if md.filtered:
-        comments.append(f"{len(md.filtered)} heads hidden by the |rho| filter (no rows)")
+        f = getattr(md, "score_fig", None)
+        name = f"the filter on {f['label']}".replace("ρ", "rho") if f else "the |rho| filter"
+        comments.append(f"{len(md.filtered)} heads hidden by {name} (no rows)")
+    if getattr(md, "misleading", None):
+        comments.append(f"{len(md.misleading)} heads whose {md.misleading_label} is positive (the picture misleads): "
+                        .replace("ρ", "rho") + ", ".join(f"L{l} H{h}" for l, h in md.misleading))
     return Table(["point", "layer", "head", "role", "token", "input", "position", "text",
                   "matrix_x", "matrix_y", "proj_x", "proj_y"],
                  [point, layer, head, roles, tok, input_id[tok].astype(np.int64), position[tok].astype(np.int64),

@@ -51,6 +51,11 @@ class MatrixData:
     pt_tok: np.ndarray | None = None
     pt_key: np.ndarray | None = None
     kind: str | None = None
+    # ordered by a faithfulness figure: its catalogue entry (id, label, short, better, definition);
+    # the |ρ| filter then applies to that figure, on its faithful side (passes_filter)
+    score_fig: dict | None = None
+    misleading: list = field(default_factory=list)  # (l, h) whose shown picture misleads (picture ρ > 0)
+    misleading_label: str = ""                   # that picture figure's name, e.g. "picture ρ (UMAP 2D)"
 
     def __post_init__(self):
         if self.pt_rows is None:
@@ -183,28 +188,37 @@ def overlay_points(md: MatrixData, get_coords, tokens) -> Overlay:
     return Overlay(tokens, x, y, heads, pt_tok, pt_key, rows)
 
 
-def score_rank_value(order: str, value: float | None) -> float:
-    """What an order ranks by (higher first): |value| for ρ and ablation effects, else the value."""
+def score_rank_value(order: str, value: float | None, better: str = "higher") -> float:
+    """What an order ranks by (higher first): |value| for ρ and ablation effects, −value for a
+    figure whose lower values are more faithful (``better="lower"``: Spearman figures), else the value."""
     if value is None or not np.isfinite(value):
         return -np.inf
+    if better == "lower":
+        return -float(value)
     return abs(value) if (order == "rho" or order.startswith("ablation")) else float(value)
 
 
-def score_cells(layers, heads, scores: dict, order: str) -> dict:
-    """(row, col) per head: each layer's heads ranked by the score (highest first; heads without
+def score_cells(layers, heads, scores: dict, order: str, better: str = "higher") -> dict:
+    """(row, col) per head: each layer's heads ranked by the score (best first; heads without
     a value last; ties keep head order)."""
     cells = {}
     for r, layer in enumerate(layers):
-        hs = sorted(heads, key=lambda h: -score_rank_value(order, scores.get((layer, h))))
+        hs = sorted(heads, key=lambda h: -score_rank_value(order, scores.get((layer, h)), better))
         for c, head in enumerate(hs):
             cells[(layer, head)] = (r, c)
     return cells
 
 
-def score_shade(order: str, scores: dict) -> dict:
-    """(l, h) -> shade in [0, 1]: pattern scores as they are, ρ / ablation as |v| / max |v|."""
-    vals = {k: score_rank_value(order, v) for k, v in scores.items()}
+def score_shade(order: str, scores: dict, figure: dict | None = None) -> dict:
+    """(l, h) -> shade in [0, 1]: pattern scores as they are, ρ / ablation as |v| / max |v|; a
+    faithfulness ``figure`` (its catalogue entry) from its least (0) to its most faithful head (1)
+    over the heads that have it (min–max in the faithful direction)."""
+    better = (figure or {}).get("better", "higher")
+    vals = {k: score_rank_value(order, v, better) for k, v in scores.items()}
     vals = {k: v for k, v in vals.items() if np.isfinite(v)}
+    if figure is not None:
+        lo, hi = min(vals.values(), default=0.0), max(vals.values(), default=0.0)
+        return {k: ((v - lo) / (hi - lo) if hi > lo else 1.0) for k, v in vals.items()}
     if order == "rho" or order.startswith("ablation"):
         top = max(vals.values(), default=0.0)
         return {k: (v / top if top > 0 else 0.0) for k, v in vals.items()}
@@ -229,20 +243,36 @@ def sample_points(sides, points_per_head: int | None, seed: int = 0) -> tuple[np
     return rows[order], tok[order], key[order]
 
 
+def passes_filter(value, better: str, threshold: float) -> bool:
+    """The Matrix View's filter on a faithfulness figure, on its faithful side: Spearman figures
+    (``better="lower"``) keep ρ ≤ −t, trustworthiness keeps values ≥ t. Undefined or missing values
+    fail any threshold above 0."""
+    t = float(threshold or 0)
+    if t <= 0:
+        return True
+    if value is None or not isinstance(value, (int, float)) or not np.isfinite(float(value)):
+        return False
+    return float(value) <= -t if better == "lower" else float(value) >= t
+
+
 def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, points_per_head: int | None,
                       order: str = "grid", rho_threshold: float = 0.0, seed: int = 0, scores: dict | None = None,
-                      score_label: str = "", note: str = "", budget: int = 0, sides=None) -> MatrixData:
+                      score_label: str = "", note: str = "", budget: int = 0, sides=None,
+                      score_fig: dict | None = None, misleading=(), misleading_label: str = "") -> MatrixData:
     """``get_coords(l, h)`` -> (2·n_tokens × ≥2) array or None (not computed yet). ``order`` 'grid',
     'rho' or the name of a per-head score given in ``scores`` ((l, h) -> value): cells are then
     ranked by it within each layer and shaded by it. ``sides`` (figures.encdec.HeadSides, one grid
     of an encoder–decoder run): the heads' queries and keys are those token rows; their coordinates
-    are ``sides.n_points`` rows (queries, then keys)."""
+    are ``sides.n_points`` rows (queries, then keys). ``score_fig``: the scores are that
+    faithfulness figure (catalogue entry): ranked in its faithful direction, and the threshold
+    filters by it (:func:`passes_filter`) instead of |ρ|. ``misleading``: heads whose shown
+    picture misleads (marked)."""
     if order in ("grid", "rho") or scores is None:
         cells = grid_cells(layers, heads, rho, order if order in ("grid", "rho") else "grid")
         order = order if order in ("grid", "rho") else "grid"
-        scores, score_label = {}, ""
+        scores, score_label, score_fig = {}, "", None
     else:
-        cells = score_cells(layers, heads, scores, order)
+        cells = score_cells(layers, heads, scores, order, (score_fig or {}).get("better", "higher"))
     pt_tok = pt_key = None
     if sides is None:
         idx = sample_tokens(n_tokens, points_per_head, seed)
@@ -265,7 +295,11 @@ def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, point
     for layer in layers:
         for head in heads:
             r = rho.get((layer, head))
-            if rho_threshold > 0 and (r is None or abs(r) < rho_threshold):
+            if score_fig is not None:
+                if not passes_filter(scores.get((layer, head)), score_fig.get("better", "higher"), rho_threshold):
+                    filtered.append((layer, head))
+                    continue
+            elif rho_threshold > 0 and (r is None or abs(r) < rho_threshold):
                 filtered.append((layer, head))
                 continue
             c = get_coords(layer, head)
@@ -284,7 +318,8 @@ def build_matrix_data(layers, heads, n_tokens: int, get_coords, rho: dict, point
     y = np.concatenate(ys) if ys else np.zeros(0, np.uint16)
     return MatrixData(list(layers), list(heads), cells, shown, np.array(offsets), x, y, idx, cell, rho, missing,
                       filtered, n_tokens, order, dict(scores), score_label, note, fits, int(budget or 0), sides,
-                      rows, pt_tok, pt_key, getattr(sides, "kind", None))
+                      rows, pt_tok, pt_key, getattr(sides, "kind", None),
+                      dict(score_fig) if score_fig else None, sorted(set(misleading)), misleading_label)
 
 
 def pick_roles(values: np.ndarray, is_key: np.ndarray) -> np.ndarray:
@@ -335,7 +370,8 @@ def cell_label(md: MatrixData, layer: int, head: int, wide: bool = True) -> str:
     ``wide``: room for the figure's name."""
     if md.score_label:
         v = md.scores.get((layer, head))
-        fig = "n/a" if v is None or not np.isfinite(v) else _fmt(v, signed=False, short=not wide)
+        signed = bool(md.score_fig) and md.score_fig.get("better") == "lower"
+        fig = "n/a" if v is None or not np.isfinite(v) else _fmt(v, signed=signed, short=not wide)
         fig = f"{md.score_label} {fig}" if wide else fig
     else:
         r = md.rho.get((layer, head))
@@ -344,7 +380,9 @@ def cell_label(md: MatrixData, layer: int, head: int, wide: bool = True) -> str:
         fig = "pending" if wide else "…"
     elif (layer, head) in set(md.filtered):
         fig = "filtered" if wide else "·"
-    return f"H{head} {fig}".strip()
+    # narrow cells have no room for the mark: their red outline and hover line say it
+    mark = MISLEADING_MARK if wide and (layer, head) in set(md.misleading) else ""
+    return f"{mark}H{head} {fig}".strip()
 
 
 def cell_hover(md: MatrixData, layer: int, head: int) -> str:
@@ -355,11 +393,16 @@ def cell_hover(md: MatrixData, layer: int, head: int) -> str:
         parts.append(f"ρ {_fmt(r)}")
     if md.score_label:
         v = md.scores.get((layer, head))
-        parts.append(f"{md.score_label} {'n/a' if v is None else _fmt(v, signed=False)}")
+        signed = bool(md.score_fig) and md.score_fig.get("better") == "lower"
+        name = md.score_fig["label"] if md.score_fig else md.score_label
+        parts.append(f"{name} {'n/a' if v is None or not np.isfinite(v) else _fmt(v, signed=signed)}")
+    if (layer, head) in set(md.misleading):
+        parts.append(f"{MISLEADING_MARK} {md.misleading_label or 'picture ρ'} > 0: nearer in this picture means LESS "
+                     "attention (the picture misleads)")
     if (layer, head) in set(md.missing):
         parts.append("not computed yet")
     elif (layer, head) in set(md.filtered):
-        parts.append("hidden by the |ρ| filter")
+        parts.append(f"hidden by the {md.score_fig['short'] if md.score_fig else '|ρ|'} filter")
     return " · ".join(parts)
 
 
@@ -374,8 +417,27 @@ def cell_labels(md: MatrixData) -> list[tuple[int, int, int, int, str, str, bool
             for (layer, head), (row, col) in sorted(md.cells.items(), key=lambda kv: kv[1])]
 
 
+def faithfulness_note(md: MatrixData) -> list[str]:
+    """The Matrix View note's lines about faithfulness figures: which figure ranks/shades/filters
+    the cells (named by its definition's label) and the cells marked because their picture misleads."""
+    parts = []
+    f = md.score_fig
+    if f:
+        parts.append(f"heads ranked within each layer by {f['label']}, most faithful first "
+                     f"({f['better']} = more faithful) and shaded by it (darker = more faithful; min–max over heads)")
+        if md.filtered:
+            parts.append(f"{len(md.filtered)} heads hidden by the filter on {f['label']} "
+                         f"({'ρ ≤ −t' if f['better'] == 'lower' else 'value ≥ t'})")
+    if md.misleading:
+        parts.append(f"{MISLEADING_MARK} red dotted outline: {len(md.misleading)} heads whose {md.misleading_label} "
+                     "is positive — nearer in that picture means LESS attention (the picture misleads)")
+    return parts
+
+
 SHADE_RGB = (255, 127, 14)
 SHADE_MAX_ALPHA = 0.45
+MISLEADING_RGB = (214, 39, 40)  # the outline of a cell whose picture misleads
+MISLEADING_MARK = "⚠"
 
 
 def shade_shapes(md: MatrixData) -> list[dict]:
@@ -389,7 +451,7 @@ def shade_shapes(md: MatrixData) -> list[dict]:
         return dict(type="rect", xref="x", yref="y", x0=col * cell, x1=(col + 1) * cell, y0=y0, y1=y0 + cell,
                     layer="below", line=dict(width=0), fillcolor=fill)
     if md.score_label:
-        for (layer, head), s in score_shade(md.order, md.scores).items():
+        for (layer, head), s in score_shade(md.order, md.scores, md.score_fig).items():
             if (layer, head) in md.cells:
                 shapes.append(rect(*md.cells[(layer, head)],
                                    f"rgba({SHADE_RGB[0]},{SHADE_RGB[1]},{SHADE_RGB[2]},{SHADE_MAX_ALPHA * s:.3f})"))
@@ -400,6 +462,25 @@ def shade_shapes(md: MatrixData) -> list[dict]:
 
 
 KIND_AXIS = {"encoder": "encoder", "decoder": "decoder self-attn", "cross": "cross-attn"}
+
+
+def misleading_shapes(md: MatrixData) -> list[dict]:
+    """A red dotted outline per cell whose shown picture misleads (drawn by the overlay graph, so it
+    stays visible above the points and above the search fade)."""
+    cell = md.cell
+    r, g, b = MISLEADING_RGB
+    inset = 0.012 * cell
+    shapes = []
+    for lh in md.misleading:
+        if lh in md.cells:
+            row, col = md.cells[lh]
+            y0 = (md.n_rows - 1 - row) * cell
+            shapes.append(dict(type="rect", xref="x", yref="y", x0=col * cell + inset, x1=(col + 1) * cell - inset,
+                               y0=y0 + inset, y1=y0 + cell - inset, layer="above", fillcolor="rgba(0,0,0,0)",
+                               line=dict(color=f"rgb({r},{g},{b})", width=2, dash="dot"), name="misleading"))
+    return shapes
+
+
 MATRIX_PLOT_PX = 540  # width of the Matrix View's plot area in the page's two-column layout
 
 
@@ -456,6 +537,7 @@ def matrix_figure(md: MatrixData, colors: np.ndarray, colorscale: list, height: 
     cols = list(range(md.n_cols))
     ranked = md.order != "grid"
     title = ("heads ranked by |ρ| within each layer (cell labels name the head)" if md.order == "rho" else
+             f"heads ranked by {md.score_fig['label']}, most faithful first" if ranked and md.score_fig else
              f"heads ranked by {md.score_label} within each layer (cells shaded by it)" if ranked else "head")
     every = max(1, md.n_cols // 16)
     rows_every = max(1, md.n_rows // 32)
@@ -523,6 +605,6 @@ def overlay_figure(md: MatrixData, colorscale: list, hits: Overlay | None = None
     fig = go.Figure(traces)
     fig.update_layout(margin=dict(l=50, r=10, t=30, b=40), height=height or matrix_height(md),
                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor=FADE if searching else "rgba(0,0,0,0)",
-                      xaxis=xaxis, yaxis=yaxis, annotations=label_annotations(md),
+                      xaxis=xaxis, yaxis=yaxis, annotations=label_annotations(md), shapes=misleading_shapes(md),
                       hovermode=False, dragmode=False, showlegend=False)
     return fig

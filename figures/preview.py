@@ -55,14 +55,15 @@ def _font(size: int = 11):
 def matrix_png(d: dict, width: int = 1000) -> bytes:
     """The Matrix View as a PNG from what callbacks.matrix.drawn_points says is drawn: cells with
     grid lines, layer/head labels, the points, the search hits and the selected input on top."""
-    from figures.matrix import BASE_OPACITY, FADED, SHADE_MAX_ALPHA, SHADE_RGB, cell_labels, score_shade
+    from figures.matrix import (BASE_OPACITY, FADED, MISLEADING_RGB, SHADE_MAX_ALPHA, SHADE_RGB, cell_labels,
+                                score_shade)
     md, codes, colorscale = d["md"], d["colors"], d["scale"]
     n_rows, n_cols, cell = md.n_rows, md.n_cols, md.cell
     plot_w = max(100, width - MARGIN_L - MARGIN_R)
     cell_px = plot_w / max(n_cols, 1)
     plot_h = int(round(cell_px * n_rows))
     background = np.full((plot_h, plot_w, 3), 255.0)
-    shaded = score_shade(md.order, md.scores) if getattr(md, "score_label", "") else {}
+    shaded = score_shade(md.order, md.scores, getattr(md, "score_fig", None)) if getattr(md, "score_label", "") else {}
     grey = {lh: 0.0 for lh in list(md.missing) + list(md.filtered)}
     for (layer, head), shade in list(shaded.items()) + list(grey.items()):
         if (layer, head) not in md.cells:
@@ -99,9 +100,15 @@ def matrix_png(d: dict, width: int = 1000) -> bytes:
     for c, head in list(enumerate(md.heads))[::max(1, n_cols // 16)]:
         tick = f"#{c + 1}" if md.order != "grid" else f"H{head}"
         draw.text((MARGIN_L + (c + 0.5) * cell_px - 8, MARGIN_T + plot_h + 6), tick, fill=(68, 68, 68), font=font)
+    for layer, head in getattr(md, "misleading", []):  # the picture misleads: outlined as in the live view
+        if (layer, head) in md.cells:
+            row, col = md.cells[(layer, head)]
+            x0, y0 = MARGIN_L + int(round(col * cell_px)) + 1, MARGIN_T + int(round(row * cell_px)) + 1
+            x1, y1 = MARGIN_L + int(round((col + 1) * cell_px)) - 2, MARGIN_T + int(round((row + 1) * cell_px)) - 2
+            draw.rectangle([x0, y0, x1, y1], outline=MISLEADING_RGB, width=2)
     for layer, head, row, col, label, _, greyed in cell_labels(md):
         if not unicode_ok:
-            label = label.replace("ρ", "rho").replace("−", "-")
+            label = label.replace("ρ", "rho").replace("−", "-").replace("⚠", "!")
         x0, y0 = MARGIN_L + col * cell_px + 2, MARGIN_T + row * cell_px + 1
         box = draw.textbbox((x0, y0), label, font=cell_font)
         draw.rectangle(box, fill=(255, 255, 255))

@@ -6,6 +6,7 @@ Parsing never raises: bad values fall back to the default and are reported, so a
 shared link still opens a working view."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -13,6 +14,11 @@ from urllib.parse import parse_qsl, urlencode
 # Matrix View orders: grid, |ρ|, each head-pattern score, stored ablation effects
 # (= analysis.head_scores.SORT_SCORES; kept literal so parsing a link imports no analysis code)
 SORTS = ("grid", "rho", "first", "sep", "prev", "next", "self", "broad", "positional", "ablation-zero", "ablation-mean")
+PROJECTIONS = ("pca", "tsne", "umap", "attn-umap", "attn-tsne")
+# ... plus ``fig:<id>``: ranked and shaded by a faithfulness figure, ``<id>`` as
+# analysis.faithfulness.figure_catalogue names it (kept literal here for the same reason)
+FIGURE_SORT = re.compile(r"fig:(picture-shown|trust-shown|trust-fit-shown|joint-cosine|joint-euclidean"
+                         r"|(picture|trust|trust-euclidean):(" + "|".join(map(re.escape, PROJECTIONS)) + r"):[23])")
 
 
 @dataclass(frozen=True)
@@ -21,7 +27,7 @@ class Field:
     component: str           # component id
     prop: str                # component property
     default: Any
-    kind: str                # str | choice | int | nonneg | float01 | toggle | token | csv | lod
+    kind: str                # str | choice | order | int | nonneg | float01 | toggle | token | csv | lod
     choices: tuple = ()
 
     # ------------------------------------------------------------------ URL
@@ -49,7 +55,7 @@ class Field:
                 raise ValueError(raw)
         else:
             val = raw
-        if self.choices and val not in self.choices:
+        if self.choices and val not in self.choices and not (k == "order" and FIGURE_SORT.fullmatch(str(val))):
             raise ValueError(raw)
         return val
 
@@ -82,7 +88,7 @@ class Field:
 
 FIELDS: tuple[Field, ...] = (
     Field("run", "run-select", "value", None, "str"),
-    Field("proj", "projection-select", "value", "tsne", "choice", ("pca", "tsne", "umap", "attn-umap", "attn-tsne")),
+    Field("proj", "projection-select", "value", "tsne", "choice", PROJECTIONS),
     Field("dim", "dim-select", "value", 2, "choice", (2, 3)),
     Field("translate", "translate-toggle", "value", True, "toggle"),
     Field("scaled", "scaled-toggle", "value", False, "toggle"),
@@ -92,7 +98,7 @@ FIELDS: tuple[Field, ...] = (
     Field("layer", "layer-select", "value", 0, "nonneg"),
     Field("head", "head-select", "value", 0, "nonneg"),
     Field("lod", "lod-select", "value", "auto", "lod", ("auto", 250, 500, 1000, 3000, 0)),
-    Field("sort", "sort-select", "value", "grid", "choice", SORTS),
+    Field("sort", "sort-select", "value", "grid", "order", SORTS),  # a choice, or fig:<figure id>
     Field("rho", "rho-threshold", "value", 0.0, "float01"),
     Field("topk", "topk-input", "value", 2, "nonneg"),
     Field("minw", "minw-input", "value", 0.05, "float01"),

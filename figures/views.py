@@ -70,6 +70,8 @@ def single_figure(coords: np.ndarray, words: list[str], positions: np.ndarray, n
         c = coords[lo:hi]
         marker = dict(color=spec.values[lo:hi], colorscale=spec.colorscale, cmin=spec.cmin, cmax=spec.cmax,
                       line=dict(width=0))
+        if spec.colorbar is not None and part == "query":  # a measured figure per query: its scale beside the plot
+            marker.update(showscale=True, colorbar=spec.colorbar)
         size = None if sizes is None else (sizes[lo:hi] * (0.5 if d3 else 1.0)).astype(np.float32)
         opacity = None
         if search_mask is not None:
@@ -84,7 +86,9 @@ def single_figure(coords: np.ndarray, words: list[str], positions: np.ndarray, n
         nm = np.zeros(hi - lo, np.float32) if norms is None else np.asarray(norms[lo:hi], np.float32)
         custom = np.stack([pos[lo:hi], nm], 1).astype(np.float32)
         xyz = dict(x=c[:, 0], y=c[:, 1]) | (dict(z=c[:, 2]) if d3 else {})
-        fig.add_trace(Trace(**xyz, mode="markers", marker=marker, text=words[lo:hi], customdata=custom, name=label,
+        w = words[lo:hi]
+        text = w if spec.hover is None else [a + b for a, b in zip(w, spec.hover[lo:hi])]
+        fig.add_trace(Trace(**xyz, mode="markers", marker=marker, text=text, customdata=custom, name=label,
                             hovertemplate="%{text} · " + label + " · position %{customdata[0]} · ‖" + label[0]
                                           + "‖ = %{customdata[1]:.2f}<extra></extra>"))
     if not d3:

@@ -38,13 +38,13 @@ def validate_params(params: dict, settings) -> dict:
 
     Run in the web process when the user presses Start (immediate feedback) and again in the job
     (the worker applies its own roots and limits)."""
-    from precompute.projections import DIMS, METHODS
+    from precompute.projections import ALL_METHODS, DIMS
     from precompute.selection import SelectionError, check_index_syntax, parse_choices
 
     p = dict(params or {})
     out = {"model": check_model(p.get("model"), settings), "corpus": check_corpus(p.get("corpus"), settings)}
     try:
-        out["projections"] = parse_choices(",".join(p.get("projections") or []) or "pca", METHODS, "projection")
+        out["projections"] = parse_choices(",".join(p.get("projections") or []) or "pca", ALL_METHODS, "projection")
         out["dims"] = parse_choices(",".join(str(d) for d in (p.get("dims") or [])) or "2", DIMS, "dimension")
         out["variants"] = parse_choices(",".join(p.get("variants") or []) or "translated", VARIANTS, "variant")
         for key, what in (("layers", "layer"), ("heads", "head")):

@@ -56,7 +56,9 @@ def panel():
                                               # labels differ from the page's own controls (tests pick by text)
                                               options=[{"label": "PCA (fast)", "value": "pca"},
                                                        {"label": "t-SNE (slow)", "value": "tsne"},
-                                                       {"label": "UMAP (slow)", "value": "umap"}])),
+                                                       {"label": "UMAP (slow)", "value": "umap"},
+                                                       {"label": "attention-graph UMAP (slow)", "value": "attn-umap"},
+                                                       {"label": "attention-graph t-SNE (slow)", "value": "attn-tsne"}])),
             _ctl("Dimensions", dcc.Checklist(id="jobs-dims", inline=True, value=[2], className="toggle",
                                              options=[{"label": "2 dims", "value": 2}, {"label": "3 dims", "value": 3}])),
             _ctl("Embeddings", dcc.Checklist(id="jobs-variants", inline=True, value=["translated", "raw"],

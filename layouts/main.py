@@ -47,6 +47,11 @@ def controls():
     ])
 
 
+FILTER_DEFAULT_LABEL = "show heads with |ρ euc| ≥"
+MISLEADING_LEGEND = ("cell outlined in red, ⚠: that head's picture misleads — its picture ρ (the projection shown, 2D) "
+                     "is positive, so nearer in the picture means LESS attention")
+
+
 def matrix_panel():
     from layouts.patterns import sort_options
     d = DEFAULTS
@@ -62,11 +67,15 @@ def matrix_panel():
                     options=[{"label": "auto", "value": "auto"}, {"label": "250", "value": 250},
                              {"label": "1000", "value": 1000}, {"label": "3000", "value": 3000},
                              {"label": "all", "value": 0}])),
-                _ctl("order / shade cells by", dcc.Dropdown(id="sort-select", value=d["sort"], clearable=False,
-                                                            style={"width": "210px"}, options=sort_options())),
-                _ctl("show heads with |ρ| ≥", dcc.Slider(id="rho-threshold", min=0, max=1, step=0.05, value=d["rho"],
-                                                         marks={0: "0", 0.5: "0.5", 1: "1"},
-                                                         tooltip={"placement": "bottom"}), cls="ctl slider"),
+                _ctl("order / shade / label cells by", dcc.Dropdown(
+                    id="sort-select", value=d["sort"], clearable=False, style={"width": "290px"},
+                    options=sort_options())),
+                # the filter applies to the figure the cells are ranked by (else |ρ euc|); its label says which
+                html.Div([html.Label(FILTER_DEFAULT_LABEL, id="rho-threshold-label",
+                                     style={"textTransform": "none"}),  # upper case would turn ρ into Ρ
+                          dcc.Slider(id="rho-threshold", min=0, max=1, step=0.05, value=d["rho"],
+                                     marks={0: "0", 0.5: "0.5", 1: "1"}, tooltip={"placement": "bottom"})],
+                         className="ctl slider"),
             ]),
         ]),
         html.Div(id="matrix-note", className="note"),
@@ -74,7 +83,12 @@ def matrix_panel():
             html.Span([html.Span(className="dot small"), "query and key points (colour: legend above; each query "
                        "is drawn next to its key so neither hides the other)"]),
             html.Span([html.Span(className="dot big"), "search hits (all of them, in every head)"]),
-            html.Span([html.Span(className="dot ring"), "selected token; its input's tokens drawn in full"])]),
+            html.Span([html.Span(className="dot ring"), "selected token; its input's tokens drawn in full"]),
+            html.Span(id="misleading-legend", title=MISLEADING_LEGEND, children=[
+                html.Span("⚠", style={"display": "inline-block", "border": "2px dotted #d62728", "color": "#d62728",
+                                      "fontSize": "10px", "lineHeight": "12px", "padding": "0 3px",
+                                      "marginRight": "4px"}),
+                MISLEADING_LEGEND])]),
         html.Div(id="matrix-hover", className="hover-note"),
         # the points, and over them (same size and axes, clicks pass through) the search hits, the
         # selection, the labels and the search veil: changing those never recomputes the points

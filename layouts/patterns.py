@@ -7,17 +7,31 @@ from analysis.patterns import LABELS, PATTERNS
 DEFAULT_SCORE = "first"
 
 
-def sort_options(available=None) -> list[dict]:
-    """Matrix View orders: grid, |ρ|, each head-pattern score and stored ablation effects. Every
-    value is always listed (a link's value must stay valid); those that don't apply to the
-    current run are disabled (``available``: the values that apply; None = all)."""
+def sort_options(available=None, figures=None) -> list[dict]:
+    """Matrix View orders: grid, |ρ|, every faithfulness figure (``figures``: the run's options from
+    analysis.faithfulness.sort_figure_options; None = every figure a link can name), each
+    head-pattern score and stored ablation effects. Every non-figure value is always listed (a
+    link's value must stay valid); those that don't apply to the current run are disabled
+    (``available``: the values that apply; None = all)."""
+    from analysis.faithfulness import all_figure_sort_options
     from analysis.head_scores import SCORE_LABELS, SORT_SCORES
-    opts = [{"label": "grid (layer × head)", "value": "grid"}, {"label": "by |ρ| within layer", "value": "rho"}]
+    opts = [{"label": "grid (layer × head)", "value": "grid"},
+            {"label": "by |ρ euc| within layer (joint space, Euclidean)", "value": "rho"}]
+    opts += [{"label": o["label"], "value": o["value"], "title": o.get("title", "")}
+             for o in (all_figure_sort_options() if figures is None else figures)]
     opts += [{"label": f"by {SCORE_LABELS[s]}", "value": s} for s in SORT_SCORES]
     if available is not None:
         for o in opts:
-            o["disabled"] = o["value"] not in available
+            o["disabled"] = o["value"] not in available and not o["value"].startswith("fig:")
     return opts
+
+
+def with_current(options: list[dict], current) -> list[dict]:
+    """``options`` plus the current value (disabled) when the run's menu lacks it, so a link's
+    order naming a figure this run does not hold is kept (the matrix note says why)."""
+    if current and all(o["value"] != current for o in options):
+        options = options + [{"label": f"{current} (not in this run)", "value": current, "disabled": True}]
+    return options
 
 
 def _ctl(label, component):

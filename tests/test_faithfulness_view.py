@@ -120,3 +120,192 @@ def test_point_distortion_rejects_wrong_rows():
     q, k, idx, n = _toy()
     with pytest.raises(ValueError):
         point_distortion(q, k, np.zeros((n, 2)), idx, False, 1.0)
+
+
+# ------------------------------------------------------------------ point distortion with a window
+def test_point_distortion_sliding_window_counts_only_keys_in_reach():
+    q, k, idx, n = _toy()
+    coords = np.random.default_rng(3).normal(size=(2 * n, 2))
+    res = point_distortion(q, k, coords, idx, True, 0.5, k_top=2, window=4)
+    for i in range(n):
+        rows = np.nonzero(idx == idx[i])[0]
+        p = int(np.flatnonzero(rows == i)[0])
+        ok = [j for j in range(len(rows)) if j <= p and p - j <= 4]
+        if len(ok) <= 2:
+            assert math.isnan(res["values"][i])
+            continue
+        a = attention_from_qk(q[rows], k[rows], True, 0.5, 4)[p, ok]
+        d = np.linalg.norm(coords[i] - coords[n + rows[ok]], axis=1)
+        want = len(set(np.argsort(-a, kind="stable")[:2]) & set(np.argsort(d, kind="stable")[:2])) / 2
+        assert res["values"][i] == pytest.approx(want)
+    assert "2 most-attended keys" in res["definition"] and res["label"] == "picture agreement (top-2)"
+
+
+# ------------------------------------------------------------------ Matrix View orders by a figure
+from analysis.faithfulness import (DISTORTION_K, all_figure_sort_options, filter_label, figure_order,  # noqa: E402
+                                   order_figure_id, sort_figure_options)
+from figures.matrix import (build_matrix_data, cell_hover, cell_labels, faithfulness_note,  # noqa: E402
+                            misleading_shapes, passes_filter, score_shade)
+from figures.urlstate import FIGURE_SORT, parse, serialise  # noqa: E402
+
+FULL = {"id": "r", "projections": ["pca", "tsne", "umap", "attn-umap", "attn-tsne"], "dims": [2, 3],
+        "variants": ["translated"], "settings": {"params": {"metric": "cosine"}}}
+
+
+def test_every_figure_order_round_trips_through_the_url():
+    ids = [e["id"] for e in figure_catalogue(FULL, "translated", "umap", 2)]
+    ids += [e["id"] for e in figure_catalogue(FULL, "translated", "pca", 3)]
+    for fid in set(ids):
+        assert FIGURE_SORT.fullmatch(figure_order(fid)), fid
+        state, problems = parse(f"?sort={figure_order(fid)}&rho=0.3&proj=attn-umap")
+        assert not problems and state["sort"] == figure_order(fid) and order_figure_id(state["sort"]) == fid
+        assert parse(serialise(state))[0] == state      # a shared link reopens the same view
+    for bad in ("fig:nope", "fig:picture:umap:4", "fig:picture:evil:2", "fig:"):
+        state, problems = parse(f"?sort={bad}")
+        assert state["sort"] == "grid" and problems and "sort=" in problems[0]
+    # the page's initial menu holds every figure order a link can carry
+    listed = {o["value"] for o in all_figure_sort_options()}
+    assert {figure_order(f) for f in ids} <= listed and all(FIGURE_SORT.fullmatch(v) for v in listed)
+
+
+def test_sort_options_name_each_figure_and_its_direction():
+    opts = sort_figure_options(MANIFEST, "translated", "umap")
+    by = {o["value"]: o for o in opts}
+    assert by["fig:picture-shown"]["label"] == "by picture ρ (shown: UMAP 2D) (most negative first)"
+    assert by["fig:trust-shown"]["label"].endswith("(highest first)") and "cosine" in by["fig:trust-shown"]["label"]
+    assert "AttentionViz" in by["fig:joint-cosine"]["title"]
+    assert [o["value"] for o in opts] == [figure_order(e["id"]) for e in figure_catalogue(MANIFEST, "translated", "umap", 2)]
+    assert filter_label(None) == "show heads with |ρ euc| ≥"
+    assert filter_label(resolve_figure(MANIFEST, "picture-shown", "translated", "umap", 2)) == \
+        "show heads with picture ρ (shown: UMAP 2D) ≤ −"
+    assert filter_label(resolve_figure(MANIFEST, "trust-shown", "translated", "umap", 2)).endswith("≥")
+
+
+def test_passes_filter_keeps_the_faithful_side():
+    assert passes_filter(-0.5, "lower", 0.3) and not passes_filter(-0.2, "lower", 0.3)
+    assert not passes_filter(0.5, "lower", 0.3)          # strongly positive = misleading, not "strong"
+    assert passes_filter(0.95, "higher", 0.9) and not passes_filter(0.85, "higher", 0.9)
+    assert not passes_filter(float("nan"), "lower", 0.1) and not passes_filter(None, "higher", 0.1)
+    assert passes_filter(None, "lower", 0.0)             # no threshold: every head
+
+
+def _matrix(scores, entry, threshold=0.0, misleading=()):
+    layers, heads = [0, 1], [0, 1, 2, 3]
+    n = 5
+    coords = np.random.default_rng(0).normal(size=(2 * n, 2))
+    rho = {(l, h): -0.5 for l in layers for h in heads}
+    return build_matrix_data(layers, heads, n, lambda l, h: coords, rho, None, order=figure_order(entry["id"]),
+                             rho_threshold=threshold, scores=scores, score_label=entry["short"], score_fig=entry,
+                             misleading=misleading, misleading_label="picture ρ (UMAP 2D)")
+
+
+def test_matrix_ranks_shades_labels_and_filters_by_a_figure():
+    entry = resolve_figure(MANIFEST, "picture-shown", "translated", "umap", 2)
+    scores = {(0, 0): 0.2, (0, 1): -0.6, (0, 2): float("nan"), (0, 3): -0.1,
+              (1, 0): -0.3, (1, 1): -0.3, (1, 2): 0.05}            # (1, 3): not computed
+    md = _matrix(scores, entry, misleading=[(0, 0), (1, 2)])
+    vals = {lh: scores.get(lh) for lh in md.cells}
+    for layer in (0, 1):  # each row is rank_heads of that layer, most faithful (most negative) first
+        row = [lh for lh, _ in sorted(((lh, rc) for lh, rc in md.cells.items() if lh[0] == layer), key=lambda t: t[1])]
+        assert row == rank_heads({lh: v for lh, v in vals.items() if lh[0] == layer}, "lower")
+    labels = {(l, h): lab for l, h, _, _, lab, _, _ in cell_labels(md)}
+    assert labels[(0, 1)] == "H1 ρ pic −0.60" and labels[(0, 0)] == "⚠H0 ρ pic +0.20" and labels[(0, 2)] == "H2 ρ pic n/a"
+    assert "picture ρ (shown: UMAP 2D) +0.20" in cell_hover(md, 0, 0) and "misleads" in cell_hover(md, 0, 0)
+    shade = score_shade(md.order, md.scores, md.score_fig)
+    assert shade[(0, 1)] == 1.0 and shade[(0, 0)] == 0.0 and (0, 2) not in shade   # min–max, faithful darkest
+    outlines = misleading_shapes(md)
+    assert len(outlines) == 2 and all(s["line"]["color"] == "rgb(214,39,40)" for s in outlines)
+    note = " · ".join(faithfulness_note(md))
+    assert "ranked within each layer by picture ρ (shown: UMAP 2D)" in note and "2 heads whose picture ρ (UMAP 2D)" in note
+    # the filter applies to the figure, on its faithful side
+    md = _matrix(scores, entry, threshold=0.25)
+    assert sorted(md.shown) == [(0, 1), (1, 0), (1, 1)]
+    assert "hidden by the filter on picture ρ (shown: UMAP 2D)" in " · ".join(faithfulness_note(md))
+    trust = resolve_figure(MANIFEST, "trust-shown", "translated", "umap", 2)
+    md = _matrix({(0, 0): 0.9, (0, 1): 0.95, (0, 2): 0.8, (0, 3): 0.97}, trust, threshold=0.9)
+    assert [h for (l, h), (r, c) in sorted(md.cells.items(), key=lambda t: t[1]) if l == 0] == [3, 1, 0, 2]
+    assert sorted(md.shown) == [(0, 0), (0, 1), (0, 3)]
+    assert {(l, h): lab for l, h, _, _, lab, _, _ in cell_labels(md)}[(0, 3)] == "H3 trust cos 0.97"
+
+
+# ------------------------------------------------------------------ picture-agreement colours
+from figures.colors import AGREEMENT_K, agreement_codes, agreement_share, color_spec  # noqa: E402
+
+
+def test_agreement_colours_are_the_measured_shares():
+    assert AGREEMENT_K == DISTORTION_K
+    q, k, idx, n = _toy()
+    coords = np.random.default_rng(4).normal(size=(2 * n, 2))
+    pd_ = point_distortion(q, k, coords, idx, False, 0.5)
+    tokens = {"text": np.array(["w"] * n)}
+    spec = color_spec("picture_agreement", tokens, np.arange(n), agreement=pd_["values"], agreement_definition="D")
+    qc, kc = spec.values[:n], spec.values[n:]
+    assert (kc == 0).all()                                    # keys are not coloured
+    back = agreement_share(qc)
+    assert np.array_equal(np.isnan(back), np.isnan(pd_["values"]))
+    np.testing.assert_allclose(back[~np.isnan(back)], pd_["values"][~np.isnan(pd_["values"])])
+    assert (qc[np.isnan(pd_["values"])] == 1).all() and set(agreement_codes([0, 1])) == {2, 255}
+    assert spec.colorbar["ticktext"] == ["0 of 3", "1 of 3", "2 of 3", "3 of 3"]
+    j = int(np.flatnonzero(~np.isnan(pd_["values"]))[0])
+    assert f"picture agreement {int(round(pd_['values'][j] * 3))} of 3" in spec.hover[j]
+    assert spec.legend["definition"] == "D" and "3 nearest" in spec.legend["lo"]
+    # without the head's values (the legend's sample), every query is undefined
+    assert (color_spec("picture_agreement", tokens, np.arange(n)).values[:n] == 1).all()
+
+
+# ------------------------------------------------------------------ the dashboard's reads (a fixture store)
+@pytest.fixture(scope="module")
+def figure_store(tmp_path_factory):
+    from precompute.store import Store
+    from tests.store_fixture import make_test_store
+    d = tmp_path_factory.mktemp("faith-view")
+    make_test_store(d, "text", n_layers=2, n_heads=4, n_inputs=6, run_id="t", variants=("translated",))
+    make_test_store(d, "text", n_layers=1, n_heads=2, n_inputs=3, run_id="old", variants=("translated",))
+    st = Store(d)
+    rng = np.random.default_rng(0)
+    for l in range(2):
+        for h in range(4):
+            met = st.metrics("t", l, h)
+            for m in ("pca", "tsne", "umap"):
+                met[f"picture_spearman/translated/{m}/2d"] = float(rng.uniform(-0.6, 0.3))
+            met["spearman_cosine/translated"] = float(rng.uniform(-0.9, -0.2))
+            st.put_metrics("t", l, h, met)
+    st.close()
+    return d
+
+
+def test_data_matrix_by_a_stored_figure(figure_store):
+    from dashboard_data import Data
+    data = Data(figure_store)
+    by_head = data.head_metrics("t")
+    md = data.matrix("t", "translated", "umap", 0, "fig:picture-shown", 0.0)
+    key = "picture_spearman/translated/umap/2d"
+    assert md.score_fig["key"] == key and md.scores == {lh: m[key] for lh, m in by_head.items()}
+    for layer in (0, 1):
+        row = [lh for lh, _ in sorted(((lh, rc) for lh, rc in md.cells.items() if lh[0] == layer), key=lambda t: t[1])]
+        assert row == rank_heads(head_values({lh: m for lh, m in by_head.items() if lh[0] == layer}, key), "lower")
+    assert md.misleading == sorted(misleading_cells(by_head, "translated", "umap", 2)) and md.misleading
+    assert md.misleading_label == "picture ρ (UMAP 2D)"
+    # the shown picture follows the projection; a figure the run lacks falls back to the grid, said in one line
+    assert data.matrix("t", "translated", "pca", 0, "fig:picture-shown", 0.0).score_fig["key"].endswith("/pca/2d")
+    md = data.matrix("t", "translated", "umap", 0, "fig:trust-fit-shown", 0.0)
+    assert md.order == "grid" and "no figure 'trust-fit-shown'" in md.note and "\n" not in md.note
+    md = data.matrix("old", "translated", "umap", 0, "fig:joint-cosine", 0.5)
+    assert md.order == "grid" and "not computed — re-run precompute to add it" in md.note and not md.misleading
+    assert not md.score_fig  # the fallback filters by |ρ| (and the filter's label says so)
+    from callbacks.faithfulness import filter_label_for
+    assert filter_label_for(data, "old", "fig:joint-cosine", "umap", ["on"], []) == "show heads with |ρ euc| ≥"
+    assert filter_label_for(data, "t", "fig:joint-cosine", "umap", ["on"], []) == \
+        "show heads with joint-space ρ (cosine) ≤ −"
+
+
+def test_data_picture_agreement_is_point_distortion_of_the_stored_picture(figure_store):
+    from dashboard_data import Data
+    from precompute.metrics import layer_semantics
+    data = Data(figure_store)
+    pa = data.picture_agreement("t", 1, 2, "translated", "umap", 2)
+    qk, tokens = data.qk("t", 1, 2), data.tokens("t")
+    want = point_distortion(qk[0], qk[1], data.coords("t", 1, 2, "translated", "umap", 2),
+                            tokens.arrays["input_id"], **layer_semantics(data.manifest("t")["model"], 1))
+    np.testing.assert_array_equal(pa["values"], want["values"])
+    assert pa["k"] == DISTORTION_K and data.picture_agreement("t", 1, 2, "translated", "attn-umap", 2) is None

@@ -152,6 +152,9 @@ def test_corpora_only_builtin_upload_or_under_the_roots(doors):
         validate_params({"model": "minilm", "corpus": "demo", "projections": ["pca", "evil"]}, settings)
     p = validate_params({"model": "minilm", "corpus": "demo"}, settings)
     assert p["max_tokens"] == 500 and p["projections"] == ["pca"] and p["layers"] is None
+    # the attention-graph layouts are accepted wherever the other projections are (issue 13)
+    p = validate_params({"model": "minilm", "corpus": "demo", "projections": ["attn-tsne", "pca", "attn-umap"]}, settings)
+    assert p["projections"] == ["pca", "attn-umap", "attn-tsne"]
 
 
 # ------------------------------------------------------------------ uploads

@@ -128,6 +128,22 @@ def test_non_linear_stored_coords_fall_back_to_knn():
     assert not p.exact and "approximate" in p.how and p.error > 1e-4
 
 
+@pytest.mark.parametrize("method", ["attn-umap", "attn-tsne"])
+def test_attention_graph_layouts_place_same_role_and_refuse_a_transform(method):
+    x, _, _ = clusters()
+    q, k = x[:105], x[105:]
+    stored = np.random.default_rng(0).normal(size=(210, 2))
+    p = oi.place_in_head(q, k, stored, q[:3], k[:4], "translated", method, "euclidean", k=1)
+    # each new query lands on its nearest stored QUERY, each new key on its nearest stored KEY
+    np.testing.assert_allclose(p.coords[:3], stored[:3], atol=1e-6)
+    np.testing.assert_allclose(p.coords[3:], stored[105:109], atol=1e-6)
+    assert not p.exact and p.how.startswith("attention-graph") and "same-role" in p.how
+    with pytest.raises(ValueError) as exc:
+        oi.transform_in_head(q, k, stored, q[:3], k[:3], "translated", method, ProjectionParams(), [method])
+    msg = str(exc.value)
+    assert "\n" not in msg and "has no transform" in msg and "its own input" in msg
+
+
 # ----------------------------------------------------------------------------- kNN placement
 def test_knn_place_weights():
     X = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])

@@ -1,0 +1,35 @@
+"""Faithfulness figures in the Matrix View's controls: the filter's label names the figure it
+applies to (the figure the cells are ranked by, else the joint-space Euclidean ρ)."""
+from __future__ import annotations
+
+from dash import Input, Output, no_update
+
+from analysis.faithfulness import filter_label, order_figure_id
+
+from .common import on, resolve_projection, resolve_variant
+
+
+def filter_label_for(data, run: str, sort: str | None, proj: str | None, translate=None, scaled=None) -> str:
+    """The filter's label for these controls (the |ρ euc| filter when the cells fall back to
+    another order because the run lacks the figure)."""
+    fid = order_figure_id(sort)
+    if fid is None:
+        return filter_label(None)
+    m = data.manifest(run)
+    variant, _ = resolve_variant(m, on(translate), on(scaled))
+    method, _ = resolve_projection(m, proj)
+    scores, entry, _ = data.figure_scores(run, fid, variant, method)
+    return filter_label(entry if scores is not None else None)
+
+
+def register(app, data):
+    @app.callback(Output("rho-threshold-label", "children"), Input("sort-select", "value"),
+                  Input("run-select", "value"), Input("projection-select", "value"), Input("translate-toggle", "value"),
+                  Input("scaled-toggle", "value"), prevent_initial_call=True)
+    def label_filter(sort, run, proj, translate, scaled):
+        if not run:
+            return no_update
+        try:
+            return filter_label_for(data, run, sort, proj, translate, scaled)
+        except Exception:  # noqa: BLE001 - a label; the matrix note reports problems
+            return no_update
