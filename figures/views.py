@@ -59,6 +59,8 @@ def single_figure(coords: np.ndarray, words: list[str], positions: np.ndarray, n
     n = n_all // 2 if n_q is None else int(n_q)
     per_point = lambda v: None if v is None else (np.asarray(v) if len(v) == n_all else np.r_[v, v])  # noqa: E731
     words = list(words) if len(words) == n_all else list(words) * 2
+    # token text is shown as text: Plotly reads '<…>' as markup (BART's '</s>' vanished)
+    words = [html_escape(str(w)) for w in words]
     search_mask = per_point(search_mask)
     d3 = dim == 3 and coords.shape[1] >= 3
     Trace = go.Scatter3d if d3 else go.Scattergl

@@ -80,8 +80,8 @@ def matrix_panel():
         ]),
         html.Div(id="matrix-note", className="note"),
         html.Div(className="matrix-legend", children=[
-            html.Span([html.Span(className="dot small"), "query and key points (colour: legend above; each query "
-                       "is drawn next to its key so neither hides the other)"]),
+            html.Span([html.Span(className="dot small"), "query and key points (colour: legend above; queries "
+                       "and keys are drawn interleaved so neither role hides the other)"]),
             html.Span([html.Span(className="dot big"), "search hits (all of them, in every head)"]),
             html.Span([html.Span(className="dot ring"), "selected token; its input's tokens drawn in full"]),
             html.Span(id="misleading-legend", title=MISLEADING_LEGEND, children=[

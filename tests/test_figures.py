@@ -234,3 +234,17 @@ def test_grid_cells_sort_by_rho_within_layer():
     assert cells[(0, 1)] == (0, 0) and cells[(0, 2)] == (0, 1) and cells[(0, 0)] == (0, 2)
     assert cells[(1, 2)] == (1, 0) and cells[(1, 0)] == (1, 2)  # unknown ρ sorts last
     assert grid_cells([0, 1], [0, 1, 2], rho, "grid")[(0, 2)] == (0, 2)
+
+
+def test_single_view_token_text_is_escaped_for_plotly():
+    """Plotly reads '<…>' in text as markup: BART's '</s>' used to vanish from the Single View."""
+    import numpy as np
+    from figures.colors import color_spec
+    from figures.views import single_figure
+    words = ["<s>", "a&b", "</s>"]
+    coords = np.arange(12, dtype=np.float32).reshape(6, 2)
+    spec = color_spec("qk", {}, np.arange(3))
+    fig = single_figure(coords, words, np.arange(3), None, spec, "t")
+    texts = [t for tr in fig.data if tr.text is not None for t in tr.text]
+    assert "&lt;/s&gt;" in texts and "a&amp;b" in texts
+    assert not any("<" in t for t in texts)
