@@ -9,6 +9,7 @@ from analysis.faithfulness import distortion_definition
 from figures.colors import AGREEMENT_K, color_spec
 from precompute.faithfulness import method_label
 from figures.search import search_tokens
+from figures.common import html_escape
 from figures.views import empty_figure, norm_sizes, single_figure, single_labels
 
 from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, run_info, schemes_for
@@ -243,5 +244,6 @@ def register(app, data):
         except Exception:  # noqa: BLE001 - the labels are an extra; the view itself is unchanged
             return no_update
         patch = Patch()
-        patch["data"][2]["x"], patch["data"][2]["y"], patch["data"][2]["text"] = lx.tolist(), ly.tolist(), lt
+        patch["data"][2]["x"], patch["data"][2]["y"] = lx.tolist(), ly.tolist()
+        patch["data"][2]["text"] = [html_escape(str(t)) for t in lt]  # as single_figure: '<…>' is not markup
         return patch

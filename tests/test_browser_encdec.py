@@ -95,7 +95,10 @@ def test_cross_grid_single_and_sentence_views(bart_server, bart_run, driver):  #
     # Single View of the cross head: its queries are the target tokens, its keys the source tokens
     q_text = driver.execute_script(gd_js("single-graph", "Array.from(g._fullData[0].text)"))
     k_text = driver.execute_script(gd_js("single-graph", "Array.from(g._fullData[1].text)"))
-    assert q_text == [display_token(t) for t in tgt["text"]] and k_text == [display_token(t) for t in src["text"]]
+    # (escaped for Plotly, which would read "</s>" as markup: what shows is the token itself)
+    from figures.common import html_escape
+    assert q_text == [html_escape(display_token(t)) for t in tgt["text"]]
+    assert k_text == [html_escape(display_token(t)) for t in src["text"]]
     q, k = st.qk(run_id, layer, head)
     a = attention_from_qk(q[tgt0], k[src0], **layer_semantics(m["model"], layer))
     info = text_of(driver, "single-info")
