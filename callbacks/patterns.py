@@ -8,7 +8,7 @@ from analysis.head_scores import run_patterns
 from analysis.patterns import LABELS
 from figures.patterns import score_map_figure
 from figures.views import empty_figure
-from layouts.patterns import describe, scores_table
+from layouts.patterns import MAX_TABLE_ROWS, describe, scores_table
 
 from .common import friendly
 
@@ -85,10 +85,32 @@ def register(app, data):
         if tab != "patterns" or not run or layer is None or head is None or not painted:
             return no_update, no_update, no_update, no_update
         try:
-            return patterns_outputs(data, run, layer, head, score)
+            out = patterns_outputs(data, run, layer, head, score)
+            from dash import ctx
+            head_only = bool(ctx.triggered_prop_ids) and set(ctx.triggered_prop_ids) <= {
+                "layer-select.value", "head-select.value"}
+            if head_only and len(run_patterns(data, run).heads) <= MAX_TABLE_ROWS:
+                # every head's row is on screen already: only the highlight moves (clientside,
+                # below) — re-sending a table of ~800 components cost the page ~1 s per head
+                return out[0], no_update, out[2], out[3]
+            return out
         except Exception as exc:  # noqa: BLE001 - one line in the page, never a traceback
             msg = friendly(exc)
             return empty_figure(msg), "", msg, ""
+
+    app.clientside_callback(
+        """function(layer, head) {
+            var rows = document.querySelectorAll('#patterns-table-el tr[data-head]');
+            var want = layer + ':' + head;
+            rows.forEach(function(tr) {
+                var on = tr.getAttribute('data-head') === want, first = tr.querySelector('td');
+                tr.style.background = on ? '#fff3cd' : '';
+                if (first) { first.style.fontWeight = on ? '700' : ''; }
+            });
+            return window.dash_clientside.no_update;
+        }""",
+        Output("patterns-highlight", "data"), Input("layer-select", "value"), Input("head-select", "value"),
+        prevent_initial_call=True)
 
     @app.callback(Output("layer-select", "value", allow_duplicate=True),
                   Output("head-select", "value", allow_duplicate=True),

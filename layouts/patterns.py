@@ -56,6 +56,7 @@ def panel():
         html.Div(id="patterns-head", className="note"),
         dcc.Graph(id="patterns-graph", config={"displaylogo": False}, style={"height": "340px"}),
         html.Div(id="patterns-table", style={"maxHeight": "380px", "overflowY": "auto"}),
+        dcc.Store(id="patterns-highlight"),  # output of the clientside row highlight (never written)
     ])
 
 
