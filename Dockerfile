@@ -66,4 +66,4 @@ EXPOSE 8050
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ATLAS_PORT', '8050'), timeout=4)"]
 ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:server"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "attention_atlas.wsgi:server"]

@@ -1,13 +1,13 @@
 """gunicorn settings for the team server, read from the same ATLAS_* settings as the app.
 
-    gunicorn -c gunicorn.conf.py wsgi:server
+    gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server
 
 TLS: with ATLAS_CERTFILE and ATLAS_KEYFILE (PEM) gunicorn serves HTTPS itself; behind a reverse
 proxy that terminates TLS, leave them empty (see the README's team-server section).
 """
 import sys
 
-from settings import SettingsError, exposure_warning, team_settings
+from attention_atlas.settings import SettingsError, exposure_warning, team_settings
 
 try:
     _s = team_settings()

@@ -266,7 +266,7 @@ def store_patterns(store, run_id: str) -> RunPatterns:
     hit = _stored(store, run_id, manifest)
     if hit is not None:
         return hit
-    from dashboard_data import RunTokens
+    from attention_atlas.dashboard_data import RunTokens
     toks = RunTokens(store.tokens(run_id), None, store.target_tokens(run_id))
     rp = compute_run_patterns(manifest, toks.arrays, toks.index, lambda l, h: store.qk(run_id, l, h), side=toks.side)
     if not store.readonly and not rp.missing:

@@ -8,7 +8,7 @@ figure; torch runs one thread)
 while a sampler thread records the peak RSS above the warmed-up baseline. Old and new alternate.
 The script also checks that both capture the same q/k (max |Δ|).
 
-    .venv/bin/python bench/capture.py [--models minilm,smollm2] [--inputs 48] [--rounds 3] [--reps 3]
+    .venv/bin/python -m bench.capture [--models minilm,smollm2] [--inputs 48] [--rounds 3] [--reps 3]
 """
 from __future__ import annotations
 
@@ -24,11 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# bench/precompute.py would shadow the precompute package when this file is run as a script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]   # run as a module from the root (bench/precompute.py is not the package)
 OLD_REF = "d8fd8d7"          # main before issue 12: per-family hooks (bert.py, llama.py, hf.py)
 
 
@@ -62,7 +58,6 @@ def measure(variant: str, model: str, n_inputs: int, reps: int, old_dir: str, du
     if variant == "new":
         adapter = load_model(model)
     else:
-        sys.path.insert(0, old_dir)
         from transformers import AutoConfig
 
         family = {"minilm": "bert", "smollm2": "llama"}[model]
@@ -116,8 +111,9 @@ def main(argv=None) -> None:
         variant, model, old_dir, dump = json.loads(args.child)
         print("RESULT " + json.dumps(measure(variant, model, args.inputs, args.reps, old_dir, dump)))
         return
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
+        # the child imports the old adapters (package ``oldmodels`` in tmp) beside the project
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(ROOT), tmp]))
         old_package(Path(tmp))
         report = {}
         for model in args.models.split(","):
@@ -125,7 +121,7 @@ def main(argv=None) -> None:
             for r in range(args.rounds):
                 for variant in (("old", "new") if r % 2 == 0 else ("new", "old")):
                     dump = str(Path(tmp) / f"{model}-{variant}.npz") if r == 0 else None
-                    cmd = [sys.executable, __file__, "--inputs", str(args.inputs), "--reps", str(args.reps),
+                    cmd = [sys.executable, "-m", "bench.capture", "--inputs", str(args.inputs), "--reps", str(args.reps),
                            "--child", json.dumps([variant, model, tmp, dump])]
                     out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
                     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]

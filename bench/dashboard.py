@@ -1,6 +1,6 @@
 """Dashboard benchmark (headless Chromium + the real callback endpoint).
 
-    python bench/dashboard.py [--store DIR] [--calls 200] [--heads 6x12] [--tokens 5000]
+    python -m bench.dashboard [--store DIR] [--calls 200] [--heads 6x12] [--tokens 5000]
 
 Builds (or reuses) a fixture store with three runs of 6×12 = 72 heads × 10,000 points
 (5,000 tokens; queries + keys), serves it with ``python app.py`` in a subprocess and reports:
@@ -27,7 +27,6 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 RUNS = ["bench-a", "bench-b", "bench-c"]
 
@@ -55,7 +54,7 @@ def build_store(path: Path, layers: int, heads: int, tokens: int):
 
 def serve(store: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--cache", str(store), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "attention_atlas", "serve", "--cache", str(store), "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(1200):  # up to 2 min on a loaded machine
@@ -80,7 +79,7 @@ class Callbacks:
     """Builds /_dash-update-component payloads from the app's own callback map."""
 
     def __init__(self, store: Path, base: str):
-        from app import create_app
+        from attention_atlas.app import create_app
         self.app = create_app(store)
         self.base = base
         self.session = requests.Session()
@@ -332,7 +331,7 @@ def interactions(base: str, run: str, other_run: str | None, repeats: int) -> di
     """Median browser-side latency (ms) of each interaction on ``run``."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from dashboard_data import Data  # noqa: F401 - import cost paid before timing
+    from attention_atlas.dashboard_data import Data  # noqa: F401 - import cost paid before timing
     d = _driver()
     out: dict[str, list[float]] = {}
     try:

@@ -1,10 +1,10 @@
 """Team-server load test: gunicorn on loopback, N simulated users doing real Dash callbacks.
 
-    python bench/load.py                                  # synthetic store, 16 users × 60 s
-    python bench/load.py --cache ./cache/demo             # a real store
-    python bench/load.py --duration 5 --users 4           # smoke run (the test suite does this)
+    python -m bench.load                                  # synthetic store, 16 users × 60 s
+    python -m bench.load --cache ./cache/demo             # a real store
+    python -m bench.load --duration 5 --users 4           # smoke run (the test suite does this)
 
-Starts ``gunicorn -c gunicorn.conf.py wsgi:server`` (2 workers × 4 threads, basic auth with a
+Starts ``gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server`` (2 workers × 4 threads, basic auth with a
 generated test user) on a free loopback port, then:
 
 1. baseline: the same mix with 1 user (``--baseline`` seconds, default duration/6, ≥ 5 s);
@@ -48,8 +48,6 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 ERROR_MARK = "something went wrong"   # app.py's on_error safety-net message
 WILDCARDS = ("ALL", "MATCH", "ALLSMALLER")
@@ -70,7 +68,7 @@ def pct(xs, p: float) -> float:
 
 # ====================================================================== gunicorn
 class Gunicorn:
-    """``gunicorn -c gunicorn.conf.py wsgi:server`` (or ``cmd``) in its own process group on a
+    """``gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server`` (or ``cmd``) in its own process group on a
     free loopback port; settings through ATLAS_* variables. Always stopped by ``stop()`` /
     the context manager (SIGTERM to the group, then SIGKILL)."""
 
@@ -83,7 +81,7 @@ class Gunicorn:
         self.users = users if users is not None else ({"loadtest": "pw-" + os.urandom(6).hex()} if auth == "basic" else {})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.cmd = cmd or [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:server"]
+        self.cmd = cmd or [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "attention_atlas.wsgi:server"]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
         self.env.update({"ATLAS_CACHE": self.store, "ATLAS_HOST": "127.0.0.1", "ATLAS_PORT": str(self.port),
                          "ATLAS_WORKERS": str(workers), "ATLAS_THREADS": str(threads), "ATLAS_AUTH": auth,
@@ -91,7 +89,7 @@ class Gunicorn:
                          "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
         if self.users:
             users_file = self.dir / "users"
-            from teamauth import hash_password   # the users file holds bcrypt hashes (cost 4: tests and benches)
+            from attention_atlas.teamauth import hash_password   # the users file holds bcrypt hashes (cost 4: tests and benches)
             roles = roles if roles is not None else {}
             users_file.write_text("".join(f"{u}:{hash_password(p, rounds=4)}:{roles.get(u, 'editor')}\n"
                                           for u, p in self.users.items()))

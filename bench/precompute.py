@@ -28,14 +28,11 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 # ----------------------------------------------------------------------------- data

@@ -3,6 +3,7 @@ ablation job (progress bar, cancel) and the ranked table / per-input chart of th
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from dash import Input, Output, State, html, no_update
 
@@ -50,6 +51,49 @@ def _table(rows: list[dict], entry: dict):
             html.Td(f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", className="abl-ci", style=style),
             html.Td(r["spread"], style=style), html.Td(str(len(r["per_input"])), style=style)]))
     return html.Table([html.Thead(head), html.Tbody(body)], style={"borderCollapse": "collapse", "margin": "6px 0"})
+
+
+def run_ablation(settings, set_progress, n_clicks, run, layer, head, scope, mode, cap, selection):
+    """The ablation job (a plain function: job processes import it by name, jobs/background.py)."""
+    if not n_clicks or not run:
+        return no_update, no_update
+    try:
+        if cap is not None and (not isinstance(cap, (int, float)) or cap < 1):
+            return no_update, "the number of inputs must be at least 1"
+        from precompute.store import Store
+        with Store(Path(settings.cache).expanduser(), readonly=True) as store:
+            m = store.manifest(run)
+            from figures.encdec import not_applicable
+            if not_applicable(m, "ablation"):
+                return no_update, not_applicable(m, "ablation")
+            singles, sets, what = abl.heads_for(scope, m, layer, head, selection)
+
+            last = []
+
+            def progress(done, total, text):
+                last[:] = [str(done), str(max(total, 1)), text]
+                set_progress(tuple(last))
+
+            fragment = abl.ablation_job(m, store, singles, sets, mode, int(cap) if cap else None, progress)
+            stored = store.analysis(run, abl.NAME)
+        merged, note = abl.save(Path(settings.cache).expanduser(), run, mode, fragment)
+        if merged is None:
+            merged = abl.merge(stored if isinstance(stored, dict) else None, mode, fragment)
+        new = [[[l, h]] for l, h in singles] + [s for s in ([[list(x) for x in hs] for hs in sets])]
+        msg = (f"ablated {what} on {fragment['sample']} — {note}"
+               + (f"; inputs {fragment['skipped']} skipped (one token: nothing to predict)"
+                  if fragment.get("skipped") else ""))
+        # the final progress ("done (n/n, t s)") rides on the result: the background poll may stop
+        # before it delivers the last set_progress, leaving the bar at e.g. 7/9 beside "ablated …"
+        return {"run": run, "mode": mode, "entry": merged[mode], "new": new, "note": note,
+                "progress": last}, msg
+    except ValueError as exc:
+        return no_update, str(exc)
+    except Exception as exc:  # noqa: BLE001
+        log.exception("ablation job failed")
+        name = exc.__class__.__name__
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return no_update, f"the ablation could not run ({name}: {text})"
 
 
 def register(app, data):
@@ -106,58 +150,18 @@ def register(app, data):
         except Exception as exc:  # noqa: BLE001
             return friendly(exc)
 
-    @app.callback(Output("ablation-result", "data"), Output("ablation-msg", "children"),
-                  Input("ablation-run", "n_clicks"),
-                  State("run-select", "value"), State("layer-select", "value"), State("head-select", "value"),
-                  State("ablation-scope", "value"), State("ablation-mode", "value"), State("ablation-cap", "value"),
-                  State("ablation-selection", "data"),
-                  background=True,
-                  progress=[Output("ablation-progress", "value"), Output("ablation-progress", "max"),
-                            Output("ablation-progress-text", "children")],
-                  running=[(Output("ablation-run", "disabled"), True, False),
-                           (Output("ablation-cancel", "disabled"), False, True)],
-                  cancel=[Input("ablation-cancel", "n_clicks")],
-                  prevent_initial_call=True)
-    def run_job(set_progress, n_clicks, run, layer, head, scope, mode, cap, selection):
-        if not n_clicks or not run:
-            return no_update, no_update
-        try:
-            if cap is not None and (not isinstance(cap, (int, float)) or cap < 1):
-                return no_update, "the number of inputs must be at least 1"
-            from precompute.store import Store
-            with Store(data.path, readonly=True) as store:
-                m = store.manifest(run)
-                from figures.encdec import not_applicable
-                if not_applicable(m, "ablation"):
-                    return no_update, not_applicable(m, "ablation")
-                singles, sets, what = abl.heads_for(scope, m, layer, head, selection)
-
-                last = []
-
-                def progress(done, total, text):
-                    last[:] = [str(done), str(max(total, 1)), text]
-                    set_progress(tuple(last))
-
-                fragment = abl.ablation_job(m, store, singles, sets, mode, int(cap) if cap else None, progress)
-                stored = store.analysis(run, abl.NAME)
-            merged, note = abl.save(data.path, run, mode, fragment)
-            if merged is None:
-                merged = abl.merge(stored if isinstance(stored, dict) else None, mode, fragment)
-            new = [[[l, h]] for l, h in singles] + [s for s in ([[list(x) for x in hs] for hs in sets])]
-            msg = (f"ablated {what} on {fragment['sample']} — {note}"
-                   + (f"; inputs {fragment['skipped']} skipped (one token: nothing to predict)"
-                      if fragment.get("skipped") else ""))
-            # the final progress ("done (n/n, t s)") rides on the result: the background poll may stop
-            # before it delivers the last set_progress, leaving the bar at e.g. 7/9 beside "ablated …"
-            return {"run": run, "mode": mode, "entry": merged[mode], "new": new, "note": note,
-                    "progress": last}, msg
-        except ValueError as exc:
-            return no_update, str(exc)
-        except Exception as exc:  # noqa: BLE001
-            log.exception("ablation job failed")
-            name = exc.__class__.__name__
-            text = str(exc).splitlines()[0][:200] if str(exc) else ""
-            return no_update, f"the ablation could not run ({name}: {text})"
+    app.callback(Output("ablation-result", "data"), Output("ablation-msg", "children"),
+                 Input("ablation-run", "n_clicks"),
+                 State("run-select", "value"), State("layer-select", "value"), State("head-select", "value"),
+                 State("ablation-scope", "value"), State("ablation-mode", "value"), State("ablation-cap", "value"),
+                 State("ablation-selection", "data"),
+                 background=True,
+                 progress=[Output("ablation-progress", "value"), Output("ablation-progress", "max"),
+                           Output("ablation-progress-text", "children")],
+                 running=[(Output("ablation-run", "disabled"), True, False),
+                          (Output("ablation-cancel", "disabled"), False, True)],
+                 cancel=[Input("ablation-cancel", "n_clicks")],
+                 prevent_initial_call=True)(run_ablation)
 
     app.clientside_callback(
         """function(result) {

@@ -5,7 +5,7 @@ import logging
 
 from dash import html
 
-from dashboard_data import DataError
+from attention_atlas.dashboard_data import DataError
 from figures.colors import IMAGE_SCHEMES, TEXT_SCHEMES
 
 log = logging.getLogger("atlas")

@@ -15,7 +15,7 @@ import time
 import numpy as np
 from dash import Input, Output, State, clientside_callback, dcc, no_update
 
-from dashboard_data import DataError
+from attention_atlas.dashboard_data import DataError
 from figures.attention import hide_and_renormalise
 from figures.export import (Table, arrows_table, attention_table, concat_tables, export_filename, figure_table,
                             html_snapshot, image_table, matrix_table, single_table, snapshot_payload_figures, to_csv)

@@ -18,7 +18,7 @@ import time
 from dash import ALL, Input, Output, State, clientside_callback, ctx, no_update
 from dash.exceptions import PreventUpdate
 
-from dashboard_data import DataError
+from attention_atlas.dashboard_data import DataError
 
 _UPLOAD_CHECK = """
 function(contents, filename, cfg) {
@@ -78,6 +78,15 @@ def _run_summaries(data, runs, entries=()):
         out.append({"id": r, "model": m.get("model", {}).get("name", "?"),
                     "corpus": corpus_label.get(r) or m.get("corpus", {}).get("name", "?"), "status": status})
     return out
+
+
+def run_in_background(settings, set_progress, request):
+    """The background job (a plain function: job processes import it by name, jobs/background.py)."""
+    from jobs.runner import run_job
+
+    if not request or not request.get("job"):
+        raise PreventUpdate
+    return run_job(str(request["job"]), settings, set_progress)
 
 
 def register(app, data):
@@ -172,18 +181,12 @@ def register(app, data):
         return {"job": job_id, "n": n}, f"job {job_id} queued: {labels['model']} on {labels['corpus']}"
 
     # ------------------------------------------------------------------ the background job
-    @app.callback(Output("jobs-result", "data"), Input("jobs-request", "data"),
-                  background=True, interval=1000, prevent_initial_call=True,
-                  progress=[Output("jobs-bar", "value"), Output("jobs-bar-label", "children")],
-                  running=[(Output("jobs-start", "disabled"), True, False),
-                           (Output("jobs-cancel", "disabled"), False, True)],
-                  cancel=[Input("jobs-cancel", "n_clicks")])
-    def run_in_background(set_progress, request):
-        from jobs.runner import run_job
-
-        if not request or not request.get("job"):
-            raise PreventUpdate
-        return run_job(str(request["job"]), app.atlas_settings, set_progress)
+    app.callback(Output("jobs-result", "data"), Input("jobs-request", "data"),
+                 background=True, interval=1000, prevent_initial_call=True,
+                 progress=[Output("jobs-bar", "value"), Output("jobs-bar-label", "children")],
+                 running=[(Output("jobs-start", "disabled"), True, False),
+                          (Output("jobs-cancel", "disabled"), False, True)],
+                 cancel=[Input("jobs-cancel", "n_clicks")])(run_in_background)
 
     # ------------------------------------------------------------------ everyone's jobs, run list
     # The tick writes only to this tab's own components (and two stores when there is news): an

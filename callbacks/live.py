@@ -17,7 +17,7 @@ from __future__ import annotations
 from dash import Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
 
-from dashboard_data import DataError
+from attention_atlas.dashboard_data import DataError
 
 POLL_MS = 3000
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from dash import Input, Output, State, ctx, no_update
 
 from analysis import own_input as oi
-from dashboard_data import DataError
+from attention_atlas.dashboard_data import DataError
 from figures.analysis_views import own_grid_figure, own_head_figure
 from figures.attention import attention, layer_semantics
 from figures.common import display_token
@@ -35,11 +36,11 @@ _LOCK = threading.Lock()
 _MEM: dict = {}   # small in-process memo of decoded cache entries (key -> value)
 
 
-def disk_cache(app):
-    """The own-input disk cache (one diskcache.Cache per process)."""
+def disk_cache(settings):
+    """The own-input disk cache (one diskcache.Cache per process), under the settings' jobs folder."""
     import diskcache
 
-    path = app.atlas_settings.jobs_path / "owninput"
+    path = settings.jobs_path / "owninput"
     pid = os.getpid()
     with _LOCK:
         c = _CACHES.get((pid, str(path)))
@@ -54,7 +55,7 @@ def _get(app, key):
     hit = _MEM.get(key)
     if hit is not None:
         return hit
-    value = disk_cache(app).get(key)
+    value = disk_cache(app.atlas_settings).get(key)
     if value is not None:
         if len(_MEM) > 32:
             _MEM.clear()
@@ -112,6 +113,90 @@ def own_sentence_figure(own: oi.OwnInput, layer: int, head: int, scale: float, c
     return sentence_lines_figure(words, a, (), None, title), a
 
 
+def compute_input(settings, req):
+    """Your input through the model and into every head (background; imported by name by job processes)."""
+    if not req or not req.get("key"):
+        return no_update, no_update
+    from analysis.live import run_model
+    from precompute.models.base import ModelLoadError, first_line
+    from precompute.store import Store
+
+    t0 = time.time()
+    cache = disk_cache(settings)
+    key, run = req["key"], req["run"]
+    try:
+        with Store(Path(settings.cache).expanduser(), readonly=True) as store:
+            m = store.manifest(run)
+            capd = cache.get(f"cap/{key}")
+            reused = capd is not None
+            if capd is None:
+                if "text" not in req and not req.get("image"):
+                    return None, "your input is no longer cached: run the model again"
+                adapter = run_model(m)
+                if req.get("image"):
+                    raw = cache.get(f"img/{key}")
+                    if raw is None:
+                        return None, "the uploaded image is no longer cached: upload it again"
+                    own = oi.capture_own_input(adapter, m["layers"], image=raw, label=req.get("label", ""))
+                else:
+                    own = oi.capture_own_input(adapter, m["layers"], text=req["text"], label=req.get("label", ""))
+                cache.set(f"cap/{key}", own.to_dict(), expire=EXPIRE)
+            else:
+                own = oi.OwnInput.from_dict(capd)
+            gk = grid_key(key, req["variant"], req["method"])
+            if cache.get(gk) is None:
+                grid = compute_grid(store, m, own, req["variant"], req["method"])
+                cache.set(gk, grid, expire=EXPIRE)
+    except (oi.InputError, DataError, ValueError, ModelLoadError) as exc:
+        return None, first_line(exc)
+    except Exception as exc:  # noqa: BLE001
+        return None, friendly(exc)
+    note = f"{own.n} tokens"
+    if own.truncated:
+        note += f" (truncated: {own.truncated} tokens beyond the model's limit of {m['model'].get('max_length')} dropped)"
+    out = {"key": key, "run": run, "variant": req["variant"], "method": req["method"], "n": own.n,
+           "tokens": list(own.tokens), "truncated": own.truncated, "label": own.label or req.get("label", ""),
+           "grid": gk, "note": req.get("note", "")}
+    return out, f"done in {time.time() - t0:.1f} s{' (model output reused)' if reused else ''}: {note}"
+
+
+def transform_input(settings, req):
+    """openTSNE / UMAP transform for the current head (background; imported by name by job processes)."""
+    if not req:
+        return None
+    from precompute.projections import ProjectionParams
+    from precompute.store import Store
+
+    tkey = "tf/{key}/{layer}/{head}/{variant}/{method}".format(**req)
+    cache = disk_cache(settings)
+    hit = cache.get(tkey)
+    if hit is not None:
+        return hit
+    try:
+        capd = cache.get(f"cap/{req['key']}")
+        if capd is None:
+            return {**req, "error": "your input is no longer cached: run the model again"}
+        own = oi.OwnInput.from_dict(capd)
+        with Store(Path(settings.cache).expanduser(), readonly=True) as store:
+            m = store.manifest(req["run"])
+            qk = store.qk(req["run"], req["layer"], req["head"])
+            coords = store.coords(req["run"], req["layer"], req["head"], req["variant"], req["method"], 2)
+        if qk is None or coords is None:
+            return {**req, "error": f"L{req['layer']} H{req['head']} is not stored yet"}
+        params = ProjectionParams(**(m.get("settings", {}).get("params") or {}))
+        t0 = time.time()
+        p = oi.transform_in_head(qk[0], qk[1], coords, *own.qk(req["layer"], req["head"]), req["variant"],
+                                 req["method"], params, m.get("projections") or [req["method"]])
+        out = {**req, "coords": p.coords.astype(np.float32).tolist(), "how": p.how,
+               "seconds": round(time.time() - t0, 2)}
+        cache.set(tkey, out, expire=EXPIRE)
+        return out
+    except ValueError as exc:  # e.g. an attention-graph layout: no transform, said in one line
+        return {**req, "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001
+        return {**req, "error": friendly(exc)}
+
+
 def register(app, data):
     # ------------------------------------------------------------------ text box or upload
     @app.callback(Output("input-text-box", "style"), Output("input-upload-box", "style"),
@@ -148,7 +233,7 @@ def register(app, data):
                     img = oi.decode_image(contents, filename)
                     raw = np.asarray(img, np.uint8)
                     key = oi.input_key(run, identity, raw.tobytes() + str(raw.shape).encode())
-                    disk_cache(app).set(f"img/{key}", raw, expire=EXPIRE)
+                    disk_cache(app.atlas_settings).set(f"img/{key}", raw, expire=EXPIRE)
                     req = {"key": key, "run": run, "image": True, "label": filename or "uploaded image"}
                 else:
                     text = oi.check_text(text)
@@ -170,54 +255,10 @@ def register(app, data):
             return no_update, friendly(exc)
 
     # ------------------------------------------------------------------ the model + every head
-    @app.callback(Output("input-store", "data"), Output("input-job-msg", "children"),
-                  Input("input-request", "data"), background=True, interval=400, prevent_initial_call=True,
-                  running=[(Output("input-submit", "disabled"), True, False),
-                           (Output("input-running", "style"), {"display": "block"}, {"display": "none"})])
-    def compute_input(req):
-        if not req or not req.get("key"):
-            return no_update, no_update
-        from analysis.live import run_model
-        from precompute.models.base import ModelLoadError, first_line
-        from precompute.store import Store
-
-        t0 = time.time()
-        cache = disk_cache(app)
-        key, run = req["key"], req["run"]
-        try:
-            with Store(data.path, readonly=True) as store:
-                m = store.manifest(run)
-                capd = cache.get(f"cap/{key}")
-                reused = capd is not None
-                if capd is None:
-                    if "text" not in req and not req.get("image"):
-                        return None, "your input is no longer cached: run the model again"
-                    adapter = run_model(m)
-                    if req.get("image"):
-                        raw = cache.get(f"img/{key}")
-                        if raw is None:
-                            return None, "the uploaded image is no longer cached: upload it again"
-                        own = oi.capture_own_input(adapter, m["layers"], image=raw, label=req.get("label", ""))
-                    else:
-                        own = oi.capture_own_input(adapter, m["layers"], text=req["text"], label=req.get("label", ""))
-                    cache.set(f"cap/{key}", own.to_dict(), expire=EXPIRE)
-                else:
-                    own = oi.OwnInput.from_dict(capd)
-                gk = grid_key(key, req["variant"], req["method"])
-                if cache.get(gk) is None:
-                    grid = compute_grid(store, m, own, req["variant"], req["method"])
-                    cache.set(gk, grid, expire=EXPIRE)
-        except (oi.InputError, DataError, ValueError, ModelLoadError) as exc:
-            return None, first_line(exc)
-        except Exception as exc:  # noqa: BLE001
-            return None, friendly(exc)
-        note = f"{own.n} tokens"
-        if own.truncated:
-            note += f" (truncated: {own.truncated} tokens beyond the model's limit of {m['model'].get('max_length')} dropped)"
-        out = {"key": key, "run": run, "variant": req["variant"], "method": req["method"], "n": own.n,
-               "tokens": list(own.tokens), "truncated": own.truncated, "label": own.label or req.get("label", ""),
-               "grid": gk, "note": req.get("note", "")}
-        return out, f"done in {time.time() - t0:.1f} s{' (model output reused)' if reused else ''}: {note}"
+    app.callback(Output("input-store", "data"), Output("input-job-msg", "children"),
+                 Input("input-request", "data"), background=True, interval=400, prevent_initial_call=True,
+                 running=[(Output("input-submit", "disabled"), True, False),
+                          (Output("input-running", "style"), {"display": "block"}, {"display": "none"})])(compute_input)
 
     # ------------------------------------------------------------------ real transform (opt-in)
     @app.callback(Output("input-transform-request", "data"),
@@ -231,42 +272,8 @@ def register(app, data):
         return {"key": store_data["key"], "run": store_data["run"], "variant": store_data["variant"],
                 "method": store_data["method"], "layer": int(layer), "head": int(head)}
 
-    @app.callback(Output("input-transform-store", "data"), Input("input-transform-request", "data"),
-                  background=True, interval=400, prevent_initial_call=True)
-    def transform_input(req):
-        if not req:
-            return None
-        from precompute.projections import ProjectionParams
-        from precompute.store import Store
-
-        tkey = "tf/{key}/{layer}/{head}/{variant}/{method}".format(**req)
-        cache = disk_cache(app)
-        hit = cache.get(tkey)
-        if hit is not None:
-            return hit
-        try:
-            capd = cache.get(f"cap/{req['key']}")
-            if capd is None:
-                return {**req, "error": "your input is no longer cached: run the model again"}
-            own = oi.OwnInput.from_dict(capd)
-            with Store(data.path, readonly=True) as store:
-                m = store.manifest(req["run"])
-                qk = store.qk(req["run"], req["layer"], req["head"])
-                coords = store.coords(req["run"], req["layer"], req["head"], req["variant"], req["method"], 2)
-            if qk is None or coords is None:
-                return {**req, "error": f"L{req['layer']} H{req['head']} is not stored yet"}
-            params = ProjectionParams(**(m.get("settings", {}).get("params") or {}))
-            t0 = time.time()
-            p = oi.transform_in_head(qk[0], qk[1], coords, *own.qk(req["layer"], req["head"]), req["variant"],
-                                     req["method"], params, m.get("projections") or [req["method"]])
-            out = {**req, "coords": p.coords.astype(np.float32).tolist(), "how": p.how,
-                   "seconds": round(time.time() - t0, 2)}
-            cache.set(tkey, out, expire=EXPIRE)
-            return out
-        except ValueError as exc:  # e.g. an attention-graph layout: no transform, said in one line
-            return {**req, "error": str(exc)}
-        except Exception as exc:  # noqa: BLE001
-            return {**req, "error": friendly(exc)}
+    app.callback(Output("input-transform-store", "data"), Input("input-transform-request", "data"),
+                 background=True, interval=400, prevent_initial_call=True)(transform_input)
 
     # ------------------------------------------------------------------ drawing
     @app.callback(Output("input-grid-graph", "figure"), Output("input-head-graph", "figure"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, State, ctx, no_update
 
-from dashboard_data import DataError
+from attention_atlas.dashboard_data import DataError
 from figures.urlstate import DEFAULTS, FIELDS, parse, serialise
 from figures.views import MODEL_THUMB, model_view_cell, patch_of_point
 

@@ -5,10 +5,14 @@ progress), jobs run in child processes on this machine. Team deployment (``redis
 ``CeleryManager`` with Redis as broker and result backend; a Celery worker
 (``celery -A jobs.worker worker --pool=solo``) runs the jobs.
 
-Both are thin subclasses that know the job registry (jobs/registry.py):
+A background callback is a plain module-level function taking the settings first (jobs/background.py);
+the managers remember it by name, and a job process imports and runs it by that name: it never builds
+the Dash app. Both are thin subclasses that know the job registry (jobs/registry.py):
 
 - diskcache: jobs run in children of a fork server, not in forks of the (threaded) web process, whose
-  copied locks can hang a child (jobs/spawned.py);
+  copied locks can hang a child (jobs/spawned.py); the fork server preloads the callbacks' modules;
+- Celery: the web process queues one generic task (jobs/celery_app.py, ``RUN_TASK``) naming the
+  function; the worker (jobs/worker.py) needs no Dash app either;
 - cancelling (the page's Cancel button, or a newer job replacing an old one) first sets the job's
   cancel flag, which the job checks at every batch and head and obeys by stopping between two store
   writes; only if it has not stopped after a short grace is it killed (diskcache: the process tree;
@@ -22,7 +26,8 @@ from __future__ import annotations
 import logging
 import time
 
-from settings import Settings
+from attention_atlas.settings import Settings
+from jobs.background import bind, body_ref, run_callback
 
 log = logging.getLogger("atlas.jobs")
 CANCEL_GRACE_S = 4.0
@@ -95,18 +100,30 @@ def _fail_queued(jobs_path, job_id, message) -> None:
 _CONTEXT: list = []
 
 
-def _job_context():
-    """multiprocess's fork-server context, its server preloading the dashboard and model code."""
+def _job_context(modules):
+    """multiprocess's fork-server context, its server preloading the model code (jobs/preload.py) and
+    the modules of the background callbacks (named by the app that registered them)."""
     if not _CONTEXT:
         import multiprocess
 
         try:
             ctx = multiprocess.get_context("forkserver")
-            ctx.set_forkserver_preload(["jobs.preload"])
+            ctx.set_forkserver_preload(["jobs.preload", *sorted(modules)])
         except ValueError:  # a platform without fork servers (Windows): Dash's default
             ctx = None
         _CONTEXT.append(ctx)
     return _CONTEXT[0]
+
+
+class QueuedCallback:
+    """What the Celery manager registers for a background callback: its name and whether it reports
+    progress (the web process never runs it; a worker does, by name)."""
+
+    def __init__(self, ref: str, progress: bool):
+        self.ref, self.progress = ref, bool(progress)
+
+    def __repr__(self) -> str:
+        return f"QueuedCallback({self.ref!r})"
 
 
 def make_manager(settings: Settings):
@@ -114,12 +131,17 @@ def make_manager(settings: Settings):
     if settings.redis_url:
         from dash import CeleryManager
 
-        from jobs.celery_app import make_celery
+        from jobs.celery_app import RUN_TASK, make_celery
 
         class AtlasCeleryManager(CeleryManager):
+            def make_job_fn(self, fn, progress, key=None):
+                return QueuedCallback(body_ref(fn), progress)
+
             def call_job_fn(self, key, job_fn, args, context):
                 try:
-                    return super().call_job_fn(key, job_fn, args, context)
+                    task = self.handle.send_task(RUN_TASK, args=(job_fn.ref, job_fn.progress, key,
+                                                                 self._make_progress_key(key), args, context))
+                    return task.task_id
                 except Exception as exc:  # noqa: BLE001 - broker unreachable: say so, fail the job clearly
                     log.warning("could not queue a background job (%s)", exc.__class__.__name__)
                     job_id = _job_id_in(args)
@@ -180,24 +202,41 @@ def make_manager(settings: Settings):
                 except Exception:  # noqa: BLE001
                     return {}
 
-        return AtlasCeleryManager(make_celery(settings.redis_url), expire=24 * 3600)
+        return AtlasCeleryManager(make_celery(settings.redis_url, settings), expire=24 * 3600)
 
     import diskcache
     from dash import DiskcacheManager
 
     class AtlasDiskcacheManager(DiskcacheManager):
+        def __init__(self, cache, expire=None):
+            self.refs = {}  # registry key -> (module:qualname, progress); set before Dash registers anything
+            super().__init__(cache, expire=expire)
+
+        def make_job_fn(self, fn, progress, key=None):
+            """Dash's job function around the callback with the settings bound (what runs if there is
+            no fork server); the name is what a fork-server child imports instead."""
+            self.refs[key] = (body_ref(fn), bool(progress))
+            cache = self.handle
+
+            def job_fn(result_key, progress_key, user_callback_args, context):
+                run_callback(bind(fn, settings), progress, cache.set, result_key, progress_key,
+                             user_callback_args, context)
+
+            return job_fn
+
         def call_job_fn(self, key, job_fn, args, context):
             """Start the job in a child of the fork server, never a fork of this threaded process
             (see jobs/spawned.py); the returned pid is the handle Dash polls and terminates."""
             from jobs.spawned import run_spawned
 
             fn_key = next((k for k, f in self.func_registry.items() if f is job_fn), None)
-            ctx = _job_context()
-            if fn_key is None or ctx is None:  # not ours to re-create in a child / no fork server here
+            ref = self.refs.get(fn_key)
+            ctx = _job_context({r.partition(":")[0] for r, _ in self.refs.values()})
+            if ref is None or ctx is None:  # not one of ours / no fork server here: Dash's own fork
                 return super().call_job_fn(key, job_fn, args, context)
             proc = ctx.Process(target=run_spawned, daemon=False,
-                                          args=(settings, fn_key, key, self._make_progress_key(key), args,
-                                                dict(context)))
+                               args=(settings, ref[0], ref[1], self.handle.directory, key,
+                                     self._make_progress_key(key), args, dict(context)))
             proc.start()
             return proc.pid
 

@@ -1,25 +1,20 @@
 """The Celery worker of the team deployment (``ATLAS_REDIS_URL`` set):
 
     celery -A jobs.worker worker --pool=solo --loglevel=INFO      # one job at a time per worker
+    atlas worker                                                   # the same
 
-It builds the same Dash app as the web server, from the same ATLAS_* settings (environment and/or
-ATLAS_CONFIG), so that the app's background callbacks are registered as Celery tasks here under
-the same names. The worker must see the same store (ATLAS_CACHE) and jobs directory
-(ATLAS_JOBS_DIR: the registry and uploaded corpora) as the web server. Run several workers for
-several simultaneous jobs.
+It makes the Celery app from the same ATLAS_* settings as the web server (environment and/or
+ATLAS_CONFIG) with the one task every background callback goes through (jobs/celery_app.py): the
+callback is imported by the name the web server sends and run with these settings — the worker never
+builds the Dash app. The worker must see the same store (ATLAS_CACHE) and jobs directory
+(ATLAS_JOBS_DIR: the registry and uploaded corpora) as the web server, and the project must be
+installed (``pip install -e .``; the pipeline's own worker processes import it too). Run several
+workers for several simultaneous jobs.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# `celery -A` puts the working directory on sys.path only while it imports this module (and then
-# removes one copy of it); the pipeline's own worker processes (forkserver) need the project
-# importable for good, so add a copy of our own
-sys.path.append(str(Path(__file__).resolve().parent.parent))
-
-from app import create_app, setup_logging  # noqa: E402
-from settings import SettingsError, load_settings  # noqa: E402
+from attention_atlas.settings import SettingsError, load_settings, setup_logging
+from jobs.celery_app import make_celery
 
 try:
     settings = load_settings()
@@ -29,6 +24,6 @@ if not settings.redis_url:
     raise SystemExit("error: the Celery worker needs ATLAS_REDIS_URL (e.g. redis://localhost:6379/0), the same "
                      "as the web server's; without it the web server runs jobs itself (DiskcacheManager)")
 setup_logging(settings.log_level)
-dash_app = create_app(settings=settings)
-celery_app = dash_app._background_manager.handle  # noqa: SLF001 - the CeleryManager's Celery app
+import jobs.preload  # noqa: E402, F401 - the model code, loaded once before the first job
+celery_app = make_celery(settings.redis_url, settings)
 app = celery_app  # what `celery -A jobs.worker` looks up

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Docker entrypoint of the Attention Atlas image: prepares the store, then runs the command it is
-# given (the image's CMD is the team server, `gunicorn -c gunicorn.conf.py wsgi:server`; the
+# given (the image's CMD is the team server, `gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server`; the
 # compose worker passes `celery -A jobs.worker worker ...`).
 #
 # - A missing or empty store directory ($ATLAS_CACHE, /data/store in the image) becomes an empty

@@ -5,7 +5,7 @@
 #   3. the same background process goes on with t-SNE/UMAP head by head (the page shows each
 #      head as it lands); it logs to $CACHE.precompute.log and stops when the dashboard stops.
 # Running it again resumes what is missing (nothing is recomputed). Options after the script go
-# to app.py (e.g. --port 8051). ATLAS_CACHE picks another store directory; ATLAS_DEMO_MAX_TOKENS
+# to `atlas serve` (e.g. --port 8051). ATLAS_CACHE picks another store directory; ATLAS_DEMO_MAX_TOKENS
 # (default 2500) a smaller demo run (tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ mkdir -p "$(dirname "$CACHE")"
 # every stored run complete: nothing to compute, serve at once (no model to load)
 if [ -d "$CACHE" ] && .venv/bin/python -m precompute list --cache "$CACHE" --json 2>/dev/null |
    .venv/bin/python -c 'import json,sys; rows=json.load(sys.stdin); sys.exit(0 if rows and all(r["status"] == "complete" for r in rows) else 1)' 2>/dev/null; then
-  exec .venv/bin/python app.py --cache "$CACHE" "$@"
+  exec .venv/bin/python -m attention_atlas serve --cache "$CACHE" "$@"
 fi
 
 rm -f "$READY"
@@ -33,4 +33,4 @@ echo "t-SNE/UMAP in the background — progress and ETA: tail -f $LOG"
     --fast-first --ready-file "$READY" --stop-with $$ >>"$LOG" 2>&1 </dev/null & echo $! >"$CACHE.precompute.pid" )
 PID=$(cat "$CACHE.precompute.pid")
 # the dashboard imports while the precompute runs, and serves once every head has its PCA
-exec .venv/bin/python scripts/serve_when_ready.py "$READY" "$PID" "$LOG" --cache "$CACHE" "$@"
+exec .venv/bin/python -m attention_atlas serve-when-ready "$READY" "$PID" "$LOG" --cache "$CACHE" "$@"

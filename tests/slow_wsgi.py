@@ -7,7 +7,7 @@ import time
 
 import flask
 
-import wsgi
+from attention_atlas import wsgi
 
 app = wsgi.build()
 

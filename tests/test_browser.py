@@ -55,7 +55,7 @@ def server(store_dir):
     from werkzeug.serving import make_server
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    from app import create_app
+    from attention_atlas.app import create_app
     app = create_app(store_dir)
     port = _free_port()
     srv = make_server("127.0.0.1", port, app.server, threaded=True)
@@ -170,7 +170,7 @@ def shot(d, name, height=None):
 
 
 def expected_matches(store_dir, run, word):
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     toks = Data(store_dir).tokens(run)
     return int((toks.norm_texts == word).sum())
 
@@ -435,7 +435,7 @@ def test_no_severe_console_errors(driver):
 
 def test_store_disappearing_gives_message(store_dir):
     """The data layer turns a vanished store into a one-line message (what every callback shows)."""
-    from dashboard_data import Data, DataError
+    from attention_atlas.dashboard_data import Data, DataError
     copy = Path(tempfile.mkdtemp(prefix="atlas-gone-")) / "store"
     shutil.copytree(store_dir, copy)
     data = Data(copy)
@@ -448,7 +448,7 @@ def test_store_disappearing_gives_message(store_dir):
 
 
 def test_corrupt_entry_gives_message(store_dir):
-    from dashboard_data import Data, DataError
+    from attention_atlas.dashboard_data import Data, DataError
     from precompute.store import Store, head_prefix
     copy = Path(tempfile.mkdtemp(prefix="atlas-corrupt-")) / "store"
     shutil.copytree(store_dir, copy)

@@ -160,7 +160,7 @@ def test_matrix_selection_names_the_heads(real_store, real_server, driver):
     selected = driver.execute_script(gd_js("matrix-graph", "g._fullData[0].selectedpoints || []"))
     assert selected
     from callbacks.common import resolve_variant
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     data = Data(store_dir)
     m = data.manifest(run)
     variant, _ = resolve_variant(m, True, False)

@@ -67,7 +67,7 @@ def open_run(d, base, run, query):
 
 
 def _data(store_dir):
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     return Data(store_dir)
 
 

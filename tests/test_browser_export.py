@@ -334,7 +334,7 @@ def check_generic_analysis_export(driver, downloads):  # noqa: F811
 # ------------------------------------------------------------------ real runs
 @pytest.mark.parametrize("name", ["minilm", "smollm2", "dinov2"])
 def test_exports_on_real_run(real_store, real_server, driver, downloads, name):  # noqa: F811
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     store_dir, ids = real_store
     data = Data(store_dir)
     run = ids[name]
@@ -380,7 +380,7 @@ def test_csv_numbers_on_real_runs(real_store):  # noqa: F811
     """Sentence, Model and Image View CSVs of the real runs equal the attention recomputed from
     the stored q/k (the function the faithfulness tests check against the models themselves)."""
     from callbacks.export import ExportError, csv_export
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     store_dir, ids = real_store
     data = Data(store_dir)
     for name in ("minilm", "smollm2", "dinov2"):

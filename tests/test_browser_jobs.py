@@ -52,8 +52,8 @@ def jobs_app():
 
     from werkzeug.serving import make_server
 
-    from app import create_app
-    from settings import load_settings
+    from attention_atlas.app import create_app
+    from attention_atlas.settings import load_settings
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     d = Path(tempfile.mkdtemp(prefix="atlas-jobs-browser-"))

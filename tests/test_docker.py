@@ -158,7 +158,7 @@ def names():
 def users_file(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     f = folder / "atlas_users"
-    from teamauth import hash_password   # issue 14: the users file holds bcrypt hashes (and the role)
+    from attention_atlas.teamauth import hash_password   # issue 14: the users file holds bcrypt hashes (and the role)
 
     f.write_text(f"{USER}:{hash_password(PASSWORD, rounds=4)}:editor\n", encoding="utf-8")
     f.chmod(0o644)

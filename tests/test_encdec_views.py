@@ -144,7 +144,7 @@ def test_url_field_kind():
 
 
 def test_joined_token_table_and_side_rows():
-    from dashboard_data import RunTokens
+    from attention_atlas.dashboard_data import RunTokens
 
     def table(lengths, word):
         t = {"text": [], "input_id": [], "position": [], "token_id": [], "norm_position": [], "input_length": []}
@@ -171,7 +171,7 @@ def test_cross_heads_have_no_pattern_scores_and_say_why():
     """Head patterns: encoder heads over the source, decoder heads (causal) over the target, cross
     heads left out with one line saying why."""
     from analysis.head_scores import CROSS_NA, compute_run_patterns
-    from dashboard_data import RunTokens
+    from attention_atlas.dashboard_data import RunTokens
     rng = np.random.default_rng(3)
     src = {"text": np.array(list("abcdefg")), "input_id": np.zeros(7, int), "position": np.arange(7)}
     tgt = {"text": np.array(list("vwxyz")), "input_id": np.zeros(5, int), "position": np.arange(5)}
@@ -202,7 +202,7 @@ def test_job_target_column_validated_in_one_line(tmp_path):
     import json
 
     from jobs.runner import JobInvalid, validate_params
-    from settings import load_settings
+    from attention_atlas.settings import load_settings
     models, corpora = tmp_path / "models", tmp_path / "corpora"
     (models / "bart").mkdir(parents=True)
     (models / "bart" / "config.json").write_text(json.dumps({"model_type": "bart", "is_encoder_decoder": True}))

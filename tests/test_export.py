@@ -14,7 +14,7 @@ import plotly.io as pio
 import pytest
 
 from callbacks.export import ExportError, csv_export, html_export
-from dashboard_data import Data
+from attention_atlas.dashboard_data import Data
 from figures.attention import aggregate_by_position, attention, downsample, hide_and_renormalise
 from figures.common import typed
 from figures.export import (Table, csv_columns, decode_array, export_filename, external_resources, figure_table,

@@ -275,7 +275,7 @@ def figure_store(tmp_path_factory):
 
 
 def test_data_matrix_by_a_stored_figure(figure_store):
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     data = Data(figure_store)
     by_head = data.head_metrics("t")
     md = data.matrix("t", "translated", "umap", 0, "fig:picture-shown", 0.0)
@@ -300,7 +300,7 @@ def test_data_matrix_by_a_stored_figure(figure_store):
 
 
 def test_data_picture_agreement_is_point_distortion_of_the_stored_picture(figure_store):
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from precompute.metrics import layer_semantics
     data = Data(figure_store)
     pa = data.picture_agreement("t", 1, 2, "translated", "umap", 2)

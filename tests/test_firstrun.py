@@ -59,7 +59,7 @@ def _tree_alive(procs) -> list:
 # ------------------------------------------------------------------ two phases = one phase
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
 
     d = tmp_path_factory.mktemp("firstrun")
     corpus = d / "corpus.txt"
@@ -134,7 +134,7 @@ def test_dashboard_sees_the_run_grow(two_runs):
 
 def test_live_store_is_written_only_when_the_run_changed(two_runs):
     from callbacks.live import progress_text, update
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
 
     _, two, _, cache, seen = two_runs
     value = update(Data(cache), two.run_id, None)

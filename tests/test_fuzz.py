@@ -52,7 +52,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app(store, tmp_path_factory):
-    import wsgi
+    from attention_atlas import wsgi
     return wsgi.build({"ATLAS_CACHE": str(store), "ATLAS_AUTH": "none",
                        "ATLAS_JOBS_DIR": str(tmp_path_factory.mktemp("fuzz-jobs")), "ATLAS_LOG_LEVEL": "CRITICAL"})
 

@@ -179,7 +179,7 @@ def test_hostile_regex_through_gunicorn_does_not_hold_workers(small_store, tmp_p
 def test_huge_ranges_are_refused_before_expansion(tmp_path, capsys, corpus_file):
     from jobs.runner import JobInvalid, validate_params
     from precompute.selection import SelectionError, parse_index_list
-    from settings import Settings
+    from attention_atlas.settings import Settings
 
     validate_params({"model": "minilm", "corpus": "demo", "layers": "0-3"}, Settings(jobs_dir=str(tmp_path)))  # imports
     t0 = time.perf_counter()
@@ -245,7 +245,7 @@ def test_corrupt_entries_listed_repaired_exactly(tmp_path, capsys, corpus_file):
 
 
 def test_matrix_view_draws_the_other_heads_when_one_blob_is_bad(tmp_path):
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
 
     path = tmp_path / "store"
     make_test_store(path, "text", n_layers=2, n_heads=3, n_inputs=6, run_id="r")
@@ -273,14 +273,14 @@ def test_read_only_store_is_read_by_list_export_dashboard_and_app(small_store, t
         assert code == 0 and (tmp_path / "h.npz").is_file(), err
         code, _, err = run_cli(capsys, "run", "--model", "minilm", "--corpus", "demo", "--cache", str(store), "--quiet")
         assert code == 2 and one_line_error(err) and "read-only" in err and "corrupt" not in err, err
-        from dashboard_data import Data
+        from attention_atlas.dashboard_data import Data
         md = Data(store).matrix("hard-run", "translated", "pca", 250, "grid", 0.0)
         assert len(md.x) > 0 and not md.missing
         # python app.py on the read-only store, default jobs folder (beside the store: unwritable)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
         env.update(HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-        p = subprocess.Popen([sys.executable, "app.py", "--cache", str(store), "--port", str(port)], cwd=ROOT, env=env,
+        p = subprocess.Popen([sys.executable, "-m", "attention_atlas", "serve", "--cache", str(store), "--port", str(port)], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             body = None
@@ -331,7 +331,7 @@ def test_disk_full_says_so_and_keeps_what_was_computed(tmp_path, capsys, corpus_
 def test_remote_code_is_reported_the_same_by_cli_and_runs_page(tmp_path, capsys, corpus_file):
     from jobs.paths import PathRefused, check_model
     from precompute.models.packaged import builtin_folder
-    from settings import Settings
+    from attention_atlas.settings import Settings
 
     src, _ = builtin_folder("minilm")
     folder = tmp_path / "models" / "evil-minilm"

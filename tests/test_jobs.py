@@ -23,7 +23,7 @@ from jobs.paths import (PathRefused, check_corpus, check_model, display_name, li
 from jobs.registry import STALE_S, Registry
 from jobs.runner import JobInvalid, run_job, validate_params
 from precompute.store import Store, decode
-from settings import load_settings
+from attention_atlas.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,7 +196,7 @@ def test_uploads_random_names_size_limit_never_run(doors):
 
 def test_upload_and_start_through_http(doors):
     """The same doors through the page's own callbacks (what a crafted request would hit)."""
-    from app import create_app
+    from attention_atlas.app import create_app
 
     settings, tmp = doors
     app = create_app(settings=settings)
@@ -291,7 +291,7 @@ def test_second_job_on_the_same_run_fails_clearly_and_cancel_keeps_store_consist
     reg = Registry(settings.jobs_path)
     a = reg.create("alice", params, {"model": "minilm", "corpus": "demo"})
     b = reg.create("bob", params, {"model": "minilm", "corpus": "demo"})
-    proc = subprocess.Popen([sys.executable, "-c", f"from settings import load_settings; from jobs.runner import run_job; "
+    proc = subprocess.Popen([sys.executable, "-c", f"from attention_atlas.settings import load_settings; from jobs.runner import run_job; "
                                                    f"run_job({a!r}, load_settings())"],
                             cwd=ROOT, env=_job_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -329,10 +329,10 @@ def test_second_job_on_the_same_run_fails_clearly_and_cancel_keeps_store_consist
 
 
 def test_no_secrets_in_logs_during_a_basic_auth_run(tmp_path, caplog):
-    from app import create_app
+    from attention_atlas.app import create_app
 
     password = "Sup3r-secret-pw!"
-    from teamauth import hash_password
+    from attention_atlas.teamauth import hash_password
 
     # issue 14: users are given as bcrypt hashes (with a role); plain passwords are refused
     settings = load_settings(env={}, cache=str(tmp_path / "store"), jobs_dir=str(tmp_path / "jobs"), auth="basic",

@@ -137,8 +137,8 @@ class _Capture(logging.Handler):
 def team():
     from werkzeug.serving import make_server
 
-    from app import create_app
-    from settings import load_settings
+    from attention_atlas.app import create_app
+    from attention_atlas.settings import load_settings
 
     d = Path(tempfile.mkdtemp(prefix="atlas-celery-"))
     (d / "five.txt").write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")

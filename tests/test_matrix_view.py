@@ -179,7 +179,7 @@ def test_run_info_reads_new_and_old_manifests():
 
 def test_a_selected_input_too_long_for_the_budget_is_cut_and_said(tmp_path):
     from callbacks.matrix import drawn_points, matrix_outputs
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from tests.store_fixture import make_test_store
     make_test_store(tmp_path, "text", n_layers=2, n_heads=3, n_inputs=2, tokens_per_input=1100, run_id="r",
                     variants=("translated",), methods=("pca",), dims=(2,))

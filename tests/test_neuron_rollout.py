@@ -121,7 +121,7 @@ def test_rollout_rows_sum_to_one_and_causal_stays_lower_triangular():
 
 
 def test_layer_means_and_rollout_view_on_a_store():
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from tests.store_fixture import make_test_store
 
     from callbacks.rollout import rollout_view
@@ -151,7 +151,7 @@ def test_layer_means_and_rollout_view_on_a_store():
 
 
 def test_rollout_view_image_overlay_and_partial_layers():
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from tests.store_fixture import make_test_store
 
     from callbacks.rollout import rollout_view

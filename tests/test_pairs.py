@@ -129,7 +129,7 @@ def test_pipeline_run_on_a_pair_corpus(tmp_path):
 
     # the CSV export of the Sentence View with the A → B filter: exactly the cross-sentence block
     from callbacks.export import csv_export
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from figures.attention import attention
     from figures.export import csv_columns
     from tests.test_export import state

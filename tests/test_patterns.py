@@ -365,7 +365,7 @@ def test_head_scores_gathers_rho_patterns_and_ablation(stores, tmp_path):
     import shutil
 
     from analysis import head_scores as hs
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from precompute.store import Store
     d = tmp_path / "s"
     shutil.copytree(stores, d)
@@ -399,7 +399,7 @@ def test_store_patterns_written_then_read_back(stores, tmp_path):
     import shutil
 
     from analysis import head_scores as hs
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from precompute.store import Store
     d = tmp_path / "s"
     shutil.copytree(stores, d)
@@ -418,7 +418,7 @@ def test_store_patterns_written_then_read_back(stores, tmp_path):
 # ------------------------------------------------------------------ Matrix View order + shading
 def test_matrix_ordered_and_shaded_by_a_pattern_score(stores):
     from analysis.head_scores import head_scores
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from figures.matrix import matrix_figure, overlay_figure
     data = Data(stores)
     prev = head_scores(data, "enc")["prev"]
@@ -444,7 +444,7 @@ def test_matrix_ordered_and_shaded_by_a_pattern_score(stores):
 
 
 def test_matrix_order_that_does_not_apply_falls_back_to_grid(stores):
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     data = Data(stores)
     md = data.matrix("dec", "translated", "pca", 0, "next", 0.0)
     assert md.order == "grid" and not md.scores
@@ -466,7 +466,7 @@ def test_partial_run_scores_the_heads_that_exist(tmp_path):
     """A head whose q/k are not stored yet has no scores, sorts last in the Matrix View and is
     listed as missing; the rest are scored as usual."""
     from analysis.head_scores import run_patterns
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from precompute.store import Store, head_prefix
     from tests.store_fixture import make_test_store
     make_test_store(tmp_path, "text", n_layers=2, n_heads=3, n_inputs=6, run_id="p", methods=("pca",), dims=(2,),
@@ -488,7 +488,7 @@ def test_partial_run_scores_the_heads_that_exist(tmp_path):
 
 
 def test_matrix_rho_order_unchanged(stores):
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from figures.tiling import grid_cells
     data = Data(stores)
     md = data.matrix("enc", "translated", "pca", 0, "rho", 0.0)

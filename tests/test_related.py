@@ -83,7 +83,7 @@ def test_run_map_two_identical_heads(tmp_path):
     """A run where head (1, 0) has exactly the q/k of head (0, 0): distance 0, each other's
     nearest, listed first among the similar heads, and the same point on the map."""
     from analysis.head_scores import run_patterns
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from precompute.store import Store
     from tests.store_fixture import make_test_store
     make_test_store(tmp_path, "text", n_layers=2, n_heads=3, n_inputs=10, run_id="r", methods=("pca",), dims=(2,),

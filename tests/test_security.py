@@ -74,7 +74,7 @@ def test_users_file_must_hold_hashes(store, tmp_path, content, message):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     env.update({"ATLAS_CACHE": str(store), "ATLAS_PORT": str(free_port()), "ATLAS_AUTH": "basic",
                 "ATLAS_USERS_FILE": str(users), "ATLAS_JOBS_DIR": str(tmp_path / "jobs")})
-    p = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:server"], cwd=ROOT, env=env,
+    p = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "attention_atlas.wsgi:server"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=90)
     out = p.stdout + p.stderr
     assert p.returncode != 0 and message in out and "Traceback" not in out, out[-2000:]
@@ -82,11 +82,11 @@ def test_users_file_must_hold_hashes(store, tmp_path, content, message):
 
 
 def test_hash_password_command_makes_a_working_line():
-    p = subprocess.run([sys.executable, "-m", "teamauth", "hash-password", "carol", "--role", "editor", "--stdin",
+    p = subprocess.run([sys.executable, "-m", "attention_atlas", "hash-password", "carol", "--role", "editor", "--stdin",
                         "--rounds", "4"], input="Carol-pw-99\n", cwd=ROOT, capture_output=True, text=True, timeout=60)
     line = p.stdout.strip()
     assert p.returncode == 0 and line.startswith("carol:$2b$04$") and line.endswith(":editor") and "Carol" not in line
-    from teamauth import check_password, parse_user_lines
+    from attention_atlas.teamauth import check_password, parse_user_lines
     users = parse_user_lines([line], "test")
     assert check_password("Carol-pw-99", users["carol"][0]) and users["carol"][1] == "editor"
 
@@ -283,7 +283,7 @@ def _start(store, tmp_path, env_over) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     env.update({"ATLAS_CACHE": str(store), "ATLAS_PORT": str(free_port()), "ATLAS_JOBS_DIR": str(tmp_path / "jobs")})
     env.update(env_over)
-    return subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:server"], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "attention_atlas.wsgi:server"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=90)
 
 

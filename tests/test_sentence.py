@@ -236,7 +236,7 @@ def test_sentence_length_colour_scheme():
 # ---------------------------------------------------------------- CSV export of what the view draws
 def test_sentence_csv_of_several_heads(tmp_path):
     from callbacks.export import csv_export
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from figures.export import csv_columns
     from tests.store_fixture import make_test_store
     from tests.test_export import state
@@ -270,7 +270,7 @@ def test_several_heads_weighted_by_value_norms(tmp_path):
     values = pytest.importorskip("analysis.values")
     from analysis.values import STORED_NAME, stored_entry
     from callbacks.detail import sentence_view
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from figures.attention import value_weighted
     from precompute.store import Store
     from tests.store_fixture import make_test_store

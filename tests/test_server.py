@@ -154,7 +154,7 @@ def _start_expecting_failure(store, tmp_path, env_over: dict, drop=()):
     for k in drop:
         env.pop(k, None)
     t0 = time.time()
-    p = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:server"], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "attention_atlas.wsgi:server"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=90)
     return p, time.time() - t0
 
@@ -246,7 +246,7 @@ def test_dockerfile_builds_what_the_issue_asks():
     assert "/data" in d["VOLUME"] and d["ENV"]["ATLAS_CACHE"].startswith("/data/")
     assert d["EXPOSE"] == [d["ENV"]["ATLAS_PORT"]]
     assert "/healthz" in d["HEALTHCHECK"] and "Authorization" not in d["HEALTHCHECK"]
-    assert d["CMD"] == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:server"]
+    assert d["CMD"] == ["gunicorn", "-c", "gunicorn.conf.py", "attention_atlas.wsgi:server"]
     ignored = (ROOT / ".dockerignore").read_text().split()
     for must in (".git", ".venv", "cache", "secrets"):
         assert must in ignored, must
@@ -336,7 +336,7 @@ def test_compose_parses_and_names_the_same_commands():
 # ------------------------------------------------------------------ load smoke
 def test_load_bench_smoke(tmp_path):
     out = tmp_path / "load.json"
-    p = subprocess.run([sys.executable, "bench/load.py", "--duration", "5", "--users", "4", "--baseline", "3",
+    p = subprocess.run([sys.executable, "-m", "bench.load", "--duration", "5", "--users", "4", "--baseline", "3",
                         "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads(out.read_text())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from settings import Settings, SettingsError, load_settings
+from attention_atlas.settings import Settings, SettingsError, load_settings
 
 
 def test_defaults_without_env():
@@ -66,7 +66,7 @@ def test_bad_config_files(tmp_path):
 def test_users_file_and_public_view_hide_passwords(tmp_path):
     """Changed with issue 14: the users file holds bcrypt hashes (htpasswd -nB format, optional role);
     a plain password is refused with the command that makes the line."""
-    from teamauth import check_password, hash_password
+    from attention_atlas.teamauth import check_password, hash_password
 
     ha, hb, hc = (hash_password(pw, rounds=4) for pw in ("s3cret", "hunter2", "pw-carol"))
     f = tmp_path / "users"
@@ -79,14 +79,14 @@ def test_users_file_and_public_view_hide_passwords(tmp_path):
     shown = repr(s.public())
     assert "s3cret" not in shown and "hunter2" not in shown and "pw'" not in shown
     f.write_text("alice:s3cret\n")
-    with pytest.raises(SettingsError, match="plain password, not a bcrypt hash.*python -m teamauth hash-password alice"):
+    with pytest.raises(SettingsError, match="plain password, not a bcrypt hash.*atlas hash-password alice"):
         load_settings(env={"ATLAS_AUTH": "basic", "ATLAS_USERS_FILE": str(f)})
 
 
 def test_team_mode_requires_explicit_auth_choice(tmp_path, monkeypatch):
     from tests.store_fixture import make_test_store
     make_test_store(tmp_path / "store", n_layers=1, n_heads=2, n_inputs=2)
-    import wsgi  # noqa: F401 - importing builds the app from os.environ; build() is the testable part
+    from attention_atlas import wsgi  # noqa: F401 - importing builds the app from os.environ; build() is the testable part
     with pytest.raises(SettingsError, match="team mode needs authentication"):
         wsgi.build({"ATLAS_CACHE": str(tmp_path / "store")})
     app = wsgi.build({"ATLAS_CACHE": str(tmp_path / "store"), "ATLAS_AUTH": "none",

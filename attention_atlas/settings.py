@@ -61,7 +61,7 @@ class Settings:
 
     def hashed_users(self) -> dict[str, tuple[str, str | None]]:
         """user → (bcrypt hash, role or None) from ``users`` and ``users_file`` (hashes only)."""
-        from teamauth import UsersFileError, parse_user_lines
+        from attention_atlas.teamauth import UsersFileError, parse_user_lines
 
         try:
             users = parse_user_lines([p for p in self.users.split(",") if p.strip()], "ATLAS_USERS")
@@ -187,9 +187,9 @@ def load_settings(config_file: str | None = None, env: dict | None = None, **ove
     s = replace(Settings(), **values)
     if s.auth == "basic" and not s.hashed_users():
         raise SettingsError("ATLAS_AUTH=basic needs users: set ATLAS_USERS_FILE (lines of user:hash made by "
-                            "`python -m teamauth hash-password <user>`)")
+                            "`atlas hash-password <user>`)")
     if s.auth == "proxy":
-        from teamauth import UsersFileError, _networks
+        from attention_atlas.teamauth import UsersFileError, _networks
 
         try:
             _networks(s.trusted_proxies)
@@ -232,3 +232,12 @@ def team_settings(env: dict | None = None) -> Settings:
 
 
 __all__ = ["Settings", "SettingsError", "load_settings", "team_settings", "field"]
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """One line per event: time, level, logger, message (requests come from serving.py)."""
+    import logging
+
+    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # serving.py logs each request once

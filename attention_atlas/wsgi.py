@@ -1,4 +1,4 @@
-"""Team-server entry point: ``gunicorn -c gunicorn.conf.py wsgi:server``.
+"""Team-server entry point: ``gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server``.
 
 Settings come from ATLAS_* environment variables and/or the TOML file named by ATLAS_CONFIG
 (see settings.py and the README). Debug mode is never on here. Authentication is required in
@@ -6,8 +6,8 @@ this mode: set ATLAS_AUTH=basic (with ATLAS_USERS_FILE) or ATLAS_AUTH=proxy; ser
 without it needs an explicit ATLAS_AUTH=none."""
 from __future__ import annotations
 
-from app import create_app, setup_logging
-from settings import SettingsError, team_settings  # noqa: F401 - SettingsError re-exported
+from attention_atlas.app import create_app, setup_logging
+from attention_atlas.settings import SettingsError, team_settings  # noqa: F401 - SettingsError re-exported
 
 
 def build(env=None):

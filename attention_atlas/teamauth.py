@@ -5,7 +5,7 @@ through one small diskcache directory (``<jobs dir>/auth``): sessions and failed
 
 - **Users file** (``ATLAS_USERS_FILE``): ``user:<bcrypt hash>[:role]`` lines — the format of
   ``htpasswd -nB user`` (``$2y$``/``$2b$``/``$2a$`` hashes, checked with the ``bcrypt`` library).
-  ``python -m teamauth hash-password alice --role editor`` prints such a line. A plain password is
+  ``atlas hash-password alice --role editor`` prints such a line. A plain password is
   refused at start-up with one line naming that command. ``ATLAS_USERS`` takes the same entries
   (comma-separated), hashes only.
 - **Sessions**: the browser signs in on a login page (``/_atlas/login``); the server keeps a random
@@ -95,12 +95,12 @@ def parse_user_lines(lines, source: str) -> dict[str, tuple[str, str | None]]:
         user, sep, rest = line.partition(":")
         if not sep or not user or not rest:
             raise UsersFileError(f"{source} entry {n} is not user:hash: write lines made by "
-                                 "`python -m teamauth hash-password <user>` (or `htpasswd -nB <user>`)")
+                                 "`atlas hash-password <user>` (or `htpasswd -nB <user>`)")
         hashed, _, role = rest.partition(":")
         if not hashed.startswith(HASH_PREFIXES) or len(hashed) < 59:
             raise UsersFileError(f"{source} entry {n} ({user}) holds a plain password, not a bcrypt hash: passwords "
                                  f"are stored hashed only — replace the line with the output of "
-                                 f"`python -m teamauth hash-password {user}` (or `htpasswd -nB {user}`)")
+                                 f"`atlas hash-password {user}` (or `htpasswd -nB {user}`)")
         role = role.strip().lower() or None
         if role is not None and role not in ROLES:
             raise UsersFileError(f"{source} entry {n} ({user}): unknown role {role!r}: use viewer or editor")
@@ -358,7 +358,7 @@ class TeamAuth:
 
     # ---------------------------------------------------------- cross-site and role checks
     def cross_site(self) -> bool:
-        from serving import cross_site
+        from attention_atlas.serving import cross_site
 
         return cross_site()
 
@@ -450,7 +450,7 @@ def main(argv=None) -> int:
     import getpass
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m teamauth", description="Attention Atlas team-server accounts")
+    p = argparse.ArgumentParser(prog="atlas", description="Attention Atlas team-server accounts")
     sub = p.add_subparsers(dest="command", required=True)
     h = sub.add_parser("hash-password", help="print a users-file line (user:bcrypt-hash[:role])")
     h.add_argument("user")

@@ -1,12 +1,12 @@
 """Attention Atlas in a Jupyter notebook.
 
-    from atlas_notebook import build_store, show
+    from attention_atlas.notebook import build_store, show
     run_id = build_store("cache/nb", model="minilm", sentences=[...], layers="0,5")
     atlas = show("cache/nb", mode="inline")        # the whole app in the output cell
     atlas.url, atlas.data                          # the server's address, dashboard_data.Data
     atlas.stop()
 
-``show`` runs the same app as ``python app.py`` through Dash's ``jupyter_mode``: "inline" (an
+``show`` runs the same app as ``atlas serve`` through Dash's ``jupyter_mode``: "inline" (an
 iframe in the cell), "external" (a link), "tab" (opens a browser tab) or "jupyterlab" (needs
 the jupyterlab-dash extension). The server runs in a thread of the kernel on 127.0.0.1.
 Everything is offline: the app serves plotly.js itself."""
@@ -14,13 +14,8 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the notebook may run from notebooks/
-    sys.path.insert(0, str(HERE))
 
 MODES = ("inline", "external", "tab", "jupyterlab")
 
@@ -73,7 +68,7 @@ def show(cache_dir: str | os.PathLike, mode: str = "inline", port: int | None = 
     if not (Path(cache_dir).expanduser() / "cache.db").exists():
         raise FileNotFoundError(f"no Attention Atlas store at {cache_dir}: build one with build_store(...) "
                                 "or `python -m precompute run ... --cache DIR`")
-    from app import create_app
+    from attention_atlas.app import create_app
     app = create_app(cache_dir)
     app.atlas_embeddable = True   # shown in the notebook's iframe: no frame-ancestors/X-Frame-Options refusal
     port = int(port or free_port(host))

@@ -1,7 +1,7 @@
 """Attention Atlas dashboard.
 
-    python app.py --cache ./cache/demo --host 127.0.0.1 --port 8050      # laptop
-    gunicorn -c gunicorn.conf.py wsgi:server                             # team server (see wsgi.py)
+    atlas serve --cache ./cache/demo --host 127.0.0.1 --port 8050        # laptop (= python -m attention_atlas serve)
+    gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server             # team server (see wsgi.py)
 
 ``create_app(cache_dir, settings)`` builds the Dash app; settings come from settings.py
 (defaults < ATLAS_CONFIG file < ATLAS_* environment)."""
@@ -16,18 +16,20 @@ from pathlib import Path
 import dash
 from dash import set_props
 
+from attention_atlas.settings import setup_logging  # noqa: F401 - wsgi.py and main() use it from here
+
 HERE = Path(__file__).resolve().parent
 
 
 def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> dash.Dash:
     from dataclasses import replace
 
-    import serving
+    from attention_atlas import serving
     from callbacks import register_all
-    from dashboard_data import Data
+    from attention_atlas.dashboard_data import Data
     from jobs.manager import make_manager
     from layouts.main import layout
-    from settings import load_settings
+    from attention_atlas.settings import load_settings
 
     if settings is None:
         settings = load_settings(cache=str(cache_dir) if cache_dir else None)
@@ -111,18 +113,11 @@ def _cache_static_compression(server):
             ext.cache_key = lambda request: request.full_path  # the bundle URLs carry a version stamp
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """One line per event: time, level, logger, message (requests come from serving.py)."""
-    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # serving.py logs each request once
-
-
 def main(argv=None):
-    from settings import SettingsError, load_settings
+    from attention_atlas.settings import SettingsError, load_settings
 
-    p = argparse.ArgumentParser(description="Serve the Attention Atlas dashboard (laptop mode; "
-                                            "team servers use gunicorn -c gunicorn.conf.py wsgi:server)")
+    p = argparse.ArgumentParser(prog="atlas serve", description="Serve the Attention Atlas dashboard (laptop mode; "
+                                            "team servers use gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server)")
     p.add_argument("--cache", help="store directory (env ATLAS_CACHE; default ./cache/demo)")
     p.add_argument("--host", help="address (env ATLAS_HOST; default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (env ATLAS_PORT; default 8050)")
@@ -134,7 +129,7 @@ def main(argv=None):
     except SettingsError as exc:
         raise SystemExit(f"error: {exc}") from None
     setup_logging(settings.log_level)
-    from settings import exposure_warning
+    from attention_atlas.settings import exposure_warning
 
     warning = exposure_warning(settings)
     if warning:

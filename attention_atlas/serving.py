@@ -189,7 +189,7 @@ class RequestWatchdog:
 
 
 def install(app, settings, data) -> None:
-    import teamauth
+    from attention_atlas import teamauth
 
     server = app.server
     server.config["MAX_CONTENT_LENGTH"] = settings.upload_max_bytes * 4 // 3 + 16 * 2**20  # base64 + state

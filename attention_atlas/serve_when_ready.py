@@ -1,6 +1,7 @@
 """Serve the dashboard as soon as the background precompute has every head's PCA (scripts/run.sh).
 
-    python scripts/serve_when_ready.py READY_FILE PRECOMPUTE_PID LOG [app.py options]
+    atlas serve-when-ready READY_FILE PRECOMPUTE_PID LOG [atlas serve options]
+    python -m attention_atlas.serve_when_ready READY_FILE PRECOMPUTE_PID LOG [atlas serve options]
 
 The dashboard's imports (dash, plotly, the analysis modules) take seconds; they run here while the
 precompute does its forward passes and PCA, so the page is up the moment the data is. This process
@@ -11,12 +12,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(HERE))
-
-from precompute.cli import pid_alive  # noqa: E402 - after the path is set
+from precompute.cli import pid_alive
 
 
 def _last_line(log: str) -> str:
@@ -31,7 +28,7 @@ def _last_line(log: str) -> str:
 
 def pca_stored(cache: str) -> bool:
     """Does the store already hold a run with the PCA of every head (a resumed first run)?"""
-    from dashboard_data import Data, DataError
+    from attention_atlas.dashboard_data import Data, DataError
 
     data = Data(cache)
     try:
@@ -65,9 +62,9 @@ def wait_ready(ready: str, pid: int, log: str, t0: float, cache: str) -> bool:
 def main(argv: list[str]) -> None:
     t0 = time.monotonic()
     ready, pid, log, rest = argv[0], int(argv[1]), argv[2], argv[3:]
-    import app  # noqa: F401 - the heavy imports happen now, while the precompute runs
+    from attention_atlas import app  # noqa: F401 - the heavy imports happen now, while the precompute runs
     import callbacks  # noqa: F401
-    import dashboard_data  # noqa: F401
+    from attention_atlas import dashboard_data  # noqa: F401
     import layouts.main  # noqa: F401
     for name in callbacks.FEATURES:
         __import__(f"callbacks.{name}")
