@@ -441,7 +441,7 @@ def place_all_heads(read_qk, read_coords, own: OwnInput, layers, heads, variant:
                     progress=None) -> GridPlacement:
     """Place ``own`` in every head's stored 2-D projection. ``read_qk(l, h)`` → (q, k) or None;
     ``read_coords(l, h)`` → (2N, 2) or None."""
-    from figures.tiling import sample_tokens
+    from attention_atlas.core.tokens import sample_tokens
 
     sample = sample_tokens(n_tokens, sample_points, seed)
     rows = np.r_[sample, n_tokens + sample]

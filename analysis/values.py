@@ -22,7 +22,6 @@ import threading
 
 import numpy as np
 
-from figures.attention import value_weighted  # noqa: F401  (re-exported: the weighting itself)
 
 # One forward pass at a time per process: capture/ablation hooks are installed on the shared model.
 # Read it as ``values.MODEL_LOCK`` at call time: a forked background job gets a fresh lock (one held

@@ -27,6 +27,8 @@ import time
 
 import flask
 
+from attention_atlas.teamauth import cross_site  # noqa: F401 - used below; tests import it from here
+
 log = logging.getLogger("atlas.http")
 
 LIVE_PATH = "/healthz"
@@ -107,22 +109,6 @@ def _bad_callback_request(callback_map) -> bool:
 
 
 _STATIC = ("/_dash-component-suites/", "/assets/", "/_favicon.ico")
-
-
-def cross_site() -> bool:
-    """True when the browser says this request comes from another site (Sec-Fetch-Site), or its
-    Origin is not this server (browsers without Sec-Fetch-*); scripts send neither."""
-    from urllib.parse import urlsplit
-
-    site = flask.request.headers.get("Sec-Fetch-Site", "").lower()
-    if site == "cross-site":
-        return True
-    origin = flask.request.headers.get("Origin")
-    if origin is None:
-        return False
-    if origin == "null":
-        return True
-    return urlsplit(origin).netloc.lower() != (flask.request.host or "").lower()
 
 
 def _clean(text) -> str:

@@ -61,7 +61,7 @@ class Settings:
 
     def hashed_users(self) -> dict[str, tuple[str, str | None]]:
         """user → (bcrypt hash, role or None) from ``users`` and ``users_file`` (hashes only)."""
-        from attention_atlas.teamauth import UsersFileError, parse_user_lines
+        from attention_atlas.accounts import UsersFileError, parse_user_lines
 
         try:
             users = parse_user_lines([p for p in self.users.split(",") if p.strip()], "ATLAS_USERS")
@@ -189,7 +189,7 @@ def load_settings(config_file: str | None = None, env: dict | None = None, **ove
         raise SettingsError("ATLAS_AUTH=basic needs users: set ATLAS_USERS_FILE (lines of user:hash made by "
                             "`atlas hash-password <user>`)")
     if s.auth == "proxy":
-        from attention_atlas.teamauth import UsersFileError, _networks
+        from attention_atlas.accounts import UsersFileError, _networks
 
         try:
             _networks(s.trusted_proxies)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-import ipaddress
 import json
 import logging
 import secrets
@@ -46,10 +45,12 @@ from pathlib import Path
 
 import flask
 
+# the users-file format lives one layer down (settings.py checks it at start-up); re-exported here
+from attention_atlas.accounts import (HASH_PREFIXES, ROLES, UsersFileError, _in, _networks,  # noqa: F401
+                                      check_password, hash_password, parse_user_lines)
+
 log = logging.getLogger("atlas.auth")
 
-ROLES = ("viewer", "editor")
-HASH_PREFIXES = ("$2a$", "$2b$", "$2y$")
 SESSION_COOKIE = "atlas_session"
 CSRF_COOKIE = "_csrf_token"          # the cookie dash-renderer reads (X-CSRFToken header)
 LOGIN_CSRF_COOKIE = "atlas_login_csrf"
@@ -62,69 +63,20 @@ VERIFIED_TTL = 300.0                 # seconds a successful basic-auth check is 
 EDITOR_OUTPUTS = ("jobs-request.data", "jobs-result.data", "jobs-upload-msg.children", "ablation-result.data")
 
 
-class UsersFileError(ValueError):
-    """A users file or ATLAS_USERS entry that cannot be used; one line naming the fix."""
+def cross_site() -> bool:
+    """True when the browser says this request comes from another site (Sec-Fetch-Site), or its
+    Origin is not this server (browsers without Sec-Fetch-*); scripts send neither."""
+    from urllib.parse import urlsplit
 
-
-# ------------------------------------------------------------------ passwords
-def hash_password(password: str, rounds: int = 12) -> str:
-    import bcrypt
-
-    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds)).decode()
-
-
-def check_password(password: str, hashed: str) -> bool:
-    import bcrypt
-
-    h = hashed.encode()
-    if h.startswith(b"$2y$"):  # htpasswd's spelling of the same algorithm
-        h = b"$2b$" + h[4:]
-    try:
-        return bcrypt.checkpw(password.encode("utf-8", "surrogateescape"), h)
-    except ValueError:
+    site = flask.request.headers.get("Sec-Fetch-Site", "").lower()
+    if site == "cross-site":
+        return True
+    origin = flask.request.headers.get("Origin")
+    if origin is None:
         return False
-
-
-def parse_user_lines(lines, source: str) -> dict[str, tuple[str, str | None]]:
-    """user → (bcrypt hash, role or None) from ``user:hash[:role]`` entries."""
-    users: dict[str, tuple[str, str | None]] = {}
-    for n, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        user, sep, rest = line.partition(":")
-        if not sep or not user or not rest:
-            raise UsersFileError(f"{source} entry {n} is not user:hash: write lines made by "
-                                 "`atlas hash-password <user>` (or `htpasswd -nB <user>`)")
-        hashed, _, role = rest.partition(":")
-        if not hashed.startswith(HASH_PREFIXES) or len(hashed) < 59:
-            raise UsersFileError(f"{source} entry {n} ({user}) holds a plain password, not a bcrypt hash: passwords "
-                                 f"are stored hashed only — replace the line with the output of "
-                                 f"`atlas hash-password {user}` (or `htpasswd -nB {user}`)")
-        role = role.strip().lower() or None
-        if role is not None and role not in ROLES:
-            raise UsersFileError(f"{source} entry {n} ({user}): unknown role {role!r}: use viewer or editor")
-        users[user] = (hashed, role)
-    return users
-
-
-# ------------------------------------------------------------------ addresses
-def _networks(specs) -> list:
-    nets = []
-    for s in specs or ():
-        try:
-            nets.append(ipaddress.ip_network(str(s).strip(), strict=False))
-        except ValueError:
-            raise UsersFileError(f"ATLAS_TRUSTED_PROXIES: {s!r} is not an address or network: use e.g. 127.0.0.1 or 10.0.0.0/8") from None
-    return nets
-
-
-def _in(addr: str | None, nets) -> bool:
-    try:
-        ip = ipaddress.ip_address((addr or "").strip())
-    except ValueError:
-        return False
-    return any(ip in n for n in nets)
+    if origin == "null":
+        return True
+    return urlsplit(origin).netloc.lower() != (flask.request.host or "").lower()
 
 
 def _clean_name(name) -> str:
@@ -358,8 +310,6 @@ class TeamAuth:
 
     # ---------------------------------------------------------- cross-site and role checks
     def cross_site(self) -> bool:
-        from attention_atlas.serving import cross_site
-
         return cross_site()
 
     def csrf_ok(self) -> bool:

@@ -7,6 +7,8 @@ import string
 
 import numpy as np
 
+from attention_atlas.core.tokens import InputIndex  # noqa: F401 - moved to the shared core, imported from here too
+
 QUERY_GREEN = "#1a9850"
 KEY_PINK = "#e7298a"
 _MARKERS = ("##", "\u0120", "\u2581", "\u010a")  # WordPiece, GPT-2 BPE space, SentencePiece, BPE newline
@@ -42,28 +44,6 @@ def typed(arr: np.ndarray) -> dict:
     if arr.ndim > 1:
         out["shape"] = ",".join(str(s) for s in arr.shape)
     return out
-
-
-class InputIndex:
-    """Token rows grouped by input: ``rows(i)`` = global token indices of input i in position order."""
-
-    def __init__(self, input_id: np.ndarray, position: np.ndarray):
-        order = np.lexsort((position, input_id))
-        self.order = order
-        ids = input_id[order]
-        self.input_ids, starts = np.unique(ids, return_index=True)
-        self.starts = np.append(starts, len(ids))
-        self._pos = {int(i): j for j, i in enumerate(self.input_ids)}
-
-    def rows(self, input_id: int) -> np.ndarray:
-        j = self._pos.get(int(input_id))
-        if j is None:
-            return np.zeros(0, np.int64)
-        return self.order[self.starts[j]:self.starts[j + 1]]
-
-    def __iter__(self):
-        for j, i in enumerate(self.input_ids):
-            yield int(i), self.order[self.starts[j]:self.starts[j + 1]]
 
 
 def context_string(words: list[str], index: int, width: int = 6, max_chars: int = 70) -> str:

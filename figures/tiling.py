@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from attention_atlas.core.tokens import sample_tokens  # noqa: F401 - moved to the shared core, imported from here too
+
 PAD = 0.06  # fraction of a cell left empty on each side
 LABEL_STRIP = 0.17  # fraction of a cell kept free of points at its top for the cell's label
 
@@ -13,16 +15,6 @@ LABEL_STRIP = 0.17  # fraction of a cell kept free of points at its top for the 
 def cell_size(n_rows: int, n_cols: int) -> int:
     """Units per cell: as fine as uint16 allows for this grid (capped at 4096)."""
     return int(min(4096, 65000 // max(1, n_rows, n_cols)))
-
-
-def sample_tokens(n_tokens: int, points_per_head: int | None, seed: int = 0) -> np.ndarray:
-    """Seeded token subset (sorted) used in every head, so colours and search align across
-    heads. ``points_per_head`` counts queries + keys; None/0 = all tokens."""
-    if not points_per_head or 2 * n_tokens <= points_per_head:
-        return np.arange(n_tokens)
-    m = max(1, points_per_head // 2)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n_tokens, size=m, replace=False))
 
 
 class CellFit:

@@ -123,6 +123,10 @@ def _load_folder(folder: str, device: str, name: str | None = None, identity: st
         warnings.append(remote_code_message(Path(folder).name, keys, refused=False))
     if vit_hf.is_vision(config):
         adapter = vit_hf.load(folder, config, device, name=name, identity=identity)
+    elif getattr(config, "is_encoder_decoder", False) and config.model_type not in hf.REFUSED:
+        from precompute.models import seq2seq  # builds on hf.py's text loading (so hf.py cannot import it)
+
+        adapter = seq2seq.load(folder, config, device, name=name, identity=identity)
     else:
         adapter = hf.load_text(folder, config, device, name=name, identity=identity)
     adapter.load_warnings = warnings

@@ -298,10 +298,8 @@ def load_text(folder: str, config, device: str = "cpu", name: str | None = None,
 
     if config.model_type in REFUSED:
         raise ModelLoadError(f"unsupported architecture {config.model_type!r} in {folder}: {REFUSED[config.model_type]}")
-    if getattr(config, "is_encoder_decoder", False):
-        from precompute.models import seq2seq
-
-        return seq2seq.load(folder, config, device, name=name, identity=identity)
+    if getattr(config, "is_encoder_decoder", False):  # load_model sends these to seq2seq.py
+        raise ModelLoadError(f"{folder} is an encoder–decoder model: load it with precompute.models.load_model")
     causal_lm = any(a.endswith(_CAUSAL_ARCHITECTURES) for a in (config.architectures or []))
     model = load_hf_model(folder, AutoModelForCausalLM if causal_lm else AutoModel)
     check_registry(model, folder)

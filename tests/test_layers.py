@@ -1,0 +1,61 @@
+"""The house rules (docs/ARCHITECTURE.md, "Layers"), enforced by the suite:
+
+- import-linter's contracts in pyproject.toml ([tool.importlinter]): the layers point one way and no
+  package has an import cycle between its modules — function-level imports included;
+- no code edits ``sys.path`` (the project is a package: ``pip install -e .``);
+- pyproject.toml ships every package and the files the app reads at run time."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_import_contracts_layers_and_no_cycles():
+    pytest.importorskip("importlinter", reason="import-linter is pinned in requirements.txt: "
+                                              "pip install -r requirements.txt (scripts/setup.sh does)")
+    ids = {c["id"] for c in PYPROJECT["tool"]["importlinter"]["contracts"]}
+    assert {"layers", "acyclic"} <= ids
+    # run from the root, as `lint-imports` would be: the packages are importable from there
+    p = subprocess.run([sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
+                                              "sys.exit(lint_imports_command())",
+                        "--config", "pyproject.toml", "--no-cache"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    report = p.stdout + p.stderr
+    assert p.returncode == 0, report[-6000:]
+    assert "0 broken" in report and "Contracts: 2 kept" in report, report[-3000:]
+
+
+def _project_python_files():
+    out = subprocess.run(["git", "ls-files", "*.py", "*.ipynb"], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:  # not a git checkout (an unpacked archive): every file on disk
+        return [p for p in ROOT.rglob("*.py") if ".venv" not in p.parts]
+    return [ROOT / f for f in out.stdout.split()]
+
+
+def test_no_sys_path_edits():
+    edit = re.compile(r"sys\.path(\.(insert|append|extend|remove)\(|\s*(\[[^\]]*\])?\s*[+]?=)")
+    offenders = [f"{path.relative_to(ROOT)}:{n}" for path in _project_python_files()
+                 if path.is_file() and path.name != "test_layers.py"
+                 for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+                 if edit.search(line)]
+    assert not offenders, f"sys.path edited (install the project instead: pip install -e .): {offenders}"
+
+
+def test_pyproject_ships_every_package_and_the_runtime_files():
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in ROOT.glob("**/__init__.py")
+               if not {".venv", "tests", "bench", "build"} & set(p.relative_to(ROOT).parts)}
+    assert on_disk == listed, f"pyproject.toml [tool.setuptools] packages: missing {on_disk - listed}, " \
+                              f"gone {listed - on_disk}"
+    data = PYPROJECT["tool"]["setuptools"]["package-data"]
+    assert "assets/*" in data["attention_atlas"] and (ROOT / "attention_atlas" / "assets" / "style.css").exists()
+    assert "data/*" in data["precompute"] and (ROOT / "precompute" / "data" / "demo_corpus.txt").exists()
+    assert PYPROJECT["project"]["scripts"]["atlas"] == "attention_atlas.cli:main"
