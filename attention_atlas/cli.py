@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return precompute_main(rest) or 0
     if command == "serve":
-        from attention_atlas.app import main as serve_main
+        from app import main as serve_main
 
         serve_main(rest)
         return 0

@@ -68,7 +68,7 @@ def show(cache_dir: str | os.PathLike, mode: str = "inline", port: int | None = 
     if not (Path(cache_dir).expanduser() / "cache.db").exists():
         raise FileNotFoundError(f"no Attention Atlas store at {cache_dir}: build one with build_store(...) "
                                 "or `python -m precompute run ... --cache DIR`")
-    from attention_atlas.app import create_app
+    from app import create_app
     app = create_app(cache_dir)
     app.atlas_embeddable = True   # shown in the notebook's iframe: no frame-ancestors/X-Frame-Options refusal
     port = int(port or free_port(host))

@@ -62,7 +62,7 @@ def wait_ready(ready: str, pid: int, log: str, t0: float, cache: str) -> bool:
 def main(argv: list[str]) -> None:
     t0 = time.monotonic()
     ready, pid, log, rest = argv[0], int(argv[1]), argv[2], argv[3:]
-    from attention_atlas import app  # noqa: F401 - the heavy imports happen now, while the precompute runs
+    import app  # noqa: F401 - the heavy imports happen now, while the precompute runs
     import callbacks  # noqa: F401
     from attention_atlas import dashboard_data  # noqa: F401
     import layouts.main  # noqa: F401

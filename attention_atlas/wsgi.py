@@ -6,7 +6,7 @@ this mode: set ATLAS_AUTH=basic (with ATLAS_USERS_FILE) or ATLAS_AUTH=proxy; ser
 without it needs an explicit ATLAS_AUTH=none."""
 from __future__ import annotations
 
-from attention_atlas.app import create_app, setup_logging
+from app import create_app, setup_logging
 from attention_atlas.settings import SettingsError, team_settings  # noqa: F401 - SettingsError re-exported
 
 

@@ -79,7 +79,7 @@ class Callbacks:
     """Builds /_dash-update-component payloads from the app's own callback map."""
 
     def __init__(self, store: Path, base: str):
-        from attention_atlas.app import create_app
+        from app import create_app
         self.app = create_app(store)
         self.base = base
         self.session = requests.Session()

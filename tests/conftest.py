@@ -48,7 +48,7 @@ def _serve(store_dir):
 
     from werkzeug.serving import make_server
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from attention_atlas.app import create_app
+    from app import create_app
     srv = make_server("127.0.0.1", _free_port(), create_app(store_dir).server, threaded=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_port}"

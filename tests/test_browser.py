@@ -55,7 +55,7 @@ def server(store_dir):
     from werkzeug.serving import make_server
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    from attention_atlas.app import create_app
+    from app import create_app
     app = create_app(store_dir)
     port = _free_port()
     srv = make_server("127.0.0.1", port, app.server, threaded=True)

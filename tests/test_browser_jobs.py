@@ -52,7 +52,7 @@ def jobs_app():
 
     from werkzeug.serving import make_server
 
-    from attention_atlas.app import create_app
+    from app import create_app
     from attention_atlas.settings import load_settings
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

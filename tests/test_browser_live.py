@@ -33,7 +33,7 @@ def live_app():
 
     from werkzeug.serving import make_server
 
-    from attention_atlas.app import create_app
+    from app import create_app
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     d = Path(tempfile.mkdtemp(prefix="atlas-live-"))

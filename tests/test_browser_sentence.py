@@ -33,7 +33,7 @@ def pair_run():
 
     from werkzeug.serving import make_server
 
-    from attention_atlas.app import create_app
+    from app import create_app
     from precompute.pipeline import RunConfig, run
     d = Path(tempfile.mkdtemp(prefix="atlas-pairs-"))
     corpus = d / "pairs.tsv"

@@ -196,7 +196,7 @@ def test_uploads_random_names_size_limit_never_run(doors):
 
 def test_upload_and_start_through_http(doors):
     """The same doors through the page's own callbacks (what a crafted request would hit)."""
-    from attention_atlas.app import create_app
+    from app import create_app
 
     settings, tmp = doors
     app = create_app(settings=settings)
@@ -329,7 +329,7 @@ def test_second_job_on_the_same_run_fails_clearly_and_cancel_keeps_store_consist
 
 
 def test_no_secrets_in_logs_during_a_basic_auth_run(tmp_path, caplog):
-    from attention_atlas.app import create_app
+    from app import create_app
 
     password = "Sup3r-secret-pw!"
     from attention_atlas.teamauth import hash_password

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_background_callback_is_named_and_importable(tmp_path):
-    from attention_atlas.app import create_app
+    from app import create_app
     from jobs.background import load_body
 
     app = create_app(tmp_path / "store")
@@ -48,7 +48,7 @@ cache_dir = {str(tmp_path / 'bg')!r}
 run_spawned(settings, "callbacks.jobs:run_in_background", True, cache_dir, "rk", "rk-progress", [None], {{}})
 run_spawned(settings, "callbacks.gone:nothing", False, cache_dir, "rk2", "rk2-progress", [None], {{}})
 c = diskcache.Cache(cache_dir)
-print(json.dumps({{"result": c.get("rk"), "gone": c.get("rk2"), "app": "attention_atlas.app" in sys.modules,
+print(json.dumps({{"result": c.get("rk"), "gone": c.get("rk2"), "app": "app" in sys.modules,
                   "layouts": any(m.startswith("layouts") for m in sys.modules)}}))
 """
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

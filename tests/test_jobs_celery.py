@@ -137,7 +137,7 @@ class _Capture(logging.Handler):
 def team():
     from werkzeug.serving import make_server
 
-    from attention_atlas.app import create_app
+    from app import create_app
     from attention_atlas.settings import load_settings
 
     d = Path(tempfile.mkdtemp(prefix="atlas-celery-"))

@@ -2,10 +2,14 @@
 
 - import-linter's contracts in pyproject.toml ([tool.importlinter]): the layers point one way and no
   package has an import cycle between its modules — function-level imports included;
+- the top-level module ``app`` (app.py, the Dash app) is a layer of that contract; import-linter scans
+  packages only, so it sees imports *of* app (nothing below may import it) and this file checks app.py's
+  own imports (nothing above it);
 - no code edits ``sys.path`` (the project is a package: ``pip install -e .``);
 - pyproject.toml ships every package and the files the app reads at run time."""
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -33,6 +37,32 @@ def test_import_contracts_layers_and_no_cycles():
     assert "0 broken" in report and "Contracts: 2 kept" in report, report[-3000:]
 
 
+def _imported_names(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any level (function-level imports included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_app_module_imports_only_below_it():
+    layers = next(c for c in PYPROJECT["tool"]["importlinter"]["contracts"] if c["id"] == "layers")["layers"]
+    assert "app" in layers, "app.py is a layer of the layers contract"
+    assert "app" not in PYPROJECT["tool"]["importlinter"]["root_packages"]  # a module: seen as an external node
+    assert PYPROJECT["tool"]["importlinter"]["include_external_packages"] is True  # ... which needs this
+    above = {m.strip() for layer in layers[:layers.index("app")] for m in re.split(r"[:|]", layer)}
+    imported = _imported_names(ROOT / "app.py")
+    upward = sorted(n for n in imported for m in above if n == m or n.startswith(m + "."))
+    assert not upward, f"app.py imports a layer above it: {upward}"
+    # the check sees app.py's imports at all: it builds the app from the layers below
+    assert {"callbacks", "layouts.main", "attention_atlas.serving"} <= imported
+
+
 def _project_python_files():
     out = subprocess.run(["git", "ls-files", "*.py", "*.ipynb"], cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:  # not a git checkout (an unpacked archive): every file on disk
@@ -50,12 +80,19 @@ def test_no_sys_path_edits():
 
 
 def test_pyproject_ships_every_package_and_the_runtime_files():
-    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    tool = PYPROJECT["tool"]["setuptools"]
+    mapped = tool.get("package-dir", {})  # data-only packages whose files live elsewhere in the checkout
+    listed = set(tool["packages"]) - set(mapped)
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in ROOT.glob("**/__init__.py")
                if not {".venv", "tests", "bench", "build"} & set(p.relative_to(ROOT).parts)}
     assert on_disk == listed, f"pyproject.toml [tool.setuptools] packages: missing {on_disk - listed}, " \
                               f"gone {listed - on_disk}"
-    data = PYPROJECT["tool"]["setuptools"]["package-data"]
-    assert "assets/*" in data["attention_atlas"] and (ROOT / "attention_atlas" / "assets" / "style.css").exists()
+    # the Dash app and its assets stay at the top of the repository (the design's layout)
+    assert tool["py-modules"] == ["app"] and (ROOT / "app.py").is_file()
+    assert not (ROOT / "attention_atlas" / "app.py").exists() and not (ROOT / "attention_atlas" / "assets").exists()
+    assert mapped == {"attention_atlas.assets": "assets"} and "attention_atlas.assets" in tool["packages"]
+    data = tool["package-data"]
+    assert data["attention_atlas.assets"] == ["*"]
+    assert {"style.css", "matrix_overlay.js", "preview.js"} <= {p.name for p in (ROOT / "assets").iterdir()}
     assert "data/*" in data["precompute"] and (ROOT / "precompute" / "data" / "demo_corpus.txt").exists()
     assert PYPROJECT["project"]["scripts"]["atlas"] == "attention_atlas.cli:main"

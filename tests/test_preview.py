@@ -36,7 +36,7 @@ def test_alpha_blends_on_white():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from attention_atlas.app import create_app
+    from app import create_app
     from tests.store_fixture import make_test_store
     d = tmp_path_factory.mktemp("prev")
     make_test_store(d / "store", n_layers=3, n_heads=4, n_inputs=6)

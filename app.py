@@ -1,10 +1,16 @@
 """Attention Atlas dashboard.
 
     atlas serve --cache ./cache/demo --host 127.0.0.1 --port 8050        # laptop (= python -m attention_atlas serve)
-    gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server             # team server (see wsgi.py)
+    python app.py --cache ./cache/demo                                   # the same, from a checkout
+    gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server             # team server (attention_atlas/wsgi.py)
 
-``create_app(cache_dir, settings)`` builds the Dash app; settings come from settings.py
-(defaults < ATLAS_CONFIG file < ATLAS_* environment)."""
+``create_app(cache_dir, settings)`` builds the Dash app; settings come from attention_atlas/settings.py
+(defaults < ATLAS_CONFIG file < ATLAS_* environment).
+
+This module sits at the top of the repository beside ``assets/`` (the design's layout: ``app.py`` ·
+``layouts/`` · ``callbacks/`` · ``precompute/`` · ``assets/`` …); ``pip install .`` installs it as the
+top-level module ``app`` and the assets as package data of ``attention_atlas`` (pyproject.toml maps
+``attention_atlas.assets`` to ``assets/``), so :func:`assets_folder` finds them in both places."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +25,21 @@ from dash import set_props
 from attention_atlas.settings import setup_logging  # noqa: F401 - wsgi.py and main() use it from here
 
 HERE = Path(__file__).resolve().parent
+
+
+def assets_folder() -> Path:
+    """The folder of the CSS/JS assets: ``assets/`` beside this file in a checkout (or an editable
+    install), else the copy ``pip install .`` put in the attention_atlas package."""
+    here = HERE / "assets"
+    if (here / "style.css").is_file():  # not just any folder called assets beside site-packages/app.py
+        return here
+    from importlib.resources import files
+
+    installed = Path(str(files("attention_atlas") / "assets"))
+    if (installed / "style.css").is_file():
+        return installed
+    raise RuntimeError(f"the dashboard's assets are missing: neither {here} nor {installed} exists "
+                       "(reinstall: pip install .)")
 
 
 def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> dash.Dash:
@@ -47,7 +68,7 @@ def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> das
                                             f"{str(err).splitlines()[0][:200] if str(err) else ''}); "
                                             "the rest of the page still works"})
 
-    app = dash.Dash(__name__, assets_folder=str(HERE / "assets"), title="Attention Atlas", compress=True,
+    app = dash.Dash(__name__, assets_folder=str(assets_folder()), title="Attention Atlas", compress=True,
                     serve_locally=True, update_title=None, on_error=on_error,
                     background_callback_manager=make_manager(settings))
     app.atlas_settings = settings
