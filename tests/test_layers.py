@@ -6,10 +6,13 @@
   packages only, so it sees imports *of* app (nothing below may import it) and this file checks app.py's
   own imports (nothing above it);
 - no code edits ``sys.path`` (the project is a package: ``pip install -e .``);
-- pyproject.toml ships every package and the files the app reads at run time."""
+- pyproject.toml ships every package and the files the app reads at run time, and an installed copy
+  (the wheel `pip install .` installs) serves the assets from where it put them."""
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import subprocess
 import sys
@@ -96,3 +99,50 @@ def test_pyproject_ships_every_package_and_the_runtime_files():
     assert {"style.css", "matrix_overlay.js", "preview.js"} <= {p.name for p in (ROOT / "assets").iterdir()}
     assert "data/*" in data["precompute"] and (ROOT / "precompute" / "data" / "demo_corpus.txt").exists()
     assert PYPROJECT["project"]["scripts"]["atlas"] == "attention_atlas.cli:main"
+
+
+def test_installed_copy_serves_the_assets(tmp_path):
+    """`pip install .` (here: the wheel it would install, built offline from the tracked files and
+    unpacked) holds app.py as the top-level module ``app`` and the assets as attention_atlas/assets;
+    the installed app finds them there, serves them, and names them in the page."""
+    import shutil
+    import zipfile
+
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if files.returncode != 0:
+        pytest.skip("not a git checkout")
+    src = tmp_path / "src"
+    for name in files.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                        "-q", "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "app.py" in names and "attention_atlas/app.py" not in names
+    shipped = {n.split("/")[-1] for n in names if n.startswith("attention_atlas/assets/")}
+    assert shipped == {p.name for p in (ROOT / "assets").iterdir() if p.is_file()}
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    (tmp_path / "store").mkdir()
+    code = f"""
+import json, app
+from precompute.store import Store
+Store({str(tmp_path / 'store')!r}).close()
+client = app.create_app({str(tmp_path / 'store')!r}).server.test_client()
+css, page = client.get("/assets/style.css"), client.get("/")
+print(json.dumps({{"app": app.__file__, "assets": str(app.assets_folder()), "css": css.status_code,
+                  "css_bytes": len(css.data), "page": page.get_data(as_text=True)}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("ATLAS_")}
+    env["PYTHONPATH"] = str(site)  # the unpacked wheel first: the checkout is not on the path (cwd elsewhere)
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["app"] == str(site / "app.py")
+    assert out["assets"] == str(site / "attention_atlas" / "assets")
+    assert out["css"] == 200 and out["css_bytes"] == (ROOT / "assets" / "style.css").stat().st_size
+    assert "assets/matrix_overlay.js" in out["page"] and "assets/style.css" in out["page"]
