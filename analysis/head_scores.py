@@ -182,14 +182,14 @@ def compute_run_patterns(manifest: dict, arrays: dict, groups, get_qk, budget: i
     Encoder–decoder runs (``side``: 0 source, 1 target per row of the joined token table): encoder
     heads are scored over the source tokens, decoder heads (causal) over the target tokens, cross
     heads not at all (CROSS_NA); no related-heads map (their heads attend over different tokens)."""
-    from figures.encdec import is_encdec
+    from attention_atlas.core.encdec import is_encdec
     if side is not None and is_encdec(manifest):
         return _encdec_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries, np.asarray(side))
     return _compute_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries)
 
 
 def _encdec_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries, side) -> RunPatterns:
-    from figures.encdec import layer_kind
+    from attention_atlas.core.encdec import layer_kind
     t0 = time.perf_counter()
     n_src = int((side == 0).sum())
     groups = list(groups)
@@ -220,7 +220,7 @@ def _encdec_run_patterns(manifest, arrays, groups, get_qk, budget, signature_ent
 
 def scored_heads(manifest: dict) -> int:
     """How many heads of a run get pattern scores (every head but cross-attention heads)."""
-    from figures.encdec import layer_kind
+    from attention_atlas.core.encdec import layer_kind
     return sum(len(manifest["heads"]) for l in manifest["layers"] if layer_kind(manifest, l) != "cross")
 
 
@@ -266,9 +266,11 @@ def store_patterns(store, run_id: str) -> RunPatterns:
     hit = _stored(store, run_id, manifest)
     if hit is not None:
         return hit
-    from attention_atlas.dashboard_data import RunTokens
-    toks = RunTokens(store.tokens(run_id), None, store.target_tokens(run_id))
-    rp = compute_run_patterns(manifest, toks.arrays, toks.index, lambda l, h: store.qk(run_id, l, h), side=toks.side)
+    from attention_atlas.core.encdec import joined_tables
+    from attention_atlas.core.tokens import joined_index
+    arrays, side = joined_tables(store.tokens(run_id), store.target_tokens(run_id))  # as Data.tokens joins them
+    rp = compute_run_patterns(manifest, arrays, joined_index(arrays, side), lambda l, h: store.qk(run_id, l, h),
+                              side=side)
     if not store.readonly and not rp.missing:
         store.put_analysis(run_id, "patterns", rp.to_json())
         store.put_analysis(run_id, "related", rp.related_arrays())

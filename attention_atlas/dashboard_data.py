@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.common import InputIndex, context_string, display_token
+from attention_atlas.core.tokens import joined_index
+from figures.common import context_string, display_token
 from figures.colors import token_frequency
 from figures.matrix import build_matrix_data
 from figures.search import normalised_texts
@@ -66,12 +67,12 @@ class LRU:
 class RunTokens:
     """A run's token table plus what the views derive from it.
 
-    Encoder–decoder runs: ONE table of the source rows then the target rows (figures.encdec);
+    Encoder–decoder runs: ONE table of the source rows then the target rows (attention_atlas.core.encdec);
     ``side`` is 0 for a source token, 1 for a target token; ``index.rows(i)`` lists input i's
     source tokens then its target tokens; ``side_rows(i, side)`` one side in position order."""
 
     def __init__(self, tokens: dict, inputs: list | None, target: dict | None = None):
-        from figures.encdec import joined_tables
+        from attention_atlas.core.encdec import joined_tables
         self.n_src = len(tokens["text"])
         tokens, self.side = joined_tables(tokens, target)
         self.arrays = tokens
@@ -80,8 +81,7 @@ class RunTokens:
         self.text = np.asarray(tokens["text"]).astype(str)
         self.norm_texts = normalised_texts(self.text)
         self.freq = token_frequency(self.text)
-        pos = np.asarray(tokens["position"]).astype(np.int64)
-        self.index = InputIndex(np.asarray(tokens["input_id"]), pos + self.side.astype(np.int64) * (int(pos.max(initial=0)) + 1))
+        self.index = joined_index(tokens, self.side)
         self.inputs = inputs or []
         self._contexts = None
         self._display = None
@@ -92,8 +92,8 @@ class RunTokens:
         return rows[self.side[rows] == side]
 
     def sides(self, manifest: dict, layer):
-        """figures.encdec.HeadSides of a stored layer over this table."""
-        from figures.encdec import head_sides
+        """attention_atlas.core.encdec.HeadSides of a stored layer over this table."""
+        from attention_atlas.core.encdec import head_sides
         return head_sides(manifest, layer, self.n_src, self.n_tgt)
 
     @property
@@ -422,8 +422,8 @@ class Data:
 
     def matrix(self, run_id, variant, method, per_head, order, rho_threshold, budget: int = 0, kind: str | None = None):
         """The Matrix View's points; ``per_head`` points (queries + keys) of every head, 0 = all.
-        Encoder–decoder runs: the grid of one head kind (figures.encdec; ``kind`` resolved there)."""
-        from figures.encdec import grid_layers, grid_sides, resolve_kind
+        Encoder–decoder runs: the grid of one head kind (attention_atlas.core.encdec; ``kind`` resolved there)."""
+        from attention_atlas.core.encdec import grid_layers, grid_sides, resolve_kind
         per_head = int(per_head or 0)
         m = self.manifest(run_id)
         kind = resolve_kind(m, kind)

@@ -1,5 +1,6 @@
-"""Tokens of a run: rows grouped by input (``InputIndex``) and the seeded per-head token sample
-(``sample_tokens``) that the Matrix View and the own-input placement share."""
+"""Tokens of a run: rows grouped by input (``InputIndex``, ``joined_index`` for an encoder–decoder run's
+joined table) and the seeded per-head token sample (``sample_tokens``) that the Matrix View and the
+own-input placement share."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,6 +26,15 @@ class InputIndex:
     def __iter__(self):
         for j, i in enumerate(self.input_ids):
             yield int(i), self.order[self.starts[j]:self.starts[j + 1]]
+
+
+def joined_index(arrays: dict, side) -> InputIndex:
+    """The InputIndex of a joined token table (source rows then target rows, ``side`` 0/1 per row,
+    attention_atlas.core.encdec.joined_tables): ``rows(i)`` lists input i's source tokens, then its
+    target tokens, each in position order."""
+    pos = np.asarray(arrays["position"]).astype(np.int64)
+    return InputIndex(np.asarray(arrays["input_id"]),
+                      pos + np.asarray(side).astype(np.int64) * (int(pos.max(initial=0)) + 1))
 
 
 def sample_tokens(n_tokens: int, points_per_head: int | None, seed: int = 0) -> np.ndarray:
