@@ -269,7 +269,7 @@ class Evaluator:
                 count[:n, :n] += 1
                 for l, h in need:
                     q, k = qk[l][0][r][h], qk[l][1][r][h]
-                    total[(l, h)][:n, :n] += attention_from_qk(q, k, **layer_semantics(model, l))
+                    total[(l, h)][:n, :n] += attention_from_qk(q, k, **layer_semantics(model, l, h))
         for hd in need:
             self._mean[hd] = np.where(count > 0, total[hd] / np.maximum(count, 1), 0.0)
 

@@ -161,7 +161,7 @@ DISTORTION_K = 3  #: the k of the dashboard's picture-agreement colouring (state
 
 def point_distortion(q: np.ndarray, k: np.ndarray, coords: np.ndarray, input_index: np.ndarray,
                      causal: bool, scale: float, k_top: int = DISTORTION_K, window: int | None = None,
-                     softcap: float | None = None) -> dict:
+                     softcap: float | None = None, bias=None) -> dict:
     """Per query: the share of its ``k_top`` most-attended keys that are among its ``k_top``
     nearest keys in the picture, both taken over the keys of its own input it may attend to
     (causal prefix for decoders; ``window``/``softcap``: the layer's semantics, see
@@ -192,7 +192,7 @@ def point_distortion(q: np.ndarray, k: np.ndarray, coords: np.ndarray, input_ind
         L = len(rows)
         if L <= k_top:
             continue
-        A = attention_from_qk(q[rows], k[rows], causal, scale, window, softcap)
+        A = attention_from_qk(q[rows], k[rows], causal, scale, window, softcap, bias)
         P, K = coords[rows], coords[n + rows]
         D = np.sqrt(((P[:, None, :] - K[None, :, :]) ** 2).sum(-1))
         valid = allowed_keys(L, L, causal, window)

@@ -209,8 +209,9 @@ def _encdec_run_patterns(manifest, arrays, groups, get_qk, budget, signature_ent
                 if qk is None:
                     missing.append((layer, head))
                     continue
-                sem = layer_semantics(manifest["model"], layer)
-                scores[(layer, head)] = scorer.scores(scorer.attention(qk[0], qk[1], scale, sem["window"], sem["softcap"]))
+                sem = layer_semantics(manifest["model"], layer, head)
+                scores[(layer, head)] = scorer.scores(scorer.attention(qk[0], qk[1], scale, sem["window"], sem["softcap"],
+                                                                       sem.get("bias")))
                 heads.append((layer, head))
     sample = dict(info.get("encoder") or info.get("decoder") or {})
     heads = [h for h in ((l, h) for l in manifest["layers"] for h in manifest["heads"]) if h in scores]
@@ -235,8 +236,8 @@ def _compute_run_patterns(manifest, arrays, groups, get_qk, budget, signature_en
             if qk is None:
                 missing.append((layer, head))
                 continue
-            sem = layer_semantics(manifest["model"], layer)
-            A = scorer.attention(qk[0], qk[1], scale, sem["window"], sem["softcap"])
+            sem = layer_semantics(manifest["model"], layer, head)
+            A = scorer.attention(qk[0], qk[1], scale, sem["window"], sem["softcap"], sem.get("bias"))
             heads.append((layer, head))
             scores[(layer, head)] = scorer.scores(A)
             sigs.append(scorer.signature(A))

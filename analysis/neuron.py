@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from precompute.metrics import allowed_keys
+from precompute.metrics import allowed_keys, relative_bias
 
 
 @dataclass
@@ -39,12 +39,15 @@ class NeuronBreakdown:
 
 
 def row_scores(q: np.ndarray, keys: np.ndarray, query_pos: int, scale: float, causal: bool,
-               window: int | None = None, softcap: float | None = None) -> np.ndarray:
-    """scale · q·k_j for every key j (float64; softcapped when the layer has a softcap); −inf for
-    keys the layer masks (after ``query_pos`` when causal, farther than ``window``)."""
+               window: int | None = None, softcap: float | None = None, bias=None) -> np.ndarray:
+    """scale · q·k_j for every key j (float64; softcapped when the layer has a softcap, plus the
+    head's relative-position bias when it has one); −inf for keys the layer masks (after
+    ``query_pos`` when causal, farther than ``window``)."""
     s = float(scale) * (np.asarray(keys, np.float64) @ np.asarray(q, np.float64))
     if softcap:
         s = softcap * np.tanh(s / softcap)
+    if bias is not None:
+        s = s + relative_bias(bias, 1, len(s), rows=[query_pos])[0]
     ok = allowed_keys(query_pos + 1, len(s), causal, window)
     if ok is not None:
         s = np.where(ok[query_pos], s, -np.inf)
@@ -59,7 +62,7 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def breakdown(queries: np.ndarray, keys: np.ndarray, query_pos: int, key_pos: int, scale: float,
-              causal: bool, window: int | None = None, softcap: float | None = None) -> NeuronBreakdown:
+              causal: bool, window: int | None = None, softcap: float | None = None, bias=None) -> NeuronBreakdown:
     """``queries``/``keys``: (len, d) of ONE input in position order (stored rows of the input)."""
     n = len(queries)
     if not (0 <= query_pos < n and 0 <= key_pos < len(keys)):
@@ -68,7 +71,7 @@ def breakdown(queries: np.ndarray, keys: np.ndarray, query_pos: int, key_pos: in
     k = np.asarray(keys[key_pos], np.float64)
     prod = q * k
     dot = float(q @ k)
-    scores = row_scores(q, keys, query_pos, scale, causal, window, softcap)
+    scores = row_scores(q, keys, query_pos, scale, causal, window, softcap, bias)
     weights = softmax(scores)
     masked = bool(not np.isfinite(scores[key_pos]))
     return NeuronBreakdown(q=q, k=k, prod=prod, dot=dot, scale=float(scale),

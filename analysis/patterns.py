@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from precompute.metrics import relative_bias
+
 MASS = ("first", "sep", "prev", "next", "self")
 PATTERNS = MASS + ("broad", "positional")
 LABELS = {
@@ -294,7 +296,7 @@ class PatternScorer:
         return int(len(self._qid))
 
     def attention(self, q: np.ndarray, k: np.ndarray, scale: float, window: int | None = None,
-                  softcap: float | None = None) -> np.ndarray:
+                  softcap: float | None = None, bias=None) -> np.ndarray:
         """A head's attention softmax(softcap(scale·q kᵀ) + mask) from its stored q/k (global token
         rows), as the flat vector of allowed entries; a layer's sliding ``window`` masks more (its
         entries outside the window are exactly 0), ``softcap`` as precompute.metrics."""
@@ -307,6 +309,8 @@ class PatternScorer:
             logits = scale * np.matmul(Q, K.transpose(0, 2, 1))
             if softcap:
                 logits = softcap * np.tanh(logits / softcap)
+            if bias is not None:          # the head's relative-position bias (precompute.metrics.relative_bias)
+                logits = logits + relative_bias(bias, logits.shape[-2], logits.shape[-1])
             mask = g.allowed
             if window is not None:
                 i = np.arange(logits.shape[-1])

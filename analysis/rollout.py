@@ -70,8 +70,8 @@ def layer_means(read_qk: Callable[[int, int], tuple | None], layers: list[int], 
     for layer in layers:
         sums = {i: None for i in groups}
         n_heads = 0
-        sem = layer_semantics(model, layer) if model else {"causal": causal, "scale": scale}
         for head in heads:
+            sem = layer_semantics(model, layer, head) if model else {"causal": causal, "scale": scale}
             qk = read_qk(layer, head)
             if qk is None:
                 missing.append((layer, head))

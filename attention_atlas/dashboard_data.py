@@ -367,7 +367,7 @@ class Data:
                 return None
             m = self.manifest(run_id)
             return point_distortion(qk[0], qk[1], coords, np.asarray(tokens.arrays["input_id"]),
-                                    k_top=k, **layer_semantics(m["model"], layer))
+                                    k_top=k, **layer_semantics(m["model"], layer, head))
         return self.agreement_cache.get((run_id, layer, head, variant, method, int(dim), k), compute)
 
     def image(self, run_id: str, index: int) -> np.ndarray | None:

@@ -76,7 +76,7 @@ def head_attention(data, run, layer, head, input_id, tokens):
     sd = tokens.sides(m, layer)
     q_rows = tokens.side_rows(input_id, int(sd.kind in ("decoder", "cross")))
     k_rows = tokens.side_rows(input_id, int(sd.kind == "decoder"))
-    a = attention(qk[0][q_rows - sd.q_off], qk[1][k_rows - sd.k_off], **layer_semantics(m["model"], layer))
+    a = attention(qk[0][q_rows - sd.q_off], qk[1][k_rows - sd.k_off], **layer_semantics(m["model"], layer, head))
     return q_rows, k_rows, a
 
 
@@ -118,7 +118,7 @@ def aggregate_matrix(data, run, layer, head, tokens, length, vnorm=None):
         if qk is None:
             return None
         return aggregate_by_position(qk[0], qk[1], tokens.index, float(m["model"]["scale"]),
-                                     bool(m["model"].get("causal")), max_len, vnorm, layer_semantics(m["model"], layer))
+                                     bool(m["model"].get("causal")), max_len, vnorm, layer_semantics(m["model"], layer, head))
     agg = data.misc_cache.get(("agg", run, layer, head, max_len, vnorm is not None), build)
     if agg is None:
         return None

@@ -6,7 +6,7 @@ from dash import Input, Output, State, ctx, html, no_update
 
 from analysis.neuron import breakdown
 from figures.analysis_views import neuron_figure, neuron_row_figure
-from figures.attention import layer_semantics
+from figures.attention import layer_semantics, relative_bias
 from figures.common import display_token
 from figures.views import empty_figure
 
@@ -38,8 +38,9 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
     words = [display_token(t) for t in tokens.text[rows]]
     qwords = [display_token(t) for t in tokens.text[q_rows]]
     qpos = int(np.flatnonzero(q_rows == tok)[0]) if tok is not None and tok in set(q_rows.tolist()) else 0
-    sem = layer_semantics(m["model"], layer)
-    scale, causal, extra = sem["scale"], sem["causal"], {"window": sem["window"], "softcap": sem["softcap"]}
+    sem = layer_semantics(m["model"], layer, head)
+    scale, causal = sem["scale"], sem["causal"]
+    extra = {"window": sem["window"], "softcap": sem["softcap"], "bias": sem.get("bias")}
     same_input = isinstance(state, dict) and state.get("run") == run and state.get("input") == input_id
     if clicked_key is not None and 0 <= clicked_key < len(rows):
         kpos = int(clicked_key)
@@ -59,6 +60,9 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
             html.Span("q·k = Σ_d q_d·k_d = "), html.B(_fmt(bd.dot), id="neuron-dot"),
             html.Span(f" (sum of the {len(bd.q)} products: "), html.Span(_fmt(float(bd.prod.sum())), id="neuron-sum"),
             html.Span(") · scale "), html.Span(_fmt(bd.scale), id="neuron-scale"),
+            *([html.Span(" + position bias "),
+               html.Span(_fmt(float(relative_bias(extra["bias"], 1, len(k), rows=[qpos])[0][kpos])), id="neuron-bias")]
+              if extra["bias"] is not None else []),
             html.Span(" → score "), html.B(_fmt(bd.score), id="neuron-score"),
             html.Span(f" · softmax over {n_allowed} key{'s' if n_allowed != 1 else ''} → weight "),
             html.B(_fmt(bd.weight), id="neuron-weight")]

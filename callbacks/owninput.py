@@ -97,9 +97,9 @@ def compute_grid(store, m, own: oi.OwnInput, variant, method) -> oi.GridPlacemen
 
 
 def own_sentence_figure(own: oi.OwnInput, layer: int, head: int, scale: float, causal: bool,
-                        window: int | None = None, softcap: float | None = None):
+                        window: int | None = None, softcap: float | None = None, bias=None):
     q, k = own.qk(layer, head)
-    a = attention(q, k, scale, causal, window, softcap)
+    a = attention(q, k, scale, causal, window, softcap, bias)
     words = [display_token(t) for t in own.tokens]
     title = f"your input · L{layer} H{head} ({own.n} tokens)"
     if own.image is not None and own.grid:
@@ -333,7 +333,7 @@ def draw(data, app, sd, tf, layer, head):
                                f"L{layer} H{head} · {how.split(' (')[0]}", transformed)
     else:
         hfig, how = empty_figure(f"L{layer} H{head} is not in this run's stored heads"), ""
-    sfig, _ = own_sentence_figure(own, layer, head, **layer_semantics(m["model"], layer))
+    sfig, _ = own_sentence_figure(own, layer, head, **layer_semantics(m["model"], layer, head))
     label = sd.get("label") or ""
     info = (f"your input «{label[:120]}{'…' if len(label) > 120 else ''}»: {own.n} tokens"
             + (f" (truncated: {own.truncated} tokens dropped)" if own.truncated else "")

@@ -179,7 +179,7 @@ def register(app, data):
                     if qk is not None:
                         input_id, _ = input_of_token(tokens, sel)
                         rows = tokens.index.rows(input_id)
-                        a = attention(qk[0][rows], qk[1][rows], **layer_semantics(m["model"], layer))
+                        a = attention(qk[0][rows], qk[1][rows], **layer_semantics(m["model"], layer, head))
                         i = int(np.flatnonzero(rows == sel)[0])
                         line_list = [(int(rows[j]), w) for j, w in
                                      top_keys(a[i], int(topk or 2), float(minw if minw is not None else 0.05))]

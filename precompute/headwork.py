@@ -31,6 +31,7 @@ class HeadTask:
     scale: float
     window: int | None = None                 # the layer's semantics (precompute.metrics.layer_semantics)
     softcap: float | None = None
+    bias: np.ndarray | None = None            # the head's relative-position bias table (T5), None = none
     key_index: np.ndarray | None = None       # input of each key row when keys are other tokens (cross-attention)
     variants: list[str] = field(default_factory=lambda: ["translated"])
     methods: tuple = METHODS
@@ -118,7 +119,7 @@ def compute_head(task: HeadTask) -> HeadResult:
         try:
             res.metrics.update(spearman_figures(q, k, task.input_index, task.causal, task.scale, spaces,
                                                 max_queries=task.spearman_max_queries, seed=task.params.seed,
-                                                window=task.window, softcap=task.softcap,
+                                                window=task.window, softcap=task.softcap, bias=task.bias,
                                                 key_index=task.key_index))
         except Exception as e:  # noqa: BLE001
             res.metrics.update({key: float("nan") for key in spaces})

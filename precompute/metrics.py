@@ -6,7 +6,7 @@ from scipy.stats import rankdata
 
 from .joint import transform_qk
 
-__all__ = ["allowed_keys", "attention_from_qk", "layer_semantics", "distance_attention_spearman",
+__all__ = ["allowed_keys", "attention_from_qk", "layer_semantics", "relative_bias", "distance_attention_spearman",
            "picture_spearman", "spearman_figures", "query_sample", "trustworthiness"]
 
 
@@ -25,15 +25,30 @@ def allowed_keys(lq: int, lk: int, causal: bool, window: int | None = None) -> n
     return ok
 
 
+def relative_bias(bias, lq: int, lk: int, rows=None) -> np.ndarray:
+    """(lq, lk) additive position bias of one head from its table over relative offsets
+    ``d = j − i`` (key position minus query position): ``bias[clip(d, −M, M) + M]`` with
+    ``len(bias) = 2M + 1`` — offsets beyond ±M take the end values (T5's buckets saturate at its
+    ``relative_attention_max_distance``, so the table is exact for every length). ``rows``: the
+    query positions (default ``0..lq−1``)."""
+    bias = np.asarray(bias, dtype=np.float64)
+    m = (len(bias) - 1) // 2
+    i = (np.arange(lq) if rows is None else np.asarray(rows))[:, None]
+    d = np.arange(lk)[None, :] - i
+    return bias[np.clip(d, -m, m) + m]
+
+
 def attention_from_qk(q: np.ndarray, k: np.ndarray, causal: bool, scale: float,
-                      window: int | None = None, softcap: float | None = None) -> np.ndarray:
-    """Softmax attention ``a_ij = softmax_j(softcap(scale * q_i·k_j) + mask)`` for ONE input, (len_q, len_k).
+                      window: int | None = None, softcap: float | None = None, bias=None) -> np.ndarray:
+    """Softmax attention ``a_ij = softmax_j(softcap(scale * q_i·k_j) + bias(j − i) + mask)`` for ONE
+    input, (len_q, len_k).
 
     THE recompute of attention from stored q/k (dashboard, analyses, metrics all use it).
     Numerically stable (row max subtracted, float64).  ``causal``: keys ``j > i`` get weight
     exactly 0 (row ``i`` of the queries aligned with key ``i``); ``window``: keys farther than
     ``window`` positions from the query get weight 0 (sliding/local attention); ``softcap``:
-    scores become ``softcap · tanh(score / softcap)`` before the mask (Gemma 2).  A layer's values
+    scores become ``softcap · tanh(score / softcap)`` before the mask (Gemma 2); ``bias``: the
+    head's learned relative-position bias table (T5; :func:`relative_bias`).  A layer's values
     are in the run's manifest: :func:`layer_semantics`.
     """
     q = np.asarray(q, dtype=np.float64)
@@ -41,6 +56,8 @@ def attention_from_qk(q: np.ndarray, k: np.ndarray, causal: bool, scale: float,
     logits = scale * (q @ k.T)
     if softcap:
         logits = softcap * np.tanh(logits / softcap)
+    if bias is not None:
+        logits = logits + relative_bias(bias, *logits.shape)
     ok = allowed_keys(*logits.shape, causal, window)
     if ok is not None:
         logits = np.where(ok, logits, -np.inf)
@@ -51,14 +68,26 @@ def attention_from_qk(q: np.ndarray, k: np.ndarray, causal: bool, scale: float,
     return e / np.where(s > 0, s, 1.0)
 
 
-def layer_semantics(model: dict, layer: int) -> dict:
-    """Keyword arguments of :func:`attention_from_qk` for one stored layer, from a manifest's
-    ``model`` entry: ``{causal, scale, window, softcap}``. Manifests without per-layer semantics
-    (runs made before they were stored) mean: the model-wide ``causal``, no window, no softcap."""
+class HeadNeeded(ValueError):
+    """A layer with a per-head position bias was asked for its semantics without a head."""
+
+
+def layer_semantics(model: dict, layer: int, head: int | None = None) -> dict:
+    """Keyword arguments of :func:`attention_from_qk` for one stored layer (and query head), from a
+    manifest's ``model`` entry: ``{causal, scale, window, softcap}``, plus ``bias`` (the head's
+    relative-position bias table, :func:`relative_bias`) on layers that add one (T5's self-attention).
+    Such a layer needs ``head``. Manifests without per-layer semantics (runs made before they were
+    stored) mean: the model-wide ``causal``, no window, no softcap, no bias."""
     per_layer = model.get("attention") or []
     sem = per_layer[layer] if 0 <= layer < len(per_layer) else {}
-    return {"causal": bool(sem.get("causal", model.get("causal", False))), "scale": float(model["scale"]),
-            "window": sem.get("window"), "softcap": sem.get("softcap")}
+    out = {"causal": bool(sem.get("causal", model.get("causal", False))), "scale": float(model["scale"]),
+           "window": sem.get("window"), "softcap": sem.get("softcap")}
+    name = sem.get("bias")
+    if name:
+        if head is None:
+            raise HeadNeeded(f"layer {layer} adds a per-head position bias: its semantics need the head")
+        out["bias"] = np.asarray(model["position_bias"][name]["values"][head], dtype=np.float64)
+    return out
 
 
 def _rowwise_spearman(D: np.ndarray, A: np.ndarray, valid: np.ndarray, rA: np.ndarray | None = None):
@@ -103,7 +132,7 @@ def _input_blocks(input_index: np.ndarray, selected: np.ndarray):
 
 
 def _attention_block(qi: np.ndarray, ki: np.ndarray, pos_sel: np.ndarray, causal: bool, scale: float,
-                     window: int | None = None, softcap: float | None = None):
+                     window: int | None = None, softcap: float | None = None, bias=None):
     """(A, valid) for the selected queries of one input over that input's keys, masked and
     softcapped as the layer is (:func:`attention_from_qk`)."""
     full = allowed_keys(int(pos_sel.max()) + 1 if len(pos_sel) else 0, len(ki), causal, window)
@@ -111,6 +140,8 @@ def _attention_block(qi: np.ndarray, ki: np.ndarray, pos_sel: np.ndarray, causal
     logits = scale * (qi @ ki.T)
     if softcap:
         logits = softcap * np.tanh(logits / softcap)
+    if bias is not None:
+        logits = logits + relative_bias(bias, len(pos_sel), len(ki), rows=pos_sel)
     logits = np.where(valid, logits, -np.inf)  # softmax restricted to the attendable keys
     logits -= logits.max(axis=1, keepdims=True)
     A = np.exp(logits)
@@ -146,7 +177,7 @@ def query_sample(n: int, max_queries: int | None, seed: int = 0) -> np.ndarray:
 
 def spearman_figures(q: np.ndarray, k: np.ndarray, input_index: np.ndarray, causal: bool, scale: float,
                      spaces: dict, max_queries: int | None = None, seed: int = 0, window: int | None = None,
-                     softcap: float | None = None, key_index: np.ndarray | None = None) -> dict:
+                     softcap: float | None = None, key_index: np.ndarray | None = None, bias=None) -> dict:
     """Distance–attention Spearman figures of one head, one per "space".
 
     ``spaces``: ``name -> (pq, pk, metric)``: the positions of the queries (``pq``, n rows)
@@ -186,7 +217,7 @@ def spearman_figures(q: np.ndarray, k: np.ndarray, input_index: np.ndarray, caus
         if len(krows) == 0:
             continue
         A, valid = _attention_block(q[rows[pos_sel]].astype(np.float64), k[krows].astype(np.float64),
-                                    pos_sel, causal, scale, window, softcap)
+                                    pos_sel, causal, scale, window, softcap, bias)
         rA = None
         for name, (pq, pk, metric) in spaces.items():
             D = _distances(pq[rows[pos_sel]], pk[krows], metric)
@@ -201,19 +232,19 @@ def distance_attention_spearman(q: np.ndarray, k: np.ndarray, input_index: np.nd
                                 causal: bool, scale: float, translate: bool = True,
                                 norm_scale: bool = False, max_queries: int | None = 2000,
                                 seed: int = 0, metric: str = "euclidean", window: int | None = None,
-                                softcap: float | None = None) -> float:
+                                softcap: float | None = None, bias=None) -> float:
     """Joint-space distance–attention Spearman of one head (:func:`spearman_figures`),
     distance ``metric`` (``"euclidean"``, or ``"cosine"`` = AttentionViz's exact figure)
     between ``q`` and the keys ``k'`` transformed exactly like
     :func:`precompute.joint.joint_embedding` with ``translate``/``norm_scale``."""
     qt, kt = transform_qk(np.asarray(q), np.asarray(k), translate=translate, scale=norm_scale)
     return spearman_figures(q, k, input_index, causal, scale, {"joint": (qt, kt, metric)},
-                            max_queries=max_queries, seed=seed, window=window, softcap=softcap)["joint"]
+                            max_queries=max_queries, seed=seed, window=window, softcap=softcap, bias=bias)["joint"]
 
 
 def picture_spearman(coords: np.ndarray, q: np.ndarray, k: np.ndarray, input_index: np.ndarray,
                      causal: bool, scale: float, max_queries: int | None = None, seed: int = 0,
-                     window: int | None = None, softcap: float | None = None) -> float:
+                     window: int | None = None, softcap: float | None = None, bias=None) -> float:
     """The distance–attention Spearman measured in a picture: Euclidean distance between
     query ``i`` (row ``i`` of ``coords``) and key ``j`` (row ``n + j``) in the projection's
     coordinates, against the attention from ``q``/``k`` (:func:`spearman_figures`)."""
@@ -222,7 +253,7 @@ def picture_spearman(coords: np.ndarray, q: np.ndarray, k: np.ndarray, input_ind
     if len(coords) != 2 * n:
         raise ValueError(f"coords has {len(coords)} rows, expected 2 × {n} (queries then keys)")
     return spearman_figures(q, k, input_index, causal, scale, {"picture": (coords[:n], coords[n:], "euclidean")},
-                            max_queries=max_queries, seed=seed, window=window, softcap=softcap)["picture"]
+                            max_queries=max_queries, seed=seed, window=window, softcap=softcap, bias=bias)["picture"]
 
 
 def trustworthiness(X_high: np.ndarray, X_low: np.ndarray, n_neighbors: int = 10,

@@ -474,13 +474,13 @@ class Run:
             for l, h, (variants, methods, dims, measure) in work:
                 q, k = store.qk(run_id, l, h)
                 stored = {key: store.coords(run_id, l, h, *key) for key in measure}
-                sem = layer_semantics(model, l)
+                sem = layer_semantics(model, l, h)
                 kind = (model.get("attention") or [{}] * (l + 1))[l].get("kind", "self")
                 q_side, k_side = sides.get(kind, ("src", "src"))
                 task = HeadTask(layer=l, head=h, queries=q, keys=k, input_index=index[q_side],
                                 key_index=index[k_side] if k_side != q_side else None,
                                 causal=sem["causal"], scale=sem["scale"], window=sem["window"],
-                                softcap=sem["softcap"], variants=variants,
+                                softcap=sem["softcap"], bias=sem.get("bias"), variants=variants,
                                 methods=methods, dims=dims, params=self.cfg.params,
                                 stored={key: c for key, c in stored.items() if c is not None})
                 if not trust:

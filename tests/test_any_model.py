@@ -283,7 +283,17 @@ def _seq2seq_specs():
         "bart": (t.BartForConditionalGeneration, t.BartConfig(**common)),
         "mbart": (t.MBartForConditionalGeneration, t.MBartConfig(**common)),
         "marian": (t.MarianMTModel, t.MarianConfig(**dict(common, decoder_start_token_id=1, decoder_vocab_size=300))),
+        # T5 family: a learned relative-position bias per head (buckets saturate at max_distance = 12,
+        # shorter than the longest input, so offsets beyond it are exercised)
+        "t5": (t.T5ForConditionalGeneration, t.T5Config(**T5_COMMON)),
+        "mt5": (t.MT5ForConditionalGeneration, t.MT5Config(**T5_COMMON)),
+        "umt5": (t.UMT5ForConditionalGeneration, t.UMT5Config(**T5_COMMON)),     # a bias table per layer
     }
+
+
+T5_COMMON = dict(vocab_size=300, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
+                 relative_attention_num_buckets=8, relative_attention_max_distance=12, pad_token_id=1,
+                 eos_token_id=2, decoder_start_token_id=1)
 
 
 TARGETS = ["Le chat était assis sur le tapis.", "Salut !", "Alice a donné le livre à Bob, qui l'a remercié deux fois."]
@@ -324,15 +334,31 @@ def test_seq2seq_three_head_kinds_faithful(tmp_path, kind, target):
             nk = len(e.token_ids) if site_kind != "decoder" else len(e.target_ids)
             assert q.shape[1] == nq and k.shape[1] == nk
             for h in range(info.n_heads):
-                a = attention_from_qk(q[h], k[h], **layer_semantics(model, layer))
+                a = attention_from_qk(q[h], k[h], **layer_semantics(model, layer, h))
                 diff = float(np.abs(a - ref[layer][0, h].double().numpy()).max())
                 assert diff < TOL, f"{kind}: layer {layer} ({site_kind}) head {h} input {i} differs by {diff:.2e}"
                 worst = max(worst, diff)
+    biases = [s.get("bias") for s in info.attention]
+    if kind in ("t5", "mt5", "umt5"):
+        # self-attention layers add a bias table (shared per stack, or one per layer for UMT5), cross none
+        assert [b is not None for b in biases] == [k != "cross" for k in kinds]
+        assert len(set(b for b in biases if b)) == (4 if kind == "umt5" else 2)
+        assert max(len(e.token_ids) for e in batch) > 12 + 1         # offsets beyond max_distance occur
+        # the bias matters: without it the recompute is wrong
+        e = max(range(len(batch)), key=lambda j: len(batch[j].token_ids))
+        sem = {key: v for key, v in layer_semantics(model, 0, 0).items() if key != "bias"}
+        with torch.inference_mode():
+            own = ref_model(input_ids=torch.tensor([batch[e].token_ids]),
+                            decoder_input_ids=torch.tensor([batch[e].target_ids]), output_attentions=True)
+        wrong = attention_from_qk(captured[0][0][e][0], captured[0][1][e][0], **sem)
+        assert np.abs(wrong - own.encoder_attentions[0][0, 0].double().numpy()).max() > 1e-3
+    else:
+        assert biases == [None] * len(kinds)
     print(f"\n[any model] {kind} ({target} target): max |Δ| = {worst:.2e}")
 
 
-@pytest.mark.parametrize("target", ["column", "generated"])
-def test_seq2seq_cli_run(tmp_path, target):
+@pytest.mark.parametrize("arch,target", [("bart", "column"), ("bart", "generated"), ("t5", "column")])
+def test_seq2seq_cli_run(tmp_path, arch, target):
     """BART through the CLI: source (+ target column) from a CSV; per layer the kind; encoder heads
     index the source token table, decoder heads the target table, cross heads queries = target
     tokens and keys = source tokens; stored q/k reproduce the model's own attention; the joint
@@ -342,7 +368,7 @@ def test_seq2seq_cli_run(tmp_path, target):
     from precompute.cli import main
     from precompute.store import Store
 
-    model_cls, config = _seq2seq_specs()["bart"]
+    model_cls, config = _seq2seq_specs()[arch]
     folder = save_tiny(model_cls, config, tmp_path / "model")
     corpus = tmp_path / "pairs.csv"
     with open(corpus, "w", newline="") as f:
@@ -369,9 +395,9 @@ def test_seq2seq_cli_run(tmp_path, target):
     rows = {"src": src["input_id"], "tgt": tgt["input_id"]}
     sides = {"encoder": ("src", "src"), "decoder": ("tgt", "tgt"), "cross": ("tgt", "src")}
     for layer, kind in enumerate(kinds):
-        sem = layer_semantics(m["model"], layer)
         qs, ks = sides[kind]
         for h in m["heads"]:
+            sem = layer_semantics(m["model"], layer, h)
             q, k = store.qk(run_id, layer, h)
             assert len(q) == len(rows[qs]) and len(k) == len(rows[ks])
             for i in range(3):
@@ -418,6 +444,55 @@ def test_window_and_softcap_by_hand_and_everywhere_the_same():
     np.testing.assert_allclose(means[0][0], a, atol=1e-6)
     agg = aggregate_by_position(q, k, [(0, np.arange(9))], 0.5, False, 9, semantics=layer_semantics(model, 0))
     np.testing.assert_allclose(agg, a, atol=1e-12)
+
+
+def test_relative_position_bias_by_hand_and_everywhere_the_same():
+    """A per-head bias over offsets j − i (saturating beyond ±M): attention_from_qk against a by-hand
+    softmax; layer_semantics needs the head; the neuron breakdown, the patterns scorer, the figures'
+    wrapper, the rollout layer means and the Spearman figures use the same bias."""
+    from analysis.neuron import breakdown
+    from analysis.patterns import PatternScorer, token_flags
+    from analysis.rollout import layer_means
+    from figures.attention import attention
+    from precompute.metrics import HeadNeeded, relative_bias, spearman_figures
+
+    rng = np.random.default_rng(3)
+    M = 3
+    table = rng.normal(size=2 * M + 1) * 2
+    b = relative_bias(table, 4, 9)
+    assert b[0, 8] == table[-1] and b[3, 0] == table[0] and b[2, 2] == table[M] and b[1, 3] == table[M + 2]
+    q, k = rng.normal(size=(9, 4)), rng.normal(size=(9, 4))
+    a = attention_from_qk(q, k, causal=True, scale=0.5, bias=table)
+    for i in range(9):
+        s = 0.5 * (q[i] @ k.T) + np.array([table[min(max(j - i, -M), M) + M] for j in range(9)])
+        e = np.where(np.arange(9) <= i, np.exp(s - s[: i + 1].max()), 0.0)
+        np.testing.assert_allclose(a[i], e / e.sum(), atol=1e-12)
+    model = {"scale": 0.5, "causal": True, "attention": [{"kind": "decoder", "causal": True, "bias": "rel0"}],
+             "position_bias": {"rel0": {"max_distance": M, "values": [list(table), list(-table)]}}}
+    with pytest.raises(HeadNeeded):
+        layer_semantics(model, 0)
+    sem = layer_semantics(model, 0, 0)
+    np.testing.assert_array_equal(sem["bias"], table)
+    np.testing.assert_allclose(attention_from_qk(q, k, **layer_semantics(model, 0, 1)),
+                               attention_from_qk(q, k, causal=True, scale=0.5, bias=-table), atol=0)
+    np.testing.assert_allclose(attention(q, k, **sem), a, atol=1e-15)
+    bd = breakdown(q, k, 6, 2, 0.5, True, bias=table)
+    np.testing.assert_allclose(bd.weights, a[6], atol=1e-12)
+    means, _, _ = layer_means(lambda l, h: (q, k), [0], [0], {0: np.arange(9)}, 0.5, True, model)
+    np.testing.assert_allclose(means[0][0], a, atol=1e-6)
+    lens = [9, 5]
+    flags = [token_flags([f"w{j}" for j in range(n)], np.arange(n)) for n in lens]
+    flags[0]["rows"], flags[1]["rows"] = np.arange(9), np.arange(9, 14)
+    scorer = PatternScorer(flags, causal=True)
+    q2, k2 = np.vstack([q, q[:5]]), np.vstack([k, k[:5]])
+    per_input = [a, attention_from_qk(q[:5], k[:5], causal=True, scale=0.5, bias=table)]
+    np.testing.assert_allclose(scorer.attention(q2, k2, 0.5, bias=table), scorer.flatten(per_input), atol=1e-12)
+    # the Spearman figure ranks against the biased attention: the same data without the bias differs
+    idx = np.zeros(9, int)
+    pos = np.vstack([q, k])
+    with_b = spearman_figures(q, k, idx, True, 0.5, {"x": (pos[:9], pos[9:], "euclidean")}, bias=table)["x"]
+    without = spearman_figures(q, k, idx, True, 0.5, {"x": (pos[:9], pos[9:], "euclidean")})["x"]
+    assert with_b != without
 
 
 def test_target_column_errors_are_one_line(tmp_path):

@@ -174,3 +174,56 @@ def test_plain_run_has_no_kind_control(server, driver):  # noqa: F811
 
 
 from tests.test_browser import TEXT, server, store_dir  # noqa: E402,F401
+
+
+@pytest.fixture(scope="module")
+def t5_run():
+    """(store dir, run id): a tiny T5 (learned relative-position bias) through the CLI, target column."""
+    from precompute.cli import main
+    from tests.test_any_model import _seq2seq_specs, save_tiny
+    d = Path(tempfile.mkdtemp(prefix="atlas-t5-"))
+    model_cls, config = _seq2seq_specs()["t5"]
+    folder = save_tiny(model_cls, config, d / "model")
+    long = " ".join(["the cat sat on the mat"] * 4)                     # > max_distance (12) tokens
+    with open(d / "pairs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["source", "fr"])
+        w.writerows(zip(SOURCES + [long], TARGETS + [long]))
+    assert main(["run", "--model", folder, "--corpus", str(d / "pairs.csv"), "--text-column", "source",
+                 "--target-column", "fr", "--cache", str(d / "store"), "--projections", "pca", "--dims", "2",
+                 "--variants", "translated", "--quiet", "--workers", "1"]) == 0
+    (run_id,) = Store(d / "store", readonly=True).run_ids()
+    yield d / "store", run_id
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_t5_position_bias_in_single_and_neuron_views(t5_run, driver):  # noqa: F811
+    """A T5 decoder head: the Single View's line weights are the recompute WITH the head's stored
+    relative-position bias (they differ without it), and the neuron view shows the bias term."""
+    store_dir, run_id = t5_run
+    st, m, src, tgt = _tables(store_dir, run_id)
+    assert m["model"]["position_bias"] and all(("bias" in a) for a in m["model"]["attention"])
+    layer = [l for l in m["layers"] if m["model"]["attention"][l]["kind"] == "decoder"][0]
+    head, inp = 2, 3                                     # the long input
+    tgt_rows = np.flatnonzero(tgt["input_id"] == inp)
+    sel = len(tgt_rows) - 1                              # its last target token: sees every earlier one
+    token = len(src["text"]) + int(tgt_rows[sel])
+    q, k = st.qk(run_id, layer, head)
+    a = attention_from_qk(q[tgt_rows], k[tgt_rows], **layer_semantics(m["model"], layer, head))
+    sem = {key: v for key, v in layer_semantics(m["model"], layer, head).items() if key != "bias"}
+    assert np.abs(attention_from_qk(q[tgt_rows], k[tgt_rows], **sem) - a).max() > 1e-3
+    for server in _serve(store_dir):
+        open_url(driver, server, f"?run={run_id}&kind=decoder&layer={layer}&head={head}&proj=pca&token={token}"
+                                 "&atab=neuron")
+        wait(driver, "var e = document.getElementById('single-info'); return !!e && "
+                     "e.innerText.indexOf('lines to its top keys:') >= 0", 40, "single view lines")
+        info = text_of(driver, "single-info")
+        shown = re.findall(r"(\S+) (\d\.\d\d)", info.split("lines to its top keys:")[1].split("·")[0])
+        top = np.argsort(-a[sel])[:len(shown)]
+        assert len(shown) >= 1
+        for (word, w), j in zip(shown, top):
+            assert abs(float(w) - a[sel, j]) < 0.006
+        wait(driver, "return !!document.getElementById('neuron-bias')", 40, "neuron view with the bias term")
+        assert "position bias" in text_of(driver, "neuron-info")
+        collect_logs(driver)
+        assert not [e for e in driver.severe if "Error" in e]

@@ -48,6 +48,9 @@ class ModelInfo:
     attention: list[dict] = field(default_factory=list)
     # per query head: the key/value head serving it (grouped-/multi-query attention)
     kv_heads: list[int] = field(default_factory=list)
+    # relative-position bias tables named by AttentionSemantics.bias (T5): {name: {max_distance: M,
+    # values: one row per head over offsets j − i = −M..M}} (precompute.metrics.relative_bias)
+    position_bias: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

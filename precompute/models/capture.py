@@ -14,8 +14,15 @@ What is recorded per attention module ("site", one stored layer each, in call or
 |i − j|, None = unlimited), softcap, the module's scaling. Every capture checks the mask the model
 built against those semantics (and that padding is masked, and that the mask adds no bias), and the
 first capture of each site checks the recomputed attention against the model's own weights: a
-model whose attention is not ``softmax(softcap(scale·q·kᵀ)) + mask-pattern`` is refused in one line,
-never captured approximately.
+model whose attention is not ``softmax(softcap(scale·q·kᵀ) + bias + mask-pattern)`` is refused in one
+line, never captured approximately.
+
+A ``position_bias`` passed to the attention (T5, mT5, UMT5, Switch: a learned bias per head and
+relative offset j − i, bucketed, saturating at ``relative_attention_max_distance``) is tabulated
+exactly once per bias module (``compute_bias`` of the attention module that owns the embedding;
+the other layers of the stack receive that same tensor) as one row per head over offsets −M..M,
+stored in the run's manifest, and checked on every capture call against the tensor the model
+passed. An all-zero bias (T5's cross-attention) is no bias. Any other bias is refused.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ _STATE = threading.local()
 _SIGNATURES: dict = {}
 # keyword arguments an eager attention may receive that change what it computes and that we do not
 # reproduce: refused rather than captured approximately
-_UNSUPPORTED_KWARGS = ("s_aux", "sinks", "position_bias", "alibi", "head_mask")
+_UNSUPPORTED_KWARGS = ("s_aux", "sinks", "alibi", "head_mask")
 # what the self-check tolerates between the recomputed attention and the model's own float32 weights:
 # it catches semantics the recompute lacks (those differ by ≫ 1e-2), not float32 rounding on long
 # inputs of large models; the tests hold every architecture to 1e-4
@@ -51,6 +58,7 @@ class AttentionSemantics:
     causal: bool = False
     window: int | None = None
     softcap: float | None = None
+    bias: str | None = None          # name of the relative-position bias table (ModelInfo.position_bias)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,12 +179,33 @@ def describe(sem: AttentionSemantics) -> str:
     return " ".join(parts)
 
 
-def recompute_torch(q: torch.Tensor, k: torch.Tensor, scale: float, sem: AttentionSemantics) -> torch.Tensor:
+def expand_bias(table: torch.Tensor, n_q: int, n_k: int) -> torch.Tensor:
+    """(H, n_q, n_k) bias from an (H, 2M+1) table over offsets j − i (precompute.metrics.relative_bias)."""
+    m = (table.shape[-1] - 1) // 2
+    d = torch.arange(n_k, device=table.device)[None, :] - torch.arange(n_q, device=table.device)[:, None]
+    return table[:, (d.clamp(-m, m) + m)]
+
+
+def bias_table(module: torch.nn.Module) -> torch.Tensor | None:
+    """(H, 2M+1) float64 relative-position bias over offsets −M..M of a module that owns one
+    (``compute_bias`` + ``relative_attention_bias``, T5 style), or None."""
+    if not (getattr(module, "has_relative_attention_bias", False) and hasattr(module, "compute_bias")):
+        return None
+    m = int(module.relative_attention_max_distance)
+    with torch.inference_mode():
+        full = module.compute_bias(m + 1, m + 1)[0].double()          # (H, M+1, M+1): offsets j − i
+    return torch.cat([full[:, m, :], full[:, 0, 1:]], dim=1)          # row M: −M..0; row 0: 1..M
+
+
+def recompute_torch(q: torch.Tensor, k: torch.Tensor, scale: float, sem: AttentionSemantics,
+                    bias: torch.Tensor | None = None) -> torch.Tensor:
     """(H, n_q, n_k) float64 attention from (H, n_q, D) queries and (H, n_k, D) keys — the torch twin
     of precompute.metrics.attention_from_qk, used for the capture's self-check."""
     logits = scale * (q.double() @ k.double().transpose(-1, -2))
     if sem.softcap:
         logits = torch.tanh(logits / sem.softcap) * sem.softcap
+    if bias is not None:
+        logits = logits + expand_bias(bias.to(logits.device), q.shape[-2], k.shape[-2])
     ok = allowed_pattern(sem.causal, sem.window, q.shape[-2], k.shape[-2], device=q.device)
     logits = logits.masked_fill(~ok, float("-inf"))
     return torch.softmax(logits, dim=-1)
@@ -194,6 +223,7 @@ class Site:
     head_dim: int
     role_q: str = "src"      # whose tokens the queries/keys are: src (encoder/only stack) or tgt
     role_k: str = "src"
+    bias: torch.Tensor | None = None   # (H, 2M+1) relative-position bias table when semantics.bias is set
 
 
 class Probe:
@@ -244,10 +274,13 @@ def probe_sites(run_forward: Callable[[], None], is_encoder_decoder: bool) -> li
     sites: list[Site] = []
     seen: set[int] = set()
     encoder_done = False
+    tables: dict[int, tuple[str, torch.Tensor]] = {}    # id of a passed bias tensor → (name, table)
     for module, q_shape, k_shape, mask, named in probe.calls:
         if id(module) in seen:
             continue
         seen.add(id(module))
+        pb = named.pop("position_bias", None)
+        bias_name, table = _position_bias(module, pb, tables)
         if not is_encoder_decoder:
             kind, rq, rk = "self", "src", "src"
         elif q_shape[-2] != k_shape[-2]:
@@ -261,14 +294,52 @@ def probe_sites(run_forward: Callable[[], None], is_encoder_decoder: bool) -> li
         sem, scaling = semantics_from_call(module, q_shape, k_shape, mask, named, kind)
         if kind == "cross":
             sem.causal, sem.window = False, None
+        sem.bias = bias_name
         sites.append(Site(module=module, semantics=sem, scaling=scaling, n_heads=q_shape[1],
-                          n_kv_heads=k_shape[1], head_dim=q_shape[-1], role_q=rq, role_k=rk))
+                          n_kv_heads=k_shape[1], head_dim=q_shape[-1], role_q=rq, role_k=rk, bias=table))
     if not sites:
         raise CaptureRefused("no attention call went through the attention registry")
     shapes = {(s.n_heads, s.n_kv_heads, s.head_dim) for s in sites}
     if len(shapes) > 1:
         raise CaptureRefused(f"heads differ between layers ({sorted(shapes)}): not supported by the store")
     return sites
+
+
+def _position_bias(module, pb, tables: dict) -> tuple[str | None, torch.Tensor | None]:
+    """(name, table) of the position bias a probed call passed: None for none or an all-zero one; the
+    table of the module that owns it (T5: the first layer of each stack), found by the identity of
+    the tensor the stack hands to its other layers; checked against the passed tensor."""
+    where = type(module).__name__
+    if pb is None or not bool(pb.any()):
+        return None, None
+    own = bias_table(module)
+    if own is not None:
+        name = f"rel{len({n for n, _ in tables.values()})}"
+        tables[id(pb)] = (name, own)
+    elif id(pb) not in tables:
+        raise CaptureRefused(f"{where} passes a position bias that no module of the model tabulates: not reproduced")
+    name, table = tables[id(pb)]
+    check_bias(pb, table, where)
+    return name, table
+
+
+def check_bias(pb: torch.Tensor, table: torch.Tensor, where: str) -> None:
+    """The bias the model passed equals the stored table's expansion (same for every input)."""
+    if pb.dim() != 4 or pb.shape[1] != table.shape[0]:
+        raise CaptureRefused(f"{where}: position bias of shape {tuple(pb.shape)} is not one per head")
+    mine = expand_bias(table.to(pb.device), pb.shape[-2], pb.shape[-1])
+    if not torch.allclose(pb.double(), mine.expand_as(pb.double()), atol=1e-6, rtol=0):
+        raise CaptureRefused(f"{where}: its position bias is not a function of the offset j − i: not reproduced")
+
+
+def bias_info(sites: list[Site]) -> dict:
+    """ModelInfo.position_bias: {name: {max_distance, values: H rows over offsets −M..M}}."""
+    out = {}
+    for s in sites:
+        if s.semantics.bias and s.semantics.bias not in out:
+            t = s.bias.float().double()     # the model's float32 values, exactly
+            out[s.semantics.bias] = {"max_distance": (t.shape[1] - 1) // 2, "values": t.cpu().tolist()}
+    return out
 
 
 # ---------------------------------------------------------------------------- capturing
@@ -286,6 +357,7 @@ class Capture:
         self.qk: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.values: dict[int, torch.Tensor] = {}
         self._masks: dict = {}
+        self._biases: set = set()
         self._current: dict[int, torch.Tensor] = {}
 
     def _site(self, module) -> tuple[int, Site]:
@@ -304,6 +376,16 @@ class Capture:
             if key_id not in self._masks:
                 check_mask(mask, site.semantics, nq, nk, query.shape[-2], key.shape[-2], f"layer {layer}")
                 self._masks[key_id] = True
+            pb = named.get("position_bias")
+            bias_id = (layer, id(pb), tuple(pb.shape) if pb is not None else None)
+            if bias_id not in self._biases:
+                if site.bias is not None:
+                    if pb is None:
+                        raise CaptureRefused(f"layer {layer}: the model passed no position bias this time")
+                    check_bias(pb, site.bias, f"layer {layer}")
+                elif pb is not None and bool(pb.any()):
+                    raise CaptureRefused(f"layer {layer}: the model passed a position bias the probe did not see")
+                self._biases.add(bias_id)
             q = query.detach()
             if site.scaling != self.scale:
                 q = q * (site.scaling / self.scale)
@@ -339,7 +421,7 @@ class Capture:
         self.checked.add(layer)
         q, k = self.qk[layer]
         nq, nk = self.lengths[site.role_q][0], self.lengths[site.role_k][0]
-        mine = recompute_torch(q[0, :, :nq], k[0, :, :nk], self.scale, site.semantics)
+        mine = recompute_torch(q[0, :, :nq], k[0, :, :nk], self.scale, site.semantics, site.bias)
         theirs = weights[0, :, :nq, :nk].double()
         diff = float((mine - theirs).abs().max())
         if not diff <= SELF_CHECK_TOL:

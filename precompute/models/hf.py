@@ -30,8 +30,6 @@ REFUSED = {
     "deberta-v2": "DeBERTa-v2 uses disentangled relative-position attention (content-to-position terms), "
                   "not softmax(q·kᵀ)",
     "deberta": "DeBERTa uses disentangled relative-position attention (content-to-position terms), not softmax(q·kᵀ)",
-    "t5": "T5 adds a learned relative-position bias to every self-attention score, which the store does not hold",
-    "mt5": "mT5 adds a learned relative-position bias to every self-attention score, which the store does not hold",
 }
 
 
@@ -175,7 +173,7 @@ def semantics_info(sites: list[cap.Site]) -> dict:
     return dict(n_layers=len(sites), n_heads=s0.n_heads, n_kv_heads=s0.n_kv_heads, head_dim=s0.head_dim,
                 causal=bool(causal_self) and all(causal_self), scale=s0.scaling,
                 attention=[s.semantics.to_dict() for s in sites],
-                kv_heads=[h // rep for h in range(s0.n_heads)])
+                kv_heads=[h // rep for h in range(s0.n_heads)], position_bias=cap.bias_info(sites))
 
 
 # ---------------------------------------------------------------------------- text
