@@ -29,12 +29,15 @@ def relative_bias(bias, lq: int, lk: int, rows=None) -> np.ndarray:
     """(lq, lk) additive position bias of one head from its table over relative offsets
     ``d = j − i`` (key position minus query position): ``bias[clip(d, −M, M) + M]`` with
     ``len(bias) = 2M + 1`` — offsets beyond ±M take the end values (T5's buckets saturate at its
-    ``relative_attention_max_distance``, so the table is exact for every length). ``rows``: the
-    query positions (default ``0..lq−1``)."""
+    ``relative_attention_max_distance``, so the table is exact for every length); a scalar ``bias``
+    is an ALiBi slope: ``slope · d`` (equal, within a softmax row, to BLOOM's ``slope · j``).
+    ``rows``: the query positions (default ``0..lq−1``)."""
     bias = np.asarray(bias, dtype=np.float64)
-    m = (len(bias) - 1) // 2
     i = (np.arange(lq) if rows is None else np.asarray(rows))[:, None]
     d = np.arange(lk)[None, :] - i
+    if bias.ndim == 0:                    # ALiBi: a slope, no table (BLOOM; precompute.models.alibi)
+        return float(bias) * d
+    m = (len(bias) - 1) // 2
     return bias[np.clip(d, -m, m) + m]
 
 
@@ -86,7 +89,9 @@ def layer_semantics(model: dict, layer: int, head: int | None = None) -> dict:
     if name:
         if head is None:
             raise HeadNeeded(f"layer {layer} adds a per-head position bias: its semantics need the head")
-        out["bias"] = np.asarray(model["position_bias"][name]["values"][head], dtype=np.float64)
+        table = model["position_bias"][name]
+        out["bias"] = (np.float64(table["alibi_slopes"][head]) if "alibi_slopes" in table
+                       else np.asarray(table["values"][head], dtype=np.float64))
     return out
 
 

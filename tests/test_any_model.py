@@ -64,11 +64,16 @@ def _text_specs():
                                                                query_pre_attn_scalar=24, sliding_window_pattern=2)),
         "olmo2": (t.Olmo2ForCausalLM, t.Olmo2Config(**DECODER)),
         "starcoder2": (t.Starcoder2ForCausalLM, t.Starcoder2Config(**DECODER, sliding_window=WINDOW)),
+        # ALiBi inside its own attention module (precompute.models.alibi); 6 heads: slopes of a
+        # head count that is not a power of two
+        "bloom": (t.BloomForCausalLM, t.BloomConfig(vocab_size=300, hidden_size=48, n_layer=2, n_head=6,
+                                                    initializer_range=0.2, **{k: v for k, v in IDS.items()
+                                                                              if k != "vocab_size"})),
     }
 
 
 REFUSED = {  # architecture → a word the one-line refusal must contain
-    "gptj": "GPT-J", "bloom": "ALiBi", "falcon": "Falcon", "deberta-v2": "disentangled",
+    "gptj": "GPT-J", "falcon": "Falcon", "deberta-v2": "disentangled",
 }
 
 
@@ -78,7 +83,6 @@ def _refused_specs():
     return {
         "gptj": (t.GPTJForCausalLM, t.GPTJConfig(vocab_size=300, n_positions=128, n_embd=32, n_layer=2, n_head=4,
                                                  rotary_dim=4)),
-        "bloom": (t.BloomForCausalLM, t.BloomConfig(vocab_size=300, hidden_size=32, n_layer=2, n_head=4)),
         "falcon": (t.FalconForCausalLM, t.FalconConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2,
                                                        num_attention_heads=4)),
         "deberta-v2": (t.DebertaV2Model, t.DebertaV2Config(**SMALL, vocab_size=300)),
@@ -129,11 +133,10 @@ def assert_faithful(adapter, captured, reference, label: str) -> float:
     model = adapter.info.to_dict()
     worst = 0.0
     for layer in range(adapter.info.n_layers):
-        sem = layer_semantics(model, layer)
         queries, keys = captured[layer]
         for i, ref in enumerate(reference):
             for h in range(adapter.info.n_heads):
-                a = attention_from_qk(queries[i][h], keys[i][h], **sem)
+                a = attention_from_qk(queries[i][h], keys[i][h], **layer_semantics(model, layer, h))
                 diff = float(np.abs(a - ref[layer][h]).max())
                 assert diff < TOL, f"{label}: layer {layer} head {h} input {i} differs by {diff:.2e}"
                 worst = max(worst, diff)
@@ -144,10 +147,10 @@ def assert_faithful(adapter, captured, reference, label: str) -> float:
 def check_window_matters(adapter, captured, reference):
     """For windowed layers, dropping the window would be wrong: the inputs are longer than it."""
     model = adapter.info.to_dict()
-    windowed = [l for l in range(adapter.info.n_layers) if layer_semantics(model, l)["window"] is not None]
+    windowed = [l for l in range(adapter.info.n_layers) if layer_semantics(model, l, 0)["window"] is not None]
     i = max(range(len(reference)), key=lambda j: reference[j][0].shape[-1])
     for layer in windowed:
-        sem = dict(layer_semantics(model, layer), window=None)
+        sem = dict(layer_semantics(model, layer, 0), window=None)
         a = attention_from_qk(captured[layer][0][i][0], captured[layer][1][i][0], **sem)
         assert np.abs(a - reference[i][layer][0]).max() > 1e-3
     return windowed
@@ -186,6 +189,17 @@ def test_text_architecture_faithful(tmp_path, kind):
         assert np.abs(a - reference[2][1][0]).max() > 1e-3
     if kind in DECODER_GQA:
         assert (info.n_heads, info.n_kv_heads) == (4, 2)
+    if kind == "bloom":
+        from precompute.models.capture import CaptureRefused
+        assert [s["bias"] for s in info.attention] == ["alibi0", "alibi0"]
+        slopes = info.position_bias["alibi0"]["alibi_slopes"]
+        assert len(slopes) == 6 and len(set(slopes)) == 6
+        sem = {key: v for key, v in layer_semantics(info.to_dict(), 1, 5).items() if key != "bias"}
+        a = attention_from_qk(captured[1][0][2][5], captured[1][1][2][5], **sem)       # the bias matters
+        assert np.abs(a - reference[2][1][5]).max() > 1e-3
+        with pytest.raises(CaptureRefused, match="ablation"):                     # refused, not wrong
+            with adapter.ablate([(0, 0)]):
+                adapter._forward(adapter._inputs(batch[:1])[0], want_attentions=False)
 
 
 DECODER_GQA = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3_text", "olmo2", "starcoder2")
@@ -224,7 +238,7 @@ def test_vision_architecture_faithful(tmp_path, images, kind):
 
 
 # ---------------------------------------------------------------------------- the documented CLI path
-@pytest.mark.parametrize("kind", ["modernbert", "gpt_neox", "mistral", "gemma2", "clip_vision_model"])
+@pytest.mark.parametrize("kind", ["modernbert", "gpt_neox", "mistral", "gemma2", "bloom", "clip_vision_model"])
 def test_cli_run_is_faithful(tmp_path, images, kind):
     """`python -m precompute run --model <folder>`: q/k read back from the store, with the stored
     per-layer semantics, reproduce the model's own attention on every layer and head."""
@@ -260,8 +274,8 @@ def test_cli_run_is_faithful(tmp_path, images, kind):
     reference = reference_attentions(folder, model_cls, inputs)
     worst = 0.0
     for layer in m["layers"]:
-        sem = layer_semantics(m["model"], layer)
         for h in m["heads"]:
+            sem = layer_semantics(m["model"], layer, h)
             q, k = store.qk(run_id, layer, h)
             for i in range(len(enc)):
                 sel = tokens["input_id"] == i

@@ -437,12 +437,12 @@ def test_missing_folder_error(tmp_path):
 
 
 def test_unsupported_architecture_error(tmp_path):
-    from transformers import BloomConfig
+    from transformers import FalconConfig
 
-    BloomConfig(hidden_size=32, n_layer=1, n_head=2).save_pretrained(tmp_path)
-    with pytest.raises(ModelLoadError, match="unsupported architecture 'bloom'") as exc:
+    FalconConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="unsupported architecture 'falcon'") as exc:
         load_model(str(tmp_path))
-    assert "ALiBi" in str(exc.value) and "\n" not in str(exc.value)
+    assert "outside transformers' attention registry" in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_folder_without_config_error(tmp_path):

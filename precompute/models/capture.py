@@ -180,9 +180,12 @@ def describe(sem: AttentionSemantics) -> str:
 
 
 def expand_bias(table: torch.Tensor, n_q: int, n_k: int) -> torch.Tensor:
-    """(H, n_q, n_k) bias from an (H, 2M+1) table over offsets j − i (precompute.metrics.relative_bias)."""
-    m = (table.shape[-1] - 1) // 2
+    """(H, n_q, n_k) bias from an (H, 2M+1) table over offsets j − i, or from (H,) ALiBi slopes
+    (slope · (j − i)) — precompute.metrics.relative_bias."""
     d = torch.arange(n_k, device=table.device)[None, :] - torch.arange(n_q, device=table.device)[:, None]
+    if table.dim() == 1:
+        return table[:, None, None] * d.to(table.dtype)
+    m = (table.shape[-1] - 1) // 2
     return table[:, (d.clamp(-m, m) + m)]
 
 
@@ -280,7 +283,12 @@ def probe_sites(run_forward: Callable[[], None], is_encoder_decoder: bool) -> li
             continue
         seen.add(id(module))
         pb = named.pop("position_bias", None)
-        bias_name, table = _position_bias(module, pb, tables)
+        slopes = named.pop("alibi_slopes", None)
+        if slopes is not None:                 # ALiBi (precompute.models.alibi): one name per slope set
+            key = tuple(float(x) for x in slopes)
+            bias_name, table = tables.setdefault(key, (f"alibi{len(tables)}", slopes.double()))
+        else:
+            bias_name, table = _position_bias(module, pb, tables)
         if not is_encoder_decoder:
             kind, rq, rk = "self", "src", "src"
         elif q_shape[-2] != k_shape[-2]:
@@ -338,7 +346,10 @@ def bias_info(sites: list[Site]) -> dict:
     for s in sites:
         if s.semantics.bias and s.semantics.bias not in out:
             t = s.bias.float().double()     # the model's float32 values, exactly
-            out[s.semantics.bias] = {"max_distance": (t.shape[1] - 1) // 2, "values": t.cpu().tolist()}
+            if t.dim() == 1:
+                out[s.semantics.bias] = {"alibi_slopes": t.cpu().tolist()}
+            else:
+                out[s.semantics.bias] = {"max_distance": (t.shape[1] - 1) // 2, "values": t.cpu().tolist()}
     return out
 
 
@@ -378,7 +389,10 @@ class Capture:
                 self._masks[key_id] = True
             pb = named.get("position_bias")
             bias_id = (layer, id(pb), tuple(pb.shape) if pb is not None else None)
-            if bias_id not in self._biases:
+            if site.bias is not None and site.bias.dim() == 1:       # ALiBi: the hook checked the tensor
+                if not torch.equal(named.get("alibi_slopes"), site.bias):
+                    raise CaptureRefused(f"layer {layer}: ALiBi slopes changed since the probe")
+            elif bias_id not in self._biases:
                 if site.bias is not None:
                     if pb is None:
                         raise CaptureRefused(f"layer {layer}: the model passed no position bias this time")

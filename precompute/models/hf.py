@@ -14,6 +14,7 @@ import inspect
 import numpy as np
 import torch
 
+from precompute.models import alibi
 from precompute.models import capture as cap
 from precompute.models.base import Encoded, ModelAdapter, ModelInfo, ModelLoadError, first_line
 
@@ -25,7 +26,6 @@ _NO_LIMIT = 1_000_000
 # the probe is refused with the probe's own one-line reason.
 REFUSED = {
     "gptj": "GPT-J computes its attention itself, outside transformers' attention registry",
-    "bloom": "BLOOM adds ALiBi position biases inside its own attention, outside transformers' attention registry",
     "falcon": "Falcon computes its attention itself (rotary or ALiBi), outside transformers' attention registry",
     "deberta-v2": "DeBERTa-v2 uses disentangled relative-position attention (content-to-position terms), "
                   "not softmax(q·kᵀ)",
@@ -49,6 +49,10 @@ def check_registry(model, folder: str) -> None:
     model_type = model.config.model_type
     if model_type in REFUSED:
         raise ModelLoadError(f"unsupported architecture {model_type!r} in {folder}: {REFUSED[model_type]}")
+    if model_type in alibi.FAMILIES:
+        if not alibi.install(model):
+            raise ModelLoadError(f"unsupported model in {folder}: no BLOOM attention module found")
+        return
     if not type(model)._can_set_attn_implementation():
         raise ModelLoadError(f"unsupported architecture {model_type!r} in {folder}: its attention does not go "
                              "through transformers' attention registry, so q/k cannot be captured exactly")
