@@ -34,7 +34,10 @@ def run_label(manifest: dict, status: dict) -> str:
     when = str(manifest.get("created", ""))[:16].replace("T", " ")
     tag = "" if status.get("status") == "complete" else f" · partial {status['heads_done']}/{status['heads_total']}"
     projs = ",".join(PROJ_LABELS.get(p, p) for p in manifest.get("projections") or [])
-    return (f"{m.get('name', '?')} · {c.get('name', '?')} · {c.get('n_tokens', '?'):,} tokens · "
+    tgt = c.get("n_target_tokens")           # encoder–decoder runs: source + target tokens
+    size = f"{c.get('n_tokens', '?'):,} source + {tgt:,} target tokens" if isinstance(tgt, int) \
+        else f"{c.get('n_tokens', '?'):,} tokens"
+    return (f"{m.get('name', '?')} · {c.get('name', '?')} · {size} · "
             f"{len(manifest.get('layers', []))}×{len(manifest.get('heads', []))} heads · {projs}{tag} · {when} · "
             f"{manifest.get('id', '')}") if isinstance(c.get("n_tokens"), int) else f"{manifest.get('id', '')}"
 

@@ -261,3 +261,12 @@ def test_first_paint_picture_draws_the_grid_of_the_link(tmp_path):
             assert calls[-1] == want
     finally:
         preview.drawn_points = orig
+
+
+def test_run_menu_counts_source_and_target_tokens():
+    from callbacks.state import run_label
+    m = dict(manifest(), corpus={"name": "pairs.csv", "n_tokens": 1234, "n_target_tokens": 567},
+             model={**manifest()["model"], "name": "bart"}, projections=["pca"], created="2026-12-03T10:00")
+    assert "1,234 source + 567 target tokens" in run_label(m, {"status": "complete"})
+    plain = dict(m, corpus={"name": "demo", "n_tokens": 1234})
+    assert "1,234 tokens" in run_label(plain, {"status": "complete"}) and "target" not in run_label(plain, {"status": "complete"})
