@@ -9,18 +9,18 @@ from dash import Input, Output, State, html, no_update
 
 from analysis import ablation as abl
 from figures.ablation import effects_figure, fmt, ranked_rows
+from figures.runinfo import RunInfo
 
-from .common import friendly, is_image, on, resolve_projection, resolve_variant
+from .common import friendly, on, resolve_projection, resolve_variant
 
 log = logging.getLogger("atlas")
 HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 
 
-def _objective_guess(manifest: dict) -> str:
-    m = manifest.get("model", {})
-    if m.get("modality") == "image":
+def _objective_guess(run: RunInfo) -> str:
+    if run.modality == "image":
         return abl.OBJECTIVES["cls-cosine-distance"]
-    if m.get("causal"):
+    if run.causal:
         return abl.OBJECTIVES["next-token-loss"]
     return ("masked-LM loss if the checkpoint has a masked-LM head, else 1 − cosine of the sentence embedding "
             "(mean-pooled last hidden states) with and without the ablation")
@@ -62,7 +62,7 @@ def run_ablation(settings, set_progress, n_clicks, run, layer, head, scope, mode
             return no_update, "the number of inputs must be at least 1"
         from precompute.store import Store
         with Store(Path(settings.cache).expanduser(), readonly=True) as store:
-            m = store.manifest(run)
+            m = RunInfo.from_manifest(store.manifest(run))
             from figures.encdec import not_applicable
             if not_applicable(m, "ablation"):
                 return no_update, not_applicable(m, "ablation")
@@ -129,12 +129,12 @@ def register(app, data):
         if not run:
             return ""
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             from figures.encdec import not_applicable
             if not_applicable(m, "ablation"):
                 return not_applicable(m, "ablation")
             singles, sets, what = abl.heads_for(scope, m, layer, head, selection)
-            n_inputs = int(m.get("corpus", {}).get("n_inputs") or 0)
+            n_inputs = int(m.n_inputs or 0)
             cap_ok = cap is None or (isinstance(cap, (int, float)) and cap >= 1)
             if not cap_ok:
                 return "the number of inputs must be at least 1"
@@ -191,8 +191,7 @@ def register(app, data):
                 return (html.Div(f"no {mode}-mode ablation results for this run yet: choose heads and press Run",
                                  className="note"), {}, HIDDEN, "")
             rows = ranked_rows(entry, new)
-            m = data.manifest(run)
-            kind = "images" if is_image(m) else "inputs"
+            kind = "images" if data.info(run).is_image else "inputs"
             summary = (f"{mode} ablation · objective: {entry.get('objective_description', entry.get('objective'))}"
                        f" · {entry.get('n_inputs')} {kind}"
                        + (f" · unablated loss {entry['baseline']:.4f} nats" if entry.get("objective", "").endswith("loss")

@@ -52,7 +52,7 @@ def _check_rows(n: int, what: str):
 
 # ---------------------------------------------------------------------------- per-view tables
 def _head_ok(m, layer, head):
-    if layer not in m["layers"] or head not in m["heads"]:
+    if layer not in m.layers or head not in m.heads:
         raise ExportError(f"L{layer} H{head} is not in this run")
 
 
@@ -81,13 +81,13 @@ def matrix_export(data, s) -> tuple[Table, list]:
 
 def single_export(data, s) -> tuple[Table, list]:
     run, layer, head = s["run"], s["layer"], s["head"]
-    m = data.manifest(run)
+    m = data.info(run)
     _head_ok(m, layer, head)
     variant, note_v = resolve_variant(m, on(s["translate"]), on(s["scaled"]))
     method, note_p = resolve_projection(m, s["proj"])
     dim = int(s["dim"] or 2)
-    if dim not in (m.get("dims") or [2]):
-        dim = (m.get("dims") or [2])[0]
+    if dim not in m.dims:
+        dim = m.dims[0]
     tokens = data.tokens(run)
     sd = tokens.sides(m, layer)
     _check_rows(sd.n_points, "the Single View's points")
@@ -144,7 +144,7 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False, key_
     from figures.attention import value_weighted
 
     from .detail import AUTO_HEATMAP_ABOVE, aggregate_matrix, head_attention, hidden_keys, run_roles
-    m = data.manifest(run)
+    m = data.info(run)
     if is_image(m):
         raise ExportError("the Sentence View is for text runs; this is an image run (export the Image View)")
     tokens = data.tokens(run)
@@ -205,10 +205,10 @@ def sentence_export(data, s) -> tuple[Table, list]:
     from figures.sentence import PAIR_FILTERS, pair_mask, segments
 
     from .detail import chosen_heads, run_roles
-    m = data.manifest(s["run"])
+    m = data.info(s["run"])
     _head_ok(m, s["layer"], s["head"])
     aggregate = s["smode"] == "aggregate"
-    heads = [s["head"]] if aggregate else chosen_heads(s["head"], s.get("sheads"), list(m["heads"]))
+    heads = [s["head"]] if aggregate else chosen_heads(s["head"], s.get("sheads"), list(m.heads))
     tables, comments = [], []
     input_id = None
     for head in heads:
@@ -242,16 +242,16 @@ def model_export(data, s) -> tuple[Table, list]:
 
     from .detail import head_attention
     run = s["run"]
-    m = data.manifest(run)
+    m = data.info(run)
     tokens = data.tokens(run)
     input_id, _ = input_of_token(tokens, s["token"])
     rows = tokens.index.rows(input_id)
-    n_heads = len(m["layers"]) * len(m["heads"])
+    n_heads = len(m.layers) * len(m.heads)
     _check_rows(n_heads * len(rows) ** 2, f"the attention of {n_heads} heads on input {input_id}")
     parts, missing = [], []
-    kinds = any(layer_kind(m, l) != "self" for l in m["layers"])
-    for layer in m["layers"]:
-        for head in m["heads"]:
+    kinds = any(layer_kind(m, l) != "self" for l in m.layers)
+    for layer in m.layers:
+        for head in m.heads:
             q_rows, k_rows, a = head_attention(data, run, layer, head, input_id, tokens)
             if a is None:
                 missing.append(f"L{layer} H{head}")
@@ -269,7 +269,7 @@ def model_export(data, s) -> tuple[Table, list]:
 def image_export(data, s) -> tuple[Table, list]:
     from .detail import input_attention
     run, layer, head = s["run"], s["layer"], s["head"]
-    m = data.manifest(run)
+    m = data.info(run)
     _head_ok(m, layer, head)
     if not is_image(m):
         raise ExportError("the Image View is for image runs; this is a text run")
@@ -334,8 +334,8 @@ def _provenance(data, run, label, search) -> list[str]:
     model = ""
     if run:
         try:
-            m = data.manifest(run)
-            model = f" ({m.get('model', {}).get('name', '?')})"
+            m = data.info(run)
+            model = f" ({m.model_name})"
         except DataError:
             pass
     return [f"Attention Atlas export: {label} · run {run}{model} · {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",

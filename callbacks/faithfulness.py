@@ -15,7 +15,7 @@ def filter_label_for(data, run: str, sort: str | None, proj: str | None, transla
     fid = order_figure_id(sort)
     if fid is None:
         return filter_label(None)
-    m = data.manifest(run)
+    m = data.info(run)
     variant, _ = resolve_variant(m, on(translate), on(scaled))
     method, _ = resolve_projection(m, proj)
     scores, entry, _ = data.figure_scores(run, fid, variant, method)

@@ -69,14 +69,13 @@ def _run_summaries(data, runs, entries=()):
     out = []
     for r in runs:
         try:
-            m = data.manifest(r)
+            m = data.info(r)
             st = data.status(r)
         except DataError:
             out.append({"id": r, "status": "unreadable"})
             continue
         status = "complete" if st["status"] == "complete" else f"partial {st['heads_done']}/{st['heads_total']}"
-        out.append({"id": r, "model": m.get("model", {}).get("name", "?"),
-                    "corpus": corpus_label.get(r) or m.get("corpus", {}).get("name", "?"), "status": status})
+        out.append({"id": r, "model": m.model_name, "corpus": corpus_label.get(r) or m.corpus_name, "status": status})
     return out
 
 

@@ -64,15 +64,12 @@ def progress_text(value: dict) -> str:
 
 def run_info_text(data, run_id, value: dict) -> str:
     """The run-info line (same first part as callbacks/state.py writes) with the run's progress."""
-    from callbacks.common import is_image
-
-    m = data.manifest(run_id)
-    model, corpus = m.get("model", {}), m.get("corpus", {})
-    return (f"{model.get('name', '?')} · {len(m['layers'])} layers × {len(m['heads'])} heads"
-            f"{' · causal' if model.get('causal') else ''} · {corpus.get('n_tokens', '?')} "
-            + (f"source + {corpus['n_target_tokens']} target ({corpus.get('targets', 'given')}) "
-               if corpus.get("n_target_tokens") else "") + "tokens in "
-            f"{corpus.get('n_inputs', '?')} {'images' if is_image(m) else 'inputs'} · " + progress_text(value))
+    m = data.info(run_id)
+    return (f"{m.model_name} · {len(m.layers)} layers × {len(m.heads)} heads"
+            f"{' · causal' if m.causal else ''} · {'?' if m.n_tokens is None else m.n_tokens} "
+            + (f"source + {m.n_target_tokens} target ({m.targets or 'given'}) "
+               if m.n_target_tokens else "") + "tokens in "
+            f"{'?' if m.n_inputs is None else m.n_inputs} {'images' if m.is_image else 'inputs'} · " + progress_text(value))
 
 
 def register(app, data):

@@ -32,20 +32,20 @@ SEL_SHARE = 4  # the selected input's overlay may use at most budget / SEL_SHARE
 def resolved_per_head(data, run, lod, cost=None, meta=None) -> tuple[int, int]:
     """(points per head, budget) of the level of detail ``lod`` ('auto' or a count; 0 = all). An
     automatic level reuses what the drawn view chose (``meta``) so clicks map onto the same points."""
-    m = data.manifest(run)
+    m = data.info(run)
     if lod not in ("auto", None):
         return int(lod), 0
     if meta and meta.get("run") == run and meta.get("lod") in ("auto", None) and "pph" in meta:
         return int(meta["pph"]), int(meta.get("budget", 0))
     budget = budget_from_cost(cost)
-    n_heads = len(m["layers"]) * len(m["heads"])
+    n_heads = len(m.layers) * len(m.heads)
     return points_per_head("auto", n_heads, data.tokens(run).n, budget), budget
 
 
 def matrix_data(data, run, proj, translate, scaled, lod, sort, rho, cost=None, meta=None, kind=None):
-    """(manifest, MatrixData, notes) of the Matrix View for these controls (``kind``: the grid of
+    """(RunInfo, MatrixData, notes) of the Matrix View for these controls (``kind``: the grid of
     one head kind of an encoder–decoder run, figures.encdec)."""
-    m = data.manifest(run)
+    m = data.info(run)
     variant, note_v = resolve_variant(m, on(translate), on(scaled))
     method, note_p = resolve_projection(m, proj)
     pph, budget = resolved_per_head(data, run, lod, cost, meta)
@@ -62,7 +62,7 @@ def _coords_of(data, run, m, translate, scaled, proj):
 
 def _view(data, run, translate, scaled, proj):
     """(variant, method) the Matrix View shows."""
-    m = data.manifest(run)
+    m = data.info(run)
     return resolve_variant(m, on(translate), on(scaled))[0], resolve_projection(m, proj)[0]
 
 
@@ -149,7 +149,7 @@ def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, que
     sel, tok = selection_tokens(data, run, token, md)
     sel_ov = overlay_points(md, coords_of, sel)
     sel_cols = overlay_colors(sel_ov, _spec_for(data, run, scheme, tokens, sel_ov.pt_tok, sel_ov.pt_rows, view))
-    return dict(manifest=m, md=md, notes=notes, scheme=scheme, colors=colors, scale=scale, search=res,
+    return dict(run=m, md=md, notes=notes, scheme=scheme, colors=colors, scale=scale, search=res,
                 hits=hit_ov, hit_colors=hit_cols, hits_left=hits_left, selection=sel_ov, selection_colors=sel_cols,
                 token=tok, sel_note=selection_note(data, run, sel, tok))
 
@@ -256,7 +256,7 @@ def register(app, data):
         cov = None
         if growing:
             try:
-                method, _ = resolve_projection(data.manifest(run), proj)
+                method, _ = resolve_projection(data.info(run), proj)
             except Exception:  # noqa: BLE001 - the full draw below reports problems
                 method = proj
             cov = (progress.get("methods") or {}).get(method)
@@ -269,7 +269,7 @@ def register(app, data):
                              kind)
         if out[4] is not None and isinstance(progress, dict) and progress.get("run") == run:
             try:
-                method, _ = resolve_projection(data.manifest(run), proj)
+                method, _ = resolve_projection(data.info(run), proj)
                 out[4]["cov"] = (progress.get("methods") or {}).get(method)
             except Exception:  # noqa: BLE001
                 pass
@@ -377,7 +377,7 @@ def register(app, data):
             return no_update
         from .common import legend_children
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             schemes = schemes_for(m)
             if scheme not in schemes:
                 scheme = "qk"
@@ -401,10 +401,10 @@ def register(app, data):
         from analysis.head_scores import ablation_scores, available_orders
         from layouts.patterns import sort_options, with_current
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             method, _ = resolve_projection(m, proj)
             return with_current(sort_options(available_orders(m, ablation_scores(data, run)),
-                                             sort_figure_options(m, (m.get("variants") or ["translated"])[0], method)),
+                                             sort_figure_options(m, m.variants[0], method)),
                                 current)
         except Exception:  # noqa: BLE001 - keep every option enabled; the matrix note explains a fallback
             return sort_options()

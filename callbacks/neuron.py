@@ -6,7 +6,6 @@ from dash import Input, Output, State, ctx, html, no_update
 
 from analysis.neuron import breakdown
 from figures.analysis_views import neuron_figure, neuron_row_figure
-from figures.attention import layer_semantics
 from figures.common import display_token
 from figures.views import empty_figure
 
@@ -23,7 +22,7 @@ def _fmt(x: float) -> str:
 
 def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None):
     """(figure, row figure, info children, key options, key value, new state) for the controls."""
-    m = data.manifest(run)
+    m = data.info(run)
     tokens = data.tokens(run)
     input_id, tok = input_of_token(tokens, token)
     qk = data.qk(run, layer, head)
@@ -38,7 +37,7 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
     words = [display_token(t) for t in tokens.text[rows]]
     qwords = [display_token(t) for t in tokens.text[q_rows]]
     qpos = int(np.flatnonzero(q_rows == tok)[0]) if tok is not None and tok in set(q_rows.tolist()) else 0
-    sem = layer_semantics(m["model"], layer)
+    sem = m.layer_semantics(layer)
     scale, causal, extra = sem["scale"], sem["causal"], {"window": sem["window"], "softcap": sem["softcap"]}
     same_input = isinstance(state, dict) and state.get("run") == run and state.get("input") == input_id
     if clicked_key is not None and 0 <= clicked_key < len(rows):

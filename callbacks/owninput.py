@@ -22,7 +22,8 @@ from dash import Input, Output, State, ctx, no_update
 from analysis import own_input as oi
 from attention_atlas.dashboard_data import DataError
 from figures.analysis_views import own_grid_figure, own_head_figure
-from figures.attention import attention, layer_semantics
+from figures.attention import attention
+from figures.runinfo import RunInfo
 from figures.common import display_token
 from figures.views import attention_heatmap, empty_figure, image_figure, sentence_lines_figure
 from precompute.faithfulness import method_label
@@ -86,14 +87,14 @@ def current_placement(app, store_data, run, layer, head):
 
 
 def compute_grid(store, m, own: oi.OwnInput, variant, method) -> oi.GridPlacement:
-    run = m["id"]
-    dims = m.get("dims") or [2]
+    run = m.id
+    dims = list(m.dims)
     dim = 2 if 2 in dims else dims[0]
-    n_tokens = int(m.get("corpus", {}).get("n_tokens") or len(store.tokens(run)["text"]))
-    metric = (m.get("settings", {}).get("params") or {}).get("metric", "cosine")
+    n_tokens = int(m.n_tokens or len(store.tokens(run)["text"]))
+    metric = m.metric
     return oi.place_all_heads(lambda l, h: store.qk(run, l, h),
                               lambda l, h: store.coords(run, l, h, variant, method, dim),
-                              own, list(m["layers"]), list(m["heads"]), variant, method, n_tokens, metric)
+                              own, list(m.layers), list(m.heads), variant, method, n_tokens, metric)
 
 
 def own_sentence_figure(own: oi.OwnInput, layer: int, head: int, scale: float, causal: bool,
@@ -126,7 +127,7 @@ def compute_input(settings, req):
     key, run = req["key"], req["run"]
     try:
         with Store(Path(settings.cache).expanduser(), readonly=True) as store:
-            m = store.manifest(run)
+            m = RunInfo.from_manifest(store.manifest(run))
             capd = cache.get(f"cap/{key}")
             reused = capd is not None
             if capd is None:
@@ -137,9 +138,9 @@ def compute_input(settings, req):
                     raw = cache.get(f"img/{key}")
                     if raw is None:
                         return None, "the uploaded image is no longer cached: upload it again"
-                    own = oi.capture_own_input(adapter, m["layers"], image=raw, label=req.get("label", ""))
+                    own = oi.capture_own_input(adapter, list(m.layers), image=raw, label=req.get("label", ""))
                 else:
-                    own = oi.capture_own_input(adapter, m["layers"], text=req["text"], label=req.get("label", ""))
+                    own = oi.capture_own_input(adapter, list(m.layers), text=req["text"], label=req.get("label", ""))
                 cache.set(f"cap/{key}", own.to_dict(), expire=EXPIRE)
             else:
                 own = oi.OwnInput.from_dict(capd)
@@ -153,7 +154,7 @@ def compute_input(settings, req):
         return None, friendly(exc)
     note = f"{own.n} tokens"
     if own.truncated:
-        note += f" (truncated: {own.truncated} tokens beyond the model's limit of {m['model'].get('max_length')} dropped)"
+        note += f" (truncated: {own.truncated} tokens beyond the model's limit of {m.max_length} dropped)"
     out = {"key": key, "run": run, "variant": req["variant"], "method": req["method"], "n": own.n,
            "tokens": list(own.tokens), "truncated": own.truncated, "label": own.label or req.get("label", ""),
            "grid": gk, "note": req.get("note", "")}
@@ -178,15 +179,15 @@ def transform_input(settings, req):
             return {**req, "error": "your input is no longer cached: run the model again"}
         own = oi.OwnInput.from_dict(capd)
         with Store(Path(settings.cache).expanduser(), readonly=True) as store:
-            m = store.manifest(req["run"])
+            m = RunInfo.from_manifest(store.manifest(req["run"]))
             qk = store.qk(req["run"], req["layer"], req["head"])
             coords = store.coords(req["run"], req["layer"], req["head"], req["variant"], req["method"], 2)
         if qk is None or coords is None:
             return {**req, "error": f"L{req['layer']} H{req['head']} is not stored yet"}
-        params = ProjectionParams(**(m.get("settings", {}).get("params") or {}))
+        params = ProjectionParams(**m.params)
         t0 = time.time()
         p = oi.transform_in_head(qk[0], qk[1], coords, *own.qk(req["layer"], req["head"]), req["variant"],
-                                 req["method"], params, m.get("projections") or [req["method"]])
+                                 req["method"], params, list(m.projections))
         out = {**req, "coords": p.coords.astype(np.float32).tolist(), "how": p.how,
                "seconds": round(time.time() - t0, 2)}
         cache.set(tkey, out, expire=EXPIRE)
@@ -203,7 +204,7 @@ def register(app, data):
                   Input("run-select", "value"))
     def show_box(run):
         try:
-            img = bool(run) and is_image(data.manifest(run))
+            img = bool(run) and is_image(data.info(run))
         except DataError:
             img = False
         return ({"display": "none"}, {"display": "block"}) if img else ({"display": "block"}, {"display": "none"})
@@ -220,13 +221,13 @@ def register(app, data):
         if not run:
             return no_update, no_update
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             from figures.encdec import not_applicable
             if not_applicable(m, "input"):
                 return no_update, not_applicable(m, "input")
             variant, method, note = _variant_method(m, translate, scaled, proj)
             if trig in ("input-submit", "input-upload"):
-                identity = m["model"].get("identity") or m["model"].get("name", "")
+                identity = m.identity or (m.model_name if m.model_name != "?" else "")
                 if is_image(m):
                     if trig == "input-submit" and not contents:
                         return no_update, "upload a PNG or JPEG image first"
@@ -300,7 +301,7 @@ def register(app, data):
 
 
 def draw(data, app, sd, tf, layer, head):
-    m = data.manifest(sd["run"])
+    m = data.info(sd["run"])
     capd = _get(app, f"cap/{sd['key']}")
     grid = _get(app, sd["grid"])
     if capd is None or grid is None:
@@ -308,7 +309,7 @@ def draw(data, app, sd, tf, layer, head):
         return empty_figure(msg), empty_figure(""), empty_figure(""), msg
     own = oi.OwnInput.from_dict(capd)
     words = [display_token(t) for t in own.tokens]
-    layers, heads = list(m["layers"]), list(m["heads"])
+    layers, heads = list(m.layers), list(m.heads)
     name = method_label(sd["method"])
     n_exact = sum(bool(v) for v in grid.exact.values())
     gfig = own_grid_figure(layers, heads, grid.ref, grid.new, own.n, words, (layer, head), grid.exact,
@@ -333,7 +334,7 @@ def draw(data, app, sd, tf, layer, head):
                                f"L{layer} H{head} · {how.split(' (')[0]}", transformed)
     else:
         hfig, how = empty_figure(f"L{layer} H{head} is not in this run's stored heads"), ""
-    sfig, _ = own_sentence_figure(own, layer, head, **layer_semantics(m["model"], layer))
+    sfig, _ = own_sentence_figure(own, layer, head, **m.layer_semantics(layer))
     label = sd.get("label") or ""
     info = (f"your input «{label[:120]}{'…' if len(label) > 120 else ''}»: {own.n} tokens"
             + (f" (truncated: {own.truncated} tokens dropped)" if own.truncated else "")

@@ -17,7 +17,7 @@ N_SIMILAR = 5
 
 def patterns_outputs(data, run, layer, head, score):
     """(figure, table, note, head summary) of the patterns panel."""
-    m = data.manifest(run)
+    m = data.info(run)
     rp = run_patterns(data, run)
     score = score if score in LABELS else "first"
     sel = (layer, head)
@@ -27,10 +27,9 @@ def patterns_outputs(data, run, layer, head, score):
         title = f"{LABELS[score]}: n/a for this run ({na_reason(score, rp.causal, rp.image)})"
     else:
         title = f"{LABELS[score]} score per head (click a cell to open the head)"
-    fig = score_map_figure(list(m["layers"]), list(m["heads"]), vals, title, sel)
+    fig = score_map_figure(list(m.layers), list(m.heads), vals, title, sel)
     note = [rp.sample_note(), f"{len(rp.heads)} heads"]
-    from figures.encdec import is_encdec
-    if is_encdec(m):
+    if m.is_encdec:
         from analysis.head_scores import CROSS_NA
         note.append("encoder heads scored over the source tokens, decoder heads over the target tokens; " + CROSS_NA)
     if rp.missing:
@@ -40,14 +39,14 @@ def patterns_outputs(data, run, layer, head, score):
     return fig, scores_table(rp, score, sel), " · ".join(note), summary
 
 
-def _cross(data_or_m, layer) -> bool:
+def _cross(run, layer) -> bool:
     from figures.encdec import layer_kind
-    return layer_kind(data_or_m, layer) == "cross"
+    return layer_kind(run, layer) == "cross"
 
 
-def head_summary(rp, layer, head, manifest=None) -> str:
+def head_summary(rp, layer, head, run=None) -> str:
     dom = rp.dominant(layer, head)
-    if dom is None and manifest is not None and _cross(manifest, layer):
+    if dom is None and run is not None and _cross(run, layer):
         from analysis.head_scores import CROSS_NA
         return f"L{layer} H{head} (cross): {CROSS_NA}"
     if dom is None:
@@ -55,10 +54,10 @@ def head_summary(rp, layer, head, manifest=None) -> str:
     return f"L{layer} H{head}: dominant pattern {describe(*dom)}"
 
 
-def single_analysis_children(rp, layer, head, manifest=None):
+def single_analysis_children(rp, layer, head, run=None):
     """Single View line: dominant pattern + score, then the most similar heads as buttons."""
     dom = rp.dominant(layer, head)
-    if dom is None and manifest is not None and _cross(manifest, layer):
+    if dom is None and run is not None and _cross(run, layer):
         from analysis.head_scores import CROSS_NA
         return "pattern: n/a — " + CROSS_NA
     if dom is None:
@@ -129,8 +128,8 @@ def register(app, data):
         if not run or layer is None or head is None or not painted:
             return no_update
         try:
-            m = data.manifest(run)
-            if layer not in m["layers"] or head not in m["heads"]:
+            m = data.info(run)
+            if not m.has_head(layer, head):
                 return no_update
             return single_analysis_children(run_patterns(data, run), layer, head, m)
         except Exception as exc:  # noqa: BLE001

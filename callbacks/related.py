@@ -16,7 +16,7 @@ N_SIMILAR = 5
 
 def related_outputs(data, run, layer, head, color_by):
     """(figure, note, list) of the related-heads panel."""
-    m = data.manifest(run)
+    m = data.info(run)
     from figures.encdec import not_applicable
     na = not_applicable(m, "related")
     if na:
@@ -32,7 +32,7 @@ def related_outputs(data, run, layer, head, color_by):
     sim = rp.similar(layer, head, N_SIMILAR)
     sub = (f"{len(heads)} heads · MDS of {rel.get('metric', 'hellinger')} distances "
            f"({100 * (rel.get('explained') or 0):.0f}% of the spectrum shown)")
-    fig = related_figure(heads, rel["xy"], color_by or "layer", dominant, sel, sim, list(m["layers"]), sub)
+    fig = related_figure(heads, rel["xy"], color_by or "layer", dominant, sel, sim, list(m.layers), sub)
     note = (f"signature: attention of {rel.get('n_rows', 0):,} sampled queries per head "
             f"(same queries for every head) · {rp.sample_note()}")
     items = [html.B(f"most similar to L{layer} H{head}:")]

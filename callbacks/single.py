@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, Patch, State, no_update
 
-from figures.attention import attention, layer_semantics, top_keys
+from figures.attention import attention, top_keys
 from analysis.faithfulness import distortion_definition
 from figures.colors import AGREEMENT_K, color_spec
 from precompute.faithfulness import method_label
@@ -12,7 +12,7 @@ from figures.search import search_tokens
 from figures.common import html_escape
 from figures.views import empty_figure, norm_sizes, single_figure, single_labels
 
-from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, run_info, schemes_for
+from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
 
 
 def label_priority(tokens, search_mask=None) -> np.ndarray:
@@ -51,15 +51,15 @@ def agreement_line(agreement: dict, method: str, dim: int) -> str:
 
 
 def _head(data, run, layer, head, proj, dim, translate, scaled):
-    """(manifest, variant, method, dim, coords, notes) of the Single View's head, or None if absent."""
-    m = data.manifest(run)
-    if not run_info(m).has_head(layer, head):
+    """(RunInfo, variant, method, dim, coords, notes) of the Single View's head, or None if absent."""
+    m = data.info(run)
+    if not m.has_head(layer, head):
         return None
     variant, note_v = resolve_variant(m, on(translate), on(scaled))
     method, note_p = resolve_projection(m, proj)
     dim = int(dim or 2)
-    if dim not in (m.get("dims") or [2]):
-        dim = (m.get("dims") or [2])[0]
+    if dim not in m.dims:
+        dim = m.dims[0]
     coords = data.coords(run, layer, head, variant, method, dim)
     return m, variant, method, dim, coords, [n for n in (note_v, note_p) if n]
 
@@ -179,7 +179,7 @@ def register(app, data):
                     if qk is not None:
                         input_id, _ = input_of_token(tokens, sel)
                         rows = tokens.index.rows(input_id)
-                        a = attention(qk[0][rows], qk[1][rows], **layer_semantics(m["model"], layer))
+                        a = attention(qk[0][rows], qk[1][rows], **m.layer_semantics(layer))
                         i = int(np.flatnonzero(rows == sel)[0])
                         line_list = [(int(rows[j]), w) for j, w in
                                      top_keys(a[i], int(topk or 2), float(minw if minw is not None else 0.05))]

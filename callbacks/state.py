@@ -9,10 +9,11 @@ import numpy as np
 from dash import Input, Output, State, ctx, no_update
 
 from attention_atlas.dashboard_data import DataError
+from figures.runinfo import RunInfo, as_runinfo
 from figures.urlstate import DEFAULTS, FIELDS, parse, serialise
 from figures.views import MODEL_THUMB, model_view_cell, patch_of_point
 
-from .common import friendly, is_image, on, schemes_for
+from .common import friendly, on, schemes_for
 
 _tog = (lambda v: ["on"] if v else [], on)
 # (URL key, component id, property, (to control, from control)) — derived from the one field table
@@ -28,20 +29,20 @@ PROJ_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA", "attn-umap": "atte
                "attn-tsne": "attention graph (t-SNE)"}
 
 
-def run_label(manifest: dict, status: dict) -> str:
+def run_label(run: RunInfo, status: dict) -> str:
     """What tells runs apart in the Run menu: model, corpus, size, coverage, when, and the id."""
-    m, c = manifest.get("model", {}), manifest.get("corpus", {})
-    when = str(manifest.get("created", ""))[:16].replace("T", " ")
+    run = as_runinfo(run)
+    when = run.created[:16].replace("T", " ")
     tag = "" if status.get("status") == "complete" else f" · partial {status['heads_done']}/{status['heads_total']}"
-    projs = ",".join(PROJ_LABELS.get(p, p) for p in manifest.get("projections") or [])
-    return (f"{m.get('name', '?')} · {c.get('name', '?')} · {c.get('n_tokens', '?'):,} tokens · "
-            f"{len(manifest.get('layers', []))}×{len(manifest.get('heads', []))} heads · {projs}{tag} · {when} · "
-            f"{manifest.get('id', '')}") if isinstance(c.get("n_tokens"), int) else f"{manifest.get('id', '')}"
+    projs = ",".join(PROJ_LABELS.get(p, p) for p in run.projections)
+    return (f"{run.model_name} · {run.corpus_name} · {run.n_tokens:,} tokens · "
+            f"{len(run.layers)}×{len(run.heads)} heads · {projs}{tag} · {when} · "
+            f"{run.id}") if isinstance(run.n_tokens, int) else f"{run.id}"
 
 
 def _run_label(data, run_id):
     try:
-        return run_label(data.manifest(run_id), data.status(run_id))
+        return run_label(data.info(run_id), data.status(run_id))
     except DataError:
         return run_id
 
@@ -54,11 +55,11 @@ def default_run(data, runs: list, last: str | None) -> str:
     complete = []
     for r in runs:
         try:
-            m = data.manifest(r)
+            m = data.info(r)
             done = data.status(r)["status"] == "complete"
         except DataError:
             continue
-        if m.get("corpus", {}).get("name") == "demo" and str(m.get("model", {}).get("name", "")).startswith("minilm"):
+        if m.corpus_name == "demo" and m.model_name.startswith("minilm"):
             if done:
                 return r
         if done:
@@ -66,14 +67,14 @@ def default_run(data, runs: list, last: str | None) -> str:
     return complete[0] if complete else runs[0]
 
 
-def held_projections(manifest: dict) -> list[str]:
+def held_projections(run: RunInfo) -> list[str]:
     """The run's projections in the order the page prefers them (t-SNE, UMAP, PCA, then others)."""
-    stored = list(manifest.get("projections") or ["pca"])
+    stored = list(as_runinfo(run).projections)
     return [p for p in ("tsne", "umap", "pca") if p in stored] + [p for p in stored if p not in ("tsne", "umap", "pca")]
 
 
-def resolve_view_projection(manifest: dict, proj: str | None) -> str:
-    held = held_projections(manifest)
+def resolve_view_projection(run: RunInfo, proj: str | None) -> str:
+    held = held_projections(run)
     return proj if proj in held else held[0]
 
 
@@ -103,7 +104,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
     elif trig == "single-graph":
         if pt.get("curveNumber") in (0, 1) and pt.get("pointNumber") is not None:
             tokens = data.tokens(run)
-            sd = tokens.sides(data.manifest(run), state["layer"])
+            sd = tokens.sides(data.info(run), state["layer"])
             # trace 0: the head's queries, 1: its keys (encoder–decoder heads: rows of one side each)
             tok = int(pt["pointNumber"]) + (sd.q_off if pt["curveNumber"] == 0 else sd.k_off)
             if not 0 <= tok < tokens.n:
@@ -120,7 +121,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
         from .common import input_of_token
         input_id, _ = input_of_token(tokens, state["token"])
         from figures.encdec import SIDES
-        q_side, k_side = SIDES.get(tokens.sides(data.manifest(run), state["layer"]).kind, ("src", "src"))
+        q_side, k_side = SIDES.get(tokens.sides(data.info(run), state["layer"]).kind, ("src", "src"))
         q_rows = tokens.side_rows(input_id, int(q_side == "tgt"))
         k_rows = tokens.side_rows(input_id, int(k_side == "tgt"))
         side = pos = None
@@ -152,11 +153,11 @@ def _apply_click(data, state, trig, click, focus, meta=None):
             if len(hit):
                 state["token"] = int(rows[hit[0]])
     elif trig == "model-graph":
-        m = data.manifest(run)
+        m = data.info(run)
         cell = model_view_cell(float(pt.get("x", -1)), float(pt.get("y", -1)), MODEL_THUMB,
-                               len(m["layers"]), len(m["heads"]))
+                               len(m.layers), len(m.heads))
         if cell:
-            state["layer"], state["head"] = m["layers"][cell[0]], m["heads"][cell[1]]
+            state["layer"], state["head"] = m.layers[cell[0]], m.heads[cell[1]]
     return focus
 
 
@@ -209,7 +210,7 @@ def register(app, data):
                     problems.append(f"unknown run {state['run']!r} in the link; showing {pick!r} "
                                     f"(stored runs: {', '.join(runs)})")
                 state["run"] = pick
-            manifest = data.manifest(state["run"])
+            run = data.info(state["run"])
             # the run menu has already changed when this runs: the run shown before is the URL's
             shown_before = parse(search)[0]["run"] if search else last_run
             run_changed = not first and trig == "run-select" and state["run"] != shown_before
@@ -219,7 +220,7 @@ def register(app, data):
             if trig in CLICKS:
                 focus = _apply_click(data, state, trig, clicks[CLICKS.index(trig)], focus, meta)
             elif trig in BUTTONS:
-                heads, layers = list(manifest["heads"]), list(manifest["layers"])
+                heads, layers = list(run.heads), list(run.layers)
                 h = heads.index(state["head"]) if state["head"] in heads else 0
                 l = layers.index(state["layer"]) if state["layer"] in layers else 0
                 if trig == "prev-head-btn":
@@ -234,26 +235,26 @@ def register(app, data):
             elif trig == "token-store" or trig == "search-input":
                 pass
             # ----- encoder–decoder runs: one Matrix View grid per head kind (figures.encdec)
-            from figures.encdec import grid_layers, is_encdec, layer_kind, resolve_kind
-            if is_encdec(manifest):
-                if trig == "kind-select" and state["layer"] in manifest["layers"] \
-                        and layer_kind(manifest, state["layer"]) != state["kind"] and grid_layers(manifest, state["kind"]):
-                    state["layer"] = grid_layers(manifest, state["kind"])[0]   # open a head of the grid shown
+            from figures.encdec import grid_layers, resolve_kind
+            if run.is_encdec:
+                if trig == "kind-select" and state["layer"] in run.layers \
+                        and run.layer_kind(state["layer"]) != state["kind"] and grid_layers(run, state["kind"]):
+                    state["layer"] = grid_layers(run, state["kind"])[0]   # open a head of the grid shown
                 elif trig in ("layer-select", *BUTTONS) or (first and state["kind"] == "auto"):
-                    state["kind"] = resolve_kind(manifest, None, state["layer"])
-                state["kind"] = resolve_kind(manifest, state["kind"], state["layer"])
+                    state["kind"] = resolve_kind(run, None, state["layer"])
+                state["kind"] = resolve_kind(run, state["kind"], state["layer"])
             else:
                 state["kind"] = "auto"
             # ----- validate against the run
-            if state["layer"] not in manifest["layers"]:
+            if state["layer"] not in run.layers:
                 problems.append(f"layer {state['layer']} is not in run {state['run']!r} "
-                                f"(layers {manifest['layers'][0]}–{manifest['layers'][-1]}); showing layer {manifest['layers'][0]}")
-                state["layer"] = manifest["layers"][0]
-            if state["head"] not in manifest["heads"]:
+                                f"(layers {run.layers[0]}–{run.layers[-1]}); showing layer {run.layers[0]}")
+                state["layer"] = run.layers[0]
+            if state["head"] not in run.heads:
                 problems.append(f"head {state['head']} is not in run {state['run']!r} "
-                                f"(heads {manifest['heads'][0]}–{manifest['heads'][-1]}); showing head {manifest['heads'][0]}")
-                state["head"] = manifest["heads"][0]
-            held = held_projections(manifest)
+                                f"(heads {run.heads[0]}–{run.heads[-1]}); showing head {run.heads[0]}")
+                state["head"] = run.heads[0]
+            held = held_projections(run)
             if state["proj"] not in held:
                 asked = first and "proj=" in (search or "")
                 if asked or (not first and trig == "projection-select"):
@@ -262,37 +263,33 @@ def register(app, data):
                                     f"showing {PROJ_LABELS.get(held[0], held[0])} — add it with "
                                     f"`python -m precompute run ... --projections {state['proj']}`")
                 state["proj"] = held[0]
-            dims = sorted(int(x) for x in (manifest.get("dims") or [2]))
+            dims = sorted(run.dims)
             if state["dim"] not in dims:
                 if first and "dim=" in (search or ""):
                     problems.append(f"{state['dim']}D is not stored in run {state['run']!r}; showing {dims[0]}D")
                 state["dim"] = dims[0]
-            schemes = schemes_for(manifest)
+            schemes = schemes_for(run)
             if state["color"] not in schemes:
                 if first and state["color"] != DEFAULTS["color"]:
                     problems.append(f"colour scheme {state['color']!r} does not apply to this run; showing query/key")
                 state["color"] = "qk"
-            image = is_image(manifest)
+            image = run.is_image
             if run_changed or first:
                 if image and state["tab"] == "sentence":
                     state["tab"] = "image"
                 if not image and state["tab"] == "image":
                     state["tab"] = "sentence"
             if state["token"] is not None:
-                n_tok = manifest.get("corpus", {}).get("n_tokens")
-                if n_tok is not None and manifest.get("corpus", {}).get("n_target_tokens"):
-                    n_tok += int(manifest["corpus"]["n_target_tokens"])   # source then target rows
+                n_tok = run.n_tokens_joined   # source then target rows
                 if n_tok is not None and state["token"] >= n_tok:
                     problems.append(f"token {state['token']} is not in run {state['run']!r}; no token selected")
                     state["token"] = None
             st = data.status(state["run"])
-            m = manifest.get("model", {})
-            c = manifest.get("corpus", {})
-            info = (f"{m.get('name', '?')} · {len(manifest['layers'])} layers × {len(manifest['heads'])} heads"
-                    f"{' · causal' if m.get('causal') else ''} · {c.get('n_tokens', '?')} "
-                    + (f"source + {c['n_target_tokens']} target ({c.get('targets', 'given')}) " if c.get("n_target_tokens") else "")
+            info = (f"{run.model_name} · {len(run.layers)} layers × {len(run.heads)} heads"
+                    f"{' · causal' if run.causal else ''} · {'?' if run.n_tokens is None else run.n_tokens} "
+                    + (f"source + {run.n_target_tokens} target ({run.targets or 'given'}) " if run.n_target_tokens else "")
                     + f"tokens in "
-                    f"{c.get('n_inputs', '?')} {'images' if image else 'inputs'} · "
+                    f"{'?' if run.n_inputs is None else run.n_inputs} {'images' if image else 'inputs'} · "
                     + ("complete" if st["status"] == "complete"
                        else f"PARTIAL run: {st['heads_done']}/{st['heads_total']} heads done — showing what exists"))
         except DataError as exc:
@@ -315,8 +312,8 @@ def register(app, data):
         out.append(run_opts if fresh else no_update)
         if opts_needed:
             from figures.encdec import layer_label
-            out.append([{"label": layer_label(manifest, l), "value": l} for l in manifest["layers"]])
-            out.append([{"label": f"H{h}", "value": h} for h in manifest["heads"]])
+            out.append([{"label": layer_label(run, l), "value": l} for l in run.layers])
+            out.append([{"label": f"H{h}", "value": h} for h in run.heads])
             out.append([{"label": v, "value": k} for k, v in schemes.items()])
             out.append([{"label": "Sentence View", "value": "sentence", "disabled": image},
                         {"label": "Image View", "value": "image", "disabled": not image},
@@ -324,7 +321,7 @@ def register(app, data):
             out.append([{"label": PROJ_LABELS.get(p, p), "value": p} for p in held])
             out.append([{"label": f"{d}D", "value": d} for d in dims])
             from figures.encdec import kind_options
-            kopts = kind_options(manifest)
+            kopts = kind_options(run)
             out.append(kopts)
             out.append({"display": "block"} if kopts else {"display": "none"})
         else:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from precompute.metrics import attention_from_qk, layer_semantics  # noqa: F401 (callbacks import it here)
+from precompute.metrics import attention_from_qk
 
 
 def attention(q: np.ndarray, k: np.ndarray, scale: float, causal: bool = False,
               window: int | None = None, softcap: float | None = None) -> np.ndarray:
     """softmax(softcap(scale · q kᵀ) + mask) for the tokens of one input (rows in position order);
-    a layer's keyword arguments: ``precompute.metrics.layer_semantics(manifest["model"], layer)``.
+    a layer's keyword arguments: ``RunInfo.layer_semantics(layer)`` (figures.runinfo).
 
     The same function the faithfulness tests check against each model's own attentions."""
     return attention_from_qk(q, k, causal=causal, scale=scale, window=window, softcap=softcap)

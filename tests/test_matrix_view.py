@@ -129,6 +129,10 @@ def test_run_label_tells_runs_apart_and_default_run_prefers_last_then_demo():
         def manifest(self, r):
             return self.ms[r]
 
+        def info(self, r):
+            from figures.runinfo import RunInfo
+            return RunInfo.from_manifest(self.ms[r])
+
         def status(self, r):
             return {"status": "complete"}
     assert default_run(D(), ["new", "demo"], None) == "demo"
