@@ -179,6 +179,30 @@ def test_run_info_reads_new_and_old_manifests():
     assert new.has_head(29, 1) and not new.has_head(1, 1) and not new.is_image
     old = RunInfo.from_manifest({"model": {"head_dim": 16}, "corpus": {"kind": "image"}})
     assert old.scale == 0.25 and old.is_image and old.projections == ("pca",) and not old.causal
+    assert old.special_tokens is None and old.attention == () and old.layer_kind(0) == "self" and not old.is_encdec
+    assert old.metric == "cosine" and old.n_target_tokens == 0 and old.n_tokens_joined is None
+
+
+def test_run_info_per_layer_semantics_match_precompute():
+    """RunInfo.layer_semantics is what precompute.metrics.layer_semantics reads from the raw manifest."""
+    from figures.runinfo import RunInfo, as_runinfo
+    from precompute.metrics import layer_semantics
+    man = {"id": "e", "layers": [0, 1, 2, 3], "heads": [0, 1],
+           "model": {"scale": 0.5, "causal": False, "source": "hf:x", "identity": "id", "max_length": 64,
+                     "attention": [{"kind": "encoder", "causal": False, "window": None, "softcap": None},
+                                   {"kind": "decoder", "causal": True, "window": 4, "softcap": 30.0},
+                                   {"kind": "cross", "causal": False},
+                                   {}]},
+           "corpus": {"n_tokens": 10, "n_target_tokens": 7, "targets": "given"},
+           "settings": {"params": {"metric": "euclidean"}}, "forward_done": True}
+    info = RunInfo.from_manifest(man)
+    for layer in range(6):
+        assert info.layer_semantics(layer) == layer_semantics(man["model"], layer), layer
+    assert [info.layer_kind(l) for l in range(5)] == ["encoder", "decoder", "cross", "self", "self"]
+    assert info.is_encdec and info.n_tokens_joined == 17 and info.targets == "given" and info.metric == "euclidean"
+    assert info.source == "hf:x" and info.identity == "id" and info.max_length == 64 and info.forward_done
+    assert info.raw is man and as_runinfo(info) is info and as_runinfo(man) == info
+    assert info.with_causal(True).causal and not info.causal
 
 
 def test_a_selected_input_too_long_for_the_budget_is_cut_and_said(tmp_path):
