@@ -14,6 +14,7 @@ from figures.sentence import (CLS_TEXTS, PAIR_FILTERS, SEP_TEXTS, TokenRoles, be
                               hidden_keys, hide_options, segments, sentence_lines, token_roles)
 from figures.views import (HEAD_LINE, MODEL_THUMB, attention_heatmap, empty_figure, image_figure,  # noqa: F401
                            model_view_figure, patch_of_point, sentence_figure)
+from layouts import ids
 
 from .common import friendly, input_of_token, is_image, on
 
@@ -135,12 +136,12 @@ def register(app, data):
             return [s("sentence"), s("image"), s("model")];
         }
         """,
-        Output("sentence-view", "style"), Output("image-view", "style"), Output("model-view", "style"),
-        Input("detail-tab", "value"))
+        Output(ids.SENTENCE_VIEW, "style"), Output(ids.IMAGE_VIEW, "style"), Output(ids.MODEL_VIEW, "style"),
+        Input(ids.DETAIL_TAB, "value"))
 
-    @app.callback(Output("hide-select", "options"), Output("sentence-heads", "options"),
-                  Output("sentence-pair-ctl", "style"), Output("sentence-hide-note", "children"),
-                  Input("run-select", "value"), Input("head-select", "value"))
+    @app.callback(Output(ids.HIDE_SELECT, "options"), Output(ids.SENTENCE_HEADS, "options"),
+                  Output(ids.SENTENCE_PAIR_CTL, "style"), Output(ids.SENTENCE_HIDE_NOTE, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.HEAD_SELECT, "value"))
     def detail_controls(run, head):
         """Per run: the hide options named after the run's own special tokens, the head checklist
         of the layer (one colour per head), and the sentence A/B filter when the run has pairs."""
@@ -165,23 +166,23 @@ def register(app, data):
         except Exception as exc:  # noqa: BLE001
             return no_update, no_update, no_update, friendly(exc)
 
-    @app.callback(Output("sentence-heads", "value", allow_duplicate=True),
-                  Input("sentence-heads-all", "n_clicks"), Input("sentence-heads-none", "n_clicks"),
-                  State("run-select", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.SENTENCE_HEADS, "value", allow_duplicate=True),
+                  Input(ids.SENTENCE_HEADS_ALL, "n_clicks"), Input(ids.SENTENCE_HEADS_NONE, "n_clicks"),
+                  State(ids.RUN_SELECT, "value"), prevent_initial_call=True)
     def all_heads(n_all, n_none, run):
         from dash import ctx
-        if ctx.triggered_id == "sentence-heads-none":
+        if ctx.triggered_id == ids.SENTENCE_HEADS_NONE:
             return []
         try:
             return [str(h) for h in data.info(run).heads]
         except Exception:  # noqa: BLE001
             return no_update
 
-    @app.callback(Output("sentence-graph", "figure"), Output("sentence-info", "children"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("token-store", "data"), Input("focus-store", "data"), Input("hide-select", "value"),
-                  Input("sentence-mode", "value"), Input("detail-tab", "value"), Input("matrix-painted", "data"),
-                  Input("vnorm-toggle", "value"), Input("sentence-heads", "value"), Input("sentence-pair", "value"),
+    @app.callback(Output(ids.SENTENCE_GRAPH, "figure"), Output(ids.SENTENCE_INFO, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.TOKEN_STORE, "data"), Input(ids.FOCUS_STORE, "data"), Input(ids.HIDE_SELECT, "value"),
+                  Input(ids.SENTENCE_MODE, "value"), Input(ids.DETAIL_TAB, "value"), Input(ids.MATRIX_PAINTED, "data"),
+                  Input(ids.VNORM_TOGGLE, "value"), Input(ids.SENTENCE_HEADS, "value"), Input(ids.SENTENCE_PAIR, "value"),
                   prevent_initial_call=True)
     def draw_sentence(run, layer, head, token, focus, hide, mode, tab, painted=True, vnorm=None, extra=None,
                       pair=None):
@@ -195,10 +196,10 @@ def register(app, data):
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc)), friendly(exc)
 
-    @app.callback(Output("image-graph", "figure"), Output("image-info", "children"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("token-store", "data"), Input("image-mode", "value"), Input("detail-tab", "value"),
-                  Input("matrix-painted", "data"), Input("vnorm-toggle", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.IMAGE_GRAPH, "figure"), Output(ids.IMAGE_INFO, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.TOKEN_STORE, "data"), Input(ids.IMAGE_MODE, "value"), Input(ids.DETAIL_TAB, "value"),
+                  Input(ids.MATRIX_PAINTED, "data"), Input(ids.VNORM_TOGGLE, "value"), prevent_initial_call=True)
     def draw_image(run, layer, head, token, mode, tab, painted=True, vnorm=None):
         if tab != "image" or not run or layer is None or head is None or not painted:
             return no_update, no_update
@@ -254,8 +255,8 @@ def register(app, data):
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc)), friendly(exc)
 
-    @app.callback(Output("patch-zoom", "src"), Input("image-graph", "hoverData"), State("run-select", "value"),
-                  State("token-store", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.PATCH_ZOOM, "src"), Input(ids.IMAGE_GRAPH, "hoverData"), State(ids.RUN_SELECT, "value"),
+                  State(ids.TOKEN_STORE, "data"), prevent_initial_call=True)
     def zoom_patch(hover, run, token):
         try:
             pt = (hover or {}).get("points", [{}])[0]
@@ -277,9 +278,9 @@ def register(app, data):
         except Exception:  # noqa: BLE001
             return no_update
 
-    @app.callback(Output("model-graph", "figure"), Output("model-info", "children"),
-                  Input("run-select", "value"), Input("token-store", "data"), Input("detail-tab", "value"),
-                  Input("matrix-painted", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.MODEL_GRAPH, "figure"), Output(ids.MODEL_INFO, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.TOKEN_STORE, "data"), Input(ids.DETAIL_TAB, "value"),
+                  Input(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
     def draw_model(run, token, tab, painted=True):
         if tab != "model" or not run or not painted:
             return no_update, no_update

@@ -21,6 +21,7 @@ from figures.export import (Table, arrows_table, attention_table, concat_tables,
                             html_snapshot, image_table, matrix_table, single_table, snapshot_payload_figures, to_csv)
 from figures.search import search_tokens
 from layouts.export import views
+from layouts import ids
 
 from .common import friendly, input_of_token, is_image, on, resolve_projection, resolve_variant
 
@@ -28,14 +29,14 @@ MAX_CSV_ROWS = 1_000_000          # larger tables are refused with a message (ne
 MAX_UPLOAD_CHARS = 15_000_000     # figures sent up for an HTML snapshot
 VECTOR_SVG_MAX_POINTS = 60_000    # WebGL scatter points redrawn as SVG markers up to this many
 
-STATE = [State("run-select", "value"), State("layer-select", "value"), State("head-select", "value"),
-         State("projection-select", "value"), State("dim-select", "value"), State("translate-toggle", "value"),
-         State("scaled-toggle", "value"), State("lod-select", "value"), State("sort-select", "value"),
-         State("rho-threshold", "value"), State("search-input", "value"), State("regex-toggle", "value"),
-         State("token-store", "data"), State("export-all", "value"), State("sentence-mode", "value"),
-         State("hide-select", "value"), State("image-mode", "value"), State("vnorm-toggle", "value"),
-         State("matrix-meta", "data"), State("sentence-heads", "value"), State("sentence-pair", "value"),
-         State("kind-select", "value")]
+STATE = [State(ids.RUN_SELECT, "value"), State(ids.LAYER_SELECT, "value"), State(ids.HEAD_SELECT, "value"),
+         State(ids.PROJECTION_SELECT, "value"), State(ids.DIM_SELECT, "value"), State(ids.TRANSLATE_TOGGLE, "value"),
+         State(ids.SCALED_TOGGLE, "value"), State(ids.LOD_SELECT, "value"), State(ids.SORT_SELECT, "value"),
+         State(ids.RHO_THRESHOLD, "value"), State(ids.SEARCH_INPUT, "value"), State(ids.REGEX_TOGGLE, "value"),
+         State(ids.TOKEN_STORE, "data"), State(ids.EXPORT_ALL, "value"), State(ids.SENTENCE_MODE, "value"),
+         State(ids.HIDE_SELECT, "value"), State(ids.IMAGE_MODE, "value"), State(ids.VNORM_TOGGLE, "value"),
+         State(ids.MATRIX_META, "data"), State(ids.SENTENCE_HEADS, "value"), State(ids.SENTENCE_PAIR, "value"),
+         State(ids.KIND_SELECT, "value")]
 STATE_NAMES = ["run", "layer", "head", "proj", "dim", "translate", "scaled", "lod", "sort", "rho", "query", "regex",
                "token", "all", "smode", "hide", "imode", "vnorm", "meta", "sheads", "pair", "kind"]
 
@@ -482,13 +483,13 @@ def register(app, data):
     js = (_CLIENT.replace("__VIEWS__", json.dumps(client_views())).replace("__MAXUP__", str(MAX_UPLOAD_CHARS))
           .replace("__MAXVEC__", str(VECTOR_SVG_MAX_POINTS)))
     clientside_callback(
-        js, Output("export-msg", "children"), Output("export-request", "data"),
-        Input("export-png", "n_clicks"), Input("export-svg", "n_clicks"), Input("export-html", "n_clicks"),
-        Input("export-csv", "n_clicks"), State("export-view", "value"), State("run-select", "value"),
-        State("layer-select", "value"), State("head-select", "value"), prevent_initial_call=True)
+        js, Output(ids.EXPORT_MSG, "children"), Output(ids.EXPORT_REQUEST, "data"),
+        Input(ids.EXPORT_PNG, "n_clicks"), Input(ids.EXPORT_SVG, "n_clicks"), Input(ids.EXPORT_HTML, "n_clicks"),
+        Input(ids.EXPORT_CSV, "n_clicks"), State(ids.EXPORT_VIEW, "value"), State(ids.RUN_SELECT, "value"),
+        State(ids.LAYER_SELECT, "value"), State(ids.HEAD_SELECT, "value"), prevent_initial_call=True)
 
-    @app.callback(Output("export-download", "data"), Output("export-msg", "children", allow_duplicate=True),
-                  Input("export-request", "data"), *STATE, prevent_initial_call=True)
+    @app.callback(Output(ids.EXPORT_DOWNLOAD, "data"), Output(ids.EXPORT_MSG, "children", allow_duplicate=True),
+                  Input(ids.EXPORT_REQUEST, "data"), *STATE, prevent_initial_call=True)
     def export(req, *values):
         if not req or req.get("kind") not in ("html", "csv"):
             return no_update, no_update

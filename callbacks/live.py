@@ -18,6 +18,7 @@ from dash import Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
 
 from attention_atlas.dashboard_data import DataError
+from layouts import ids
 
 POLL_MS = 3000
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -73,9 +74,9 @@ def run_info_text(data, run_id, value: dict) -> str:
 
 
 def register(app, data):
-    @app.callback(Output("run-progress", "data"), Output("run-info", "children", allow_duplicate=True),
-                  Input("run-progress-tick", "n_intervals"), Input("run-select", "value"),
-                  State("run-progress", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.RUN_PROGRESS, "data"), Output(ids.RUN_INFO, "children", allow_duplicate=True),
+                  Input(ids.RUN_PROGRESS_TICK, "n_intervals"), Input(ids.RUN_SELECT, "value"),
+                  State(ids.RUN_PROGRESS, "data"), prevent_initial_call=True)
     def poll(_n, run_id, previous):
         value = update(data, run_id, previous)
         if value is None:

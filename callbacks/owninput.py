@@ -27,6 +27,7 @@ from figures.runinfo import RunInfo
 from figures.common import display_token
 from figures.views import attention_heatmap, empty_figure, image_figure, sentence_lines_figure
 from precompute.faithfulness import method_label
+from layouts import ids
 
 from .common import friendly, is_image, on, resolve_projection, resolve_variant
 
@@ -200,8 +201,8 @@ def transform_input(settings, req):
 
 def register(app, data):
     # ------------------------------------------------------------------ text box or upload
-    @app.callback(Output("input-text-box", "style"), Output("input-upload-box", "style"),
-                  Input("run-select", "value"))
+    @app.callback(Output(ids.INPUT_TEXT_BOX, "style"), Output(ids.INPUT_UPLOAD_BOX, "style"),
+                  Input(ids.RUN_SELECT, "value"))
     def show_box(run):
         try:
             img = bool(run) and is_image(data.info(run))
@@ -210,11 +211,11 @@ def register(app, data):
         return ({"display": "none"}, {"display": "block"}) if img else ({"display": "block"}, {"display": "none"})
 
     # ------------------------------------------------------------------ request (cheap checks)
-    @app.callback(Output("input-request", "data"), Output("input-status", "children"),
-                  Input("input-submit", "n_clicks"), Input("input-upload", "contents"),
-                  Input("translate-toggle", "value"), Input("scaled-toggle", "value"),
-                  Input("projection-select", "value"), Input("run-select", "value"),
-                  State("input-text", "value"), State("input-upload", "filename"), State("input-store", "data"),
+    @app.callback(Output(ids.INPUT_REQUEST, "data"), Output(ids.INPUT_STATUS, "children"),
+                  Input(ids.INPUT_SUBMIT, "n_clicks"), Input(ids.INPUT_UPLOAD, "contents"),
+                  Input(ids.TRANSLATE_TOGGLE, "value"), Input(ids.SCALED_TOGGLE, "value"),
+                  Input(ids.PROJECTION_SELECT, "value"), Input(ids.RUN_SELECT, "value"),
+                  State(ids.INPUT_TEXT, "value"), State(ids.INPUT_UPLOAD, "filename"), State(ids.INPUT_STORE, "data"),
                   prevent_initial_call=True)
     def request_input(n_clicks, contents, translate, scaled, proj, run, text, filename, current):
         trig = ctx.triggered_id
@@ -226,10 +227,10 @@ def register(app, data):
             if not_applicable(m, "input"):
                 return no_update, not_applicable(m, "input")
             variant, method, note = _variant_method(m, translate, scaled, proj)
-            if trig in ("input-submit", "input-upload"):
+            if trig in (ids.INPUT_SUBMIT, ids.INPUT_UPLOAD):
                 identity = m.identity or (m.model_name if m.model_name != "?" else "")
                 if is_image(m):
-                    if trig == "input-submit" and not contents:
+                    if trig == ids.INPUT_SUBMIT and not contents:
                         return no_update, "upload a PNG or JPEG image first"
                     img = oi.decode_image(contents, filename)
                     raw = np.asarray(img, np.uint8)
@@ -256,15 +257,15 @@ def register(app, data):
             return no_update, friendly(exc)
 
     # ------------------------------------------------------------------ the model + every head
-    app.callback(Output("input-store", "data"), Output("input-job-msg", "children"),
-                 Input("input-request", "data"), background=True, interval=400, prevent_initial_call=True,
-                 running=[(Output("input-submit", "disabled"), True, False),
-                          (Output("input-running", "style"), {"display": "block"}, {"display": "none"})])(compute_input)
+    app.callback(Output(ids.INPUT_STORE, "data"), Output(ids.INPUT_JOB_MSG, "children"),
+                 Input(ids.INPUT_REQUEST, "data"), background=True, interval=400, prevent_initial_call=True,
+                 running=[(Output(ids.INPUT_SUBMIT, "disabled"), True, False),
+                          (Output(ids.INPUT_RUNNING, "style"), {"display": "block"}, {"display": "none"})])(compute_input)
 
     # ------------------------------------------------------------------ real transform (opt-in)
-    @app.callback(Output("input-transform-request", "data"),
-                  Input("input-store", "data"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("input-exact", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.INPUT_TRANSFORM_REQUEST, "data"),
+                  Input(ids.INPUT_STORE, "data"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.INPUT_EXACT, "value"), prevent_initial_call=True)
     def request_transform(store_data, layer, head, exact):
         if not on(exact) or not store_data or store_data.get("method") == "pca" or layer is None or head is None:
             return no_update  # no job (draw ignores a transform that is not for the current head)
@@ -273,15 +274,15 @@ def register(app, data):
         return {"key": store_data["key"], "run": store_data["run"], "variant": store_data["variant"],
                 "method": store_data["method"], "layer": int(layer), "head": int(head)}
 
-    app.callback(Output("input-transform-store", "data"), Input("input-transform-request", "data"),
+    app.callback(Output(ids.INPUT_TRANSFORM_STORE, "data"), Input(ids.INPUT_TRANSFORM_REQUEST, "data"),
                  background=True, interval=400, prevent_initial_call=True)(transform_input)
 
     # ------------------------------------------------------------------ drawing
-    @app.callback(Output("input-grid-graph", "figure"), Output("input-head-graph", "figure"),
-                  Output("input-sentence-graph", "figure"), Output("input-info", "children"),
-                  Input("input-store", "data"), Input("input-transform-store", "data"),
-                  Input("layer-select", "value"), Input("head-select", "value"), Input("run-select", "value"),
-                  Input("analysis-tab", "value"), Input("input-exact", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.INPUT_GRID_GRAPH, "figure"), Output(ids.INPUT_HEAD_GRAPH, "figure"),
+                  Output(ids.INPUT_SENTENCE_GRAPH, "figure"), Output(ids.INPUT_INFO, "children"),
+                  Input(ids.INPUT_STORE, "data"), Input(ids.INPUT_TRANSFORM_STORE, "data"),
+                  Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"), Input(ids.RUN_SELECT, "value"),
+                  Input(ids.ANALYSIS_TAB, "value"), Input(ids.INPUT_EXACT, "value"), prevent_initial_call=True)
     def draw_input(store_data, tf, layer, head, run, tab, exact):
         if tab != "input" or not run or layer is None or head is None:
             return (no_update,) * 4

@@ -8,6 +8,7 @@ from analysis.rollout import layer_means, rollout
 from figures.analysis_views import rollout_heatmap, rollout_image_figure
 from figures.common import display_token
 from figures.views import empty_figure
+from layouts import ids
 
 from .common import friendly, input_of_token
 
@@ -89,11 +90,11 @@ def rollout_view(data, run, token, through):
 
 
 def register(app, data):
-    @app.callback(Output("rollout-graph", "figure"), Output("rollout-image-graph", "figure"),
-                  Output("rollout-image-graph", "style"), Output("rollout-info", "children"),
-                  Output("rollout-layer", "options"), Output("rollout-layer", "value"),
-                  Input("run-select", "value"), Input("token-store", "data"), Input("rollout-layer", "value"),
-                  Input("analysis-tab", "value"), State("rollout-layer", "options"), prevent_initial_call=True)
+    @app.callback(Output(ids.ROLLOUT_GRAPH, "figure"), Output(ids.ROLLOUT_IMAGE_GRAPH, "figure"),
+                  Output(ids.ROLLOUT_IMAGE_GRAPH, "style"), Output(ids.ROLLOUT_INFO, "children"),
+                  Output(ids.ROLLOUT_LAYER, "options"), Output(ids.ROLLOUT_LAYER, "value"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.TOKEN_STORE, "data"), Input(ids.ROLLOUT_LAYER, "value"),
+                  Input(ids.ANALYSIS_TAB, "value"), State(ids.ROLLOUT_LAYER, "options"), prevent_initial_call=True)
     def draw_rollout(run, token, through, tab, options):
         if tab != "rollout" or not run:
             return (no_update,) * 6

@@ -12,19 +12,20 @@ from attention_atlas.dashboard_data import DataError
 from figures.runinfo import RunInfo, as_runinfo
 from figures.urlstate import DEFAULTS, FIELDS, parse, serialise
 from figures.views import MODEL_THUMB, model_view_cell, patch_of_point
+from layouts import ids
 
 from .common import friendly, on, schemes_for
 
 _tog = (lambda v: ["on"] if v else [], on)
 # (URL key, component id, property, (to control, from control)) — derived from the one field table
 CONTROLS = [(f.key, f.component, f.prop, (f.to_control, f.from_control)) for f in FIELDS]
-CLICKS = ["matrix-graph", "single-graph", "sentence-graph", "image-graph", "model-graph"]
-BUTTONS = ["prev-head-btn", "next-head-btn", "prev-layer-btn", "next-layer-btn"]
-EXTRA_OUT = [("run-select", "options"), ("layer-select", "options"), ("head-select", "options"),
-             ("color-select", "options"), ("detail-tab", "options"), ("projection-select", "options"),
-             ("dim-select", "options"), ("kind-select", "options"), ("kind-ctl", "style"), ("focus-store", "data"),
-             ("url", "search"), ("msg-url", "children"), ("run-info", "children"), ("boot-store", "data"),
-             ("last-run", "data")]
+CLICKS = [ids.MATRIX_GRAPH, ids.SINGLE_GRAPH, ids.SENTENCE_GRAPH, ids.IMAGE_GRAPH, ids.MODEL_GRAPH]
+BUTTONS = [ids.PREV_HEAD_BTN, ids.NEXT_HEAD_BTN, ids.PREV_LAYER_BTN, ids.NEXT_LAYER_BTN]
+EXTRA_OUT = [(ids.RUN_SELECT, "options"), (ids.LAYER_SELECT, "options"), (ids.HEAD_SELECT, "options"),
+             (ids.COLOR_SELECT, "options"), (ids.DETAIL_TAB, "options"), (ids.PROJECTION_SELECT, "options"),
+             (ids.DIM_SELECT, "options"), (ids.KIND_SELECT, "options"), (ids.KIND_CTL, "style"), (ids.FOCUS_STORE, "data"),
+             (ids.URL, "search"), (ids.MSG_URL, "children"), (ids.RUN_INFO, "children"), (ids.BOOT_STORE, "data"),
+             (ids.LAST_RUN, "data")]
 PROJ_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA", "attn-umap": "attention graph (UMAP)",
                "attn-tsne": "attention graph (t-SNE)"}
 
@@ -84,7 +85,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
         return focus
     pt = click["points"][0]
     run = state["run"]
-    if trig == "matrix-graph":
+    if trig == ids.MATRIX_GRAPH:
         from .matrix import matrix_data
         _, md, _ = matrix_data(data, run, state["proj"], _tog[0](state["translate"]), _tog[0](state["scaled"]),
                                state["lod"], state["sort"], state["rho"], meta=meta, kind=state.get("kind"))
@@ -101,7 +102,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
         if hit:
             state["layer"], state["head"], state["token"], _ = hit
             return None
-    elif trig == "single-graph":
+    elif trig == ids.SINGLE_GRAPH:
         if pt.get("curveNumber") in (0, 1) and pt.get("pointNumber") is not None:
             tokens = data.tokens(run)
             sd = tokens.sides(data.info(run), state["layer"])
@@ -116,7 +117,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
             rows = tokens.side_rows(input_id, int(tokens.side[tok]))
             pos = int(np.flatnonzero(rows == tok)[0])
             return {"input": input_id, "side": "query" if pt["curveNumber"] == 0 else "key", "pos": pos}
-    elif trig == "sentence-graph":
+    elif trig == ids.SENTENCE_GRAPH:
         tokens = data.tokens(run)
         from .common import input_of_token
         input_id, _ = input_of_token(tokens, state["token"])
@@ -140,7 +141,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
             if side == "query":
                 state["token"] = int(q_rows[pos])
             return new
-    elif trig == "image-graph":
+    elif trig == ids.IMAGE_GRAPH:
         cd = patch_of_point(pt)
         if cd is not None:
             tokens = data.tokens(run)
@@ -152,7 +153,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
             hit = np.flatnonzero((pr == int(cd[0])) & (pc == int(cd[1])))
             if len(hit):
                 state["token"] = int(rows[hit[0]])
-    elif trig == "model-graph":
+    elif trig == ids.MODEL_GRAPH:
         m = data.info(run)
         cell = model_view_cell(float(pt.get("x", -1)), float(pt.get("y", -1)), MODEL_THUMB,
                                len(m.layers), len(m.heads))
@@ -164,18 +165,18 @@ def _apply_click(data, state, trig, click, focus, meta=None):
 def register(app, data):
     from .matrix import matrix_outputs
     # the page load's Matrix View comes with the controls (one round trip instead of two)
-    matrix_out = [Output("matrix-graph", "figure", allow_duplicate=True),
-                  Output("matrix-overlay", "figure", allow_duplicate=True),
-                  Output("matrix-note", "children", allow_duplicate=True),
-                  Output("msg-matrix", "children", allow_duplicate=True), Output("matrix-meta", "data", allow_duplicate=True)]
+    matrix_out = [Output(ids.MATRIX_GRAPH, "figure", allow_duplicate=True),
+                  Output(ids.MATRIX_OVERLAY, "figure", allow_duplicate=True),
+                  Output(ids.MATRIX_NOTE, "children", allow_duplicate=True),
+                  Output(ids.MSG_MATRIX, "children", allow_duplicate=True), Output(ids.MATRIX_META, "data", allow_duplicate=True)]
     outputs = [Output(cid, prop) for _, cid, prop, _ in CONTROLS] + [Output(c, p) for c, p in EXTRA_OUT] + matrix_out
-    inputs = ([Input("url", "search")] + [Input(cid, prop) for _, cid, prop, _ in CONTROLS]
+    inputs = ([Input(ids.URL, "search")] + [Input(cid, prop) for _, cid, prop, _ in CONTROLS]
               + [Input(c, "clickData") for c in CLICKS] + [Input(b, "n_clicks") for b in BUTTONS])
     n_ctl = len(CONTROLS)
-    MSG_URL = n_ctl + EXTRA_OUT.index(("msg-url", "children"))
+    MSG_URL = n_ctl + EXTRA_OUT.index((ids.MSG_URL, "children"))
 
-    @app.callback(outputs, inputs, State("focus-store", "data"), State("run-select", "options"), State("boot-store", "data"),
-                  State("matrix-meta", "data"), State("last-run", "data"), State("lod-cost", "data"),
+    @app.callback(outputs, inputs, State(ids.FOCUS_STORE, "data"), State(ids.RUN_SELECT, "options"), State(ids.BOOT_STORE, "data"),
+                  State(ids.MATRIX_META, "data"), State(ids.LAST_RUN, "data"), State(ids.LOD_COST, "data"),
                   prevent_initial_call="initial_duplicate")
     def reduce_state(search, *args):
         values = args[:n_ctl]
@@ -184,7 +185,7 @@ def register(app, data):
         focus0 = focus
         trig = ctx.triggered_id
         current = {key: conv[1](v) for (key, _, _, conv), v in zip(CONTROLS, values)}
-        first = not booted or trig == "url"
+        first = not booted or trig == ids.URL
         problems = []
         if first:
             state, problems = parse(search)
@@ -213,7 +214,7 @@ def register(app, data):
             run = data.info(state["run"])
             # the run menu has already changed when this runs: the run shown before is the URL's
             shown_before = parse(search)[0]["run"] if search else last_run
-            run_changed = not first and trig == "run-select" and state["run"] != shown_before
+            run_changed = not first and trig == ids.RUN_SELECT and state["run"] != shown_before
             if run_changed:  # what was selected belongs to the other run's tokens
                 state["token"] = None
                 focus = None
@@ -223,24 +224,24 @@ def register(app, data):
                 heads, layers = list(run.heads), list(run.layers)
                 h = heads.index(state["head"]) if state["head"] in heads else 0
                 l = layers.index(state["layer"]) if state["layer"] in layers else 0
-                if trig == "prev-head-btn":
+                if trig == ids.PREV_HEAD_BTN:
                     h = (h - 1) % len(heads)
-                elif trig == "next-head-btn":
+                elif trig == ids.NEXT_HEAD_BTN:
                     h = (h + 1) % len(heads)
-                elif trig == "prev-layer-btn":
+                elif trig == ids.PREV_LAYER_BTN:
                     l = max(0, l - 1)
                 else:
                     l = min(len(layers) - 1, l + 1)
                 state["layer"], state["head"] = layers[l], heads[h]
-            elif trig == "token-store" or trig == "search-input":
+            elif trig == ids.TOKEN_STORE or trig == ids.SEARCH_INPUT:
                 pass
             # ----- encoder–decoder runs: one Matrix View grid per head kind (figures.encdec)
             from figures.encdec import grid_layers, resolve_kind
             if run.is_encdec:
-                if trig == "kind-select" and state["layer"] in run.layers \
+                if trig == ids.KIND_SELECT and state["layer"] in run.layers \
                         and run.layer_kind(state["layer"]) != state["kind"] and grid_layers(run, state["kind"]):
                     state["layer"] = grid_layers(run, state["kind"])[0]   # open a head of the grid shown
-                elif trig in ("layer-select", *BUTTONS) or (first and state["kind"] == "auto"):
+                elif trig in (ids.LAYER_SELECT, *BUTTONS) or (first and state["kind"] == "auto"):
                     state["kind"] = resolve_kind(run, None, state["layer"])
                 state["kind"] = resolve_kind(run, state["kind"], state["layer"])
             else:
@@ -257,7 +258,7 @@ def register(app, data):
             held = held_projections(run)
             if state["proj"] not in held:
                 asked = first and "proj=" in (search or "")
-                if asked or (not first and trig == "projection-select"):
+                if asked or (not first and trig == ids.PROJECTION_SELECT):
                     problems.append(f"{PROJ_LABELS.get(state['proj'], state['proj'])} is not stored in run "
                                     f"{state['run']!r} (it holds {', '.join(PROJ_LABELS.get(p, p) for p in held)}); "
                                     f"showing {PROJ_LABELS.get(held[0], held[0])} — add it with "
@@ -305,7 +306,7 @@ def register(app, data):
                 out.append(conv[0](state[key]))
             else:
                 out.append(no_update)
-        opts_needed = first or run_changed or trig == "run-select" or not run_options
+        opts_needed = first or run_changed or trig == ids.RUN_SELECT or not run_options
         listed = [o.get("value") for o in (run_options or [])]
         run_opts = [{"label": _run_label(data, r), "value": r} for r in runs]
         fresh = opts_needed or listed != runs or [o.get("label") for o in run_options or []] != [o["label"] for o in run_opts]
