@@ -1,4 +1,5 @@
-"""Page structure. Component ids are part of the contract (tests and callbacks use them)."""
+"""Page structure. Component ids are part of the contract (tests and callbacks use them): they are
+defined once in layouts/ids.py, and the layout names them through it."""
 from __future__ import annotations
 
 from dash import dcc, html

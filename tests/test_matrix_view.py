@@ -183,6 +183,20 @@ def test_run_info_reads_new_and_old_manifests():
     assert old.metric == "cosine" and old.n_target_tokens == 0 and old.n_tokens_joined is None
 
 
+def test_data_reads_a_run_info_once_per_manifest(tmp_path):
+    from attention_atlas.dashboard_data import Data
+    from figures.runinfo import RunInfo
+    from tests.store_fixture import make_test_store
+    make_test_store(tmp_path, "text", n_layers=2, n_heads=3, n_inputs=2, tokens_per_input=5, run_id="r",
+                    variants=("translated",), methods=("pca",), dims=(2,))
+    data = Data(tmp_path)
+    info = data.info("r")
+    assert isinstance(info, RunInfo) and info == RunInfo.from_manifest(data.manifest("r"))
+    assert data.info("r") is info and info.raw is data.manifest("r")
+    data.clear()
+    assert data.info("r") is not info and data.info("r") == info
+
+
 def test_run_info_per_layer_semantics_match_precompute():
     """RunInfo.layer_semantics is what precompute.metrics.layer_semantics reads from the raw manifest."""
     from figures.runinfo import RunInfo, as_runinfo
