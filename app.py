@@ -49,6 +49,7 @@ def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> das
     from callbacks import register_all
     from attention_atlas.dashboard_data import Data
     from jobs.manager import make_manager
+    from layouts import ids
     from layouts.main import layout
     from attention_atlas.settings import load_settings
 
@@ -64,7 +65,7 @@ def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> das
         logging.getLogger("atlas").exception("callback error (trigger %s, outputs %s)",
                                              getattr(ctx, "triggered_id", None),
                                              str(getattr(ctx, "outputs_list", ""))[:200])
-        set_props("msg-error", {"children": f"something went wrong ({err.__class__.__name__}: "
+        set_props(ids.MSG_ERROR, {"children": f"something went wrong ({err.__class__.__name__}: "
                                             f"{str(err).splitlines()[0][:200] if str(err) else ''}); "
                                             "the rest of the page still works"})
 

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attention_atlas.core.runinfo import RunInfo, as_runinfo
 from analysis import values as _values
 from analysis.values import encode_inputs, token_batches
 from precompute.metrics import attention_from_qk, layer_semantics
@@ -352,10 +353,11 @@ def merge(existing: dict | None, mode: str, fragment: dict) -> dict:
     return out
 
 
-def heads_for(scope: str, manifest: dict, layer: int | None, head: int | None, selection=None
+def heads_for(scope: str, run: RunInfo, layer: int | None, head: int | None, selection=None
               ) -> tuple[list, list, str]:
     """(singles, sets, description) of the heads a UI scope names."""
-    layers, heads = list(manifest["layers"]), list(manifest["heads"])
+    run = as_runinfo(run)
+    layers, heads = list(run.layers), list(run.heads)
     selection = sorted({(int(l), int(h)) for l, h in (selection or [])})
     if scope == "head":
         if layer is None or head is None:
@@ -382,24 +384,25 @@ def heads_for(scope: str, manifest: dict, layer: int | None, head: int | None, s
     raise ValueError(f"unknown choice of heads {scope!r}")
 
 
-def ablation_job(manifest: dict, store, singles, sets, mode: str, cap: int | None, progress=None,
+def ablation_job(run: RunInfo, store, singles, sets, mode: str, cap: int | None, progress=None,
                  seed: int = SEED, adapter=None) -> dict:
     """Load the run's model, encode the sampled inputs, ablate; the mode's result entry."""
     if mode not in ("zero", "mean"):
         raise ValueError(f"unknown ablation mode {mode!r}: use zero or mean")
     _values.prepare_forked_process()
+    run = as_runinfo(run)
     if adapter is None:
         from analysis.live import run_model
         if progress:
-            progress(0, 1, f"loading {manifest['model'].get('name', 'the model')}")
-        adapter = run_model(manifest)
-    tokens = store.tokens(manifest["id"])
+            progress(0, 1, f"loading {run.model_name if run.model_name != '?' else 'the model'}")
+        adapter = run_model(run)
+    tokens = store.tokens(run.id)
     input_of = np.asarray(tokens["input_id"])
     n_inputs = int(input_of.max()) + 1 if len(input_of) else 0
     ids = sample_inputs(n_inputs, cap, seed)
     if progress:
         progress(0, 1, f"encoding {describe_sample(ids, n_inputs)}; unablated pass")
-    encoded = encode_inputs(manifest, store, adapter, ids)
+    encoded = encode_inputs(run, store, adapter, ids)
     evaluator = Evaluator(adapter, encoded, ids, seed=seed)
     result = run_ablation(evaluator, singles, sets, mode, progress, seed=seed)
     result["sample"] = describe_sample(ids, n_inputs)

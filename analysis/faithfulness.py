@@ -3,7 +3,7 @@
 For the dashboard's Single View (a head's figure table with definitions for hover, per-point
 distortion colouring) and Matrix View (a catalogue of every per-head figure the sort / shade /
 label controls can use, values per head, ranking, the misleading-cell flag).  No Dash, no store
-access: callers pass the manifest, the head metrics (``Store.metrics`` / ``DashboardData.metrics``)
+access: callers pass the run (its RunInfo, attention_atlas.core.runinfo), the head metrics (``Store.metrics`` / ``DashboardData.metrics``)
 and, for the distortion, the head's q/k and the picture's coordinates.
 
 Every figure is named by its exact definition (:func:`precompute.faithfulness.describe`);
@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from attention_atlas.core.runinfo import RunInfo, as_runinfo
 from precompute.faithfulness import (JOINT_METRICS, describe, fit_metric, joint_key, method_label, picture_key,
                                      trust_key)
 
@@ -29,9 +30,9 @@ NOT_COMPUTED = "not computed — re-run precompute to add it"
 UNDEFINED = "undefined for this head (too few attendable keys or constant ranks)"
 
 
-def run_metric(manifest: dict) -> str:
+def run_metric(run: RunInfo) -> str:
     """The joint-space kNN metric of the run (t-SNE/UMAP neighbours, ``trust/*`` figures)."""
-    return ((manifest.get("settings") or {}).get("params") or {}).get("metric", "cosine")
+    return as_runinfo(run).metric
 
 
 def _entry(id_: str, key: str, params: dict | None = None, label: str | None = None) -> dict:
@@ -40,7 +41,7 @@ def _entry(id_: str, key: str, params: dict | None = None, label: str | None = N
             "better": d["better"], "kind": d["kind"], "method": d["method"], "dim": d["dim"], "metric": d["metric"]}
 
 
-def figure_catalogue(manifest: dict, variant: str, method: str | None = None, dim: int | None = None) -> list[dict]:
+def figure_catalogue(run: RunInfo, variant: str, method: str | None = None, dim: int | None = None) -> list[dict]:
     """Every per-head figure of ``variant`` a control can sort, shade or label by.
 
     One dict per figure: ``id`` (stable option value), ``key`` (metrics key), ``label``,
@@ -54,7 +55,8 @@ def figure_catalogue(manifest: dict, variant: str, method: str | None = None, di
     projection preserves: Euclidean for PCA).  Then the joint-space figures (``joint-cosine``,
     AttentionViz's, and ``joint-euclidean``) and one entry per stored projection and dimension.
     """
-    rm = run_metric(manifest)
+    run = as_runinfo(run)
+    rm = run.metric
     out = []
     if method is not None and dim is not None:
         shown = f"{method_label(method)} {int(dim)}D"
@@ -67,8 +69,8 @@ def figure_catalogue(manifest: dict, variant: str, method: str | None = None, di
                               label=f"trustworthiness ({fm}, shown: {shown})"))
     for m in JOINT_METRICS:
         out.append(_entry(f"joint-{m}", joint_key(variant, m)))
-    for meth in manifest.get("projections") or []:
-        for d in manifest.get("dims") or []:
+    for meth in run.projections:
+        for d in run.dims:
             out.append(_entry(f"picture:{meth}:{d}", picture_key(variant, meth, d)))
             out.append(_entry(f"trust:{meth}:{d}", trust_key(variant, meth, d, rm, rm)))
             if fit_metric(meth, rm) != rm:
@@ -77,9 +79,9 @@ def figure_catalogue(manifest: dict, variant: str, method: str | None = None, di
     return out
 
 
-def resolve_figure(manifest: dict, figure_id: str, variant: str, method: str, dim: int) -> dict | None:
+def resolve_figure(run: RunInfo, figure_id: str, variant: str, method: str, dim: int) -> dict | None:
     """The catalogue entry of ``figure_id`` for the current view, or None if unknown."""
-    for e in figure_catalogue(manifest, variant, method, dim):
+    for e in figure_catalogue(run, variant, method, dim):
         if e["id"] == figure_id:
             return e
     return None
@@ -98,7 +100,7 @@ def misleading(picture_rho) -> bool:
     return isinstance(picture_rho, (int, float)) and math.isfinite(float(picture_rho)) and float(picture_rho) > 0
 
 
-def head_figure_table(metrics: dict | None, manifest: dict, variant: str, method: str, dim: int) -> list[dict]:
+def head_figure_table(metrics: dict | None, run: RunInfo, variant: str, method: str, dim: int) -> list[dict]:
     """The Single View's figure table of one head and the projection shown.
 
     Rows (in order): joint-space ρ (cosine, AttentionViz's), joint-space ρ (Euclidean), picture ρ
@@ -112,7 +114,7 @@ def head_figure_table(metrics: dict | None, manifest: dict, variant: str, method
     params = metrics.get("figure_params")
     rows = []
     ids = ["joint-cosine", "joint-euclidean", "picture-shown", "trust-shown", "trust-fit-shown"]
-    cat = {e["id"]: e for e in figure_catalogue(manifest, variant, method, dim)}
+    cat = {e["id"]: e for e in figure_catalogue(run, variant, method, dim)}
     for id_ in ids:
         e = cat.get(id_)
         if e is None:
@@ -232,11 +234,11 @@ def order_figure_id(order: str | None) -> str | None:
     return order[len(FIG_ORDER):] if isinstance(order, str) and order.startswith(FIG_ORDER) else None
 
 
-def sort_figure_options(manifest: dict, variant: str, method: str, dim: int = 2) -> list[dict]:
+def sort_figure_options(run: RunInfo, variant: str, method: str, dim: int = 2) -> list[dict]:
     """Matrix View order options for every figure of the catalogue (the shown picture's first):
     ``{"label": "by <figure label> (<direction>)", "value": "fig:<id>", "title": definition}``."""
     out = []
-    for e in figure_catalogue(manifest, variant, method, dim):
+    for e in figure_catalogue(run, variant, method, dim):
         direction = "most negative first" if e["better"] == "lower" else "highest first"
         out.append({"label": f"by {e['label']} ({direction})", "value": figure_order(e["id"]),
                     "title": e["definition"]})
@@ -247,8 +249,9 @@ def all_figure_sort_options() -> list[dict]:
     """Every order by a figure a link can carry, whatever the run (the page's initial menu, so a
     link's ``fig:`` order is a valid value before the run's own menu arrives)."""
     from precompute.projections import ALL_METHODS, DIMS
-    manifest = {"projections": list(ALL_METHODS), "dims": list(DIMS), "settings": {"params": {"metric": "cosine"}}}
-    out = sort_figure_options(manifest, "translated", "pca", 2)
+    every = RunInfo.from_manifest({"projections": list(ALL_METHODS), "dims": list(DIMS),
+                                   "settings": {"params": {"metric": "cosine"}}})
+    out = sort_figure_options(every, "translated", "pca", 2)
     for o in out:
         if o["value"] in (figure_order("picture-shown"), figure_order("trust-shown"), figure_order("trust-fit-shown")):
             o["label"] = o["label"].replace("shown: PCA 2D", "the projection shown, 2D")

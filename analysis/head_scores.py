@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.patterns import LABELS, PATTERNS, SHORT, PatternScorer, applicable, dominant, na_reason, token_flags
 from analysis.related import nearest, related_map
-from precompute.metrics import layer_semantics
+from attention_atlas.core.runinfo import RunInfo, as_runinfo
 
 VERSION = 1
 TOKEN_BUDGET = 4096          # query tokens of the corpus used for the scores (whole inputs, seeded)
@@ -114,8 +114,8 @@ def settings() -> dict:
             "max_input_tokens": MAX_INPUT_TOKENS, "seed": SEED}
 
 
-def is_image_manifest(manifest: dict) -> bool:
-    return manifest.get("model", {}).get("modality") == "image" or manifest.get("corpus", {}).get("kind") == "image"
+def is_image_manifest(run: RunInfo) -> bool:
+    return as_runinfo(run).is_image
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -152,10 +152,10 @@ def sample_inputs(groups, causal: bool, budget: int = TOKEN_BUDGET, seed: int = 
     return items, info
 
 
-def build_scorer(manifest: dict, arrays: dict, groups, budget: int = TOKEN_BUDGET,
+def build_scorer(run: RunInfo, arrays: dict, groups, budget: int = TOKEN_BUDGET,
                  signature_entries: int = SIGNATURE_ENTRIES) -> tuple[PatternScorer, dict]:
-    model = manifest.get("model", {})
-    causal, image = bool(model.get("causal")), is_image_manifest(manifest)
+    run = as_runinfo(run)
+    causal, image = run.causal, run.is_image
     items, info = sample_inputs(groups, causal, budget)
     texts = np.asarray(arrays["text"]).astype(str)
     pos = np.asarray(arrays["position"])
@@ -175,68 +175,66 @@ CROSS_NA = ("cross-attention heads have no pattern scores: their queries (target
             "tokens) are different sequences, so first/previous/next/self-token and positional patterns are not defined")
 
 
-def compute_run_patterns(manifest: dict, arrays: dict, groups, get_qk, budget: int = TOKEN_BUDGET,
+def compute_run_patterns(run: RunInfo, arrays: dict, groups, get_qk, budget: int = TOKEN_BUDGET,
                          signature_entries: int = SIGNATURE_ENTRIES, side: np.ndarray | None = None) -> RunPatterns:
     """Every head's pattern scores and the related-heads map. ``groups`` iterates (input id, token
     rows in position order); ``get_qk(l, h)`` → (queries, keys) or None (head not stored yet).
     Encoder–decoder runs (``side``: 0 source, 1 target per row of the joined token table): encoder
     heads are scored over the source tokens, decoder heads (causal) over the target tokens, cross
     heads not at all (CROSS_NA); no related-heads map (their heads attend over different tokens)."""
-    from attention_atlas.core.encdec import is_encdec
-    if side is not None and is_encdec(manifest):
-        return _encdec_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries, np.asarray(side))
-    return _compute_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries)
+    run = as_runinfo(run)
+    if side is not None and run.is_encdec:
+        return _encdec_run_patterns(run, arrays, groups, get_qk, budget, signature_entries, np.asarray(side))
+    return _compute_run_patterns(run, arrays, groups, get_qk, budget, signature_entries)
 
 
-def _encdec_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries, side) -> RunPatterns:
-    from attention_atlas.core.encdec import layer_kind
+def _encdec_run_patterns(run: RunInfo, arrays, groups, get_qk, budget, signature_entries, side) -> RunPatterns:
     t0 = time.perf_counter()
     n_src = int((side == 0).sum())
     groups = list(groups)
-    scale = float(manifest["model"]["scale"])
+    scale = run.scale
     heads, scores, missing, info = [], {}, [], {}
     for kind, s, off, causal in (("encoder", 0, 0, False), ("decoder", 1, n_src, True)):
-        layers = [l for l in manifest["layers"] if layer_kind(manifest, l) == kind]
+        layers = [l for l in run.layers if run.layer_kind(l) == kind]
         if not layers:
             continue
         part = {k: np.asarray(v)[side == s] for k, v in arrays.items()}
         sub = [(i, np.asarray(rows)[side[rows] == s] - off) for i, rows in groups]
-        man = dict(manifest, model=dict(manifest["model"], causal=causal))
-        scorer, info[kind] = build_scorer(man, part, sub, budget, signature_entries)
+        scorer, info[kind] = build_scorer(run.with_causal(causal), part, sub, budget, signature_entries)
         for layer in layers:
-            for head in manifest["heads"]:
+            for head in run.heads:
                 qk = get_qk(layer, head)
                 if qk is None:
                     missing.append((layer, head))
                     continue
-                sem = layer_semantics(manifest["model"], layer, head)
+                sem = run.layer_semantics(layer, head)
                 scores[(layer, head)] = scorer.scores(scorer.attention(qk[0], qk[1], scale, sem["window"], sem["softcap"],
                                                                        sem.get("bias")))
                 heads.append((layer, head))
     sample = dict(info.get("encoder") or info.get("decoder") or {})
-    heads = [h for h in ((l, h) for l in manifest["layers"] for h in manifest["heads"]) if h in scores]
-    return RunPatterns(manifest.get("id", ""), heads, scores, False, False, sample, {}, missing,
+    heads = [h for h in ((l, h) for l in run.layers for h in run.heads) if h in scores]
+    return RunPatterns(run.id, heads, scores, False, False, sample, {}, missing,
                        time.perf_counter() - t0)
 
 
-def scored_heads(manifest: dict) -> int:
+def scored_heads(run: RunInfo) -> int:
     """How many heads of a run get pattern scores (every head but cross-attention heads)."""
-    from attention_atlas.core.encdec import layer_kind
-    return sum(len(manifest["heads"]) for l in manifest["layers"] if layer_kind(manifest, l) != "cross")
+    run = as_runinfo(run)
+    return sum(len(run.heads) for l in run.layers if run.layer_kind(l) != "cross")
 
 
-def _compute_run_patterns(manifest, arrays, groups, get_qk, budget, signature_entries) -> RunPatterns:
+def _compute_run_patterns(run: RunInfo, arrays, groups, get_qk, budget, signature_entries) -> RunPatterns:
     t0 = time.perf_counter()
-    scorer, info = build_scorer(manifest, arrays, groups, budget, signature_entries)
-    scale = float(manifest["model"]["scale"])
+    scorer, info = build_scorer(run, arrays, groups, budget, signature_entries)
+    scale = run.scale
     heads, scores, sigs, missing = [], {}, [], []
-    for layer in manifest["layers"]:
-        for head in manifest["heads"]:
+    for layer in run.layers:
+        for head in run.heads:
             qk = get_qk(layer, head)
             if qk is None:
                 missing.append((layer, head))
                 continue
-            sem = layer_semantics(manifest["model"], layer, head)
+            sem = run.layer_semantics(layer, head)
             A = scorer.attention(qk[0], qk[1], scale, sem["window"], sem["softcap"], sem.get("bias"))
             heads.append((layer, head))
             scores[(layer, head)] = scorer.scores(A)
@@ -245,12 +243,12 @@ def _compute_run_patterns(manifest, arrays, groups, get_qk, budget, signature_en
     if heads:
         rel = related_map(np.stack(sigs), scorer.signature_rows)
         related = {"heads": list(heads), "n_rows": scorer.signature_rows, **rel}
-    return RunPatterns(manifest.get("id", ""), heads, scores, scorer.causal, scorer.image, info, related, missing,
+    return RunPatterns(run.id, heads, scores, scorer.causal, scorer.image, info, related, missing,
                        time.perf_counter() - t0)
 
 
 # ----------------------------------------------------------------------------- store + dashboard
-def _stored(store, run_id: str, manifest: dict) -> RunPatterns | None:
+def _stored(store, run_id: str, run: RunInfo) -> RunPatterns | None:
     js = store.analysis(run_id, "patterns")
     if not isinstance(js, dict) or js.get("version") != VERSION or js.get("settings") != settings():
         return None
@@ -258,19 +256,19 @@ def _stored(store, run_id: str, manifest: dict) -> RunPatterns | None:
         return None  # written while the run was partial: recompute
     arrays = store.analysis(run_id, "related")
     rp = RunPatterns.from_store(js, arrays if isinstance(arrays, dict) else None)
-    return rp if len(rp.heads) == scored_heads(manifest) else None
+    return rp if len(rp.heads) == scored_heads(run) else None
 
 
 def store_patterns(store, run_id: str) -> RunPatterns:
     """Compute (or read) a run's patterns with a writable Store and write them into it."""
-    manifest = store.manifest(run_id)
-    hit = _stored(store, run_id, manifest)
+    run = RunInfo.from_manifest(store.manifest(run_id))
+    hit = _stored(store, run_id, run)
     if hit is not None:
         return hit
     from attention_atlas.core.encdec import joined_tables
     from attention_atlas.core.tokens import joined_index
     arrays, side = joined_tables(store.tokens(run_id), store.target_tokens(run_id))  # as Data.tokens joins them
-    rp = compute_run_patterns(manifest, arrays, joined_index(arrays, side), lambda l, h: store.qk(run_id, l, h),
+    rp = compute_run_patterns(run, arrays, joined_index(arrays, side), lambda l, h: store.qk(run_id, l, h),
                               side=side)
     if not store.readonly and not rp.missing:
         store.put_analysis(run_id, "patterns", rp.to_json())
@@ -289,10 +287,10 @@ def run_patterns(data, run_id: str) -> RunPatterns:
     """The run's patterns for the dashboard: from the store if it holds them, else computed once
     and kept in memory. A complete run is keyed by its creation stamp; a partial one is re-scored
     when more heads are done, at most every ``PARTIAL_TTL`` seconds."""
-    manifest = data.manifest(run_id)
+    run = data.info(run_id)
     st = data.status(run_id)
-    key = (str(data.path), run_id, manifest.get("created"))
-    sig = (st.get("heads_done"), bool(manifest.get("forward_done")), st.get("status"))
+    key = (str(data.path), run_id, run.created)
+    sig = (st.get("heads_done"), run.forward_done, st.get("status"))
 
     def fresh(hit):
         return hit is not None and (hit[1] == sig or (st.get("status") != "complete"
@@ -306,10 +304,10 @@ def run_patterns(data, run_id: str) -> RunPatterns:
         hit = _CACHE.get(key)
         if fresh(hit):
             return hit[2]
-        rp = data._read(lambda s: _stored(s, run_id, manifest))
+        rp = data._read(lambda s: _stored(s, run_id, run))
         if rp is None:
             tokens = data.tokens(run_id)
-            rp = compute_run_patterns(manifest, tokens.arrays, tokens.index,
+            rp = compute_run_patterns(run, tokens.arrays, tokens.index,
                                       lambda l, h: data._read(lambda s: s.qk(run_id, l, h)), side=tokens.side)
         _CACHE.pop(key, None)
         while len(_CACHE) >= _CACHE_MAX:
@@ -346,8 +344,7 @@ def head_scores(data, run_id: str, variant: str | None = None) -> dict:
     """Every per-head score of a run: {name: {(layer, head): float}} with names 'rho' (signed
     Spearman ρ of the given/default variant), each applicable pattern, and 'ablation-<mode>'
     when stored. Heads without a value are absent; n/a patterns are absent."""
-    manifest = data.manifest(run_id)
-    variant = variant or (manifest.get("variants") or ["translated"])[0]
+    variant = variant or data.info(run_id).variants[0]
     out = {"rho": {k: v for k, v in data.rho(run_id, variant).items() if v is not None}}
     rp = run_patterns(data, run_id)
     for name in PATTERNS:
@@ -358,19 +355,21 @@ def head_scores(data, run_id: str, variant: str | None = None) -> dict:
     return out
 
 
-def na_note(manifest: dict, name: str) -> str:
+def na_note(run: RunInfo, name: str) -> str:
     """Why a score is not available for a run (one line)."""
     if name.startswith("ablation-"):
         return f"no {name.split('-', 1)[1]}-ablation results are stored for this run (start an ablation job first)"
     if name in PATTERNS:
-        causal, image = bool(manifest.get("model", {}).get("causal")), is_image_manifest(manifest)
+        run = as_runinfo(run)
+        causal, image = run.causal, run.is_image
         return f"the {LABELS[name]} pattern is n/a for this run ({na_reason(name, causal, image)})"
     return f"unknown score {name!r}"
 
 
-def available_orders(manifest: dict, has_ablation: dict | None = None) -> list[str]:
+def available_orders(run: RunInfo, has_ablation: dict | None = None) -> list[str]:
     """Matrix View orders that can apply to a run (without computing anything)."""
-    ap = applicable(bool(manifest.get("model", {}).get("causal")), is_image_manifest(manifest))
+    run = as_runinfo(run)
+    ap = applicable(run.causal, run.is_image)
     return ["grid", "rho"] + [p for p in PATTERNS if ap[p]] + sorted(has_ablation or [])
 
 

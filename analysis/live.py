@@ -1,9 +1,9 @@
 """The model behind a stored run, loaded again (offline) to run new computations on the run's
 inputs or on a user's own input: ablation, value norms, projecting new inputs.
 
-``run_model(manifest)`` reloads ``manifest["model"]["source"]`` and refuses a model whose
+``run_model(run)`` reloads the run's model (``RunInfo.source``) and refuses a model whose
 identity differs from the one the run was made with (a folder that changed since); one model is
-kept per process (they are large). ``run_inputs(manifest, store)`` re-encodes the run's inputs
+kept per process (they are large). ``run_inputs(run, store)`` re-encodes the run's inputs
 and checks they give exactly the stored tokens."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 
+from attention_atlas.core.runinfo import RunInfo, as_runinfo
 from precompute.models import ModelLoadError, load_model
 from precompute.models.base import Encoded
 
@@ -28,10 +29,10 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def run_model(manifest: dict, device: str = "cpu"):
+def run_model(run: RunInfo, device: str = "cpu"):
     """The run's model adapter (cached: one model per process)."""
-    model = manifest.get("model", {})
-    source, identity = model.get("source"), model.get("identity")
+    run = as_runinfo(run)
+    source, identity = run.source, run.identity
     if not source:
         raise ModelLoadError("this run's manifest does not name its model source: re-run precompute to refresh it")
     with _LOCK:
@@ -53,13 +54,14 @@ def release() -> None:
         _CACHE.clear()
 
 
-def run_inputs(manifest: dict, store, adapter) -> list[Encoded]:
+def run_inputs(run: RunInfo, store, adapter) -> list[Encoded]:
     """The run's inputs encoded again exactly as stored (same tokens, in order)."""
-    run_id = manifest["id"]
+    run = as_runinfo(run)
+    run_id = run.id
     tokens = store.tokens(run_id)
     input_id = np.asarray(tokens["input_id"])
     n_inputs = int(input_id.max()) + 1 if len(input_id) else 0
-    if manifest["model"].get("modality") == "image":
+    if run.modality == "image":
         images = []
         for i in range(n_inputs):
             rgb = store.image(run_id, i)

@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from attention_atlas.core.runinfo import RunInfo
 from precompute.metrics import attention_from_qk, layer_semantics
 
 
@@ -58,20 +59,22 @@ def mean_head_attention(qk_per_head: Iterable[tuple[np.ndarray, np.ndarray]], sc
 
 
 def layer_means(read_qk: Callable[[int, int], tuple | None], layers: list[int], heads: list[int],
-                groups: dict[int, np.ndarray], scale: float, causal: bool, model: dict | None = None
+                groups: dict[int, np.ndarray], scale: float, causal: bool, run: RunInfo | dict | None = None
                 ) -> tuple[dict[int, list[np.ndarray]], list[int], list[tuple[int, int]]]:
     """Head-averaged attention per layer for several inputs in ONE pass over the stored heads
     (each head's q/k is read once). ``groups``: input id → its token rows (position order).
     Returns ({input id: [A_l for each used layer]}, used layers, missing (layer, head) pairs).
-    A layer with no stored head is left out (and reported missing). ``model`` (a manifest's
-    "model" entry): each layer's own semantics (window, softcap, causal) instead of ``causal``."""
+    A layer with no stored head is left out (and reported missing). ``run`` (the run's RunInfo, or
+    a model's ``model`` entry as ``precompute.metrics.layer_semantics`` reads it): each layer's own
+    semantics (window, softcap, causal) instead of ``causal``."""
     per_input: dict[int, list[np.ndarray]] = {i: [] for i in groups}
     used, missing = [], []
     for layer in layers:
         sums = {i: None for i in groups}
         n_heads = 0
         for head in heads:
-            sem = layer_semantics(model, layer, head) if model else {"causal": causal, "scale": scale}
+            sem = (run.layer_semantics(layer, head) if isinstance(run, RunInfo) else layer_semantics(run, layer, head)
+                   if run else {"causal": causal, "scale": scale})
             qk = read_qk(layer, head)
             if qk is None:
                 missing.append((layer, head))

@@ -22,6 +22,7 @@ import threading
 
 import numpy as np
 
+from attention_atlas.core.runinfo import RunInfo, as_runinfo
 
 # One forward pass at a time per process: capture/ablation hooks are installed on the shared model.
 # Read it as ``values.MODEL_LOCK`` at call time: a forked background job gets a fresh lock (one held
@@ -50,11 +51,12 @@ os.register_at_fork(after_in_child=_fresh_lock_after_fork)
 STORED_NAME = "value_norms"
 
 
-def encode_inputs(manifest: dict, store, adapter, input_ids) -> list:
+def encode_inputs(run: RunInfo, store, adapter, input_ids) -> list:
     """The run's inputs ``input_ids`` encoded again exactly as stored (checked token by token)."""
-    run_id = manifest["id"]
+    run = as_runinfo(run)
+    run_id = run.id
     input_ids = [int(i) for i in input_ids]
-    if manifest["model"].get("modality") == "image":
+    if run.modality == "image":
         images = []
         for i in input_ids:
             rgb = store.image(run_id, i)
@@ -95,38 +97,40 @@ def _stored(store, run_id: str):
     return None
 
 
-def input_value_norms(manifest: dict, store, input_id: int, layers: list[int], rows: np.ndarray | None = None,
+def input_value_norms(run: RunInfo, store, input_id: int, layers: list[int], rows: np.ndarray | None = None,
                       adapter=None) -> dict[int, np.ndarray]:
     """{layer: float32 (n_heads, len)} for one input of a run (stored norms, else the live model).
     ``rows``: the input's token rows (needed to read stored norms)."""
+    run = as_runinfo(run)
     layers = [int(l) for l in layers]
-    stored = _stored(store, manifest["id"])
+    stored = _stored(store, run.id)
     if stored is not None and rows is not None and all(l in stored[0] for l in layers):
         return {l: stored[1][stored[0].index(l)][:, rows] for l in layers}
     if adapter is None:
         from analysis.live import run_model
-        adapter = run_model(manifest)
-    batch = encode_inputs(manifest, store, adapter, [input_id])
+        adapter = run_model(run)
+    batch = encode_inputs(run, store, adapter, [input_id])
     return {l: v[0] for l, v in value_norms(adapter, batch, layers).items()}
 
 
-def run_value_norms(manifest: dict, store, layers: list[int], adapter=None, max_batch_tokens: int = 4096,
+def run_value_norms(run: RunInfo, store, layers: list[int], adapter=None, max_batch_tokens: int = 4096,
                     progress=None) -> dict[int, np.ndarray]:
     """{layer: float32 (n_heads, n_tokens)} over every input of a run, token order."""
+    run = as_runinfo(run)
     layers = [int(l) for l in layers]
-    stored = _stored(store, manifest["id"])
+    stored = _stored(store, run.id)
     if stored is not None and all(l in stored[0] for l in layers):
         return {l: stored[1][stored[0].index(l)] for l in layers}
     if adapter is None:
         from analysis.live import run_model
-        adapter = run_model(manifest)
-    tokens = store.tokens(manifest["id"])
+        adapter = run_model(run)
+    tokens = store.tokens(run.id)
     input_of = np.asarray(tokens["input_id"])
     n_inputs = int(input_of.max()) + 1 if len(input_of) else 0
     lengths = np.bincount(input_of, minlength=n_inputs)
     out = {l: np.zeros((adapter.info.n_heads, len(input_of)), np.float32) for l in layers}
     for ids in token_batches(lengths, max_batch_tokens):
-        batch = encode_inputs(manifest, store, adapter, ids)
+        batch = encode_inputs(run, store, adapter, ids)
         norms = value_norms(adapter, batch, layers)
         for j, i in enumerate(ids):
             rows = np.flatnonzero(input_of == i)

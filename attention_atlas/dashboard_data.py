@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attention_atlas.core.runinfo import RunInfo
 from attention_atlas.core.tokens import joined_index
 from figures.common import context_string, display_token
 from figures.colors import token_frequency
@@ -91,10 +92,10 @@ class RunTokens:
         rows = self.index.rows(input_id)
         return rows[self.side[rows] == side]
 
-    def sides(self, manifest: dict, layer):
+    def sides(self, run: RunInfo, layer):
         """attention_atlas.core.encdec.HeadSides of a stored layer over this table."""
         from attention_atlas.core.encdec import head_sides
-        return head_sides(manifest, layer, self.n_src, self.n_tgt)
+        return head_sides(run, layer, self.n_src, self.n_tgt)
 
     @property
     def display(self) -> list[str]:
@@ -128,6 +129,7 @@ class Data:
         self._inode = None
         self._lock = threading.Lock()
         self._manifests = {}
+        self._infos = {}   # run id -> (the manifest dict it was read from, its RunInfo)
         self.tokens_cache = LRU(4)
         self.coords_cache = LRU(4096)
         self.qk_cache = LRU(24)
@@ -195,6 +197,7 @@ class Data:
                   self.image_cache, self.matrix_cache, self.misc_cache, self.agreement_cache):
             c.clear()
         self._manifests.clear()
+        self._infos.clear()
         self._generation = None
         self._complete.clear()
 
@@ -237,6 +240,17 @@ class Data:
         self._manifests[run_id] = (time.monotonic(), m)
         return m
 
+    def info(self, run_id: str, max_age: float = 5.0) -> RunInfo:
+        """The run's manifest read once into a RunInfo (the views read runs through it); rebuilt only
+        when the cached manifest itself is re-read (``manifest``'s freshness rules)."""
+        m = self.manifest(run_id, max_age)
+        hit = self._infos.get(run_id)
+        if hit is not None and hit[0] is m:
+            return hit[1]
+        info = RunInfo.from_manifest(m)
+        self._infos[run_id] = (m, info)
+        return info
+
     def status(self, run_id: str) -> dict:
         self.fresh()
         key = ("status", run_id)
@@ -259,29 +273,29 @@ class Data:
         hit = self._manifests.get(key)
         if hit is not None:
             return hit[1]
-        m = self.manifest(run_id)
+        m = self.info(run_id)
         prefix = f"run/{run_id}/head/"
         keys = set(self._read(lambda s: s.keys(prefix)))
-        wanted = [(v, meth, d) for v in m["variants"] for meth in m["projections"] for d in m["dims"]]
-        methods = {meth: 0 for meth in m["projections"]}
+        wanted = [(v, meth, d) for v in m.variants for meth in m.projections for d in m.dims]
+        methods = {meth: 0 for meth in m.projections}
         heads_done = entries = 0
-        for layer in m["layers"]:
-            for head in m["heads"]:
+        for layer in m.layers:
+            for head in m.heads:
                 base = f"{prefix}{layer}/{head}"
                 have = {(v, meth, d) for v, meth, d in wanted if f"{base}/proj/{v}/{meth}/{d}" in keys}
                 entries += len(have)
                 for meth in methods:
-                    methods[meth] += all((v, meth, d) in have for v in m["variants"] for d in m["dims"])
+                    methods[meth] += all((v, meth, d) in have for v in m.variants for d in m.dims)
                 heads_done += (len(have) == len(wanted) and f"{base}/qk" in keys and f"{base}/metrics" in keys)
-        total = len(m["layers"]) * len(m["heads"])
+        total = m.n_heads_total
         writing = self._read(lambda s: s.writer(run_id)) is not None
-        out = {"run": run_id, "forward_done": bool(m.get("forward_done")), "heads_total": total, "writing": writing,
+        out = {"run": run_id, "forward_done": m.forward_done, "heads_total": total, "writing": writing,
                "heads_done": heads_done, "methods": methods, "entries": entries,
                "metrics": sum(1 for k in keys if k.endswith("/metrics")),
-               "status": "complete" if heads_done == total and m.get("forward_done") else "partial"}
+               "status": "complete" if heads_done == total and m.forward_done else "partial"}
         out["version"] = ":".join(str(x) for x in (
-            int(out["forward_done"]), int(writing), heads_done, entries, out["metrics"], ",".join(m["projections"]),
-            ",".join(map(str, m["dims"])), ",".join(m["variants"]), total))
+            int(out["forward_done"]), int(writing), heads_done, entries, out["metrics"], ",".join(m.projections),
+            ",".join(map(str, m.dims)), ",".join(m.variants), total))
         self._manifests[key] = (time.monotonic(), out)
         (self._complete.add if out["status"] == "complete" else self._complete.discard)(run_id)
         return out
@@ -322,11 +336,11 @@ class Data:
         return self.metrics_cache.get((run_id, layer, head), lambda: self._read(lambda s: s.metrics(run_id, layer, head)))
 
     def rho(self, run_id: str, variant: str) -> dict:
-        m = self.manifest(run_id)
+        m = self.info(run_id)
         base = variant.replace("-scaled", "")
         out = {}
-        for layer in m["layers"]:
-            for head in m["heads"]:
+        for layer in m.layers:
+            for head in m.heads:
                 try:
                     met = self.metrics(run_id, layer, head) or {}
                 except DataError as exc:  # a damaged metrics entry: that head has no ρ, the others do
@@ -339,10 +353,10 @@ class Data:
 
     def head_metrics(self, run_id: str) -> dict:
         """(layer, head) -> that head's stored metrics ({} when absent or damaged)."""
-        m = self.manifest(run_id)
+        m = self.info(run_id)
         out = {}
-        for layer in m["layers"]:
-            for head in m["heads"]:
+        for layer in m.layers:
+            for head in m.heads:
                 try:
                     out[(layer, head)] = self.metrics(run_id, layer, head) or {}
                 except DataError as exc:  # a damaged metrics entry: that head has no figures, the others do
@@ -356,7 +370,6 @@ class Data:
         {"values" (n,), "k", "label", "definition", "undefined"}; None when the head's q/k or that
         picture is not stored."""
         from analysis.faithfulness import DISTORTION_K, point_distortion
-        from precompute.metrics import layer_semantics
         k = int(k or DISTORTION_K)
 
         def compute():
@@ -365,9 +378,8 @@ class Data:
             tokens = self.tokens(run_id)
             if qk is None or coords is None or len(coords) != 2 * tokens.n:
                 return None
-            m = self.manifest(run_id)
             return point_distortion(qk[0], qk[1], coords, np.asarray(tokens.arrays["input_id"]),
-                                    k_top=k, **layer_semantics(m["model"], layer, head))
+                                    k_top=k, **self.info(run_id).layer_semantics(layer, head))
         return self.agreement_cache.get((run_id, layer, head, variant, method, int(dim), k), compute)
 
     def image(self, run_id: str, index: int) -> np.ndarray | None:
@@ -378,11 +390,11 @@ class Data:
         picture figures of the 2D ``method`` picture for the "shown" entries); scores None with a
         one-line note when the run does not hold that figure."""
         from analysis.faithfulness import NOT_COMPUTED, figure_scores, resolve_figure
-        m = self.manifest(run_id)
+        m = self.info(run_id)
         entry = resolve_figure(m, figure_id, variant, method, 2)
         if entry is None:
             return None, None, (f"no figure {figure_id!r} in run {run_id!r} (it holds "
-                                f"{', '.join(m.get('projections') or [])} in {', '.join(map(str, m.get('dims') or []))}D); "
+                                f"{', '.join(m.projections)} in {', '.join(map(str, m.dims))}D); "
                                 "grid order shown")
         scores = figure_scores(self.head_metrics(run_id), entry)
         if not scores:
@@ -404,9 +416,8 @@ class Data:
         from analysis.faithfulness import order_figure_id
         fid = order_figure_id(order)
         if fid is not None:
-            m = self.manifest(run_id)
-            scores, entry, note = self.figure_scores(run_id, fid, variant or (m.get("variants") or ["translated"])[0],
-                                                     method or (m.get("projections") or ["pca"])[0])
+            m = self.info(run_id)
+            scores, entry, note = self.figure_scores(run_id, fid, variant or m.variants[0], method or m.projections[0])
             return scores, (entry or {}).get("short", ""), note
         from analysis.head_scores import SCORE_SHORT, head_scores, na_note
         try:
@@ -417,7 +428,7 @@ class Data:
             return None, "", f"order by {order} unavailable ({exc.__class__.__name__}: {exc}); grid order shown"
         scores = all_scores.get(order)
         if not scores:
-            return None, "", f"{na_note(self.manifest(run_id), order)}; grid order shown"
+            return None, "", f"{na_note(self.info(run_id), order)}; grid order shown"
         return scores, SCORE_SHORT.get(order, order), ""
 
     def matrix(self, run_id, variant, method, per_head, order, rho_threshold, budget: int = 0, kind: str | None = None):
@@ -425,7 +436,7 @@ class Data:
         Encoder–decoder runs: the grid of one head kind (attention_atlas.core.encdec; ``kind`` resolved there)."""
         from attention_atlas.core.encdec import grid_layers, grid_sides, resolve_kind
         per_head = int(per_head or 0)
-        m = self.manifest(run_id)
+        m = self.info(run_id)
         kind = resolve_kind(m, kind)
         key = (run_id, variant, method, per_head, order, round(float(rho_threshold), 3)) + ((kind,) if kind else ())
         toks = self.tokens(run_id)
@@ -455,7 +466,7 @@ class Data:
                     corrupt.append((l, h))
                     return None
 
-            md = build_matrix_data(layers, m["heads"], n, coords,
+            md = build_matrix_data(layers, m.heads, n, coords,
                                    rho, per_head or None, order if (scores is not None or order == "rho") else "grid",
                                    rho_threshold, scores=scores, score_label=label, note=note, budget=budget,
                                    sides=sides, score_fig=score_fig,

@@ -9,18 +9,19 @@ from dash import Input, Output, State, html, no_update
 
 from analysis import ablation as abl
 from figures.ablation import effects_figure, fmt, ranked_rows
+from figures.runinfo import RunInfo
+from layouts import ids
 
-from .common import friendly, is_image, on, resolve_projection, resolve_variant
+from .common import friendly, on, resolve_projection, resolve_variant
 
 log = logging.getLogger("atlas")
 HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 
 
-def _objective_guess(manifest: dict) -> str:
-    m = manifest.get("model", {})
-    if m.get("modality") == "image":
+def _objective_guess(run: RunInfo) -> str:
+    if run.modality == "image":
         return abl.OBJECTIVES["cls-cosine-distance"]
-    if m.get("causal"):
+    if run.causal:
         return abl.OBJECTIVES["next-token-loss"]
     return ("masked-LM loss if the checkpoint has a masked-LM head, else 1 − cosine of the sentence embedding "
             "(mean-pooled last hidden states) with and without the ablation")
@@ -62,7 +63,7 @@ def run_ablation(settings, set_progress, n_clicks, run, layer, head, scope, mode
             return no_update, "the number of inputs must be at least 1"
         from precompute.store import Store
         with Store(Path(settings.cache).expanduser(), readonly=True) as store:
-            m = store.manifest(run)
+            m = RunInfo.from_manifest(store.manifest(run))
             from figures.encdec import not_applicable
             if not_applicable(m, "ablation"):
                 return no_update, not_applicable(m, "ablation")
@@ -97,11 +98,11 @@ def run_ablation(settings, set_progress, n_clicks, run, layer, head, scope, mode
 
 
 def register(app, data):
-    @app.callback(Output("ablation-selection", "data"),
-                  Input("matrix-graph", "selectedData"),
-                  State("run-select", "value"), State("translate-toggle", "value"), State("scaled-toggle", "value"),
-                  State("projection-select", "value"), State("lod-select", "value"), State("sort-select", "value"),
-                  State("rho-threshold", "value"), State("matrix-meta", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.ABLATION_SELECTION, "data"),
+                  Input(ids.MATRIX_GRAPH, "selectedData"),
+                  State(ids.RUN_SELECT, "value"), State(ids.TRANSLATE_TOGGLE, "value"), State(ids.SCALED_TOGGLE, "value"),
+                  State(ids.PROJECTION_SELECT, "value"), State(ids.LOD_SELECT, "value"), State(ids.SORT_SELECT, "value"),
+                  State(ids.RHO_THRESHOLD, "value"), State(ids.MATRIX_META, "data"), prevent_initial_call=True)
     def select_heads(selected, run, translate, scaled, proj, lod, sort, rho, meta=None):
         points = (selected or {}).get("points") or []
         if not run or not points:
@@ -121,46 +122,46 @@ def register(app, data):
             log.warning("matrix selection could not be mapped to heads: %s", exc)
             return []
 
-    @app.callback(Output("ablation-plan", "children"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("ablation-scope", "value"), Input("ablation-mode", "value"), Input("ablation-cap", "value"),
-                  Input("ablation-selection", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.ABLATION_PLAN, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.ABLATION_SCOPE, "value"), Input(ids.ABLATION_MODE, "value"), Input(ids.ABLATION_CAP, "value"),
+                  Input(ids.ABLATION_SELECTION, "data"), prevent_initial_call=True)
     def plan(run, layer, head, scope, mode, cap, selection):
         if not run:
             return ""
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             from figures.encdec import not_applicable
             if not_applicable(m, "ablation"):
                 return not_applicable(m, "ablation")
             singles, sets, what = abl.heads_for(scope, m, layer, head, selection)
-            n_inputs = int(m.get("corpus", {}).get("n_inputs") or 0)
+            n_inputs = int(m.n_inputs or 0)
             cap_ok = cap is None or (isinstance(cap, (int, float)) and cap >= 1)
             if not cap_ok:
                 return "the number of inputs must be at least 1"
-            ids = abl.sample_inputs(n_inputs, int(cap) if cap else None)
+            sample = abl.sample_inputs(n_inputs, int(cap) if cap else None)
             runs = len(singles) + len(sets)
             how = ("zero the head's output" if mode == "zero" else
                    "replace the head's attention by its mean pattern over these inputs (by position, rows "
                    "renormalised)")
-            return (f"will ablate {what} — {how} — on {abl.describe_sample(ids, n_inputs)} "
+            return (f"will ablate {what} — {how} — on {abl.describe_sample(sample, n_inputs)} "
                     f"({runs} ablated pass{'es' if runs != 1 else ''} over them); measure: {_objective_guess(m)}")
         except ValueError as exc:
             return str(exc)
         except Exception as exc:  # noqa: BLE001
             return friendly(exc)
 
-    app.callback(Output("ablation-result", "data"), Output("ablation-msg", "children"),
-                 Input("ablation-run", "n_clicks"),
-                 State("run-select", "value"), State("layer-select", "value"), State("head-select", "value"),
-                 State("ablation-scope", "value"), State("ablation-mode", "value"), State("ablation-cap", "value"),
-                 State("ablation-selection", "data"),
+    app.callback(Output(ids.ABLATION_RESULT, "data"), Output(ids.ABLATION_MSG, "children"),
+                 Input(ids.ABLATION_RUN, "n_clicks"),
+                 State(ids.RUN_SELECT, "value"), State(ids.LAYER_SELECT, "value"), State(ids.HEAD_SELECT, "value"),
+                 State(ids.ABLATION_SCOPE, "value"), State(ids.ABLATION_MODE, "value"), State(ids.ABLATION_CAP, "value"),
+                 State(ids.ABLATION_SELECTION, "data"),
                  background=True,
-                 progress=[Output("ablation-progress", "value"), Output("ablation-progress", "max"),
-                           Output("ablation-progress-text", "children")],
-                 running=[(Output("ablation-run", "disabled"), True, False),
-                          (Output("ablation-cancel", "disabled"), False, True)],
-                 cancel=[Input("ablation-cancel", "n_clicks")],
+                 progress=[Output(ids.ABLATION_PROGRESS, "value"), Output(ids.ABLATION_PROGRESS, "max"),
+                           Output(ids.ABLATION_PROGRESS_TEXT, "children")],
+                 running=[(Output(ids.ABLATION_RUN, "disabled"), True, False),
+                          (Output(ids.ABLATION_CANCEL, "disabled"), False, True)],
+                 cancel=[Input(ids.ABLATION_CANCEL, "n_clicks")],
                  prevent_initial_call=True)(run_ablation)
 
     app.clientside_callback(
@@ -170,15 +171,15 @@ def register(app, data):
                                                 window.dash_clientside.no_update]; }
             return [p[0], p[1], p[2]];
         }""",
-        Output("ablation-progress", "value", allow_duplicate=True),
-        Output("ablation-progress", "max", allow_duplicate=True),
-        Output("ablation-progress-text", "children", allow_duplicate=True),
-        Input("ablation-result", "data"), prevent_initial_call=True)
+        Output(ids.ABLATION_PROGRESS, "value", allow_duplicate=True),
+        Output(ids.ABLATION_PROGRESS, "max", allow_duplicate=True),
+        Output(ids.ABLATION_PROGRESS_TEXT, "children", allow_duplicate=True),
+        Input(ids.ABLATION_RESULT, "data"), prevent_initial_call=True)
 
-    @app.callback(Output("ablation-table", "children"), Output("ablation-graph", "figure"),
-                  Output("ablation-graph", "style"), Output("ablation-summary", "children"),
-                  Input("ablation-result", "data"), Input("run-select", "value"), Input("ablation-mode", "value"),
-                  Input("analysis-tab", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.ABLATION_TABLE, "children"), Output(ids.ABLATION_GRAPH, "figure"),
+                  Output(ids.ABLATION_GRAPH, "style"), Output(ids.ABLATION_SUMMARY, "children"),
+                  Input(ids.ABLATION_RESULT, "data"), Input(ids.RUN_SELECT, "value"), Input(ids.ABLATION_MODE, "value"),
+                  Input(ids.ANALYSIS_TAB, "value"), prevent_initial_call=True)
     def show(result, run, mode, atab):
         if atab != "ablation" or not run:
             return no_update, no_update, no_update, no_update
@@ -191,8 +192,7 @@ def register(app, data):
                 return (html.Div(f"no {mode}-mode ablation results for this run yet: choose heads and press Run",
                                  className="note"), {}, HIDDEN, "")
             rows = ranked_rows(entry, new)
-            m = data.manifest(run)
-            kind = "images" if is_image(m) else "inputs"
+            kind = "images" if data.info(run).is_image else "inputs"
             summary = (f"{mode} ablation · objective: {entry.get('objective_description', entry.get('objective'))}"
                        f" · {entry.get('n_inputs')} {kind}"
                        + (f" · unablated loss {entry['baseline']:.4f} nats" if entry.get("objective", "").endswith("loss")

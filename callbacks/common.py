@@ -7,43 +7,44 @@ from dash import html
 
 from attention_atlas.dashboard_data import DataError
 from figures.colors import IMAGE_SCHEMES, TEXT_SCHEMES
+from figures.runinfo import RunInfo, as_runinfo
 
 log = logging.getLogger("atlas")
 
 
-def run_info(manifest: dict):
-    """The typed reader of a manifest (figures.runinfo.RunInfo)."""
-    from figures.runinfo import RunInfo
-    return RunInfo.from_manifest(manifest)
+def run_info(manifest) -> RunInfo:
+    """The typed reader of a manifest (figures.runinfo.RunInfo); a RunInfo is returned as is."""
+    return as_runinfo(manifest)
 
 
-def is_image(manifest: dict) -> bool:
-    return run_info(manifest).is_image
+def is_image(run: RunInfo) -> bool:
+    return as_runinfo(run).is_image
 
 
-def schemes_for(manifest: dict) -> dict:
-    return IMAGE_SCHEMES if is_image(manifest) else TEXT_SCHEMES
+def schemes_for(run: RunInfo) -> dict:
+    return IMAGE_SCHEMES if is_image(run) else TEXT_SCHEMES
 
 
 def on(v) -> bool:
     return bool(v) and "on" in v
 
 
-def resolve_variant(manifest: dict, translate: bool, scaled: bool) -> tuple[str, str]:
+def resolve_variant(run: RunInfo, translate: bool, scaled: bool) -> tuple[str, str]:
     """(variant to show, note). Falls back to the unscaled/available variant with a note."""
-    available = manifest.get("variants") or ["translated"]
+    run = as_runinfo(run)
+    available = list(run.variants)
     want = ("translated" if translate else "raw") + ("-scaled" if scaled else "")
     if want in available:
         return want, ""
     if scaled and want.replace("-scaled", "") in available:
-        return want.replace("-scaled", ""), (f"norm scaling was not computed for run {manifest.get('id')!r} "
+        return want.replace("-scaled", ""), (f"norm scaling was not computed for run {run.id!r} "
                                              f"(stored variants: {', '.join(available)}); showing the unscaled embedding")
-    return available[0], (f"variant {want!r} is not stored for run {manifest.get('id')!r}; "
+    return available[0], (f"variant {want!r} is not stored for run {run.id!r}; "
                           f"showing {available[0]!r}")
 
 
-def resolve_projection(manifest: dict, proj: str) -> tuple[str, str]:
-    methods = manifest.get("projections") or ["pca"]
+def resolve_projection(run: RunInfo, proj: str) -> tuple[str, str]:
+    methods = list(as_runinfo(run).projections)
     if proj in methods:
         return proj, ""
     best = next((p for p in ("tsne", "umap", "pca") if p in methods), methods[0])

@@ -8,12 +8,13 @@ import itertools
 import numpy as np
 from dash import Input, Output, State, clientside_callback, html, no_update
 
-from figures.attention import (aggregate_by_position, attention, downsample, hide_and_renormalise, layer_semantics,
+from figures.attention import (aggregate_by_position, attention, downsample, hide_and_renormalise,
                                value_weighted)
 from figures.sentence import (CLS_TEXTS, PAIR_FILTERS, SEP_TEXTS, TokenRoles, below_note, head_colors,  # noqa: F401
                               hidden_keys, hide_options, segments, sentence_lines, token_roles)
 from figures.views import (HEAD_LINE, MODEL_THUMB, attention_heatmap, empty_figure, image_figure,  # noqa: F401
                            model_view_figure, patch_of_point, sentence_figure)
+from layouts import ids
 
 from .common import friendly, input_of_token, is_image, on
 
@@ -25,13 +26,13 @@ _REVISION = itertools.count(1)
 def run_roles(data, run) -> TokenRoles | None:
     """The run's special tokens by role (manifest ``model.special_tokens`` + where they occur);
     old manifests without ``special_tokens``: the historical name sets. None for image runs."""
-    m = data.manifest(run)
+    m = data.info(run)
     if is_image(m):
         return None
 
     def build():
         tokens = data.tokens(run)
-        return token_roles(m.get("model", {}).get("special_tokens"), tokens.arrays["text"],
+        return token_roles(m.special_tokens, tokens.arrays["text"],
                            tokens.arrays["position"])
     return data.misc_cache.get(("roles", run), build)
 
@@ -69,14 +70,14 @@ def head_attention(data, run, layer, head, input_id, tokens):
     (encoder–decoder heads: their side's rows — a cross head's queries are the input's target
     tokens, its keys the source tokens), attention recomputed from the stored q/k with the layer's
     semantics; (None, None, None) when the head's q/k are not stored yet."""
-    m = data.manifest(run)
+    m = data.info(run)
     qk = data.qk(run, layer, head)
     if qk is None:
         return None, None, None
     sd = tokens.sides(m, layer)
     q_rows = tokens.side_rows(input_id, int(sd.kind in ("decoder", "cross")))
     k_rows = tokens.side_rows(input_id, int(sd.kind == "decoder"))
-    a = attention(qk[0][q_rows - sd.q_off], qk[1][k_rows - sd.k_off], **layer_semantics(m["model"], layer, head))
+    a = attention(qk[0][q_rows - sd.q_off], qk[1][k_rows - sd.k_off], **m.layer_semantics(layer, head))
     return q_rows, k_rows, a
 
 
@@ -89,17 +90,17 @@ def input_attention(data, run, layer, head, input_id, tokens):
 def _input_vnorm(data, run, layer, head, input_id, rows):
     """‖v‖ of every token of one input for this head (stored norms, else the live model; cached)."""
     from analysis.values import input_value_norms
-    m = data.manifest(run)
+    m = data.info(run)
     norms = data.misc_cache.get(("vnorm", run, input_id), lambda: input_value_norms(
-        m, data.store(), input_id, m["layers"], rows))
+        m, data.store(), input_id, m.layers, rows))
     return np.asarray(norms[int(layer)][int(head)], np.float64)
 
 
 def _run_vnorm(data, run, layer, head):
     """‖v‖ of every token of the run for this head (all inputs: the aggregate view)."""
     from analysis.values import run_value_norms
-    m = data.manifest(run)
-    norms = data.misc_cache.get(("vnorm-run", run), lambda: run_value_norms(m, data.store(), m["layers"]))
+    m = data.info(run)
+    norms = data.misc_cache.get(("vnorm-run", run), lambda: run_value_norms(m, data.store(), m.layers))
     return np.asarray(norms[int(layer)][int(head)], np.float64)
 
 
@@ -110,15 +111,15 @@ def _vnorm_problem(exc: Exception) -> str:
 
 
 def aggregate_matrix(data, run, layer, head, tokens, length, vnorm=None):
-    m = data.manifest(run)
+    m = data.info(run)
     max_len = int(min(512, max(np.asarray(tokens.arrays["input_length"]).max(), length)))
 
     def build():
         qk = data.qk(run, layer, head)
         if qk is None:
             return None
-        return aggregate_by_position(qk[0], qk[1], tokens.index, float(m["model"]["scale"]),
-                                     bool(m["model"].get("causal")), max_len, vnorm, layer_semantics(m["model"], layer, head))
+        return aggregate_by_position(qk[0], qk[1], tokens.index, m.scale,
+                                     m.causal, max_len, vnorm, m.layer_semantics(layer, head))
     agg = data.misc_cache.get(("agg", run, layer, head, max_len, vnorm is not None), build)
     if agg is None:
         return None
@@ -135,23 +136,23 @@ def register(app, data):
             return [s("sentence"), s("image"), s("model")];
         }
         """,
-        Output("sentence-view", "style"), Output("image-view", "style"), Output("model-view", "style"),
-        Input("detail-tab", "value"))
+        Output(ids.SENTENCE_VIEW, "style"), Output(ids.IMAGE_VIEW, "style"), Output(ids.MODEL_VIEW, "style"),
+        Input(ids.DETAIL_TAB, "value"))
 
-    @app.callback(Output("hide-select", "options"), Output("sentence-heads", "options"),
-                  Output("sentence-pair-ctl", "style"), Output("sentence-hide-note", "children"),
-                  Input("run-select", "value"), Input("head-select", "value"))
+    @app.callback(Output(ids.HIDE_SELECT, "options"), Output(ids.SENTENCE_HEADS, "options"),
+                  Output(ids.SENTENCE_PAIR_CTL, "style"), Output(ids.SENTENCE_HIDE_NOTE, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.HEAD_SELECT, "value"))
     def detail_controls(run, head):
         """Per run: the hide options named after the run's own special tokens, the head checklist
         of the layer (one colour per head), and the sentence A/B filter when the run has pairs."""
         if not run:
             return no_update, no_update, no_update, no_update
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             if is_image(m):
                 return hide_options(None)[:1], [], HIDE, ""
             roles = run_roles(data, run)
-            heads = list(m["heads"])
+            heads = list(m.heads)
             colours = head_colors(heads, heads)
             opts = [{"label": html.Span([html.Span(className="sw", style={"background": colours[h]}),
                                          f"H{h}" + (" (current, always drawn)" if h == head else "")],
@@ -165,45 +166,45 @@ def register(app, data):
         except Exception as exc:  # noqa: BLE001
             return no_update, no_update, no_update, friendly(exc)
 
-    @app.callback(Output("sentence-heads", "value", allow_duplicate=True),
-                  Input("sentence-heads-all", "n_clicks"), Input("sentence-heads-none", "n_clicks"),
-                  State("run-select", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.SENTENCE_HEADS, "value", allow_duplicate=True),
+                  Input(ids.SENTENCE_HEADS_ALL, "n_clicks"), Input(ids.SENTENCE_HEADS_NONE, "n_clicks"),
+                  State(ids.RUN_SELECT, "value"), prevent_initial_call=True)
     def all_heads(n_all, n_none, run):
         from dash import ctx
-        if ctx.triggered_id == "sentence-heads-none":
+        if ctx.triggered_id == ids.SENTENCE_HEADS_NONE:
             return []
         try:
-            return [str(h) for h in data.manifest(run)["heads"]]
+            return [str(h) for h in data.info(run).heads]
         except Exception:  # noqa: BLE001
             return no_update
 
-    @app.callback(Output("sentence-graph", "figure"), Output("sentence-info", "children"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("token-store", "data"), Input("focus-store", "data"), Input("hide-select", "value"),
-                  Input("sentence-mode", "value"), Input("detail-tab", "value"), Input("matrix-painted", "data"),
-                  Input("vnorm-toggle", "value"), Input("sentence-heads", "value"), Input("sentence-pair", "value"),
+    @app.callback(Output(ids.SENTENCE_GRAPH, "figure"), Output(ids.SENTENCE_INFO, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.TOKEN_STORE, "data"), Input(ids.FOCUS_STORE, "data"), Input(ids.HIDE_SELECT, "value"),
+                  Input(ids.SENTENCE_MODE, "value"), Input(ids.DETAIL_TAB, "value"), Input(ids.MATRIX_PAINTED, "data"),
+                  Input(ids.VNORM_TOGGLE, "value"), Input(ids.SENTENCE_HEADS, "value"), Input(ids.SENTENCE_PAIR, "value"),
                   prevent_initial_call=True)
     def draw_sentence(run, layer, head, token, focus, hide, mode, tab, painted=True, vnorm=None, extra=None,
                       pair=None):
         if tab != "sentence" or not run or layer is None or head is None or not painted:
             return no_update, no_update
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             if is_image(m):
                 return empty_figure("Sentence View is for text runs; this is an image run (see Image View)"), ""
             return sentence_view(data, run, layer, head, token, focus, hide, mode, on(vnorm), extra, pair)
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc)), friendly(exc)
 
-    @app.callback(Output("image-graph", "figure"), Output("image-info", "children"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("token-store", "data"), Input("image-mode", "value"), Input("detail-tab", "value"),
-                  Input("matrix-painted", "data"), Input("vnorm-toggle", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.IMAGE_GRAPH, "figure"), Output(ids.IMAGE_INFO, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.TOKEN_STORE, "data"), Input(ids.IMAGE_MODE, "value"), Input(ids.DETAIL_TAB, "value"),
+                  Input(ids.MATRIX_PAINTED, "data"), Input(ids.VNORM_TOGGLE, "value"), prevent_initial_call=True)
     def draw_image(run, layer, head, token, mode, tab, painted=True, vnorm=None):
         if tab != "image" or not run or layer is None or head is None or not painted:
             return no_update, no_update
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             if not is_image(m):
                 return empty_figure("Image View is for image runs; this is a text run"), ""
             tokens = data.tokens(run)
@@ -254,8 +255,8 @@ def register(app, data):
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc)), friendly(exc)
 
-    @app.callback(Output("patch-zoom", "src"), Input("image-graph", "hoverData"), State("run-select", "value"),
-                  State("token-store", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.PATCH_ZOOM, "src"), Input(ids.IMAGE_GRAPH, "hoverData"), State(ids.RUN_SELECT, "value"),
+                  State(ids.TOKEN_STORE, "data"), prevent_initial_call=True)
     def zoom_patch(hover, run, token):
         try:
             pt = (hover or {}).get("points", [{}])[0]
@@ -277,32 +278,32 @@ def register(app, data):
         except Exception:  # noqa: BLE001
             return no_update
 
-    @app.callback(Output("model-graph", "figure"), Output("model-info", "children"),
-                  Input("run-select", "value"), Input("token-store", "data"), Input("detail-tab", "value"),
-                  Input("matrix-painted", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.MODEL_GRAPH, "figure"), Output(ids.MODEL_INFO, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.TOKEN_STORE, "data"), Input(ids.DETAIL_TAB, "value"),
+                  Input(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
     def draw_model(run, token, tab, painted=True):
         if tab != "model" or not run or not painted:
             return no_update, no_update
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             tokens = data.tokens(run)
             input_id, _ = input_of_token(tokens, token)
 
             def build():
                 pats = {}
-                for layer in m["layers"]:
-                    for head in m["heads"]:
+                for layer in m.layers:
+                    for head in m.heads:
                         rows, a = input_attention(data, run, layer, head, input_id, tokens)
                         if a is not None:
                             pats[(layer, head)] = downsample(a, MODEL_THUMB).astype(np.float32)
                 return pats
             pats = data.misc_cache.get(("model", run, input_id), build)
             n = len(tokens.index.rows(input_id))
-            fig = model_view_figure(pats, m["layers"], m["heads"], MODEL_THUMB,
+            fig = model_view_figure(pats, m.layers, m.heads, MODEL_THUMB,
                                     f"input {input_id}: attention pattern of every head (rows = queries, columns = keys"
                                     + (f"; {n} tokens shown as {MODEL_THUMB}×{MODEL_THUMB} block means" if n > MODEL_THUMB else "")
                                     + "; each thumbnail scaled to its own max)")
-            return fig, f"{len(pats)} of {len(m['layers']) * len(m['heads'])} heads · click a thumbnail to open that head"
+            return fig, f"{len(pats)} of {len(m.layers) * len(m.heads)} heads · click a thumbnail to open that head"
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc)), friendly(exc)
 
@@ -317,11 +318,11 @@ def _pair_info(words, segs, pair) -> str:
 def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=False, extra=None, pair=None):
     """(figure, info line) of the Sentence View: lines of one or several heads of ``layer``,
     a heatmap of the current head, or the aggregate by position."""
-    m = data.manifest(run)
+    m = data.info(run)
     tokens = data.tokens(run)
     input_id, tok = input_of_token(tokens, token)
     roles = run_roles(data, run)
-    heads = chosen_heads(head, extra, list(m["heads"]))
+    heads = chosen_heads(head, extra, list(m.heads))
     attn = {}
     rows = k_rows = None
     for h in heads:
@@ -414,7 +415,7 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
             0 <= int(focus.get("pos", -1)) < (len(k_rows) if focus.get("side") == "key" else n):
         f = (focus.get("side", "query"), int(focus["pos"]))
     model = sentence_lines(words, attn, sorted(hidden), f, pair, segs,
-                           colors=(head_colors(heads, list(m["heads"])) if several else {head: HEAD_LINE}),
+                           colors=(head_colors(heads, list(m.heads)) if several else {head: HEAD_LINE}),
                            key_words=key_words)
     use_heatmap = mode == "heatmap" or (mode in (None, "auto") and n > AUTO_HEATMAP_ABOVE)
     if use_heatmap:

@@ -21,6 +21,7 @@ from figures.export import (Table, arrows_table, attention_table, concat_tables,
                             html_snapshot, image_table, matrix_table, single_table, snapshot_payload_figures, to_csv)
 from figures.search import search_tokens
 from layouts.export import views
+from layouts import ids
 
 from .common import friendly, input_of_token, is_image, on, resolve_projection, resolve_variant
 
@@ -28,14 +29,14 @@ MAX_CSV_ROWS = 1_000_000          # larger tables are refused with a message (ne
 MAX_UPLOAD_CHARS = 15_000_000     # figures sent up for an HTML snapshot
 VECTOR_SVG_MAX_POINTS = 60_000    # WebGL scatter points redrawn as SVG markers up to this many
 
-STATE = [State("run-select", "value"), State("layer-select", "value"), State("head-select", "value"),
-         State("projection-select", "value"), State("dim-select", "value"), State("translate-toggle", "value"),
-         State("scaled-toggle", "value"), State("lod-select", "value"), State("sort-select", "value"),
-         State("rho-threshold", "value"), State("search-input", "value"), State("regex-toggle", "value"),
-         State("token-store", "data"), State("export-all", "value"), State("sentence-mode", "value"),
-         State("hide-select", "value"), State("image-mode", "value"), State("vnorm-toggle", "value"),
-         State("matrix-meta", "data"), State("sentence-heads", "value"), State("sentence-pair", "value"),
-         State("kind-select", "value")]
+STATE = [State(ids.RUN_SELECT, "value"), State(ids.LAYER_SELECT, "value"), State(ids.HEAD_SELECT, "value"),
+         State(ids.PROJECTION_SELECT, "value"), State(ids.DIM_SELECT, "value"), State(ids.TRANSLATE_TOGGLE, "value"),
+         State(ids.SCALED_TOGGLE, "value"), State(ids.LOD_SELECT, "value"), State(ids.SORT_SELECT, "value"),
+         State(ids.RHO_THRESHOLD, "value"), State(ids.SEARCH_INPUT, "value"), State(ids.REGEX_TOGGLE, "value"),
+         State(ids.TOKEN_STORE, "data"), State(ids.EXPORT_ALL, "value"), State(ids.SENTENCE_MODE, "value"),
+         State(ids.HIDE_SELECT, "value"), State(ids.IMAGE_MODE, "value"), State(ids.VNORM_TOGGLE, "value"),
+         State(ids.MATRIX_META, "data"), State(ids.SENTENCE_HEADS, "value"), State(ids.SENTENCE_PAIR, "value"),
+         State(ids.KIND_SELECT, "value")]
 STATE_NAMES = ["run", "layer", "head", "proj", "dim", "translate", "scaled", "lod", "sort", "rho", "query", "regex",
                "token", "all", "smode", "hide", "imode", "vnorm", "meta", "sheads", "pair", "kind"]
 
@@ -52,7 +53,7 @@ def _check_rows(n: int, what: str):
 
 # ---------------------------------------------------------------------------- per-view tables
 def _head_ok(m, layer, head):
-    if layer not in m["layers"] or head not in m["heads"]:
+    if layer not in m.layers or head not in m.heads:
         raise ExportError(f"L{layer} H{head} is not in this run")
 
 
@@ -81,13 +82,13 @@ def matrix_export(data, s) -> tuple[Table, list]:
 
 def single_export(data, s) -> tuple[Table, list]:
     run, layer, head = s["run"], s["layer"], s["head"]
-    m = data.manifest(run)
+    m = data.info(run)
     _head_ok(m, layer, head)
     variant, note_v = resolve_variant(m, on(s["translate"]), on(s["scaled"]))
     method, note_p = resolve_projection(m, s["proj"])
     dim = int(s["dim"] or 2)
-    if dim not in (m.get("dims") or [2]):
-        dim = (m.get("dims") or [2])[0]
+    if dim not in m.dims:
+        dim = m.dims[0]
     tokens = data.tokens(run)
     sd = tokens.sides(m, layer)
     _check_rows(sd.n_points, "the Single View's points")
@@ -144,7 +145,7 @@ def sentence_matrix(data, run, layer, head, token, hide, mode, vnorm=False, key_
     from figures.attention import value_weighted
 
     from .detail import AUTO_HEATMAP_ABOVE, aggregate_matrix, head_attention, hidden_keys, run_roles
-    m = data.manifest(run)
+    m = data.info(run)
     if is_image(m):
         raise ExportError("the Sentence View is for text runs; this is an image run (export the Image View)")
     tokens = data.tokens(run)
@@ -205,10 +206,10 @@ def sentence_export(data, s) -> tuple[Table, list]:
     from figures.sentence import PAIR_FILTERS, pair_mask, segments
 
     from .detail import chosen_heads, run_roles
-    m = data.manifest(s["run"])
+    m = data.info(s["run"])
     _head_ok(m, s["layer"], s["head"])
     aggregate = s["smode"] == "aggregate"
-    heads = [s["head"]] if aggregate else chosen_heads(s["head"], s.get("sheads"), list(m["heads"]))
+    heads = [s["head"]] if aggregate else chosen_heads(s["head"], s.get("sheads"), list(m.heads))
     tables, comments = [], []
     input_id = None
     for head in heads:
@@ -242,16 +243,16 @@ def model_export(data, s) -> tuple[Table, list]:
 
     from .detail import head_attention
     run = s["run"]
-    m = data.manifest(run)
+    m = data.info(run)
     tokens = data.tokens(run)
     input_id, _ = input_of_token(tokens, s["token"])
     rows = tokens.index.rows(input_id)
-    n_heads = len(m["layers"]) * len(m["heads"])
+    n_heads = len(m.layers) * len(m.heads)
     _check_rows(n_heads * len(rows) ** 2, f"the attention of {n_heads} heads on input {input_id}")
     parts, missing = [], []
-    kinds = any(layer_kind(m, l) != "self" for l in m["layers"])
-    for layer in m["layers"]:
-        for head in m["heads"]:
+    kinds = any(layer_kind(m, l) != "self" for l in m.layers)
+    for layer in m.layers:
+        for head in m.heads:
             q_rows, k_rows, a = head_attention(data, run, layer, head, input_id, tokens)
             if a is None:
                 missing.append(f"L{layer} H{head}")
@@ -269,7 +270,7 @@ def model_export(data, s) -> tuple[Table, list]:
 def image_export(data, s) -> tuple[Table, list]:
     from .detail import input_attention
     run, layer, head = s["run"], s["layer"], s["head"]
-    m = data.manifest(run)
+    m = data.info(run)
     _head_ok(m, layer, head)
     if not is_image(m):
         raise ExportError("the Image View is for image runs; this is a text run")
@@ -334,8 +335,8 @@ def _provenance(data, run, label, search) -> list[str]:
     model = ""
     if run:
         try:
-            m = data.manifest(run)
-            model = f" ({m.get('model', {}).get('name', '?')})"
+            m = data.info(run)
+            model = f" ({m.model_name})"
         except DataError:
             pass
     return [f"Attention Atlas export: {label} · run {run}{model} · {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
@@ -482,13 +483,13 @@ def register(app, data):
     js = (_CLIENT.replace("__VIEWS__", json.dumps(client_views())).replace("__MAXUP__", str(MAX_UPLOAD_CHARS))
           .replace("__MAXVEC__", str(VECTOR_SVG_MAX_POINTS)))
     clientside_callback(
-        js, Output("export-msg", "children"), Output("export-request", "data"),
-        Input("export-png", "n_clicks"), Input("export-svg", "n_clicks"), Input("export-html", "n_clicks"),
-        Input("export-csv", "n_clicks"), State("export-view", "value"), State("run-select", "value"),
-        State("layer-select", "value"), State("head-select", "value"), prevent_initial_call=True)
+        js, Output(ids.EXPORT_MSG, "children"), Output(ids.EXPORT_REQUEST, "data"),
+        Input(ids.EXPORT_PNG, "n_clicks"), Input(ids.EXPORT_SVG, "n_clicks"), Input(ids.EXPORT_HTML, "n_clicks"),
+        Input(ids.EXPORT_CSV, "n_clicks"), State(ids.EXPORT_VIEW, "value"), State(ids.RUN_SELECT, "value"),
+        State(ids.LAYER_SELECT, "value"), State(ids.HEAD_SELECT, "value"), prevent_initial_call=True)
 
-    @app.callback(Output("export-download", "data"), Output("export-msg", "children", allow_duplicate=True),
-                  Input("export-request", "data"), *STATE, prevent_initial_call=True)
+    @app.callback(Output(ids.EXPORT_DOWNLOAD, "data"), Output(ids.EXPORT_MSG, "children", allow_duplicate=True),
+                  Input(ids.EXPORT_REQUEST, "data"), *STATE, prevent_initial_call=True)
     def export(req, *values):
         if not req or req.get("kind") not in ("html", "csv"):
             return no_update, no_update

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import Input, Output, no_update
 
 from analysis.faithfulness import filter_label, order_figure_id
+from layouts import ids
 
 from .common import on, resolve_projection, resolve_variant
 
@@ -15,7 +16,7 @@ def filter_label_for(data, run: str, sort: str | None, proj: str | None, transla
     fid = order_figure_id(sort)
     if fid is None:
         return filter_label(None)
-    m = data.manifest(run)
+    m = data.info(run)
     variant, _ = resolve_variant(m, on(translate), on(scaled))
     method, _ = resolve_projection(m, proj)
     scores, entry, _ = data.figure_scores(run, fid, variant, method)
@@ -23,9 +24,9 @@ def filter_label_for(data, run: str, sort: str | None, proj: str | None, transla
 
 
 def register(app, data):
-    @app.callback(Output("rho-threshold-label", "children"), Input("sort-select", "value"),
-                  Input("run-select", "value"), Input("projection-select", "value"), Input("translate-toggle", "value"),
-                  Input("scaled-toggle", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.RHO_THRESHOLD_LABEL, "children"), Input(ids.SORT_SELECT, "value"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
+                  Input(ids.SCALED_TOGGLE, "value"), prevent_initial_call=True)
     def label_filter(sort, run, proj, translate, scaled):
         if not run:
             return no_update

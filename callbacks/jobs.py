@@ -19,6 +19,7 @@ from dash import ALL, Input, Output, State, clientside_callback, ctx, no_update
 from dash.exceptions import PreventUpdate
 
 from attention_atlas.dashboard_data import DataError
+from layouts import ids
 
 _UPLOAD_CHECK = """
 function(contents, filename, cfg) {
@@ -69,14 +70,13 @@ def _run_summaries(data, runs, entries=()):
     out = []
     for r in runs:
         try:
-            m = data.manifest(r)
+            m = data.info(r)
             st = data.status(r)
         except DataError:
             out.append({"id": r, "status": "unreadable"})
             continue
         status = "complete" if st["status"] == "complete" else f"partial {st['heads_done']}/{st['heads_total']}"
-        out.append({"id": r, "model": m.get("model", {}).get("name", "?"),
-                    "corpus": corpus_label.get(r) or m.get("corpus", {}).get("name", "?"), "status": status})
+        out.append({"id": r, "model": m.model_name, "corpus": corpus_label.get(r) or m.corpus_name, "status": status})
     return out
 
 
@@ -101,9 +101,9 @@ def register(app, data):
         return Registry(settings.jobs_path)
 
     # ------------------------------------------------------------------ form choices and limits
-    @app.callback(Output("jobs-model", "options"), Output("jobs-corpus", "options"), Output("jobs-limits", "children"),
-                  Output("jobs-config", "data"), Output("jobs-max-tokens", "placeholder"),
-                  Input("analysis-tab", "value"), State("jobs-corpus", "options"))
+    @app.callback(Output(ids.JOBS_MODEL, "options"), Output(ids.JOBS_CORPUS, "options"), Output(ids.JOBS_LIMITS, "children"),
+                  Output(ids.JOBS_CONFIG, "data"), Output(ids.JOBS_MAX_TOKENS, "placeholder"),
+                  Input(ids.ANALYSIS_TAB, "value"), State(ids.JOBS_CORPUS, "options"))
     def form_choices(tab, corpus_options):
         limits = (f"limits on this server: at most {settings.job_max_tokens} tokens per run, uploads up to "
                   f"{human_size(settings.upload_max_bytes)}; model folders under "
@@ -118,15 +118,15 @@ def register(app, data):
                 f"≤ {settings.job_max_tokens}")
 
     # ------------------------------------------------------------------ upload
-    clientside_callback(_UPLOAD_CHECK, Output("jobs-upload-raw", "data"), Output("jobs-upload-msg", "children"),
-                        Input("jobs-upload", "contents"), State("jobs-upload", "filename"), State("jobs-config", "data"),
+    clientside_callback(_UPLOAD_CHECK, Output(ids.JOBS_UPLOAD_RAW, "data"), Output(ids.JOBS_UPLOAD_MSG, "children"),
+                        Input(ids.JOBS_UPLOAD, "contents"), State(ids.JOBS_UPLOAD, "filename"), State(ids.JOBS_CONFIG, "data"),
                         prevent_initial_call=True)
 
-    @app.callback(Output("jobs-upload-msg", "children", allow_duplicate=True),
-                  Output("jobs-corpus", "options", allow_duplicate=True),
-                  Output("jobs-corpus", "value", allow_duplicate=True),
-                  Output("jobs-corpus-path", "value", allow_duplicate=True),
-                  Input("jobs-upload-raw", "data"), State("jobs-text-column", "value"), State("jobs-corpus", "options"),
+    @app.callback(Output(ids.JOBS_UPLOAD_MSG, "children", allow_duplicate=True),
+                  Output(ids.JOBS_CORPUS, "options", allow_duplicate=True),
+                  Output(ids.JOBS_CORPUS, "value", allow_duplicate=True),
+                  Output(ids.JOBS_CORPUS_PATH, "value", allow_duplicate=True),
+                  Input(ids.JOBS_UPLOAD_RAW, "data"), State(ids.JOBS_TEXT_COLUMN, "value"), State(ids.JOBS_CORPUS, "options"),
                   prevent_initial_call=True)
     def store_upload(raw, column, options):
         if not raw or not isinstance(raw, dict):
@@ -143,13 +143,13 @@ def register(app, data):
                 f"under a new random name{warn}", opts, info["token"], "")
 
     # ------------------------------------------------------------------ start
-    @app.callback(Output("jobs-request", "data"), Output("jobs-msg", "children"),
-                  Input("jobs-start", "n_clicks"),
-                  State("jobs-model", "value"), State("jobs-model-path", "value"),
-                  State("jobs-corpus", "value"), State("jobs-corpus-path", "value"),
-                  State("jobs-text-column", "value"), State("jobs-projections", "value"), State("jobs-dims", "value"),
-                  State("jobs-variants", "value"), State("jobs-layers", "value"), State("jobs-heads", "value"),
-                  State("jobs-max-tokens", "value"), State("jobs-target-column", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.JOBS_REQUEST, "data"), Output(ids.JOBS_MSG, "children"),
+                  Input(ids.JOBS_START, "n_clicks"),
+                  State(ids.JOBS_MODEL, "value"), State(ids.JOBS_MODEL_PATH, "value"),
+                  State(ids.JOBS_CORPUS, "value"), State(ids.JOBS_CORPUS_PATH, "value"),
+                  State(ids.JOBS_TEXT_COLUMN, "value"), State(ids.JOBS_PROJECTIONS, "value"), State(ids.JOBS_DIMS, "value"),
+                  State(ids.JOBS_VARIANTS, "value"), State(ids.JOBS_LAYERS, "value"), State(ids.JOBS_HEADS, "value"),
+                  State(ids.JOBS_MAX_TOKENS, "value"), State(ids.JOBS_TARGET_COLUMN, "value"), prevent_initial_call=True)
     def start(n, model, model_path, corpus, corpus_path, column, projections, dims, variants, layers, heads,
               max_tokens, target=None):
         if not n:
@@ -181,23 +181,23 @@ def register(app, data):
         return {"job": job_id, "n": n}, f"job {job_id} queued: {labels['model']} on {labels['corpus']}"
 
     # ------------------------------------------------------------------ the background job
-    app.callback(Output("jobs-result", "data"), Input("jobs-request", "data"),
+    app.callback(Output(ids.JOBS_RESULT, "data"), Input(ids.JOBS_REQUEST, "data"),
                  background=True, interval=1000, prevent_initial_call=True,
-                 progress=[Output("jobs-bar", "value"), Output("jobs-bar-label", "children")],
-                 running=[(Output("jobs-start", "disabled"), True, False),
-                          (Output("jobs-cancel", "disabled"), False, True)],
-                 cancel=[Input("jobs-cancel", "n_clicks")])(run_in_background)
+                 progress=[Output(ids.JOBS_BAR, "value"), Output(ids.JOBS_BAR_LABEL, "children")],
+                 running=[(Output(ids.JOBS_START, "disabled"), True, False),
+                          (Output(ids.JOBS_CANCEL, "disabled"), False, True)],
+                 cancel=[Input(ids.JOBS_CANCEL, "n_clicks")])(run_in_background)
 
     # ------------------------------------------------------------------ everyone's jobs, run list
     # The tick writes only to this tab's own components (and two stores when there is news): an
     # output of a callback in flight is marked "loading" by Dash, and the Run dropdown must not
     # flicker every 2 s, so run-select and the progress bar are set by callbacks of their own.
-    @app.callback(Output("jobs-table", "children"), Output("jobs-status", "children"), Output("jobs-gen", "data"),
-                  Output("jobs-runs", "children"), Output("jobs-push-runs", "data"), Output("jobs-push-bar", "data"),
+    @app.callback(Output(ids.JOBS_TABLE, "children"), Output(ids.JOBS_STATUS, "children"), Output(ids.JOBS_GEN, "data"),
+                  Output(ids.JOBS_RUNS, "children"), Output(ids.JOBS_PUSH_RUNS, "data"), Output(ids.JOBS_PUSH_BAR, "data"),
                   # not jobs-result: Dash holds back a callback while one of its inputs is the output of a
                   # callback still running, and the background job is one (the registry tells the end too)
-                  Input("jobs-tick", "n_intervals"), Input("jobs-request", "data"),
-                  State("jobs-gen", "data"), State("run-select", "options"), State("run-select", "value"),
+                  Input(ids.JOBS_TICK, "n_intervals"), Input(ids.JOBS_REQUEST, "data"),
+                  State(ids.JOBS_GEN, "data"), State(ids.RUN_SELECT, "options"), State(ids.RUN_SELECT, "value"),
                   prevent_initial_call=False)
     def tick(_n, request, seen, run_options, run_value):
         from callbacks.state import _run_label
@@ -264,25 +264,25 @@ def register(app, data):
         out_mine = mine if seen.get("mine") != mine or initial else no_update
         return out_table, out_mine, new_seen, out_runs, push_runs, push_bar
 
-    @app.callback(Output("run-select", "options", allow_duplicate=True),
-                  Output("run-select", "value", allow_duplicate=True),
-                  Input("jobs-push-runs", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.RUN_SELECT, "options", allow_duplicate=True),
+                  Output(ids.RUN_SELECT, "value", allow_duplicate=True),
+                  Input(ids.JOBS_PUSH_RUNS, "data"), prevent_initial_call=True)
     def push_runs_to_dropdown(push):
         if not isinstance(push, dict) or not push:
             raise PreventUpdate
         return push.get("options", no_update), push.get("value", no_update)
 
-    @app.callback(Output("jobs-bar", "value", allow_duplicate=True),
-                  Output("jobs-bar-label", "children", allow_duplicate=True),
-                  Input("jobs-push-bar", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.JOBS_BAR, "value", allow_duplicate=True),
+                  Output(ids.JOBS_BAR_LABEL, "children", allow_duplicate=True),
+                  Input(ids.JOBS_PUSH_BAR, "data"), prevent_initial_call=True)
     def push_end_to_bar(push):
         if not isinstance(push, dict):
             raise PreventUpdate
         return push.get("value", no_update), push.get("label", no_update)
 
     # ------------------------------------------------------------------ cancel from the list
-    @app.callback(Output("jobs-msg", "children", allow_duplicate=True),
-                  Input({"type": "jobs-row-cancel", "job": ALL}, "n_clicks"), prevent_initial_call=True)
+    @app.callback(Output(ids.JOBS_MSG, "children", allow_duplicate=True),
+                  Input({"type": ids.JOBS_ROW_CANCEL_TYPE, "job": ALL}, "n_clicks"), prevent_initial_call=True)
     def cancel_row(_clicks):
         trig = ctx.triggered_id
         if not trig or not any((t.get("value") or 0) for t in ctx.triggered):

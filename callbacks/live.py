@@ -18,6 +18,7 @@ from dash import Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
 
 from attention_atlas.dashboard_data import DataError
+from layouts import ids
 
 POLL_MS = 3000
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -64,21 +65,18 @@ def progress_text(value: dict) -> str:
 
 def run_info_text(data, run_id, value: dict) -> str:
     """The run-info line (same first part as callbacks/state.py writes) with the run's progress."""
-    from callbacks.common import is_image
-
-    m = data.manifest(run_id)
-    model, corpus = m.get("model", {}), m.get("corpus", {})
-    return (f"{model.get('name', '?')} · {len(m['layers'])} layers × {len(m['heads'])} heads"
-            f"{' · causal' if model.get('causal') else ''} · {corpus.get('n_tokens', '?')} "
-            + (f"source + {corpus['n_target_tokens']} target ({corpus.get('targets', 'given')}) "
-               if corpus.get("n_target_tokens") else "") + "tokens in "
-            f"{corpus.get('n_inputs', '?')} {'images' if is_image(m) else 'inputs'} · " + progress_text(value))
+    m = data.info(run_id)
+    return (f"{m.model_name} · {len(m.layers)} layers × {len(m.heads)} heads"
+            f"{' · causal' if m.causal else ''} · {'?' if m.n_tokens is None else m.n_tokens} "
+            + (f"source + {m.n_target_tokens} target ({m.targets or 'given'}) "
+               if m.n_target_tokens else "") + "tokens in "
+            f"{'?' if m.n_inputs is None else m.n_inputs} {'images' if m.is_image else 'inputs'} · " + progress_text(value))
 
 
 def register(app, data):
-    @app.callback(Output("run-progress", "data"), Output("run-info", "children", allow_duplicate=True),
-                  Input("run-progress-tick", "n_intervals"), Input("run-select", "value"),
-                  State("run-progress", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.RUN_PROGRESS, "data"), Output(ids.RUN_INFO, "children", allow_duplicate=True),
+                  Input(ids.RUN_PROGRESS_TICK, "n_intervals"), Input(ids.RUN_SELECT, "value"),
+                  State(ids.RUN_PROGRESS, "data"), prevent_initial_call=True)
     def poll(_n, run_id, previous):
         value = update(data, run_id, previous)
         if value is None:

@@ -14,15 +14,16 @@ from figures.matrix import (FADE, overlay_figure, cell_hover, faithfulness_note,
                             overlay_colors, overlay_points, ring_points)
 from figures.search import search_tokens
 from figures.views import empty_figure
+from layouts import ids
 
 EMPTY_OVERLAY = {"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
                                         "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
 
 from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
 
-DATA_INPUTS = [Input("run-select", "value"), Input("projection-select", "value"), Input("translate-toggle", "value"),
-               Input("scaled-toggle", "value"), Input("lod-select", "value"), Input("sort-select", "value"),
-               Input("rho-threshold", "value"), Input("kind-select", "value")]
+DATA_INPUTS = [Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
+               Input(ids.SCALED_TOGGLE, "value"), Input(ids.LOD_SELECT, "value"), Input(ids.SORT_SELECT, "value"),
+               Input(ids.RHO_THRESHOLD, "value"), Input(ids.KIND_SELECT, "value")]
 DATA_STATES = [State(i.component_id, i.component_property) for i in DATA_INPUTS]
 AGREEMENT_LEGEND = (distortion_definition(AGREEMENT_K) + " Matrix View: each head's own 2D picture; Single View: the "
                     "picture shown (2D or 3D).")
@@ -32,20 +33,20 @@ SEL_SHARE = 4  # the selected input's overlay may use at most budget / SEL_SHARE
 def resolved_per_head(data, run, lod, cost=None, meta=None) -> tuple[int, int]:
     """(points per head, budget) of the level of detail ``lod`` ('auto' or a count; 0 = all). An
     automatic level reuses what the drawn view chose (``meta``) so clicks map onto the same points."""
-    m = data.manifest(run)
+    m = data.info(run)
     if lod not in ("auto", None):
         return int(lod), 0
     if meta and meta.get("run") == run and meta.get("lod") in ("auto", None) and "pph" in meta:
         return int(meta["pph"]), int(meta.get("budget", 0))
     budget = budget_from_cost(cost)
-    n_heads = len(m["layers"]) * len(m["heads"])
+    n_heads = len(m.layers) * len(m.heads)
     return points_per_head("auto", n_heads, data.tokens(run).n, budget), budget
 
 
 def matrix_data(data, run, proj, translate, scaled, lod, sort, rho, cost=None, meta=None, kind=None):
-    """(manifest, MatrixData, notes) of the Matrix View for these controls (``kind``: the grid of
+    """(RunInfo, MatrixData, notes) of the Matrix View for these controls (``kind``: the grid of
     one head kind of an encoder–decoder run, figures.encdec)."""
-    m = data.manifest(run)
+    m = data.info(run)
     variant, note_v = resolve_variant(m, on(translate), on(scaled))
     method, note_p = resolve_projection(m, proj)
     pph, budget = resolved_per_head(data, run, lod, cost, meta)
@@ -62,7 +63,7 @@ def _coords_of(data, run, m, translate, scaled, proj):
 
 def _view(data, run, translate, scaled, proj):
     """(variant, method) the Matrix View shows."""
-    m = data.manifest(run)
+    m = data.info(run)
     return resolve_variant(m, on(translate), on(scaled))[0], resolve_projection(m, proj)[0]
 
 
@@ -149,7 +150,7 @@ def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, que
     sel, tok = selection_tokens(data, run, token, md)
     sel_ov = overlay_points(md, coords_of, sel)
     sel_cols = overlay_colors(sel_ov, _spec_for(data, run, scheme, tokens, sel_ov.pt_tok, sel_ov.pt_rows, view))
-    return dict(manifest=m, md=md, notes=notes, scheme=scheme, colors=colors, scale=scale, search=res,
+    return dict(run=m, md=md, notes=notes, scheme=scheme, colors=colors, scale=scale, search=res,
                 hits=hit_ov, hit_colors=hit_cols, hits_left=hits_left, selection=sel_ov, selection_colors=sel_cols,
                 token=tok, sel_note=selection_note(data, run, sel, tok))
 
@@ -240,23 +241,23 @@ def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, q
 
 
 def register(app, data):
-    @app.callback(Output("matrix-graph", "figure"), Output("matrix-overlay", "figure"),
-                  Output("matrix-note", "children"), Output("msg-matrix", "children"), Output("matrix-meta", "data"),
-                  *DATA_INPUTS, Input("run-progress", "data"), State("color-select", "value"),
-                  State("search-input", "value"), State("regex-toggle", "value"), State("token-store", "data"),
-                  State("lod-cost", "data"), State("matrix-meta", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.MATRIX_GRAPH, "figure"), Output(ids.MATRIX_OVERLAY, "figure"),
+                  Output(ids.MATRIX_NOTE, "children"), Output(ids.MSG_MATRIX, "children"), Output(ids.MATRIX_META, "data"),
+                  *DATA_INPUTS, Input(ids.RUN_PROGRESS, "data"), State(ids.COLOR_SELECT, "value"),
+                  State(ids.SEARCH_INPUT, "value"), State(ids.REGEX_TOGGLE, "value"), State(ids.TOKEN_STORE, "data"),
+                  State(ids.LOD_COST, "data"), State(ids.MATRIX_META, "data"), prevent_initial_call=True)
     def draw_matrix(run, proj, translate, scaled, lod, sort, rho, kind, progress, scheme, query, regex, token, cost,
                     meta=None):
         if not run:
             return (no_update,) * 5
         from dash import ctx
-        growing = ctx.triggered_id == "run-progress"
+        growing = ctx.triggered_id == ids.RUN_PROGRESS
         if growing and (not isinstance(progress, dict) or progress.get("run") != run):
             return (no_update,) * 5  # another run grew
         cov = None
         if growing:
             try:
-                method, _ = resolve_projection(data.manifest(run), proj)
+                method, _ = resolve_projection(data.info(run), proj)
             except Exception:  # noqa: BLE001 - the full draw below reports problems
                 method = proj
             cov = (progress.get("methods") or {}).get(method)
@@ -269,7 +270,7 @@ def register(app, data):
                              kind)
         if out[4] is not None and isinstance(progress, dict) and progress.get("run") == run:
             try:
-                method, _ = resolve_projection(data.manifest(run), proj)
+                method, _ = resolve_projection(data.info(run), proj)
                 out[4]["cov"] = (progress.get("methods") or {}).get(method)
             except Exception:  # noqa: BLE001
                 pass
@@ -278,10 +279,10 @@ def register(app, data):
     def _current(meta, run, proj, translate, scaled, lod, sort, rho, kind=None):
         return bool(meta) and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho, kind)
 
-    @app.callback(Output("matrix-graph", "figure", allow_duplicate=True),
-                  Output("matrix-overlay", "figure", allow_duplicate=True),
-                  Output("matrix-meta", "data", allow_duplicate=True), Input("color-select", "value"),
-                  *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.MATRIX_GRAPH, "figure", allow_duplicate=True),
+                  Output(ids.MATRIX_OVERLAY, "figure", allow_duplicate=True),
+                  Output(ids.MATRIX_META, "data", allow_duplicate=True), Input(ids.COLOR_SELECT, "value"),
+                  *DATA_STATES, State(ids.MATRIX_META, "data"), prevent_initial_call=True)
     def recolor_matrix(scheme, run, proj, translate, scaled, lod, sort, rho, kind, meta):
         if not run or not _current(meta, run, proj, translate, scaled, lod, sort, rho, kind) or meta.get("scheme") == scheme:
             return no_update, no_update, no_update  # no figure yet (the full draw applies the colours) or drawn already
@@ -308,10 +309,10 @@ def register(app, data):
         mpatch["scheme"] = scheme
         return patch, opatch, mpatch
 
-    @app.callback(Output("matrix-overlay", "figure", allow_duplicate=True), Output("search-count", "children"),
-                  Output("msg-search", "children"), Output("matrix-meta", "data", allow_duplicate=True),
-                  Input("search-input", "value"), Input("regex-toggle", "value"), *DATA_STATES,
-                  State("color-select", "value"), State("matrix-meta", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.MATRIX_OVERLAY, "figure", allow_duplicate=True), Output(ids.SEARCH_COUNT, "children"),
+                  Output(ids.MSG_SEARCH, "children"), Output(ids.MATRIX_META, "data", allow_duplicate=True),
+                  Input(ids.SEARCH_INPUT, "value"), Input(ids.REGEX_TOGGLE, "value"), *DATA_STATES,
+                  State(ids.COLOR_SELECT, "value"), State(ids.MATRIX_META, "data"), prevent_initial_call=True)
     def search_matrix(query, regex, run, proj, translate, scaled, lod, sort, rho, kind, scheme, meta):
         if not run:
             return no_update, no_update, no_update, no_update
@@ -343,9 +344,9 @@ def register(app, data):
             mpatch["hk"] = d["hits"].pt_key.astype(int).tolist()
         return patch, count, "", mpatch
 
-    @app.callback(Output("matrix-overlay", "figure", allow_duplicate=True),
-                  Output("matrix-meta", "data", allow_duplicate=True), Input("token-store", "data"),
-                  *DATA_STATES, State("matrix-meta", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.MATRIX_OVERLAY, "figure", allow_duplicate=True),
+                  Output(ids.MATRIX_META, "data", allow_duplicate=True), Input(ids.TOKEN_STORE, "data"),
+                  *DATA_STATES, State(ids.MATRIX_META, "data"), prevent_initial_call=True)
     def select_in_matrix(token, run, proj, translate, scaled, lod, sort, rho, kind, meta):
         """The selected token's input drawn in full in every head, the token itself ringed."""
         if not run or not _current(meta, run, proj, translate, scaled, lod, sort, rho, kind) or meta.get("token") == token:
@@ -370,14 +371,14 @@ def register(app, data):
         mpatch.update(_roles(md, ov, ov, tok) if not md.interleaved else {})
         return patch, mpatch
 
-    @app.callback(Output("color-legend", "children"), Input("color-select", "value"), Input("run-select", "value"),
-                  Input("matrix-painted", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.COLOR_LEGEND, "children"), Input(ids.COLOR_SELECT, "value"), Input(ids.RUN_SELECT, "value"),
+                  Input(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
     def legend(scheme, run, painted=True):
         if not run or not painted:
             return no_update
         from .common import legend_children
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             schemes = schemes_for(m)
             if scheme not in schemes:
                 scheme = "qk"
@@ -391,8 +392,8 @@ def register(app, data):
         except Exception:  # noqa: BLE001
             return ""
 
-    @app.callback(Output("sort-select", "options"), Input("run-select", "value"), Input("projection-select", "value"),
-                  State("sort-select", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.SORT_SELECT, "options"), Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"),
+                  State(ids.SORT_SELECT, "value"), prevent_initial_call=True)
     def sort_choices(run, proj=None, current=None):
         """Orders that apply to the run (the others stay listed, disabled, so a link's value stays
         valid), with the faithfulness figures the run holds (the picture shown named)."""
@@ -401,10 +402,10 @@ def register(app, data):
         from analysis.head_scores import ablation_scores, available_orders
         from layouts.patterns import sort_options, with_current
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             method, _ = resolve_projection(m, proj)
             return with_current(sort_options(available_orders(m, ablation_scores(data, run)),
-                                             sort_figure_options(m, (m.get("variants") or ["translated"])[0], method)),
+                                             sort_figure_options(m, m.variants[0], method)),
                                 current)
         except Exception:  # noqa: BLE001 - keep every option enabled; the matrix note explains a fallback
             return sort_options()
@@ -441,8 +442,8 @@ def register(app, data):
             });
         }
         """,
-        Output("matrix-painted", "data"), Output("lod-cost", "data"), Input("matrix-graph", "figure"),
-        State("matrix-painted", "data"), prevent_initial_call=True)
+        Output(ids.MATRIX_PAINTED, "data"), Output(ids.LOD_COST, "data"), Input(ids.MATRIX_GRAPH, "figure"),
+        State(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
 
     clientside_callback(
         """
@@ -464,5 +465,5 @@ def register(app, data):
             return (head || "") + " · " + role + " — click to open in Single View";
         }
         """,
-        Output("matrix-hover", "children"), Input("matrix-graph", "hoverData"), State("matrix-meta", "data"),
+        Output(ids.MATRIX_HOVER, "children"), Input(ids.MATRIX_GRAPH, "hoverData"), State(ids.MATRIX_META, "data"),
         prevent_initial_call=True)

@@ -6,9 +6,10 @@ from dash import Input, Output, State, ctx, html, no_update
 
 from analysis.neuron import breakdown
 from figures.analysis_views import neuron_figure, neuron_row_figure
-from figures.attention import layer_semantics, relative_bias
+from figures.attention import relative_bias
 from figures.common import display_token
 from figures.views import empty_figure
+from layouts import ids
 
 from .common import friendly, input_of_token
 
@@ -23,7 +24,7 @@ def _fmt(x: float) -> str:
 
 def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None):
     """(figure, row figure, info children, key options, key value, new state) for the controls."""
-    m = data.manifest(run)
+    m = data.info(run)
     tokens = data.tokens(run)
     input_id, tok = input_of_token(tokens, token)
     qk = data.qk(run, layer, head)
@@ -38,7 +39,7 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
     words = [display_token(t) for t in tokens.text[rows]]
     qwords = [display_token(t) for t in tokens.text[q_rows]]
     qpos = int(np.flatnonzero(q_rows == tok)[0]) if tok is not None and tok in set(q_rows.tolist()) else 0
-    sem = layer_semantics(m["model"], layer, head)
+    sem = m.layer_semantics(layer, head)
     scale, causal = sem["scale"], sem["causal"]
     extra = {"window": sem["window"], "softcap": sem["softcap"], "bias": sem.get("bias")}
     same_input = isinstance(state, dict) and state.get("run") == run and state.get("input") == input_id
@@ -57,15 +58,15 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
     row = neuron_row_figure(bd, words, qpos, kpos, causal, qwords[qpos] if sd.kind == "cross" else None)
     n_allowed = int(np.isfinite(bd.scores).sum())
     info = [html.Span(f"query {qlab}, key {klab}: "),
-            html.Span("q·k = Σ_d q_d·k_d = "), html.B(_fmt(bd.dot), id="neuron-dot"),
-            html.Span(f" (sum of the {len(bd.q)} products: "), html.Span(_fmt(float(bd.prod.sum())), id="neuron-sum"),
-            html.Span(") · scale "), html.Span(_fmt(bd.scale), id="neuron-scale"),
+            html.Span("q·k = Σ_d q_d·k_d = "), html.B(_fmt(bd.dot), id=ids.NEURON_DOT),
+            html.Span(f" (sum of the {len(bd.q)} products: "), html.Span(_fmt(float(bd.prod.sum())), id=ids.NEURON_SUM),
+            html.Span(") · scale "), html.Span(_fmt(bd.scale), id=ids.NEURON_SCALE),
             *([html.Span(" + position bias "),
-               html.Span(_fmt(float(relative_bias(extra["bias"], 1, len(k), rows=[qpos])[0][kpos])), id="neuron-bias")]
+               html.Span(_fmt(float(relative_bias(extra["bias"], 1, len(k), rows=[qpos])[0][kpos])), id=ids.NEURON_BIAS)]
               if extra["bias"] is not None else []),
-            html.Span(" → score "), html.B(_fmt(bd.score), id="neuron-score"),
+            html.Span(" → score "), html.B(_fmt(bd.score), id=ids.NEURON_SCORE),
             html.Span(f" · softmax over {n_allowed} key{'s' if n_allowed != 1 else ''} → weight "),
-            html.B(_fmt(bd.weight), id="neuron-weight")]
+            html.B(_fmt(bd.weight), id=ids.NEURON_WEIGHT)]
     if bd.masked:
         info.append(html.Span(" (this key comes after the query: the causal mask gives it weight 0)"))
     options = [{"label": f"{j} {w}", "value": j} for j, w in enumerate(words)]
@@ -73,17 +74,17 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
 
 
 def register(app, data):
-    @app.callback(Output("neuron-graph", "figure"), Output("neuron-row-graph", "figure"),
-                  Output("neuron-info", "children"), Output("neuron-key", "options"), Output("neuron-key", "value"),
-                  Output("neuron-state", "data"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("token-store", "data"), Input("neuron-key", "value"), Input("neuron-row-graph", "clickData"),
-                  Input("analysis-tab", "value"), State("neuron-state", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.NEURON_GRAPH, "figure"), Output(ids.NEURON_ROW_GRAPH, "figure"),
+                  Output(ids.NEURON_INFO, "children"), Output(ids.NEURON_KEY, "options"), Output(ids.NEURON_KEY, "value"),
+                  Output(ids.NEURON_STATE, "data"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.TOKEN_STORE, "data"), Input(ids.NEURON_KEY, "value"), Input(ids.NEURON_ROW_GRAPH, "clickData"),
+                  Input(ids.ANALYSIS_TAB, "value"), State(ids.NEURON_STATE, "data"), prevent_initial_call=True)
     def draw_neuron(run, layer, head, token, key, click, tab, state):
         if tab != "neuron" or not run or layer is None or head is None:
             return (no_update,) * 6
         clicked = None
-        if ctx.triggered_id == "neuron-row-graph" and click and click.get("points"):
+        if ctx.triggered_id == ids.NEURON_ROW_GRAPH and click and click.get("points"):
             pt = click["points"][0]
             cd = pt.get("customdata")
             if isinstance(cd, (list, tuple)) and cd:

@@ -22,10 +22,12 @@ from dash import Input, Output, State, ctx, no_update
 from analysis import own_input as oi
 from attention_atlas.dashboard_data import DataError
 from figures.analysis_views import own_grid_figure, own_head_figure
-from figures.attention import attention, layer_semantics
+from figures.attention import attention
+from figures.runinfo import RunInfo
 from figures.common import display_token
 from figures.views import attention_heatmap, empty_figure, image_figure, sentence_lines_figure
 from precompute.faithfulness import method_label
+from layouts import ids
 
 from .common import friendly, is_image, on, resolve_projection, resolve_variant
 
@@ -86,14 +88,14 @@ def current_placement(app, store_data, run, layer, head):
 
 
 def compute_grid(store, m, own: oi.OwnInput, variant, method) -> oi.GridPlacement:
-    run = m["id"]
-    dims = m.get("dims") or [2]
+    run = m.id
+    dims = list(m.dims)
     dim = 2 if 2 in dims else dims[0]
-    n_tokens = int(m.get("corpus", {}).get("n_tokens") or len(store.tokens(run)["text"]))
-    metric = (m.get("settings", {}).get("params") or {}).get("metric", "cosine")
+    n_tokens = int(m.n_tokens or len(store.tokens(run)["text"]))
+    metric = m.metric
     return oi.place_all_heads(lambda l, h: store.qk(run, l, h),
                               lambda l, h: store.coords(run, l, h, variant, method, dim),
-                              own, list(m["layers"]), list(m["heads"]), variant, method, n_tokens, metric)
+                              own, list(m.layers), list(m.heads), variant, method, n_tokens, metric)
 
 
 def own_sentence_figure(own: oi.OwnInput, layer: int, head: int, scale: float, causal: bool,
@@ -126,7 +128,7 @@ def compute_input(settings, req):
     key, run = req["key"], req["run"]
     try:
         with Store(Path(settings.cache).expanduser(), readonly=True) as store:
-            m = store.manifest(run)
+            m = RunInfo.from_manifest(store.manifest(run))
             capd = cache.get(f"cap/{key}")
             reused = capd is not None
             if capd is None:
@@ -137,9 +139,9 @@ def compute_input(settings, req):
                     raw = cache.get(f"img/{key}")
                     if raw is None:
                         return None, "the uploaded image is no longer cached: upload it again"
-                    own = oi.capture_own_input(adapter, m["layers"], image=raw, label=req.get("label", ""))
+                    own = oi.capture_own_input(adapter, list(m.layers), image=raw, label=req.get("label", ""))
                 else:
-                    own = oi.capture_own_input(adapter, m["layers"], text=req["text"], label=req.get("label", ""))
+                    own = oi.capture_own_input(adapter, list(m.layers), text=req["text"], label=req.get("label", ""))
                 cache.set(f"cap/{key}", own.to_dict(), expire=EXPIRE)
             else:
                 own = oi.OwnInput.from_dict(capd)
@@ -153,7 +155,7 @@ def compute_input(settings, req):
         return None, friendly(exc)
     note = f"{own.n} tokens"
     if own.truncated:
-        note += f" (truncated: {own.truncated} tokens beyond the model's limit of {m['model'].get('max_length')} dropped)"
+        note += f" (truncated: {own.truncated} tokens beyond the model's limit of {m.max_length} dropped)"
     out = {"key": key, "run": run, "variant": req["variant"], "method": req["method"], "n": own.n,
            "tokens": list(own.tokens), "truncated": own.truncated, "label": own.label or req.get("label", ""),
            "grid": gk, "note": req.get("note", "")}
@@ -178,15 +180,15 @@ def transform_input(settings, req):
             return {**req, "error": "your input is no longer cached: run the model again"}
         own = oi.OwnInput.from_dict(capd)
         with Store(Path(settings.cache).expanduser(), readonly=True) as store:
-            m = store.manifest(req["run"])
+            m = RunInfo.from_manifest(store.manifest(req["run"]))
             qk = store.qk(req["run"], req["layer"], req["head"])
             coords = store.coords(req["run"], req["layer"], req["head"], req["variant"], req["method"], 2)
         if qk is None or coords is None:
             return {**req, "error": f"L{req['layer']} H{req['head']} is not stored yet"}
-        params = ProjectionParams(**(m.get("settings", {}).get("params") or {}))
+        params = ProjectionParams(**m.params)
         t0 = time.time()
         p = oi.transform_in_head(qk[0], qk[1], coords, *own.qk(req["layer"], req["head"]), req["variant"],
-                                 req["method"], params, m.get("projections") or [req["method"]])
+                                 req["method"], params, list(m.projections))
         out = {**req, "coords": p.coords.astype(np.float32).tolist(), "how": p.how,
                "seconds": round(time.time() - t0, 2)}
         cache.set(tkey, out, expire=EXPIRE)
@@ -199,36 +201,36 @@ def transform_input(settings, req):
 
 def register(app, data):
     # ------------------------------------------------------------------ text box or upload
-    @app.callback(Output("input-text-box", "style"), Output("input-upload-box", "style"),
-                  Input("run-select", "value"))
+    @app.callback(Output(ids.INPUT_TEXT_BOX, "style"), Output(ids.INPUT_UPLOAD_BOX, "style"),
+                  Input(ids.RUN_SELECT, "value"))
     def show_box(run):
         try:
-            img = bool(run) and is_image(data.manifest(run))
+            img = bool(run) and is_image(data.info(run))
         except DataError:
             img = False
         return ({"display": "none"}, {"display": "block"}) if img else ({"display": "block"}, {"display": "none"})
 
     # ------------------------------------------------------------------ request (cheap checks)
-    @app.callback(Output("input-request", "data"), Output("input-status", "children"),
-                  Input("input-submit", "n_clicks"), Input("input-upload", "contents"),
-                  Input("translate-toggle", "value"), Input("scaled-toggle", "value"),
-                  Input("projection-select", "value"), Input("run-select", "value"),
-                  State("input-text", "value"), State("input-upload", "filename"), State("input-store", "data"),
+    @app.callback(Output(ids.INPUT_REQUEST, "data"), Output(ids.INPUT_STATUS, "children"),
+                  Input(ids.INPUT_SUBMIT, "n_clicks"), Input(ids.INPUT_UPLOAD, "contents"),
+                  Input(ids.TRANSLATE_TOGGLE, "value"), Input(ids.SCALED_TOGGLE, "value"),
+                  Input(ids.PROJECTION_SELECT, "value"), Input(ids.RUN_SELECT, "value"),
+                  State(ids.INPUT_TEXT, "value"), State(ids.INPUT_UPLOAD, "filename"), State(ids.INPUT_STORE, "data"),
                   prevent_initial_call=True)
     def request_input(n_clicks, contents, translate, scaled, proj, run, text, filename, current):
         trig = ctx.triggered_id
         if not run:
             return no_update, no_update
         try:
-            m = data.manifest(run)
+            m = data.info(run)
             from figures.encdec import not_applicable
             if not_applicable(m, "input"):
                 return no_update, not_applicable(m, "input")
             variant, method, note = _variant_method(m, translate, scaled, proj)
-            if trig in ("input-submit", "input-upload"):
-                identity = m["model"].get("identity") or m["model"].get("name", "")
+            if trig in (ids.INPUT_SUBMIT, ids.INPUT_UPLOAD):
+                identity = m.identity or (m.model_name if m.model_name != "?" else "")
                 if is_image(m):
-                    if trig == "input-submit" and not contents:
+                    if trig == ids.INPUT_SUBMIT and not contents:
                         return no_update, "upload a PNG or JPEG image first"
                     img = oi.decode_image(contents, filename)
                     raw = np.asarray(img, np.uint8)
@@ -255,15 +257,15 @@ def register(app, data):
             return no_update, friendly(exc)
 
     # ------------------------------------------------------------------ the model + every head
-    app.callback(Output("input-store", "data"), Output("input-job-msg", "children"),
-                 Input("input-request", "data"), background=True, interval=400, prevent_initial_call=True,
-                 running=[(Output("input-submit", "disabled"), True, False),
-                          (Output("input-running", "style"), {"display": "block"}, {"display": "none"})])(compute_input)
+    app.callback(Output(ids.INPUT_STORE, "data"), Output(ids.INPUT_JOB_MSG, "children"),
+                 Input(ids.INPUT_REQUEST, "data"), background=True, interval=400, prevent_initial_call=True,
+                 running=[(Output(ids.INPUT_SUBMIT, "disabled"), True, False),
+                          (Output(ids.INPUT_RUNNING, "style"), {"display": "block"}, {"display": "none"})])(compute_input)
 
     # ------------------------------------------------------------------ real transform (opt-in)
-    @app.callback(Output("input-transform-request", "data"),
-                  Input("input-store", "data"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("input-exact", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.INPUT_TRANSFORM_REQUEST, "data"),
+                  Input(ids.INPUT_STORE, "data"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.INPUT_EXACT, "value"), prevent_initial_call=True)
     def request_transform(store_data, layer, head, exact):
         if not on(exact) or not store_data or store_data.get("method") == "pca" or layer is None or head is None:
             return no_update  # no job (draw ignores a transform that is not for the current head)
@@ -272,15 +274,15 @@ def register(app, data):
         return {"key": store_data["key"], "run": store_data["run"], "variant": store_data["variant"],
                 "method": store_data["method"], "layer": int(layer), "head": int(head)}
 
-    app.callback(Output("input-transform-store", "data"), Input("input-transform-request", "data"),
+    app.callback(Output(ids.INPUT_TRANSFORM_STORE, "data"), Input(ids.INPUT_TRANSFORM_REQUEST, "data"),
                  background=True, interval=400, prevent_initial_call=True)(transform_input)
 
     # ------------------------------------------------------------------ drawing
-    @app.callback(Output("input-grid-graph", "figure"), Output("input-head-graph", "figure"),
-                  Output("input-sentence-graph", "figure"), Output("input-info", "children"),
-                  Input("input-store", "data"), Input("input-transform-store", "data"),
-                  Input("layer-select", "value"), Input("head-select", "value"), Input("run-select", "value"),
-                  Input("analysis-tab", "value"), Input("input-exact", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.INPUT_GRID_GRAPH, "figure"), Output(ids.INPUT_HEAD_GRAPH, "figure"),
+                  Output(ids.INPUT_SENTENCE_GRAPH, "figure"), Output(ids.INPUT_INFO, "children"),
+                  Input(ids.INPUT_STORE, "data"), Input(ids.INPUT_TRANSFORM_STORE, "data"),
+                  Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"), Input(ids.RUN_SELECT, "value"),
+                  Input(ids.ANALYSIS_TAB, "value"), Input(ids.INPUT_EXACT, "value"), prevent_initial_call=True)
     def draw_input(store_data, tf, layer, head, run, tab, exact):
         if tab != "input" or not run or layer is None or head is None:
             return (no_update,) * 4
@@ -300,7 +302,7 @@ def register(app, data):
 
 
 def draw(data, app, sd, tf, layer, head):
-    m = data.manifest(sd["run"])
+    m = data.info(sd["run"])
     capd = _get(app, f"cap/{sd['key']}")
     grid = _get(app, sd["grid"])
     if capd is None or grid is None:
@@ -308,7 +310,7 @@ def draw(data, app, sd, tf, layer, head):
         return empty_figure(msg), empty_figure(""), empty_figure(""), msg
     own = oi.OwnInput.from_dict(capd)
     words = [display_token(t) for t in own.tokens]
-    layers, heads = list(m["layers"]), list(m["heads"])
+    layers, heads = list(m.layers), list(m.heads)
     name = method_label(sd["method"])
     n_exact = sum(bool(v) for v in grid.exact.values())
     gfig = own_grid_figure(layers, heads, grid.ref, grid.new, own.n, words, (layer, head), grid.exact,
@@ -333,7 +335,7 @@ def draw(data, app, sd, tf, layer, head):
                                f"L{layer} H{head} · {how.split(' (')[0]}", transformed)
     else:
         hfig, how = empty_figure(f"L{layer} H{head} is not in this run's stored heads"), ""
-    sfig, _ = own_sentence_figure(own, layer, head, **layer_semantics(m["model"], layer, head))
+    sfig, _ = own_sentence_figure(own, layer, head, **m.layer_semantics(layer, head))
     label = sd.get("label") or ""
     info = (f"your input «{label[:120]}{'…' if len(label) > 120 else ''}»: {own.n} tokens"
             + (f" (truncated: {own.truncated} tokens dropped)" if own.truncated else "")

@@ -9,6 +9,7 @@ from analysis.patterns import LABELS
 from figures.patterns import score_map_figure
 from figures.views import empty_figure
 from layouts.patterns import MAX_TABLE_ROWS, describe, scores_table
+from layouts import ids
 
 from .common import friendly
 
@@ -17,7 +18,7 @@ N_SIMILAR = 5
 
 def patterns_outputs(data, run, layer, head, score):
     """(figure, table, note, head summary) of the patterns panel."""
-    m = data.manifest(run)
+    m = data.info(run)
     rp = run_patterns(data, run)
     score = score if score in LABELS else "first"
     sel = (layer, head)
@@ -27,10 +28,9 @@ def patterns_outputs(data, run, layer, head, score):
         title = f"{LABELS[score]}: n/a for this run ({na_reason(score, rp.causal, rp.image)})"
     else:
         title = f"{LABELS[score]} score per head (click a cell to open the head)"
-    fig = score_map_figure(list(m["layers"]), list(m["heads"]), vals, title, sel)
+    fig = score_map_figure(list(m.layers), list(m.heads), vals, title, sel)
     note = [rp.sample_note(), f"{len(rp.heads)} heads"]
-    from figures.encdec import is_encdec
-    if is_encdec(m):
+    if m.is_encdec:
         from analysis.head_scores import CROSS_NA
         note.append("encoder heads scored over the source tokens, decoder heads over the target tokens; " + CROSS_NA)
     if rp.missing:
@@ -40,14 +40,14 @@ def patterns_outputs(data, run, layer, head, score):
     return fig, scores_table(rp, score, sel), " · ".join(note), summary
 
 
-def _cross(data_or_m, layer) -> bool:
+def _cross(run, layer) -> bool:
     from figures.encdec import layer_kind
-    return layer_kind(data_or_m, layer) == "cross"
+    return layer_kind(run, layer) == "cross"
 
 
-def head_summary(rp, layer, head, manifest=None) -> str:
+def head_summary(rp, layer, head, run=None) -> str:
     dom = rp.dominant(layer, head)
-    if dom is None and manifest is not None and _cross(manifest, layer):
+    if dom is None and run is not None and _cross(run, layer):
         from analysis.head_scores import CROSS_NA
         return f"L{layer} H{head} (cross): {CROSS_NA}"
     if dom is None:
@@ -55,20 +55,20 @@ def head_summary(rp, layer, head, manifest=None) -> str:
     return f"L{layer} H{head}: dominant pattern {describe(*dom)}"
 
 
-def single_analysis_children(rp, layer, head, manifest=None):
+def single_analysis_children(rp, layer, head, run=None):
     """Single View line: dominant pattern + score, then the most similar heads as buttons."""
     dom = rp.dominant(layer, head)
-    if dom is None and manifest is not None and _cross(manifest, layer):
+    if dom is None and run is not None and _cross(run, layer):
         from analysis.head_scores import CROSS_NA
         return "pattern: n/a — " + CROSS_NA
     if dom is None:
         return "pattern scores: this head's queries/keys are not stored yet"
-    kids = [html.B("pattern: "), html.Span(describe(*dom), id="single-pattern")]
+    kids = [html.B("pattern: "), html.Span(describe(*dom), id=ids.SINGLE_PATTERN)]
     sim = rp.similar(layer, head, N_SIMILAR)
     if sim:
         kids.append(html.Span(" · most similar heads: "))
         for (l, h), d in sim:
-            kids.append(html.Button(f"L{l} H{h} ({d:.2f})", id={"type": "similar-head", "index": f"{l}:{h}"},
+            kids.append(html.Button(f"L{l} H{h} ({d:.2f})", id={"type": ids.SIMILAR_HEAD_TYPE, "index": f"{l}:{h}"},
                                     n_clicks=0, title=f"open L{l} H{h}: attention distance {d:.3f}",
                                     style={"fontSize": "11px", "padding": "1px 5px", "margin": "0 3px",
                                            "cursor": "pointer"}))
@@ -76,10 +76,10 @@ def single_analysis_children(rp, layer, head, manifest=None):
 
 
 def register(app, data):
-    @app.callback(Output("patterns-graph", "figure"), Output("patterns-table", "children"),
-                  Output("patterns-note", "children"), Output("patterns-head", "children"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("patterns-score", "value"), Input("analysis-tab", "value"), Input("matrix-painted", "data"),
+    @app.callback(Output(ids.PATTERNS_GRAPH, "figure"), Output(ids.PATTERNS_TABLE, "children"),
+                  Output(ids.PATTERNS_NOTE, "children"), Output(ids.PATTERNS_HEAD, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.PATTERNS_SCORE, "value"), Input(ids.ANALYSIS_TAB, "value"), Input(ids.MATRIX_PAINTED, "data"),
                   prevent_initial_call=True)
     def draw_patterns(run, layer, head, score, tab, painted=True):
         if tab != "patterns" or not run or layer is None or head is None or not painted:
@@ -109,12 +109,12 @@ def register(app, data):
             });
             return window.dash_clientside.no_update;
         }""",
-        Output("patterns-highlight", "data"), Input("layer-select", "value"), Input("head-select", "value"),
+        Output(ids.PATTERNS_HIGHLIGHT, "data"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
         prevent_initial_call=True)
 
-    @app.callback(Output("layer-select", "value", allow_duplicate=True),
-                  Output("head-select", "value", allow_duplicate=True),
-                  Input("patterns-graph", "clickData"), prevent_initial_call=True)
+    @app.callback(Output(ids.LAYER_SELECT, "value", allow_duplicate=True),
+                  Output(ids.HEAD_SELECT, "value", allow_duplicate=True),
+                  Input(ids.PATTERNS_GRAPH, "clickData"), prevent_initial_call=True)
     def open_from_map(click):
         try:
             l, h = click["points"][0]["customdata"]
@@ -122,15 +122,15 @@ def register(app, data):
         except (TypeError, KeyError, IndexError, ValueError):
             return no_update, no_update
 
-    @app.callback(Output("single-analysis", "children"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("matrix-painted", "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.SINGLE_ANALYSIS, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
     def single_analysis(run, layer, head, painted=True):
         if not run or layer is None or head is None or not painted:
             return no_update
         try:
-            m = data.manifest(run)
-            if layer not in m["layers"] or head not in m["heads"]:
+            m = data.info(run)
+            if not m.has_head(layer, head):
                 return no_update
             return single_analysis_children(run_patterns(data, run), layer, head, m)
         except Exception as exc:  # noqa: BLE001

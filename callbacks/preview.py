@@ -27,11 +27,12 @@ def preview_png(data, search: str, width: int = 1000, last: str | None = None) -
     if not runs:
         return None
     run = state["run"] if state["run"] in runs else default_run(data, runs, last)
-    state["proj"] = resolve_view_projection(data.manifest(run), state["proj"])
+    info = data.info(run)
+    state["proj"] = resolve_view_projection(info, state["proj"])
     d = drawn_points(data, run, state["proj"], ["on"] if state["translate"] else [], ["on"] if state["scaled"] else [],
                      state["lod"], state["sort"], state["rho"], state["color"], state["q"],
                      ["on"] if state["regex"] else [], state["token"],
-                     kind=resolve_kind(data.manifest(run), state["kind"], state["layer"]))
+                     kind=resolve_kind(info, state["kind"], state["layer"]))
     if not len(d["md"].x):
         return None
     return matrix_png(d, width=width)

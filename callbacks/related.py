@@ -8,6 +8,7 @@ from analysis.head_scores import run_patterns
 from figures.patterns import related_figure
 from figures.views import empty_figure
 from layouts.patterns import describe
+from layouts import ids
 
 from .common import friendly
 
@@ -16,7 +17,7 @@ N_SIMILAR = 5
 
 def related_outputs(data, run, layer, head, color_by):
     """(figure, note, list) of the related-heads panel."""
-    m = data.manifest(run)
+    m = data.info(run)
     from figures.encdec import not_applicable
     na = not_applicable(m, "related")
     if na:
@@ -32,7 +33,7 @@ def related_outputs(data, run, layer, head, color_by):
     sim = rp.similar(layer, head, N_SIMILAR)
     sub = (f"{len(heads)} heads · MDS of {rel.get('metric', 'hellinger')} distances "
            f"({100 * (rel.get('explained') or 0):.0f}% of the spectrum shown)")
-    fig = related_figure(heads, rel["xy"], color_by or "layer", dominant, sel, sim, list(m["layers"]), sub)
+    fig = related_figure(heads, rel["xy"], color_by or "layer", dominant, sel, sim, list(m.layers), sub)
     note = (f"signature: attention of {rel.get('n_rows', 0):,} sampled queries per head "
             f"(same queries for every head) · {rp.sample_note()}")
     items = [html.B(f"most similar to L{layer} H{head}:")]
@@ -41,19 +42,19 @@ def related_outputs(data, run, layer, head, color_by):
     rows = []
     for (l, h), d in sim:
         dom = dominant.get((l, h))
-        rows.append(html.Li([html.Button(f"L{l} H{h}", id={"type": "related-head", "index": f"{l}:{h}"}, n_clicks=0,
+        rows.append(html.Li([html.Button(f"L{l} H{h}", id={"type": ids.RELATED_HEAD_TYPE, "index": f"{l}:{h}"}, n_clicks=0,
                                           style={"fontSize": "12px", "padding": "1px 6px", "cursor": "pointer"}),
                              f" distance {d:.3f}", html.Span(f" · {describe(*dom)}" if dom else "",
                                                              style={"color": "#666"})],
                             **{"data-head": f"{l}:{h}", "data-dist": f"{d:.6f}"}))
-    items.append(html.Ol(rows, id="related-similar", style={"paddingLeft": "18px", "margin": "4px 0"}))
+    items.append(html.Ol(rows, id=ids.RELATED_SIMILAR, style={"paddingLeft": "18px", "margin": "4px 0"}))
     return fig, note, items
 
 
 def register(app, data):
-    @app.callback(Output("related-graph", "figure"), Output("related-note", "children"), Output("related-list", "children"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("related-color", "value"), Input("analysis-tab", "value"), Input("matrix-painted", "data"),
+    @app.callback(Output(ids.RELATED_GRAPH, "figure"), Output(ids.RELATED_NOTE, "children"), Output(ids.RELATED_LIST, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.RELATED_COLOR, "value"), Input(ids.ANALYSIS_TAB, "value"), Input(ids.MATRIX_PAINTED, "data"),
                   prevent_initial_call=True)
     def draw_related(run, layer, head, color_by, tab, painted=True):
         if tab != "related" or not run or layer is None or head is None or not painted:
@@ -83,7 +84,7 @@ def register(app, data):
             } catch (e) { /* a malformed click: nothing to open */ }
             return [NU, NU];
         }""",
-        Output("layer-select", "value", allow_duplicate=True),
-        Output("head-select", "value", allow_duplicate=True),
-        Input("related-graph", "clickData"), Input({"type": "similar-head", "index": ALL}, "n_clicks"),
-        Input({"type": "related-head", "index": ALL}, "n_clicks"), prevent_initial_call=True)
+        Output(ids.LAYER_SELECT, "value", allow_duplicate=True),
+        Output(ids.HEAD_SELECT, "value", allow_duplicate=True),
+        Input(ids.RELATED_GRAPH, "clickData"), Input({"type": ids.SIMILAR_HEAD_TYPE, "index": ALL}, "n_clicks"),
+        Input({"type": ids.RELATED_HEAD_TYPE, "index": ALL}, "n_clicks"), prevent_initial_call=True)

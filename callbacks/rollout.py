@@ -8,8 +8,9 @@ from analysis.rollout import layer_means, rollout
 from figures.analysis_views import rollout_heatmap, rollout_image_figure
 from figures.common import display_token
 from figures.views import empty_figure
+from layouts import ids
 
-from .common import friendly, input_of_token, is_image
+from .common import friendly, input_of_token
 
 BUDGET_FLOATS = 16_000_000  # cache every input's per-layer means when they fit (64 MB float32)
 SHOW, HIDE = {"width": "520px", "display": "block"}, {"width": "520px", "display": "none"}
@@ -19,11 +20,11 @@ def input_layer_means(data, run: str, input_id: int) -> tuple[list[np.ndarray], 
     """Head-averaged attention per stored layer for one input ([A_l], layers, missing heads).
     One pass over the heads computes every input's means when they fit the budget (then every
     other input of the run is instant); otherwise only this input's. Cached per process."""
-    m = data.manifest(run)
+    m = data.info(run)
     tokens = data.tokens(run)
-    layers, heads = list(m["layers"]), list(m["heads"])
-    from figures.encdec import grid_layers, is_encdec
-    if is_encdec(m):  # the encoder stack over the source tokens (figures.encdec.NOT_FOR_KIND says why)
+    layers, heads = list(m.layers), list(m.heads)
+    from figures.encdec import grid_layers
+    if m.is_encdec:  # the encoder stack over the source tokens (figures.encdec.NOT_FOR_KIND says why)
         layers = grid_layers(m, "encoder")
         index = [(i, tokens.side_rows(i, 0)) for i, _ in tokens.index]
     else:
@@ -36,14 +37,14 @@ def input_layer_means(data, run: str, input_id: int) -> tuple[list[np.ndarray], 
         return hit[0][input_id], hit[1], hit[2]
     groups = {i: rows for i, rows in index} if all_fit else {input_id: dict(index)[input_id]}
     per_input, used, missing = layer_means(lambda l, h: data.qk(run, l, h), layers, heads, groups,
-                                           float(m["model"]["scale"]), bool(m["model"].get("causal")), m["model"])
+                                           m.scale, m.causal, m)
     if not missing:  # a partial run fills in later: don't keep its incomplete means
         data.misc_cache.get(key, lambda: (per_input, used, missing))
     return per_input[input_id], used, missing
 
 
 def rollout_view(data, run, token, through):
-    m = data.manifest(run)
+    m = data.info(run)
     tokens = data.tokens(run)
     input_id, tok = input_of_token(tokens, token)
     rows = tokens.side_rows(input_id, 0)
@@ -55,10 +56,10 @@ def rollout_view(data, run, token, through):
     r = rollout(means[:upto])[-1]
     words = [display_token(t) for t in tokens.text[rows]]
     qpos = int(np.flatnonzero(rows == tok)[0]) if tok in set(rows.tolist()) else 0
-    n_model = int(m["model"].get("n_layers") or len(used))
+    n_model = int(m.n_model_layers or len(used))
     notes = [f"input {input_id} ({len(rows)} tokens) · rollout over layers {', '.join(f'L{l}' for l in used[:upto])}"]
-    from figures.encdec import NOT_FOR_KIND, grid_layers, is_encdec
-    if is_encdec(m):
+    from figures.encdec import NOT_FOR_KIND, grid_layers
+    if m.is_encdec:
         n_model = len(grid_layers(m, "encoder"))
         notes.append(NOT_FOR_KIND[("rollout", "cross")])
     if len(used) < n_model:
@@ -66,12 +67,12 @@ def rollout_view(data, run, token, through):
                      "layers only (the layers in between are skipped)")
     if missing:
         notes.append(f"{len(missing)} heads not stored yet (partial run): their layers average the stored heads only")
-    if m["model"].get("causal"):
+    if m.causal:
         notes.append("causal model: each token only draws from earlier tokens")
     title = f"rollout through L{through} · input {input_id}"
     heat = rollout_heatmap(words, r, title, qpos)
     img_fig, img_style = empty_figure(""), HIDE
-    if is_image(m):
+    if m.is_image:
         rgb = data.image(run, input_id)
         pr = np.asarray(tokens.arrays["patch_row"])[rows].astype(int)
         pc = np.asarray(tokens.arrays["patch_col"])[rows].astype(int)
@@ -89,11 +90,11 @@ def rollout_view(data, run, token, through):
 
 
 def register(app, data):
-    @app.callback(Output("rollout-graph", "figure"), Output("rollout-image-graph", "figure"),
-                  Output("rollout-image-graph", "style"), Output("rollout-info", "children"),
-                  Output("rollout-layer", "options"), Output("rollout-layer", "value"),
-                  Input("run-select", "value"), Input("token-store", "data"), Input("rollout-layer", "value"),
-                  Input("analysis-tab", "value"), State("rollout-layer", "options"), prevent_initial_call=True)
+    @app.callback(Output(ids.ROLLOUT_GRAPH, "figure"), Output(ids.ROLLOUT_IMAGE_GRAPH, "figure"),
+                  Output(ids.ROLLOUT_IMAGE_GRAPH, "style"), Output(ids.ROLLOUT_INFO, "children"),
+                  Output(ids.ROLLOUT_LAYER, "options"), Output(ids.ROLLOUT_LAYER, "value"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.TOKEN_STORE, "data"), Input(ids.ROLLOUT_LAYER, "value"),
+                  Input(ids.ANALYSIS_TAB, "value"), State(ids.ROLLOUT_LAYER, "options"), prevent_initial_call=True)
     def draw_rollout(run, token, through, tab, options):
         if tab != "rollout" or not run:
             return (no_update,) * 6

@@ -4,15 +4,16 @@ from __future__ import annotations
 import numpy as np
 from dash import Input, Output, Patch, State, no_update
 
-from figures.attention import attention, layer_semantics, top_keys
+from figures.attention import attention, top_keys
 from analysis.faithfulness import distortion_definition
 from figures.colors import AGREEMENT_K, color_spec
 from precompute.faithfulness import method_label
 from figures.search import search_tokens
 from figures.common import html_escape
 from figures.views import empty_figure, norm_sizes, single_figure, single_labels
+from layouts import ids
 
-from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, run_info, schemes_for
+from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
 
 
 def label_priority(tokens, search_mask=None) -> np.ndarray:
@@ -51,15 +52,15 @@ def agreement_line(agreement: dict, method: str, dim: int) -> str:
 
 
 def _head(data, run, layer, head, proj, dim, translate, scaled):
-    """(manifest, variant, method, dim, coords, notes) of the Single View's head, or None if absent."""
-    m = data.manifest(run)
-    if not run_info(m).has_head(layer, head):
+    """(RunInfo, variant, method, dim, coords, notes) of the Single View's head, or None if absent."""
+    m = data.info(run)
+    if not m.has_head(layer, head):
         return None
     variant, note_v = resolve_variant(m, on(translate), on(scaled))
     method, note_p = resolve_projection(m, proj)
     dim = int(dim or 2)
-    if dim not in (m.get("dims") or [2]):
-        dim = (m.get("dims") or [2])[0]
+    if dim not in m.dims:
+        dim = m.dims[0]
     coords = data.coords(run, layer, head, variant, method, dim)
     return m, variant, method, dim, coords, [n for n in (note_v, note_p) if n]
 
@@ -127,22 +128,22 @@ def _single_encdec(data, run, m, layer, head, variant, method, dim, coords, note
 
 
 def register(app, data):
-    @app.callback(Output("single-graph", "figure"), Output("single-info", "children"), Output("msg-single", "children"),
-                  Input("run-select", "value"), Input("layer-select", "value"), Input("head-select", "value"),
-                  Input("projection-select", "value"), Input("dim-select", "value"), Input("translate-toggle", "value"),
-                  Input("scaled-toggle", "value"), Input("color-select", "value"), Input("search-input", "value"),
-                  Input("regex-toggle", "value"), Input("token-store", "data"), Input("lines-toggle", "value"),
-                  Input("topk-input", "value"), Input("minw-input", "value"), Input("normsize-toggle", "value"),
-                  Input("matrix-painted", "data"), Input("run-progress", "data"), State("single-info", "children"),
+    @app.callback(Output(ids.SINGLE_GRAPH, "figure"), Output(ids.SINGLE_INFO, "children"), Output(ids.MSG_SINGLE, "children"),
+                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  Input(ids.PROJECTION_SELECT, "value"), Input(ids.DIM_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
+                  Input(ids.SCALED_TOGGLE, "value"), Input(ids.COLOR_SELECT, "value"), Input(ids.SEARCH_INPUT, "value"),
+                  Input(ids.REGEX_TOGGLE, "value"), Input(ids.TOKEN_STORE, "data"), Input(ids.LINES_TOGGLE, "value"),
+                  Input(ids.TOPK_INPUT, "value"), Input(ids.MINW_INPUT, "value"), Input(ids.NORMSIZE_TOGGLE, "value"),
+                  Input(ids.MATRIX_PAINTED, "data"), Input(ids.RUN_PROGRESS, "data"), State(ids.SINGLE_INFO, "children"),
                   prevent_initial_call=True)
     def draw_single(run, layer, head, proj, dim, translate, scaled, scheme, query, regex, token, lines, topk, minw,
                     normsize, painted=True, progress=None, shown_info=None):
         if not run or layer is None or head is None or not painted:  # page load: after the Matrix View
             return no_update, no_update, no_update
         from dash import ctx
-        if ctx.triggered_id == "run-progress" and (not isinstance(progress, dict) or progress.get("run") != run):
+        if ctx.triggered_id == ids.RUN_PROGRESS and (not isinstance(progress, dict) or progress.get("run") != run):
             return no_update, no_update, no_update  # another run grew
-        if ctx.triggered_id == "run-progress" and "not computed yet" not in str(shown_info or ""):
+        if ctx.triggered_id == ids.RUN_PROGRESS and "not computed yet" not in str(shown_info or ""):
             return no_update, no_update, no_update  # this head was drawn already: nothing new to show
         try:
             got = _head(data, run, layer, head, proj, dim, translate, scaled)
@@ -179,7 +180,7 @@ def register(app, data):
                     if qk is not None:
                         input_id, _ = input_of_token(tokens, sel)
                         rows = tokens.index.rows(input_id)
-                        a = attention(qk[0][rows], qk[1][rows], **layer_semantics(m["model"], layer, head))
+                        a = attention(qk[0][rows], qk[1][rows], **m.layer_semantics(layer, head))
                         i = int(np.flatnonzero(rows == sel)[0])
                         line_list = [(int(rows[j]), w) for j, w in
                                      top_keys(a[i], int(topk or 2), float(minw if minw is not None else 0.05))]
@@ -209,11 +210,11 @@ def register(app, data):
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc), 560), "", friendly(exc)
 
-    @app.callback(Output("single-graph", "figure", allow_duplicate=True), Input("single-graph", "relayoutData"),
-                  State("run-select", "value"), State("layer-select", "value"), State("head-select", "value"),
-                  State("projection-select", "value"), State("dim-select", "value"),
-                  State("translate-toggle", "value"), State("scaled-toggle", "value"), State("search-input", "value"),
-                  State("regex-toggle", "value"), prevent_initial_call=True)
+    @app.callback(Output(ids.SINGLE_GRAPH, "figure", allow_duplicate=True), Input(ids.SINGLE_GRAPH, "relayoutData"),
+                  State(ids.RUN_SELECT, "value"), State(ids.LAYER_SELECT, "value"), State(ids.HEAD_SELECT, "value"),
+                  State(ids.PROJECTION_SELECT, "value"), State(ids.DIM_SELECT, "value"),
+                  State(ids.TRANSLATE_TOGGLE, "value"), State(ids.SCALED_TOGGLE, "value"), State(ids.SEARCH_INPUT, "value"),
+                  State(ids.REGEX_TOGGLE, "value"), prevent_initial_call=True)
     def relabel_on_zoom(relayout, run, layer, head, proj, dim, translate, scaled, query, regex):
         """Zooming re-thins the labels for the visible range (more labels appear as space opens)."""
         if not relayout or not run or not any(k.startswith(("xaxis.range", "xaxis.autorange")) for k in relayout):

@@ -9,42 +9,43 @@ import numpy as np
 from dash import Input, Output, State, ctx, no_update
 
 from attention_atlas.dashboard_data import DataError
+from figures.runinfo import RunInfo, as_runinfo
 from figures.urlstate import DEFAULTS, FIELDS, parse, serialise
 from figures.views import MODEL_THUMB, model_view_cell, patch_of_point
+from layouts import ids
 
-from .common import friendly, is_image, on, schemes_for
+from .common import friendly, on, schemes_for
 
 _tog = (lambda v: ["on"] if v else [], on)
 # (URL key, component id, property, (to control, from control)) — derived from the one field table
 CONTROLS = [(f.key, f.component, f.prop, (f.to_control, f.from_control)) for f in FIELDS]
-CLICKS = ["matrix-graph", "single-graph", "sentence-graph", "image-graph", "model-graph"]
-BUTTONS = ["prev-head-btn", "next-head-btn", "prev-layer-btn", "next-layer-btn"]
-EXTRA_OUT = [("run-select", "options"), ("layer-select", "options"), ("head-select", "options"),
-             ("color-select", "options"), ("detail-tab", "options"), ("projection-select", "options"),
-             ("dim-select", "options"), ("kind-select", "options"), ("kind-ctl", "style"), ("focus-store", "data"),
-             ("url", "search"), ("msg-url", "children"), ("run-info", "children"), ("boot-store", "data"),
-             ("last-run", "data")]
+CLICKS = [ids.MATRIX_GRAPH, ids.SINGLE_GRAPH, ids.SENTENCE_GRAPH, ids.IMAGE_GRAPH, ids.MODEL_GRAPH]
+BUTTONS = [ids.PREV_HEAD_BTN, ids.NEXT_HEAD_BTN, ids.PREV_LAYER_BTN, ids.NEXT_LAYER_BTN]
+EXTRA_OUT = [(ids.RUN_SELECT, "options"), (ids.LAYER_SELECT, "options"), (ids.HEAD_SELECT, "options"),
+             (ids.COLOR_SELECT, "options"), (ids.DETAIL_TAB, "options"), (ids.PROJECTION_SELECT, "options"),
+             (ids.DIM_SELECT, "options"), (ids.KIND_SELECT, "options"), (ids.KIND_CTL, "style"), (ids.FOCUS_STORE, "data"),
+             (ids.URL, "search"), (ids.MSG_URL, "children"), (ids.RUN_INFO, "children"), (ids.BOOT_STORE, "data"),
+             (ids.LAST_RUN, "data")]
 PROJ_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA", "attn-umap": "attention graph (UMAP)",
                "attn-tsne": "attention graph (t-SNE)"}
 
 
-def run_label(manifest: dict, status: dict) -> str:
+def run_label(run: RunInfo, status: dict) -> str:
     """What tells runs apart in the Run menu: model, corpus, size, coverage, when, and the id."""
-    m, c = manifest.get("model", {}), manifest.get("corpus", {})
-    when = str(manifest.get("created", ""))[:16].replace("T", " ")
+    run = as_runinfo(run)
+    when = run.created[:16].replace("T", " ")
     tag = "" if status.get("status") == "complete" else f" · partial {status['heads_done']}/{status['heads_total']}"
-    projs = ",".join(PROJ_LABELS.get(p, p) for p in manifest.get("projections") or [])
-    tgt = c.get("n_target_tokens")           # encoder–decoder runs: source + target tokens
-    size = f"{c.get('n_tokens', '?'):,} source + {tgt:,} target tokens" if isinstance(tgt, int) \
-        else f"{c.get('n_tokens', '?'):,} tokens"
-    return (f"{m.get('name', '?')} · {c.get('name', '?')} · {size} · "
-            f"{len(manifest.get('layers', []))}×{len(manifest.get('heads', []))} heads · {projs}{tag} · {when} · "
-            f"{manifest.get('id', '')}") if isinstance(c.get("n_tokens"), int) else f"{manifest.get('id', '')}"
+    projs = ",".join(PROJ_LABELS.get(p, p) for p in run.projections)
+    size = (f"{run.n_tokens:,} source + {run.n_target_tokens:,} target tokens" if run.is_encdec and run.n_target_tokens
+            else f"{run.n_tokens:,} tokens") if isinstance(run.n_tokens, int) else ""
+    return (f"{run.model_name} · {run.corpus_name} · {size} · "
+            f"{len(run.layers)}×{len(run.heads)} heads · {projs}{tag} · {when} · "
+            f"{run.id}") if isinstance(run.n_tokens, int) else f"{run.id}"
 
 
 def _run_label(data, run_id):
     try:
-        return run_label(data.manifest(run_id), data.status(run_id))
+        return run_label(data.info(run_id), data.status(run_id))
     except DataError:
         return run_id
 
@@ -57,11 +58,11 @@ def default_run(data, runs: list, last: str | None) -> str:
     complete = []
     for r in runs:
         try:
-            m = data.manifest(r)
+            m = data.info(r)
             done = data.status(r)["status"] == "complete"
         except DataError:
             continue
-        if m.get("corpus", {}).get("name") == "demo" and str(m.get("model", {}).get("name", "")).startswith("minilm"):
+        if m.corpus_name == "demo" and m.model_name.startswith("minilm"):
             if done:
                 return r
         if done:
@@ -69,14 +70,14 @@ def default_run(data, runs: list, last: str | None) -> str:
     return complete[0] if complete else runs[0]
 
 
-def held_projections(manifest: dict) -> list[str]:
+def held_projections(run: RunInfo) -> list[str]:
     """The run's projections in the order the page prefers them (t-SNE, UMAP, PCA, then others)."""
-    stored = list(manifest.get("projections") or ["pca"])
+    stored = list(as_runinfo(run).projections)
     return [p for p in ("tsne", "umap", "pca") if p in stored] + [p for p in stored if p not in ("tsne", "umap", "pca")]
 
 
-def resolve_view_projection(manifest: dict, proj: str | None) -> str:
-    held = held_projections(manifest)
+def resolve_view_projection(run: RunInfo, proj: str | None) -> str:
+    held = held_projections(run)
     return proj if proj in held else held[0]
 
 
@@ -86,7 +87,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
         return focus
     pt = click["points"][0]
     run = state["run"]
-    if trig == "matrix-graph":
+    if trig == ids.MATRIX_GRAPH:
         from .matrix import matrix_data
         _, md, _ = matrix_data(data, run, state["proj"], _tog[0](state["translate"]), _tog[0](state["scaled"]),
                                state["lod"], state["sort"], state["rho"], meta=meta, kind=state.get("kind"))
@@ -103,10 +104,10 @@ def _apply_click(data, state, trig, click, focus, meta=None):
         if hit:
             state["layer"], state["head"], state["token"], _ = hit
             return None
-    elif trig == "single-graph":
+    elif trig == ids.SINGLE_GRAPH:
         if pt.get("curveNumber") in (0, 1) and pt.get("pointNumber") is not None:
             tokens = data.tokens(run)
-            sd = tokens.sides(data.manifest(run), state["layer"])
+            sd = tokens.sides(data.info(run), state["layer"])
             # trace 0: the head's queries, 1: its keys (encoder–decoder heads: rows of one side each)
             tok = int(pt["pointNumber"]) + (sd.q_off if pt["curveNumber"] == 0 else sd.k_off)
             if not 0 <= tok < tokens.n:
@@ -118,12 +119,12 @@ def _apply_click(data, state, trig, click, focus, meta=None):
             rows = tokens.side_rows(input_id, int(tokens.side[tok]))
             pos = int(np.flatnonzero(rows == tok)[0])
             return {"input": input_id, "side": "query" if pt["curveNumber"] == 0 else "key", "pos": pos}
-    elif trig == "sentence-graph":
+    elif trig == ids.SENTENCE_GRAPH:
         tokens = data.tokens(run)
         from .common import input_of_token
         input_id, _ = input_of_token(tokens, state["token"])
         from figures.encdec import SIDES
-        q_side, k_side = SIDES.get(tokens.sides(data.manifest(run), state["layer"]).kind, ("src", "src"))
+        q_side, k_side = SIDES.get(tokens.sides(data.info(run), state["layer"]).kind, ("src", "src"))
         q_rows = tokens.side_rows(input_id, int(q_side == "tgt"))
         k_rows = tokens.side_rows(input_id, int(k_side == "tgt"))
         side = pos = None
@@ -142,7 +143,7 @@ def _apply_click(data, state, trig, click, focus, meta=None):
             if side == "query":
                 state["token"] = int(q_rows[pos])
             return new
-    elif trig == "image-graph":
+    elif trig == ids.IMAGE_GRAPH:
         cd = patch_of_point(pt)
         if cd is not None:
             tokens = data.tokens(run)
@@ -154,30 +155,30 @@ def _apply_click(data, state, trig, click, focus, meta=None):
             hit = np.flatnonzero((pr == int(cd[0])) & (pc == int(cd[1])))
             if len(hit):
                 state["token"] = int(rows[hit[0]])
-    elif trig == "model-graph":
-        m = data.manifest(run)
+    elif trig == ids.MODEL_GRAPH:
+        m = data.info(run)
         cell = model_view_cell(float(pt.get("x", -1)), float(pt.get("y", -1)), MODEL_THUMB,
-                               len(m["layers"]), len(m["heads"]))
+                               len(m.layers), len(m.heads))
         if cell:
-            state["layer"], state["head"] = m["layers"][cell[0]], m["heads"][cell[1]]
+            state["layer"], state["head"] = m.layers[cell[0]], m.heads[cell[1]]
     return focus
 
 
 def register(app, data):
     from .matrix import matrix_outputs
     # the page load's Matrix View comes with the controls (one round trip instead of two)
-    matrix_out = [Output("matrix-graph", "figure", allow_duplicate=True),
-                  Output("matrix-overlay", "figure", allow_duplicate=True),
-                  Output("matrix-note", "children", allow_duplicate=True),
-                  Output("msg-matrix", "children", allow_duplicate=True), Output("matrix-meta", "data", allow_duplicate=True)]
+    matrix_out = [Output(ids.MATRIX_GRAPH, "figure", allow_duplicate=True),
+                  Output(ids.MATRIX_OVERLAY, "figure", allow_duplicate=True),
+                  Output(ids.MATRIX_NOTE, "children", allow_duplicate=True),
+                  Output(ids.MSG_MATRIX, "children", allow_duplicate=True), Output(ids.MATRIX_META, "data", allow_duplicate=True)]
     outputs = [Output(cid, prop) for _, cid, prop, _ in CONTROLS] + [Output(c, p) for c, p in EXTRA_OUT] + matrix_out
-    inputs = ([Input("url", "search")] + [Input(cid, prop) for _, cid, prop, _ in CONTROLS]
+    inputs = ([Input(ids.URL, "search")] + [Input(cid, prop) for _, cid, prop, _ in CONTROLS]
               + [Input(c, "clickData") for c in CLICKS] + [Input(b, "n_clicks") for b in BUTTONS])
     n_ctl = len(CONTROLS)
-    MSG_URL = n_ctl + EXTRA_OUT.index(("msg-url", "children"))
+    MSG_URL = n_ctl + EXTRA_OUT.index((ids.MSG_URL, "children"))
 
-    @app.callback(outputs, inputs, State("focus-store", "data"), State("run-select", "options"), State("boot-store", "data"),
-                  State("matrix-meta", "data"), State("last-run", "data"), State("lod-cost", "data"),
+    @app.callback(outputs, inputs, State(ids.FOCUS_STORE, "data"), State(ids.RUN_SELECT, "options"), State(ids.BOOT_STORE, "data"),
+                  State(ids.MATRIX_META, "data"), State(ids.LAST_RUN, "data"), State(ids.LOD_COST, "data"),
                   prevent_initial_call="initial_duplicate")
     def reduce_state(search, *args):
         values = args[:n_ctl]
@@ -186,7 +187,7 @@ def register(app, data):
         focus0 = focus
         trig = ctx.triggered_id
         current = {key: conv[1](v) for (key, _, _, conv), v in zip(CONTROLS, values)}
-        first = not booted or trig == "url"
+        first = not booted or trig == ids.URL
         problems = []
         if first:
             state, problems = parse(search)
@@ -212,90 +213,86 @@ def register(app, data):
                     problems.append(f"unknown run {state['run']!r} in the link; showing {pick!r} "
                                     f"(stored runs: {', '.join(runs)})")
                 state["run"] = pick
-            manifest = data.manifest(state["run"])
+            run = data.info(state["run"])
             # the run menu has already changed when this runs: the run shown before is the URL's
             shown_before = parse(search)[0]["run"] if search else last_run
-            run_changed = not first and trig == "run-select" and state["run"] != shown_before
+            run_changed = not first and trig == ids.RUN_SELECT and state["run"] != shown_before
             if run_changed:  # what was selected belongs to the other run's tokens
                 state["token"] = None
                 focus = None
             if trig in CLICKS:
                 focus = _apply_click(data, state, trig, clicks[CLICKS.index(trig)], focus, meta)
             elif trig in BUTTONS:
-                heads, layers = list(manifest["heads"]), list(manifest["layers"])
+                heads, layers = list(run.heads), list(run.layers)
                 h = heads.index(state["head"]) if state["head"] in heads else 0
                 l = layers.index(state["layer"]) if state["layer"] in layers else 0
-                if trig == "prev-head-btn":
+                if trig == ids.PREV_HEAD_BTN:
                     h = (h - 1) % len(heads)
-                elif trig == "next-head-btn":
+                elif trig == ids.NEXT_HEAD_BTN:
                     h = (h + 1) % len(heads)
-                elif trig == "prev-layer-btn":
+                elif trig == ids.PREV_LAYER_BTN:
                     l = max(0, l - 1)
                 else:
                     l = min(len(layers) - 1, l + 1)
                 state["layer"], state["head"] = layers[l], heads[h]
-            elif trig == "token-store" or trig == "search-input":
+            elif trig == ids.TOKEN_STORE or trig == ids.SEARCH_INPUT:
                 pass
             # ----- encoder–decoder runs: one Matrix View grid per head kind (figures.encdec)
-            from figures.encdec import grid_layers, is_encdec, layer_kind, resolve_kind
-            if is_encdec(manifest):
-                if trig == "kind-select" and state["layer"] in manifest["layers"] \
-                        and layer_kind(manifest, state["layer"]) != state["kind"] and grid_layers(manifest, state["kind"]):
-                    state["layer"] = grid_layers(manifest, state["kind"])[0]   # open a head of the grid shown
-                elif trig in ("layer-select", *BUTTONS) or (first and state["kind"] == "auto"):
-                    state["kind"] = resolve_kind(manifest, None, state["layer"])
-                state["kind"] = resolve_kind(manifest, state["kind"], state["layer"])
+            from figures.encdec import grid_layers, resolve_kind
+            if run.is_encdec:
+                if trig == ids.KIND_SELECT and state["layer"] in run.layers \
+                        and run.layer_kind(state["layer"]) != state["kind"] and grid_layers(run, state["kind"]):
+                    state["layer"] = grid_layers(run, state["kind"])[0]   # open a head of the grid shown
+                elif trig in (ids.LAYER_SELECT, *BUTTONS) or (first and state["kind"] == "auto"):
+                    state["kind"] = resolve_kind(run, None, state["layer"])
+                state["kind"] = resolve_kind(run, state["kind"], state["layer"])
             else:
                 state["kind"] = "auto"
             # ----- validate against the run
-            if state["layer"] not in manifest["layers"]:
+            if state["layer"] not in run.layers:
                 problems.append(f"layer {state['layer']} is not in run {state['run']!r} "
-                                f"(layers {manifest['layers'][0]}–{manifest['layers'][-1]}); showing layer {manifest['layers'][0]}")
-                state["layer"] = manifest["layers"][0]
-            if state["head"] not in manifest["heads"]:
+                                f"(layers {run.layers[0]}–{run.layers[-1]}); showing layer {run.layers[0]}")
+                state["layer"] = run.layers[0]
+            if state["head"] not in run.heads:
                 problems.append(f"head {state['head']} is not in run {state['run']!r} "
-                                f"(heads {manifest['heads'][0]}–{manifest['heads'][-1]}); showing head {manifest['heads'][0]}")
-                state["head"] = manifest["heads"][0]
-            held = held_projections(manifest)
+                                f"(heads {run.heads[0]}–{run.heads[-1]}); showing head {run.heads[0]}")
+                state["head"] = run.heads[0]
+            held = held_projections(run)
             if state["proj"] not in held:
                 asked = first and "proj=" in (search or "")
-                if asked or (not first and trig == "projection-select"):
+                if asked or (not first and trig == ids.PROJECTION_SELECT):
                     problems.append(f"{PROJ_LABELS.get(state['proj'], state['proj'])} is not stored in run "
                                     f"{state['run']!r} (it holds {', '.join(PROJ_LABELS.get(p, p) for p in held)}); "
                                     f"showing {PROJ_LABELS.get(held[0], held[0])} — add it with "
                                     f"`python -m precompute run ... --projections {state['proj']}`")
                 state["proj"] = held[0]
-            dims = sorted(int(x) for x in (manifest.get("dims") or [2]))
+            dims = sorted(run.dims)
             if state["dim"] not in dims:
                 if first and "dim=" in (search or ""):
                     problems.append(f"{state['dim']}D is not stored in run {state['run']!r}; showing {dims[0]}D")
                 state["dim"] = dims[0]
-            schemes = schemes_for(manifest)
+            schemes = schemes_for(run)
             if state["color"] not in schemes:
                 if first and state["color"] != DEFAULTS["color"]:
                     problems.append(f"colour scheme {state['color']!r} does not apply to this run; showing query/key")
                 state["color"] = "qk"
-            image = is_image(manifest)
+            image = run.is_image
             if run_changed or first:
                 if image and state["tab"] == "sentence":
                     state["tab"] = "image"
                 if not image and state["tab"] == "image":
                     state["tab"] = "sentence"
             if state["token"] is not None:
-                n_tok = manifest.get("corpus", {}).get("n_tokens")
-                if n_tok is not None and manifest.get("corpus", {}).get("n_target_tokens"):
-                    n_tok += int(manifest["corpus"]["n_target_tokens"])   # source then target rows
+                n_tok = run.n_tokens_joined   # source then target rows
                 if n_tok is not None and state["token"] >= n_tok:
                     problems.append(f"token {state['token']} is not in run {state['run']!r}; no token selected")
                     state["token"] = None
             st = data.status(state["run"])
-            m = manifest.get("model", {})
-            c = manifest.get("corpus", {})
-            info = (f"{m.get('name', '?')} · {len(manifest['layers'])} layers × {len(manifest['heads'])} heads"
-                    f"{' · causal' if m.get('causal') else ''} · {c.get('n_tokens', '?')} "
-                    + (f"source + {c['n_target_tokens']} target ({c.get('targets', 'given')}) " if c.get("n_target_tokens") else "")
+            info = (f"{run.model_name} · {len(run.layers)} layers × {len(run.heads)} heads"
+                    f"{' · causal' if run.causal else ''} · {'?' if run.n_tokens is None else run.n_tokens} "
+                    + (f"source + {run.n_target_tokens} target ({run.targets or 'given'}) " if run.n_target_tokens else "")
                     + f"tokens in "
-                    f"{c.get('n_inputs', '?')} {'images' if image else 'inputs'} · "
+                    f"{'?' if run.n_inputs is None else run.n_inputs} {'images' if image else 'inputs'} · "
                     + ("complete" if st["status"] == "complete"
                        else f"PARTIAL run: {st['heads_done']}/{st['heads_total']} heads done — showing what exists"))
         except DataError as exc:
@@ -311,15 +308,15 @@ def register(app, data):
                 out.append(conv[0](state[key]))
             else:
                 out.append(no_update)
-        opts_needed = first or run_changed or trig == "run-select" or not run_options
+        opts_needed = first or run_changed or trig == ids.RUN_SELECT or not run_options
         listed = [o.get("value") for o in (run_options or [])]
         run_opts = [{"label": _run_label(data, r), "value": r} for r in runs]
         fresh = opts_needed or listed != runs or [o.get("label") for o in run_options or []] != [o["label"] for o in run_opts]
         out.append(run_opts if fresh else no_update)
         if opts_needed:
             from figures.encdec import layer_label
-            out.append([{"label": layer_label(manifest, l), "value": l} for l in manifest["layers"]])
-            out.append([{"label": f"H{h}", "value": h} for h in manifest["heads"]])
+            out.append([{"label": layer_label(run, l), "value": l} for l in run.layers])
+            out.append([{"label": f"H{h}", "value": h} for h in run.heads])
             out.append([{"label": v, "value": k} for k, v in schemes.items()])
             out.append([{"label": "Sentence View", "value": "sentence", "disabled": image},
                         {"label": "Image View", "value": "image", "disabled": not image},
@@ -327,7 +324,7 @@ def register(app, data):
             out.append([{"label": PROJ_LABELS.get(p, p), "value": p} for p in held])
             out.append([{"label": f"{d}D", "value": d} for d in dims])
             from figures.encdec import kind_options
-            kopts = kind_options(manifest)
+            kopts = kind_options(run)
             out.append(kopts)
             out.append({"display": "block"} if kopts else {"display": "none"})
         else:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from precompute.metrics import attention_from_qk, layer_semantics, relative_bias  # noqa: F401 (callbacks import it here)
+from precompute.metrics import attention_from_qk, relative_bias  # noqa: F401 (callbacks import it here)
 
 
 def attention(q: np.ndarray, k: np.ndarray, scale: float, causal: bool = False,
               window: int | None = None, softcap: float | None = None, bias=None) -> np.ndarray:
     """softmax(softcap(scale · q kᵀ) + bias + mask) for the tokens of one input (rows in position
-    order); a layer's keyword arguments: ``precompute.metrics.layer_semantics(manifest["model"], layer, head)``.
+    order); a layer's (and head's) keyword arguments: ``RunInfo.layer_semantics(layer, head)`` (figures.runinfo).
 
     The same function the faithfulness tests check against each model's own attentions."""
     return attention_from_qk(q, k, causal=causal, scale=scale, window=window, softcap=softcap, bias=bias)

@@ -142,7 +142,8 @@ class Reporter:
         return _Bar(self, total, desc)
 
     def on_manifest(self, run_id: str, manifest: dict):
-        self.heads_total = len(manifest["layers"]) * len(manifest["heads"])
+        from attention_atlas.core.runinfo import RunInfo
+        self.heads_total = RunInfo.from_manifest(manifest).n_heads_total
         self.reg.update(self.job_id, state_change=True, run_id=run_id, heads_total=self.heads_total)
 
     def start(self):

@@ -7,6 +7,7 @@ from dash import dcc, html
 
 from figures.urlstate import DEFAULTS
 from layouts import ablation, jobs, neuron, owninput, patterns, related, rollout
+from layouts import ids
 
 # (tab value, label, layout module); the tab values are the URL's ``atab`` choices
 TABS = [
@@ -22,10 +23,10 @@ TABS = [
 
 def analysis_panel():
     return html.Div(className="panel analysis-panel", children=[
-        dcc.RadioItems(id="analysis-tab", value=DEFAULTS["atab"], inline=True, className="tabs",
+        dcc.RadioItems(id=ids.ANALYSIS_TAB, value=DEFAULTS["atab"], inline=True, className="tabs",
                        options=[{"label": label, "value": value} for value, label, _ in TABS]),
-        html.Div(id="analysis-body", children=[
-            html.Div(mod.panel(), id=f"analysis-{value}", className="analysis-tab-body",
+        html.Div(id=ids.ANALYSIS_BODY, children=[
+            html.Div(mod.panel(), id=ids.analysis_body(value), className="analysis-tab-body",
                      style={"display": "block" if value == DEFAULTS["atab"] else "none"})
             for value, _, mod in TABS]),
     ])

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from layouts import ids
+
 # (value, label, container id, has its own CSV table on the server)
 VIEWS = [
-    ("matrix", "Matrix View", "matrix-stack", True),   # the points and the overlay drawn over them
-    ("single", "Single View", "single-graph", True),
-    ("sentence", "Sentence View", "sentence-graph", True),
-    ("image", "Image View", "image-graph", True),
-    ("model", "Model View", "model-graph", True),
+    ("matrix", "Matrix View", ids.MATRIX_STACK, True),   # the points and the overlay drawn over them
+    ("single", "Single View", ids.SINGLE_GRAPH, True),
+    ("sentence", "Sentence View", ids.SENTENCE_GRAPH, True),
+    ("image", "Image View", ids.IMAGE_GRAPH, True),
+    ("model", "Model View", ids.MODEL_GRAPH, True),
 ]
 
 
@@ -32,26 +34,26 @@ _BTN = {"padding": "2px 8px", "fontSize": "12px", "cursor": "pointer"}
 
 
 def panel():
-    return html.Div(id="export-bar", className="export-bar", style={
+    return html.Div(id=ids.EXPORT_BAR, className="export-bar", style={
         "marginLeft": "auto", "display": "flex", "flexDirection": "column", "alignItems": "flex-end",
         "gap": "2px", "fontSize": "12px"}, children=[
         html.Div(style={"display": "flex", "alignItems": "center", "gap": "6px"}, children=[
             html.Span("Export", style={"color": "#666", "textTransform": "uppercase", "fontSize": "11px",
                                        "letterSpacing": ".03em"}),
-            dcc.Dropdown(id="export-view", value="single", clearable=False, searchable=False,
+            dcc.Dropdown(id=ids.EXPORT_VIEW, value="single", clearable=False, searchable=False,
                          options=[{"label": label, "value": value} for value, label, _, _ in views()],
                          style={"width": "160px", "fontSize": "12px"}),
-            html.Button("PNG", id="export-png", title="picture of the view (2× resolution)", style=_BTN),
-            html.Button("SVG", id="export-svg", title="vector picture of the view", style=_BTN),
-            html.Button("HTML", id="export-html", style=_BTN,
+            html.Button("PNG", id=ids.EXPORT_PNG, title="picture of the view (2× resolution)", style=_BTN),
+            html.Button("SVG", id=ids.EXPORT_SVG, title="vector picture of the view", style=_BTN),
+            html.Button("HTML", id=ids.EXPORT_HTML, style=_BTN,
                         title="interactive snapshot of the view in one file (works offline)"),
-            html.Button("CSV", id="export-csv", title="the numbers behind the view", style=_BTN),
-            html.Span(dcc.Checklist(id="export-all", value=[], inline=True, className="toggle",
+            html.Button("CSV", id=ids.EXPORT_CSV, title="the numbers behind the view", style=_BTN),
+            html.Span(dcc.Checklist(id=ids.EXPORT_ALL, value=[], inline=True, className="toggle",
                                     options=[{"label": "all points", "value": "on"}]),
                       title="Matrix View CSV: every point instead of the sampled points the view shows"),
         ]),
-        html.Div(id="export-msg", className="export-msg",
+        html.Div(id=ids.EXPORT_MSG, className="export-msg",
                  style={"color": "#555", "fontSize": "11px", "maxWidth": "560px", "textAlign": "right"}),
-        dcc.Store(id="export-request", data=None),
-        dcc.Download(id="export-download"),
+        dcc.Store(id=ids.EXPORT_REQUEST, data=None),
+        dcc.Download(id=ids.EXPORT_DOWNLOAD),
     ])

@@ -10,6 +10,8 @@ import time
 
 from dash import dcc, html
 
+from layouts import ids
+
 STATE_COLOURS = {"queued": "#8a6d00", "running": "#1f5fbf", "done": "#1b7f3b", "failed": "#b3261e",
                  "cancelled": "#6b6b6b", "interrupted": "#b35c00"}
 _CELL = {"padding": "3px 8px", "borderBottom": "1px solid #eee", "fontSize": "12px", "verticalAlign": "top"}
@@ -22,76 +24,76 @@ def _ctl(label, component, width=None):
 
 
 def panel():
-    return html.Div(id="precompute-view", className="view", children=[
+    return html.Div(id=ids.PRECOMPUTE_VIEW, className="view", children=[
         html.Div(className="row-inline", style={"alignItems": "flex-start", "gap": "14px 22px"}, children=[
-            _ctl("Model", dcc.Dropdown(id="jobs-model", value="minilm", clearable=False, style={"width": "330px"},
+            _ctl("Model", dcc.Dropdown(id=ids.JOBS_MODEL, value="minilm", clearable=False, style={"width": "330px"},
                                        options=[{"label": "minilm", "value": "minilm"}])),
             _ctl("or a model folder under the allowed roots",
-                 dcc.Input(id="jobs-model-path", type="text", value="", debounce=False,
+                 dcc.Input(id=ids.JOBS_MODEL_PATH, type="text", value="", debounce=False,
                            placeholder="e.g. my-bert (relative to a model root)", style={"width": "260px"})),
-            _ctl("Corpus", dcc.Dropdown(id="jobs-corpus", value="demo", clearable=False, style={"width": "330px"},
+            _ctl("Corpus", dcc.Dropdown(id=ids.JOBS_CORPUS, value="demo", clearable=False, style={"width": "330px"},
                                         options=[{"label": "demo", "value": "demo"}])),
             _ctl("or a corpus path under the allowed roots",
-                 dcc.Input(id="jobs-corpus-path", type="text", value="", placeholder="e.g. reviews.jsonl",
+                 dcc.Input(id=ids.JOBS_CORPUS_PATH, type="text", value="", placeholder="e.g. reviews.jsonl",
                            style={"width": "220px"})),
         ]),
         html.Div(className="row-inline", style={"alignItems": "flex-start", "gap": "14px 22px", "marginTop": "6px"},
                  children=[
-            dcc.Upload(id="jobs-upload", multiple=False, children=html.Div([
+            dcc.Upload(id=ids.JOBS_UPLOAD, multiple=False, children=html.Div([
                 "Upload a corpus: drop a file here or ", html.A("choose one", style={"textDecoration": "underline"}),
                 html.Span(" (.txt one input per line, .jsonl, .csv)", style={"color": "#666"})]),
                 style={"border": "1px dashed #999", "borderRadius": "5px", "padding": "8px 12px", "fontSize": "13px",
                        "cursor": "pointer", "background": "#fafafa"}),
-            _ctl("text column (.jsonl / .csv)", dcc.Input(id="jobs-text-column", type="text", value="",
+            _ctl("text column (.jsonl / .csv)", dcc.Input(id=ids.JOBS_TEXT_COLUMN, type="text", value="",
                                                            placeholder="text", style={"width": "110px"})),
             # encoder–decoder models: each input's target; empty = the model generates it (greedy, bounded)
             _ctl("target column (encoder–decoder, .csv / .tsv)",
-                 dcc.Input(id="jobs-target-column", type="text", value="", style={"width": "150px"},
+                 dcc.Input(id=ids.JOBS_TARGET_COLUMN, type="text", value="", style={"width": "150px"},
                            placeholder="empty: model generates")),
-            html.Div(id="jobs-upload-msg", className="note", style={"maxWidth": "520px", "alignSelf": "center"}),
+            html.Div(id=ids.JOBS_UPLOAD_MSG, className="note", style={"maxWidth": "520px", "alignSelf": "center"}),
         ]),
         html.Div(className="row-inline", style={"alignItems": "flex-start", "gap": "14px 22px", "marginTop": "6px"},
                  children=[
-            _ctl("Projections", dcc.Checklist(id="jobs-projections", inline=True, value=["pca"], className="toggle",
+            _ctl("Projections", dcc.Checklist(id=ids.JOBS_PROJECTIONS, inline=True, value=["pca"], className="toggle",
                                               # labels differ from the page's own controls (tests pick by text)
                                               options=[{"label": "PCA (fast)", "value": "pca"},
                                                        {"label": "t-SNE (slow)", "value": "tsne"},
                                                        {"label": "UMAP (slow)", "value": "umap"},
                                                        {"label": "attention-graph UMAP (slow)", "value": "attn-umap"},
                                                        {"label": "attention-graph t-SNE (slow)", "value": "attn-tsne"}])),
-            _ctl("Dimensions", dcc.Checklist(id="jobs-dims", inline=True, value=[2], className="toggle",
+            _ctl("Dimensions", dcc.Checklist(id=ids.JOBS_DIMS, inline=True, value=[2], className="toggle",
                                              options=[{"label": "2 dims", "value": 2}, {"label": "3 dims", "value": 3}])),
-            _ctl("Embeddings", dcc.Checklist(id="jobs-variants", inline=True, value=["translated", "raw"],
+            _ctl("Embeddings", dcc.Checklist(id=ids.JOBS_VARIANTS, inline=True, value=["translated", "raw"],
                                              className="toggle",
                                              options=[{"label": "translated keys", "value": "translated"},
                                                       {"label": "raw keys", "value": "raw"},
                                                       {"label": "translated, norm-scaled", "value": "translated-scaled"},
                                                       {"label": "raw, norm-scaled", "value": "raw-scaled"}])),
-            _ctl("Layers", dcc.Input(id="jobs-layers", type="text", value="", placeholder="all, or 0-2,5",
+            _ctl("Layers", dcc.Input(id=ids.JOBS_LAYERS, type="text", value="", placeholder="all, or 0-2,5",
                                      style={"width": "100px"})),
-            _ctl("Heads", dcc.Input(id="jobs-heads", type="text", value="", placeholder="all", style={"width": "80px"})),
-            _ctl("Max tokens", dcc.Input(id="jobs-max-tokens", type="number", min=1, value=None, placeholder="limit",
+            _ctl("Heads", dcc.Input(id=ids.JOBS_HEADS, type="text", value="", placeholder="all", style={"width": "80px"})),
+            _ctl("Max tokens", dcc.Input(id=ids.JOBS_MAX_TOKENS, type="number", min=1, value=None, placeholder="limit",
                                          style={"width": "90px"})),
         ]),
         html.Div(className="row-inline", style={"marginTop": "8px", "gap": "12px"}, children=[
-            html.Button("Start run", id="jobs-start", n_clicks=0,
+            html.Button("Start run", id=ids.JOBS_START, n_clicks=0,
                         style={"fontWeight": 600, "padding": "4px 14px", "cursor": "pointer"}),
-            html.Button("Cancel", id="jobs-cancel", n_clicks=0, disabled=True,
+            html.Button("Cancel", id=ids.JOBS_CANCEL, n_clicks=0, disabled=True,
                         style={"padding": "4px 12px", "cursor": "pointer"}),
-            html.Progress(id="jobs-bar", value="0", max="100", style={"width": "260px", "height": "14px"}),
-            html.Span(id="jobs-bar-label", style={"fontSize": "12px", "color": "#333"}),
+            html.Progress(id=ids.JOBS_BAR, value="0", max="100", style={"width": "260px", "height": "14px"}),
+            html.Span(id=ids.JOBS_BAR_LABEL, style={"fontSize": "12px", "color": "#333"}),
         ]),
-        html.Div(id="jobs-msg", className="note", style={"fontWeight": 600}),
-        html.Div(id="jobs-status", className="note"),
-        html.Div(id="jobs-limits", className="note", style={"color": "#777"}),
+        html.Div(id=ids.JOBS_MSG, className="note", style={"fontWeight": 600}),
+        html.Div(id=ids.JOBS_STATUS, className="note"),
+        html.Div(id=ids.JOBS_LIMITS, className="note", style={"color": "#777"}),
         html.H4("Jobs started from this page (everyone's)", style={"margin": "10px 0 4px", "fontSize": "14px"}),
-        html.Div(id="jobs-table", children=html.Div("no jobs yet", className="note")),
+        html.Div(id=ids.JOBS_TABLE, children=html.Div("no jobs yet", className="note")),
         html.H4("Runs in the store", style={"margin": "10px 0 4px", "fontSize": "14px"}),
-        html.Div(id="jobs-runs", className="note"),
-        dcc.Interval(id="jobs-tick", interval=2000),
-        dcc.Store(id="jobs-request"), dcc.Store(id="jobs-result"), dcc.Store(id="jobs-upload-raw"),
-        dcc.Store(id="jobs-config"), dcc.Store(id="jobs-gen", data=-1),
-        dcc.Store(id="jobs-push-runs"), dcc.Store(id="jobs-push-bar"),
+        html.Div(id=ids.JOBS_RUNS, className="note"),
+        dcc.Interval(id=ids.JOBS_TICK, interval=2000),
+        dcc.Store(id=ids.JOBS_REQUEST), dcc.Store(id=ids.JOBS_RESULT), dcc.Store(id=ids.JOBS_UPLOAD_RAW),
+        dcc.Store(id=ids.JOBS_CONFIG), dcc.Store(id=ids.JOBS_GEN, data=-1),
+        dcc.Store(id=ids.JOBS_PUSH_RUNS), dcc.Store(id=ids.JOBS_PUSH_BAR),
     ])
 
 
@@ -129,10 +131,10 @@ def jobs_table(entries: list[dict], can_cancel, stored_runs: set, now: float | N
         run = e.get("run_id")
         run_cell = (dcc.Link(f"open {run}", href=f"?run={run}")
                     if run and run in stored_runs else (run or ""))
-        cancel = (html.Button("cancel", id={"type": "jobs-row-cancel", "job": e["id"]}, n_clicks=0,
+        cancel = (html.Button("cancel", id={"type": ids.JOBS_ROW_CANCEL_TYPE, "job": e["id"]}, n_clicks=0,
                               style={"fontSize": "11px", "padding": "1px 6px", "cursor": "pointer"})
                   if state in ("queued", "running") and not e.get("cancel_requested") and can_cancel(e) else "")
-        rows.append(html.Tr(id={"type": "jobs-row", "job": e["id"]}, className=f"job-{state}", children=[
+        rows.append(html.Tr(id={"type": ids.JOBS_ROW_TYPE, "job": e["id"]}, className=f"job-{state}", children=[
             html.Td(e["id"], style={**_CELL, "fontFamily": "monospace"}),
             html.Td(e.get("user") or "-", style=_CELL),
             html.Td(e.get("labels", {}).get("model", ""), style=_CELL),

@@ -3,6 +3,7 @@ open that head) and the table of every head's scores; plus the Matrix View's ord
 from dash import dcc, html
 
 from analysis.patterns import LABELS, PATTERNS
+from layouts import ids
 
 DEFAULT_SCORE = "first"
 
@@ -39,7 +40,7 @@ def _ctl(label, component):
 
 
 def panel():
-    return html.Div(id="patterns-view", className="view", children=[
+    return html.Div(id=ids.PATTERNS_VIEW, className="view", children=[
         html.Div(className="note", children=(
             "Which classic pattern does each head follow? Mass scores = mean attention a query puts on the "
             "pattern's keys (first token/[CLS]; [SEP]/punctuation; previous; next; itself — disjoint key sets, "
@@ -48,15 +49,15 @@ def panel():
             "(cross-fitted; 1 − positional = content-dependent share). n/a: the pattern can't occur (causal "
             "'next'; text-only patterns on images). The Matrix View's order menu ranks and shades heads by any "
             "of these.")),
-        html.Div(id="patterns-note", className="note"),
+        html.Div(id=ids.PATTERNS_NOTE, className="note"),
         html.Div(className="row-inline", children=[
-            _ctl("map", dcc.RadioItems(id="patterns-score", value=DEFAULT_SCORE, inline=True,
+            _ctl("map", dcc.RadioItems(id=ids.PATTERNS_SCORE, value=DEFAULT_SCORE, inline=True,
                                        options=[{"label": LABELS[p], "value": p} for p in PATTERNS])),
         ]),
-        html.Div(id="patterns-head", className="note"),
-        dcc.Graph(id="patterns-graph", config={"displaylogo": False}, style={"height": "340px"}),
-        html.Div(id="patterns-table", style={"maxHeight": "380px", "overflowY": "auto"}),
-        dcc.Store(id="patterns-highlight"),  # output of the clientside row highlight (never written)
+        html.Div(id=ids.PATTERNS_HEAD, className="note"),
+        dcc.Graph(id=ids.PATTERNS_GRAPH, config={"displaylogo": False}, style={"height": "340px"}),
+        html.Div(id=ids.PATTERNS_TABLE, style={"maxHeight": "380px", "overflowY": "auto"}),
+        dcc.Store(id=ids.PATTERNS_HIGHLIGHT),  # output of the clientside row highlight (never written)
     ])
 
 

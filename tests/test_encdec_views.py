@@ -249,6 +249,10 @@ def test_first_paint_picture_draws_the_grid_of_the_link(tmp_path):
         def manifest(self, run):
             return manifest()
 
+        def info(self, run):
+            from figures.runinfo import RunInfo
+            return RunInfo.from_manifest(manifest())
+
     def fake_drawn_points(*args, **kw):
         calls.append(kw.get("kind"))
         raise StopIteration

@@ -129,6 +129,10 @@ def test_run_label_tells_runs_apart_and_default_run_prefers_last_then_demo():
         def manifest(self, r):
             return self.ms[r]
 
+        def info(self, r):
+            from figures.runinfo import RunInfo
+            return RunInfo.from_manifest(self.ms[r])
+
         def status(self, r):
             return {"status": "complete"}
     assert default_run(D(), ["new", "demo"], None) == "demo"
@@ -175,6 +179,44 @@ def test_run_info_reads_new_and_old_manifests():
     assert new.has_head(29, 1) and not new.has_head(1, 1) and not new.is_image
     old = RunInfo.from_manifest({"model": {"head_dim": 16}, "corpus": {"kind": "image"}})
     assert old.scale == 0.25 and old.is_image and old.projections == ("pca",) and not old.causal
+    assert old.special_tokens is None and old.attention == () and old.layer_kind(0) == "self" and not old.is_encdec
+    assert old.metric == "cosine" and old.n_target_tokens == 0 and old.n_tokens_joined is None
+
+
+def test_data_reads_a_run_info_once_per_manifest(tmp_path):
+    from attention_atlas.dashboard_data import Data
+    from figures.runinfo import RunInfo
+    from tests.store_fixture import make_test_store
+    make_test_store(tmp_path, "text", n_layers=2, n_heads=3, n_inputs=2, tokens_per_input=5, run_id="r",
+                    variants=("translated",), methods=("pca",), dims=(2,))
+    data = Data(tmp_path)
+    info = data.info("r")
+    assert isinstance(info, RunInfo) and info == RunInfo.from_manifest(data.manifest("r"))
+    assert data.info("r") is info and info.raw is data.manifest("r")
+    data.clear()
+    assert data.info("r") is not info and data.info("r") == info
+
+
+def test_run_info_per_layer_semantics_match_precompute():
+    """RunInfo.layer_semantics is what precompute.metrics.layer_semantics reads from the raw manifest."""
+    from figures.runinfo import RunInfo, as_runinfo
+    from precompute.metrics import layer_semantics
+    man = {"id": "e", "layers": [0, 1, 2, 3], "heads": [0, 1],
+           "model": {"scale": 0.5, "causal": False, "source": "hf:x", "identity": "id", "max_length": 64,
+                     "attention": [{"kind": "encoder", "causal": False, "window": None, "softcap": None},
+                                   {"kind": "decoder", "causal": True, "window": 4, "softcap": 30.0},
+                                   {"kind": "cross", "causal": False},
+                                   {}]},
+           "corpus": {"n_tokens": 10, "n_target_tokens": 7, "targets": "given"},
+           "settings": {"params": {"metric": "euclidean"}}, "forward_done": True}
+    info = RunInfo.from_manifest(man)
+    for layer in range(6):
+        assert info.layer_semantics(layer) == layer_semantics(man["model"], layer), layer
+    assert [info.layer_kind(l) for l in range(5)] == ["encoder", "decoder", "cross", "self", "self"]
+    assert info.is_encdec and info.n_tokens_joined == 17 and info.targets == "given" and info.metric == "euclidean"
+    assert info.source == "hf:x" and info.identity == "id" and info.max_length == 64 and info.forward_done
+    assert info.raw is man and as_runinfo(info) is info and as_runinfo(man) == info
+    assert info.with_causal(True).causal and not info.causal
 
 
 def test_a_selected_input_too_long_for_the_budget_is_cut_and_said(tmp_path):
@@ -220,3 +262,30 @@ def test_overlay_graph_lines_up_with_the_points_and_colours_are_the_scale_s():
     alpha = float(over.layout.plot_bgcolor.rsplit(",", 1)[1].rstrip(")"))
     assert BASE_OPACITY * (1 - alpha) == pytest.approx(FADED, abs=1e-3)
     assert [t.name for t in over.data] == ["search hits", "selected input", "selected token"]
+
+
+def test_runinfo_semantics_carry_the_heads_position_bias():
+    """RunInfo.layer_semantics(layer, head) == precompute.metrics.layer_semantics, bias rows included
+    (T5 table, ALiBi slope); a biased layer asked without a head refuses."""
+    import numpy as np
+    import pytest as _pytest
+
+    from figures.runinfo import RunInfo
+    from precompute.metrics import HeadNeeded, layer_semantics
+
+    model = {"scale": 1.0, "causal": False, "name": "t5",
+             "attention": [{"kind": "encoder", "causal": False, "bias": "rel0"},
+                           {"kind": "decoder", "causal": True, "bias": "alibi0"}, {"kind": "cross", "causal": False}],
+             "position_bias": {"rel0": {"max_distance": 1, "values": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]},
+                               "alibi0": {"alibi_slopes": [0.5, 0.25]}}}
+    run = RunInfo.from_manifest({"id": "x", "layers": [0, 1, 2], "heads": [0, 1], "model": model})
+    for layer in range(3):
+        for head in range(2):
+            mine, theirs = run.layer_semantics(layer, head), layer_semantics(model, layer, head)
+            assert mine.keys() == theirs.keys()
+            for key in mine:
+                np.testing.assert_array_equal(mine[key], theirs[key])
+    assert list(run.layer_semantics(0, 1)["bias"]) == [4.0, 5.0, 6.0] and run.layer_semantics(1, 1)["bias"] == 0.25
+    assert "bias" not in run.layer_semantics(2)
+    with _pytest.raises(HeadNeeded):
+        run.layer_semantics(0)

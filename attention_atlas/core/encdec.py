@@ -11,12 +11,17 @@ the stored layer index (``L3 H1``: unique across kinds), shown with the kind bes
 Per head, ``HeadSides`` says which rows its queries and keys are: its stored q/k and projection
 rows are ``[queries …, keys …]`` = ``[q_off … q_off + n_q − 1]`` then ``[k_off … k_off + n_k − 1]``.
 Runs without kinds (every other run) have ``q_off = k_off = 0`` and ``n_q = n_k = n``.
+
+Every function taking a run takes its ``RunInfo`` (attention_atlas/core/runinfo.py; a manifest dict is
+read into one).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from .runinfo import RunInfo, as_runinfo
 
 KINDS = ("encoder", "decoder", "cross")
 KIND_LABEL = {"encoder": "encoder self-attention", "decoder": "decoder self-attention (causal)",
@@ -25,54 +30,55 @@ KIND_SHORT = {"encoder": "enc", "decoder": "dec", "cross": "cross"}
 SIDES = {"encoder": ("src", "src"), "decoder": ("tgt", "tgt"), "cross": ("tgt", "src")}
 
 
-def layer_kind(manifest: dict, layer: int) -> str:
+def layer_kind(run: RunInfo, layer: int) -> str:
     """The stored layer's kind: encoder | decoder | cross, or self for runs without kinds."""
-    per_layer = (manifest.get("model") or {}).get("attention") or []
-    layer = int(layer)
-    return str(per_layer[layer].get("kind", "self")) if 0 <= layer < len(per_layer) else "self"
+    return as_runinfo(run).layer_kind(layer)
 
 
-def is_encdec(manifest: dict) -> bool:
+def is_encdec(run: RunInfo) -> bool:
     """An encoder–decoder run: some stored layer is cross-attention."""
-    return any(layer_kind(manifest, l) == "cross" for l in manifest.get("layers") or [])
+    return as_runinfo(run).is_encdec
 
 
-def kinds_of(manifest: dict) -> list[str]:
+def kinds_of(run: RunInfo) -> list[str]:
     """The head kinds among the run's stored layers, in KINDS order ([] for runs without kinds)."""
-    if not is_encdec(manifest):
+    run = as_runinfo(run)
+    if not run.is_encdec:
         return []
-    have = {layer_kind(manifest, l) for l in manifest["layers"]}
+    have = {run.layer_kind(l) for l in run.layers}
     return [k for k in KINDS if k in have]
 
 
-def resolve_kind(manifest: dict, kind: str | None, layer=None) -> str | None:
+def resolve_kind(run: RunInfo, kind: str | None, layer=None) -> str | None:
     """The grid to show: ``kind`` when the run has it, else the kind of ``layer``, else the first
     kind; None for runs without kinds (one grid of every layer)."""
-    kinds = kinds_of(manifest)
+    run = as_runinfo(run)
+    kinds = kinds_of(run)
     if not kinds:
         return None
     if kind in kinds:
         return kind
-    if layer is not None and layer_kind(manifest, layer) in kinds:
-        return layer_kind(manifest, layer)
+    if layer is not None and layer_kind(run, layer) in kinds:
+        return layer_kind(run, layer)
     return kinds[0]
 
 
-def grid_layers(manifest: dict, kind: str | None) -> list:
+def grid_layers(run: RunInfo, kind: str | None) -> list:
     """Stored layers of one kind (every stored layer when ``kind`` is None)."""
-    layers = list(manifest.get("layers") or [])
-    return layers if kind is None else [l for l in layers if layer_kind(manifest, l) == kind]
+    run = as_runinfo(run)
+    layers = list(run.layers)
+    return layers if kind is None else [l for l in layers if run.layer_kind(l) == kind]
 
 
-def layer_label(manifest: dict, layer) -> str:
+def layer_label(run: RunInfo, layer) -> str:
     """``L3`` (runs without kinds) or ``L3 cross`` — the id is always the stored layer index."""
-    kind = layer_kind(manifest, layer)
+    kind = layer_kind(run, layer)
     return f"L{layer}" if kind == "self" else f"L{layer} {KIND_SHORT.get(kind, kind)}"
 
 
-def head_label(manifest: dict, layer, head) -> str:
+def head_label(run: RunInfo, layer, head) -> str:
     """``L3 H1`` or ``L3 H1 (cross)``."""
-    kind = layer_kind(manifest, layer)
+    kind = layer_kind(run, layer)
     return f"L{layer} H{head}" + ("" if kind == "self" else f" ({KIND_SHORT.get(kind, kind)})")
 
 
@@ -122,16 +128,16 @@ class HeadSides:
         return self.n_q + np.asarray(tokens, np.int64) - self.k_off
 
 
-def head_sides(manifest: dict, layer, n_src: int, n_tgt: int = 0) -> HeadSides:
+def head_sides(run: RunInfo, layer, n_src: int, n_tgt: int = 0) -> HeadSides:
     """The HeadSides of a stored layer, given the sizes of the source and target token tables."""
-    kind = layer_kind(manifest, layer)
+    kind = layer_kind(run, layer)
     off = {"src": (0, n_src), "tgt": (n_src, n_tgt)}
     q_side, k_side = SIDES.get(kind, ("src", "src"))
     (q_off, n_q), (k_off, n_k) = off[q_side], off[k_side]
     return HeadSides(q_off, n_q, k_off, n_k, kind)
 
 
-def grid_sides(manifest: dict, kind: str | None, n_src: int, n_tgt: int = 0) -> HeadSides:
+def grid_sides(run: RunInfo, kind: str | None, n_src: int, n_tgt: int = 0) -> HeadSides:
     """The HeadSides every head of one grid shares (one kind = one pair of sides)."""
     if kind is None:
         return HeadSides(0, n_src, 0, n_src)
@@ -140,11 +146,12 @@ def grid_sides(manifest: dict, kind: str | None, n_src: int, n_tgt: int = 0) -> 
     return HeadSides(*off[q_side], *off[k_side], kind)
 
 
-def kind_options(manifest: dict, n_heads: int | None = None) -> list[dict]:
+def kind_options(run: RunInfo, n_heads: int | None = None) -> list[dict]:
     """Options of the Matrix View's head-kind control (empty for runs without kinds)."""
+    run = as_runinfo(run)
     opts = []
-    for k in kinds_of(manifest):
-        n = len(grid_layers(manifest, k))
+    for k in kinds_of(run):
+        n = len(grid_layers(run, k))
         opts.append({"label": f"{KIND_LABEL[k]} · {n} layer{'s' if n != 1 else ''}", "value": k})
     return opts
 
@@ -176,12 +183,12 @@ NOT_FOR_KIND = {
 }
 
 
-def not_applicable(manifest: dict, tab: str, layer=None) -> str:
+def not_applicable(run: RunInfo, tab: str, layer=None) -> str:
     """One line saying why analysis ``tab`` does not apply to this run (or to ``layer``'s kind), or ''."""
-    if not is_encdec(manifest):
+    if not is_encdec(run):
         return ""
     if (tab, None) in NOT_FOR_KIND:
         return NOT_FOR_KIND[(tab, None)]
     if layer is not None:
-        return NOT_FOR_KIND.get((tab, layer_kind(manifest, layer)), "")
+        return NOT_FOR_KIND.get((tab, layer_kind(run, layer)), "")
     return ""
