@@ -2,10 +2,13 @@
 
 - ``state``: the dashboard's view state (what the callbacks get from the URL) with the defaults of
   the synthetic store of tests/store_fixture.py, for the CSV/HTML exports;
+- ``direct_spearman``: the loop reference of the faithfulness figures;
 - tiny seeded random models saved as local folders (no download), with a byte-level BPE tokenizer
   trained on ``TEXTS`` or the packaged MiniLM's WordPiece tokenizer.
 """
 from __future__ import annotations
+
+import numpy as np
 
 TEXT = "text-run"  # the run id the synthetic stores of the tests use for their text run
 
@@ -15,6 +18,32 @@ def state(**kw):
              query="", regex=[], token=None, all=[], smode="auto", hide=[], imode="heatmap", vnorm=[])
     s.update(kw)
     return s
+
+
+# ---------------------------------------------------------------------------- faithfulness figures
+def direct_spearman(q, k, idx, causal, scale, dist):
+    """Loop reference: per query over its own input's attendable keys, scipy Spearman of
+    dist(i, j) against attention; mean per input, then over inputs."""
+    from scipy.stats import spearmanr
+
+    from precompute.metrics import attention_from_qk
+
+    per = []
+    for u in np.unique(idx):
+        rows = np.nonzero(idx == u)[0]
+        A = attention_from_qk(q[rows], k[rows], causal, scale)
+        vals = []
+        for i in range(len(rows)):
+            m = i + 1 if causal else len(rows)
+            if m < 3:
+                continue
+            d = [dist(rows[i], rows[j]) for j in range(m)]
+            r = spearmanr(d, A[i, :m]).statistic
+            if np.isfinite(r):
+                vals.append(r)
+        if vals:
+            per.append(np.mean(vals))
+    return np.mean(per)
 
 
 # ---------------------------------------------------------------------------- tiny random models

@@ -4,7 +4,7 @@ from scipy.spatial.distance import cdist
 
 from precompute.joint import VARIANTS, joint_embedding, key_translation, norm_scale_factor
 from precompute.knn import exact_knn
-from precompute.projections import DIMS, METHODS, ProjectionParams, pca_coords, project
+from precompute.projections import ProjectionParams, pca_coords, project
 
 
 def _qk(n=50, d=8, seed=0):
@@ -12,11 +12,6 @@ def _qk(n=50, d=8, seed=0):
     q = rng.normal(size=(n, d)) * 3 + 2
     k = rng.normal(size=(n, d)) * 0.5 - 1
     return q.astype(np.float32), k.astype(np.float32)
-
-
-FAST = ProjectionParams(tsne_perplexity=10, tsne_early_iter=30, tsne_n_iter=60,
-                        tsne_3d_early_iter=20, tsne_3d_n_iter=40, tsne_3d_from2d_n_iter=30,
-                        umap_n_epochs=30)
 
 
 # ---------------------------------------------------------------- joint embedding
@@ -77,42 +72,13 @@ def test_exact_knn_duplicates_and_zero_vectors():
     np.testing.assert_allclose(dist[0], 1.0, atol=1e-6)        # zero vector: distance 1 to all
 
 
-# ---------------------------------------------------------------- projections
+# ---------------------------------------------------------------- projections (PCA; t-SNE and UMAP:
+# tests/integration/test_projections.py)
 @pytest.fixture(scope="module")
 def blobs():
     rng = np.random.default_rng(0)
     C = rng.normal(size=(4, 10)) * 4
     return (C[rng.integers(0, 4, 240)] + rng.normal(size=(240, 10))).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def projected(blobs):
-    return project(blobs, params=FAST)
-
-
-def test_project_shapes_finite(projected, blobs):
-    assert set(projected) == {(m, d) for m in METHODS for d in DIMS}
-    for (m, d), Y in projected.items():
-        assert Y.shape == (len(blobs), d) and Y.dtype == np.float32
-        assert np.all(np.isfinite(Y))
-        assert Y.std(axis=0).min() > 0
-    assert projected.warnings == []
-    assert {"knn", "tsne2d", "tsne3d", "umap2d", "umap3d"} <= set(projected.timings)
-
-
-def test_project_deterministic_and_seed_dependent(projected, blobs):
-    again = project(blobs, params=FAST)
-    for key in projected:
-        np.testing.assert_array_equal(projected[key], again[key])
-    other = project(blobs, methods=("tsne", "umap"), params=ProjectionParams(**{**FAST.to_dict(), "seed": 5}))
-    for key in other:
-        assert not np.allclose(other[key], projected[key]), key
-
-
-def test_projection_keeps_clusters(projected, blobs):
-    from sklearn.manifold import trustworthiness
-    for key in [("tsne", 2), ("umap", 2), ("tsne", 3)]:
-        assert trustworthiness(blobs, projected[key], n_neighbors=5) > 0.85, key
 
 
 def test_pca_matches_sklearn(blobs):
@@ -122,34 +88,6 @@ def test_pca_matches_sklearn(blobs):
     np.testing.assert_allclose(ours, ref, atol=1e-4)
     res = project(blobs, methods=("pca",), dims=(2,))
     np.testing.assert_allclose(res[("pca", 2)], ref[:, :2], atol=1e-3)
-
-
-@pytest.mark.parametrize("case", ["tiny", "duplicates", "zeros", "one", "lowdim"])
-def test_degenerate_inputs(case):
-    rng = np.random.default_rng(0)
-    if case == "tiny":
-        X = rng.normal(size=(5, 4))
-    elif case == "duplicates":
-        X = np.repeat(rng.normal(size=(3, 4)), 20, axis=0)
-    elif case == "zeros":
-        X = rng.normal(size=(60, 4))
-        X[:10] = 0
-    elif case == "one":
-        X = rng.normal(size=(1, 4))
-    else:
-        X = rng.normal(size=(40, 1))
-    res = project(X.astype(np.float32), params=FAST)
-    for (m, d), Y in res.items():
-        assert Y.shape == (len(X), d) and np.all(np.isfinite(Y)), (case, m, d)
-    if case in ("tiny", "duplicates", "zeros", "one"):
-        assert res.warnings, case
-
-
-def test_precomputed_knn_reused(blobs):
-    knn = exact_knn(blobs, 30, "cosine")
-    a = project(blobs, methods=("tsne",), dims=(2,), params=FAST, knn=knn)
-    b = project(blobs, methods=("tsne",), dims=(2,), params=FAST)
-    np.testing.assert_allclose(a[("tsne", 2)], b[("tsne", 2)], atol=1e-5)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
