@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dash import Input, Output, State, html, no_update
+from dash import ClientsideFunction, Input, Output, State, html, no_update
 
 from analysis import ablation as abl
 from figures.ablation import effects_figure, fmt, ranked_rows
@@ -163,13 +163,9 @@ def register(app, data):
                  cancel=[Input("ablation-cancel", "n_clicks")],
                  prevent_initial_call=True)(run_ablation)
 
+    # assets/clientside_ablation.js
     app.clientside_callback(
-        """function(result) {
-            const p = result && result.progress;
-            if (!p || p.length !== 3) { return [window.dash_clientside.no_update, window.dash_clientside.no_update,
-                                                window.dash_clientside.no_update]; }
-            return [p[0], p[1], p[2]];
-        }""",
+        ClientsideFunction(namespace="atlas_ablation", function_name="progress_from_result"),
         Output("ablation-progress", "value", allow_duplicate=True),
         Output("ablation-progress", "max", allow_duplicate=True),
         Output("ablation-progress-text", "children", allow_duplicate=True),
