@@ -13,14 +13,14 @@
 #   TORCH_INDEX_URL  where torch/torchvision come from (default the PyTorch CPU wheel index, the
 #                    small CPU-only build; empty = pip's default index, whose Linux torch is the
 #                    CUDA build, several GB larger)
-#   TORCH_PACKAGES   the torch pair, the same pins as requirements.txt (tests/test_docker.py checks)
+#   TORCH_PACKAGES   the torch pair, the same pins as requirements.txt (tests/integration/test_docker.py checks)
 #   EXTRA_CA_CERTS   PEM text of CA certificates that pip must trust during the build (a TLS
 #                    proxy's); build stage only, not in the final image
 #
 # The server refuses to start without an authentication choice (ATLAS_AUTH=basic|proxy, or an
 # explicit ATLAS_AUTH=none on a trusted network). The store, converted models and the jobs
 # registry live in the /data volume; the server runs as the unprivileged user atlas (uid 10001).
-# tests/test_docker.py builds and runs this image (bash scripts/docker-test.sh); tests/test_server.py
+# tests/integration/test_docker.py builds and runs this image (bash scripts/docker-test.sh); tests/integration/test_server.py
 # also runs its ENTRYPOINT + CMD directly, without Docker.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 

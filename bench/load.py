@@ -25,7 +25,7 @@ wrong" safety-net message.
 Prints p50/p95 latency per action kind and per callback request, throughput, errors, and the
 load/baseline ratio. ``--json`` writes the figures to a file. Exit status 1 if any error.
 
-The pieces (``Gunicorn``, ``DashClient``) are reused by tests/test_server.py, test_faults.py and
+The pieces (``Gunicorn``, ``DashClient``) are reused by tests/integration/test_server.py, test_faults.py and
 test_fuzz.py.
 """
 from __future__ import annotations

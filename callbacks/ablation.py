@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dash import Input, Output, State, html, no_update
+from dash import ClientsideFunction, Input, Output, State, html, no_update
 
 from analysis import ablation as abl
 from figures.ablation import effects_figure, fmt, ranked_rows
@@ -164,13 +164,9 @@ def register(app, data):
                  cancel=[Input(ids.ABLATION_CANCEL, "n_clicks")],
                  prevent_initial_call=True)(run_ablation)
 
+    # assets/clientside_ablation.js
     app.clientside_callback(
-        """function(result) {
-            const p = result && result.progress;
-            if (!p || p.length !== 3) { return [window.dash_clientside.no_update, window.dash_clientside.no_update,
-                                                window.dash_clientside.no_update]; }
-            return [p[0], p[1], p[2]];
-        }""",
+        ClientsideFunction(namespace="atlas_ablation", function_name="progress_from_result"),
         Output(ids.ABLATION_PROGRESS, "value", allow_duplicate=True),
         Output(ids.ABLATION_PROGRESS, "max", allow_duplicate=True),
         Output(ids.ABLATION_PROGRESS_TEXT, "children", allow_duplicate=True),

@@ -1,5 +1,5 @@
-"""Shows the chosen analysis tab (client side: no server round trip)."""
-from dash import Input, Output, clientside_callback
+"""Shows the chosen analysis tab (client side: no server round trip; assets/clientside_analysis.js)."""
+from dash import ClientsideFunction, Input, Output, clientside_callback
 
 from layouts.analysis import TABS
 from layouts import ids
@@ -8,5 +8,5 @@ from layouts import ids
 def register(app, data):
     values = [v for v, _, _ in TABS]
     clientside_callback(
-        "function(tab) { return %s.map(function(v) { return {display: v === tab ? 'block' : 'none'}; }); }" % values,
-        [Output(ids.analysis_body(v), "style") for v in values], Input(ids.ANALYSIS_TAB, "value"))
+        ClientsideFunction(namespace="atlas_analysis", function_name="show_tab"),
+        [Output(f"analysis-{v}", "style") for v in values], Input(ids.ANALYSIS_TAB, "value"))

@@ -6,7 +6,7 @@ import io
 import itertools
 
 import numpy as np
-from dash import Input, Output, State, clientside_callback, html, no_update
+from dash import ClientsideFunction, Input, Output, State, clientside_callback, html, no_update
 
 from figures.attention import (aggregate_by_position, attention, downsample, hide_and_renormalise,
                                value_weighted)
@@ -129,13 +129,9 @@ def aggregate_matrix(data, run, layer, head, tokens, length, vnorm=None):
 
 
 def register(app, data):
+    # assets/clientside_detail.js: shows the chosen detail view
     clientside_callback(
-        """
-        function(tab) {
-            var s = function(t) { return {display: tab === t ? "block" : "none"}; };
-            return [s("sentence"), s("image"), s("model")];
-        }
-        """,
+        ClientsideFunction(namespace="atlas_detail", function_name="show_view"),
         Output(ids.SENTENCE_VIEW, "style"), Output(ids.IMAGE_VIEW, "style"), Output(ids.MODEL_VIEW, "style"),
         Input(ids.DETAIL_TAB, "value"))
 

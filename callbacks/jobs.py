@@ -15,27 +15,11 @@ import hashlib
 import json
 import time
 
-from dash import ALL, Input, Output, State, clientside_callback, ctx, no_update
+from dash import ALL, ClientsideFunction, Input, Output, State, clientside_callback, ctx, no_update
 from dash.exceptions import PreventUpdate
 
 from attention_atlas.dashboard_data import DataError
 from layouts import ids
-
-_UPLOAD_CHECK = """
-function(contents, filename, cfg) {
-    if (!contents) { return [window.dash_clientside.no_update, window.dash_clientside.no_update]; }
-    var limit = (cfg && cfg.upload_max_bytes) || 5242880;
-    var b64 = (contents.split(',')[1] || '').replace(/=+$/, '');
-    var n = Math.floor(b64.length * 3 / 4);
-    var name = String(filename || 'upload').split(/[\\\\/]/).pop();
-    var size = function(b) { return b >= 1048576 ? (b / 1048576).toFixed(1) + ' MB' :
-                                    b >= 1024 ? (b / 1024).toFixed(1) + ' KB' : b + ' bytes'; };
-    if (n > limit) {
-        return [null, 'upload ' + name + ' is ' + size(n) + ', over the ' + size(limit) + ' limit: upload a smaller file'];
-    }
-    return [{contents: contents, filename: filename, t: Date.now()}, 'checking ' + name + ' …'];
-}
-"""
 
 
 def _user(app) -> str:
@@ -118,7 +102,9 @@ def register(app, data):
                 f"≤ {settings.job_max_tokens}")
 
     # ------------------------------------------------------------------ upload
-    clientside_callback(_UPLOAD_CHECK, Output(ids.JOBS_UPLOAD_RAW, "data"), Output(ids.JOBS_UPLOAD_MSG, "children"),
+    # size-checked in the browser first (assets/clientside_jobs.js)
+    clientside_callback(ClientsideFunction(namespace="atlas_jobs", function_name="check_upload"),
+                        Output(ids.JOBS_UPLOAD_RAW, "data"), Output(ids.JOBS_UPLOAD_MSG, "children"),
                         Input(ids.JOBS_UPLOAD, "contents"), State(ids.JOBS_UPLOAD, "filename"), State(ids.JOBS_CONFIG, "data"),
                         prevent_initial_call=True)
 

@@ -4,7 +4,7 @@ every head, whatever the level of detail)."""
 from __future__ import annotations
 
 import numpy as np
-from dash import Input, Output, Patch, State, clientside_callback, no_update
+from dash import ClientsideFunction, Input, Output, Patch, State, clientside_callback, no_update
 
 from analysis.faithfulness import distortion_definition, sort_figure_options
 from figures.colors import AGREEMENT_K, PER_HEAD, color_spec, rgba_rows
@@ -413,57 +413,13 @@ def register(app, data):
     # Page load draws the Matrix View first and alone: the other views wait for this flag, set
     # once the matrix's points are on screen (or after 8 s, whatever happened). The same check
     # times every full draw (figure arrived → drawn) for the automatic level of detail.
+    # (assets/clientside_matrix.js, as the hover text below)
     clientside_callback(
-        """
-        function(fig, painted) {
-            var t0 = performance.now();
-            var x = fig && fig.data && fig.data[0] ? fig.data[0].x : undefined;
-            var n = 0;
-            if (fig && fig.data) {
-                for (var i = 0; i < fig.data.length; i++) {
-                    var xi = fig.data[i].x;
-                    if (xi && xi.bdata) { n += Math.floor(xi.bdata.length * 3 / 4 / 2); }
-                    else if (xi && xi.length) { n += xi.length; }
-                }
-            }
-            return new Promise(function(resolve) {
-                function check() {
-                    var g = document.querySelector('#matrix-graph .js-plotly-plot');
-                    var drawn = g && g._fullLayout && g._fullData && (x === undefined || (g.data && g.data[0] && g.data[0].x === x));
-                    if (drawn || performance.now() - t0 > 8000) {
-                        requestAnimationFrame(function() { setTimeout(function() {
-                            var ms = performance.now() - t0;
-                            var cost = (drawn && n >= 20000) ? {points: n, ms: ms} : window.dash_clientside.no_update;
-                            resolve([painted ? window.dash_clientside.no_update : true, cost]);
-                        }, 0); });
-                    } else { setTimeout(check, 25); }
-                }
-                check();
-            });
-        }
-        """,
+        ClientsideFunction(namespace="atlas_matrix", function_name="painted"),
         Output(ids.MATRIX_PAINTED, "data"), Output(ids.LOD_COST, "data"), Input(ids.MATRIX_GRAPH, "figure"),
         State(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
 
     clientside_callback(
-        """
-        function(hover, meta) {
-            if (!hover || !hover.points || !hover.points.length || !meta) { return ""; }
-            var pt = hover.points[0], p = pt.pointNumber, c = pt.curveNumber || 0, head, role;
-            var kk = [meta.kp, meta.hk, meta.sk, meta.rk][c];
-            if (c === 0) {
-                var off = meta.offsets, lo = 0, hi = off.length - 1;
-                while (hi - lo > 1) { var mid = (lo + hi) >> 1; if (off[mid] <= p) { lo = mid; } else { hi = mid; } }
-                head = meta.heads[lo]; role = (kk ? kk[p - off[lo]] : (p - off[lo]) % 2) ? "key" : "query";
-            } else if (kk && kk.length) {
-                head = meta.heads[Math.floor(p / kk.length)]; role = kk[p % kk.length] ? "key" : "query";
-            } else {
-                var toks = c === 1 ? meta.hits : (c === 2 ? meta.sel : [meta.token]);
-                var k = 2 * Math.max(1, toks.length);
-                head = meta.heads[Math.floor(p / k)]; role = (p % k) % 2 ? "key" : "query";
-            }
-            return (head || "") + " · " + role + " — click to open in Single View";
-        }
-        """,
+        ClientsideFunction(namespace="atlas_matrix", function_name="hover_text"),
         Output(ids.MATRIX_HOVER, "children"), Input(ids.MATRIX_GRAPH, "hoverData"), State(ids.MATRIX_META, "data"),
         prevent_initial_call=True)

@@ -2,7 +2,7 @@
 naming the head's dominant pattern and its most similar heads."""
 from __future__ import annotations
 
-from dash import Input, Output, html, no_update
+from dash import ClientsideFunction, Input, Output, html, no_update
 
 from analysis.head_scores import run_patterns
 from analysis.patterns import LABELS
@@ -98,17 +98,9 @@ def register(app, data):
             msg = friendly(exc)
             return empty_figure(msg), "", msg, ""
 
+    # assets/clientside_patterns.js
     app.clientside_callback(
-        """function(layer, head) {
-            var rows = document.querySelectorAll('#patterns-table-el tr[data-head]');
-            var want = layer + ':' + head;
-            rows.forEach(function(tr) {
-                var on = tr.getAttribute('data-head') === want, first = tr.querySelector('td');
-                tr.style.background = on ? '#fff3cd' : '';
-                if (first) { first.style.fontWeight = on ? '700' : ''; }
-            });
-            return window.dash_clientside.no_update;
-        }""",
+        ClientsideFunction(namespace="atlas_patterns", function_name="highlight_row"),
         Output(ids.PATTERNS_HIGHLIGHT, "data"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
         prevent_initial_call=True)
 

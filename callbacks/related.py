@@ -2,7 +2,7 @@
 on the map or on a similar head (here or in the Single View) open that head."""
 from __future__ import annotations
 
-from dash import ALL, Input, Output, ctx, html, no_update
+from dash import ALL, ClientsideFunction, Input, Output, ctx, html, no_update
 
 from analysis.head_scores import run_patterns
 from figures.patterns import related_figure
@@ -67,24 +67,10 @@ def register(app, data):
 
     # clientside: the "most similar heads" buttons are re-rendered with every head, and each
     # re-render fires this callback (new n_clicks inputs); a server round trip for that would
-    # queue behind the head's views and hold their drawing back
+    # queue behind the head's views and hold their drawing back (assets/clientside_related.js)
     app.clientside_callback(
-        """function(click, similar, related) {
-            var C = window.dash_clientside, NU = C.no_update, ctx = C.callback_context;
-            var t = ctx.triggered && ctx.triggered.length === 1 ? ctx.triggered[0] : null;
-            if (!t || !t.value) { return [NU, NU]; }
-            try {
-                if (t.prop_id === "related-graph.clickData") {
-                    var cd = click.points[0].customdata;
-                    return [parseInt(cd[0], 10), parseInt(cd[1], 10)];
-                }
-                var id = JSON.parse(t.prop_id.slice(0, t.prop_id.lastIndexOf(".")));
-                var lh = String(id.index).split(":").map(function (v) { return parseInt(v, 10); });
-                if (lh.length === 2 && !isNaN(lh[0]) && !isNaN(lh[1])) { return lh; }
-            } catch (e) { /* a malformed click: nothing to open */ }
-            return [NU, NU];
-        }""",
+        ClientsideFunction(namespace="atlas_related", function_name="open_head"),
         Output(ids.LAYER_SELECT, "value", allow_duplicate=True),
         Output(ids.HEAD_SELECT, "value", allow_duplicate=True),
-        Input(ids.RELATED_GRAPH, "clickData"), Input({"type": ids.SIMILAR_HEAD_TYPE, "index": ALL}, "n_clicks"),
-        Input({"type": ids.RELATED_HEAD_TYPE, "index": ALL}, "n_clicks"), prevent_initial_call=True)
+        Input(ids.RELATED_GRAPH, "clickData"), Input({"type": "similar-head", "index": ALL}, "n_clicks"),
+        Input({"type": "related-head", "index": ALL}, "n_clicks"), prevent_initial_call=True)

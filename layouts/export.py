@@ -30,6 +30,23 @@ def views() -> list[tuple[str, str, str, bool]]:
                     for value, label, _ in TABS if f"analysis-{value}" not in core]
 
 
+MAX_UPLOAD_CHARS = 15_000_000     # figures sent up for an HTML snapshot
+VECTOR_SVG_MAX_POINTS = 60_000    # WebGL scatter points redrawn as SVG markers up to this many
+
+
+def client_views() -> dict:
+    head_views = {"single", "sentence", "image"}
+    return {v: {"label": label, "container": cont, "table": table, "head": v in head_views}
+            for v, label, cont, table in views()}
+
+
+def client_config() -> dict:
+    """What the export's clientside callback (assets/clientside_export.js) reads from the
+    export-config Store: the views by value, the upload and vector-SVG limits."""
+    return {"views": client_views(), "max_upload_chars": MAX_UPLOAD_CHARS,
+            "vector_svg_max_points": VECTOR_SVG_MAX_POINTS}
+
+
 _BTN = {"padding": "2px 8px", "fontSize": "12px", "cursor": "pointer"}
 
 
@@ -55,5 +72,6 @@ def panel():
         html.Div(id=ids.EXPORT_MSG, className="export-msg",
                  style={"color": "#555", "fontSize": "11px", "maxWidth": "560px", "textAlign": "right"}),
         dcc.Store(id=ids.EXPORT_REQUEST, data=None),
+        dcc.Store(id=ids.EXPORT_CONFIG, data=client_config()),
         dcc.Download(id=ids.EXPORT_DOWNLOAD),
     ])

@@ -75,6 +75,7 @@ EXPORT_CSV = "export-csv"
 EXPORT_DOWNLOAD = "export-download"
 EXPORT_HTML = "export-html"
 EXPORT_MSG = "export-msg"
+EXPORT_CONFIG = "export-config"
 EXPORT_PNG = "export-png"
 EXPORT_REQUEST = "export-request"
 EXPORT_SVG = "export-svg"
@@ -277,7 +278,9 @@ NEURON_SCALE = "neuron-scale"
 NEURON_SCORE = "neuron-score"
 NEURON_WEIGHT = "neuron-weight"
 RELATED_SIMILAR = "related-similar"
-DYNAMIC = (SINGLE_PATTERN, NEURON_DOT, NEURON_BIAS, NEURON_SUM, NEURON_SCALE, NEURON_SCORE, NEURON_WEIGHT, RELATED_SIMILAR)
+PATTERNS_TABLE_EL = "patterns-table-el"
+DYNAMIC = (SINGLE_PATTERN, NEURON_DOT, NEURON_BIAS, NEURON_SUM, NEURON_SCALE, NEURON_SCORE, NEURON_WEIGHT, RELATED_SIMILAR,
+           PATTERNS_TABLE_EL)
 
 # ---------------------------------------------------------------- pattern-matching ids: their types
 SIMILAR_HEAD_TYPE = "similar-head"

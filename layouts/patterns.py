@@ -106,6 +106,6 @@ def scores_table(rp, order_by: str, selected=None, max_rows: int = MAX_TABLE_ROW
                f"top {max_rows} of {len(heads)} heads by {LABELS[order_by]}"
                + (" + the selected head" if len(shown) > max_rows else "") + " (the map shows every head)")
     return html.Div([html.Div(caption, className="note"),
-                     html.Table([html.Thead(head_row), html.Tbody(body)], id="patterns-table-el",
+                     html.Table([html.Thead(head_row), html.Tbody(body)], id=ids.PATTERNS_TABLE_EL,
                                 style={"borderCollapse": "collapse", "fontSize": "12px", "width": "100%",
                                        "textAlign": "right", "fontVariantNumeric": "tabular-nums"})])

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the Docker image for real and run tests/test_docker.py against it (image, precompute in a
+# Build the Docker image for real and run tests/integration/test_docker.py against it (image, precompute in a
 # container into the /data volume, the logged-in server, the non-root user, compose with a job):
 #
 #   bash scripts/docker-test.sh [pytest options]
@@ -10,7 +10,7 @@
 # packages when the public python image is not on the engine (scripts/docker-base.sh), builds the
 # image (scripts/docker-build.sh; the first time ~15 min on 2 cores, then Docker's cache makes it
 # quick) and removes every container and volume it made. The ordinary suite runs the same test
-# only when the image is built already (tests/test_docker.py says why).
+# only when the image is built already (tests/integration/test_docker.py says why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -24,4 +24,4 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ATLAS_DOCKER_TEST=1
-exec .venv/bin/python -m pytest -m docker tests/test_docker.py -v -s "$@"
+exec .venv/bin/python -m pytest -m docker tests/integration/test_docker.py -v -s "$@"

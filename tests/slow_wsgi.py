@@ -1,4 +1,4 @@
-"""gunicorn entry point used by tests/test_security.py: the real team server (wsgi.build, so
+"""gunicorn entry point used by tests/integration/test_security.py: the real team server (wsgi.build, so
 serving.install and its request watchdog) plus one route that sleeps as long as asked — a stand-in
 for a request that runs away on an input nobody foresaw."""
 from __future__ import annotations
