@@ -178,7 +178,7 @@ class Evaluator:
         self.batches = []
         for group in token_batches(lengths, max_batch_tokens):
             batch = [items[j][1] for j in group]
-            kwargs, lens = adapter._inputs(batch)
+            kwargs, lens = adapter.prepare_inputs(batch)
             labels = None
             if self.objective == "masked-lm-loss":
                 labels = torch.full(kwargs["input_ids"].shape, -100, dtype=torch.long)
@@ -207,7 +207,7 @@ class Evaluator:
         group, _, kwargs, lens, labels = b
         a = self.adapter
         if self.objective == "next-token-loss":
-            logits = a.model(**kwargs, use_cache=False).logits
+            logits = a.lm_logits(kwargs)
             ids = kwargs["input_ids"]
             out = np.empty(len(lens))
             for r, n in enumerate(lens):
@@ -215,8 +215,7 @@ class Evaluator:
                 out[r] = float(-lp.gather(1, ids[r, 1:n, None]).mean())
             return out
         if self.objective == "masked-lm-loss":
-            hidden = a.model.base_model(**kwargs).last_hidden_state
-            logits = a.masked_lm_head()(hidden)
+            logits = a.masked_lm_logits(kwargs)
             out = np.empty(len(lens))
             for r in range(len(lens)):
                 sel = labels[r] != -100
@@ -224,14 +223,12 @@ class Evaluator:
                 out[r] = float(-lp.gather(1, labels[r][sel][:, None]).mean())
             return out
         if self.objective == "embedding-cosine-distance":
-            hidden = a.model.base_model(**kwargs).last_hidden_state.double()
+            hidden = a.last_hidden_state(kwargs).double()
             if self.pooling == "cls":
                 return hidden[:, 0]
             mask = kwargs["attention_mask"].to(hidden.dtype)[..., None]
             return (hidden * mask).sum(1) / mask.sum(1)
-        out = a._forward(kwargs, want_attentions=False)
-        hidden = out if torch.is_tensor(out) else out.last_hidden_state
-        return hidden[:, 0].double()
+        return a.last_hidden_state(kwargs)[:, 0].double()
 
     def deltas(self, heads=(), mode: str = "zero") -> np.ndarray:
         """Per-input change of the objective with ``heads`` ablated (order of ``input_ids``)."""

@@ -226,6 +226,41 @@ class ModelAdapter:
                 by_layer[layer].append(head)
         return by_layer
 
+    # ------------------------------------------------------------------ public capabilities
+    # What analyses (ablation, value norms, own input) may ask of any adapter; they never reach into
+    # the underscored methods below or the model's internals.
+    def prepare_inputs(self, batch: list[Encoded]) -> tuple[dict, list[int]]:
+        """Model keyword arguments for the padded batch, and each input's true length."""
+        return self._inputs(batch)
+
+    def forward(self, inputs: dict):
+        """Run the model's base (no task head) on prepared inputs; its output object or tensor."""
+        return self._forward(inputs, want_attentions=False)
+
+    def last_hidden_state(self, inputs: dict) -> torch.Tensor:
+        """(B, S, hidden) output of the model's last layer on prepared inputs."""
+        out = self.forward(inputs)
+        return out if torch.is_tensor(out) else out.last_hidden_state
+
+    def lm_logits(self, inputs: dict) -> torch.Tensor:
+        """(B, S, vocab) next-token logits of a causal language model; ValueError for other models."""
+        model = getattr(self, "model", None)
+        if not self.info.causal or model is None or not hasattr(model, "get_output_embeddings") \
+                or model.get_output_embeddings() is None:
+            raise ValueError(f"{self.info.name} has no language-model head: next-token loss does not apply")
+        return model(**inputs, use_cache=False).logits
+
+    def masked_lm_logits(self, inputs: dict) -> torch.Tensor:
+        """(B, S, vocab) masked-LM logits from the checkpoint's own head; ValueError without one."""
+        head = self.masked_lm_head()
+        if head is None:
+            raise ValueError(f"{self.info.name} has no masked-LM head in its checkpoint: masked-LM loss does not apply")
+        return head(self.last_hidden_state(inputs))
+
+    def masked_lm_head(self):
+        """The checkpoint's masked-LM head ((B, S, hidden) → (B, S, vocab)) or None."""
+        return None
+
     # ------------------------------------------------------------------ family hooks
     # ``vo_modules[layer] = (value module, output module)``: the first's forward output holds the
     # values (read by ``_values``), the second's first positional input is the concatenation of

@@ -235,3 +235,31 @@ def test_forked_job_runs_after_parent_used_torch():
         p.kill()
         pytest.fail("the forked child hung in its first parallel torch op")
     assert p.exitcode == 0
+
+
+def test_public_adapter_capabilities(minilm, smollm2):
+    """What analyses may ask of any adapter (prepare_inputs, forward, last_hidden_state, lm_logits,
+    masked_lm_logits), with one-line refusals where a capability does not apply; analysis/ uses
+    only these, never an adapter's underscored methods."""
+    import re
+    from pathlib import Path
+
+    enc = minilm.encode_texts(["The cat sat.", "A dog ran far away."])
+    kwargs, lengths = minilm.prepare_inputs(enc)
+    assert lengths == [len(e.tokens) for e in enc]
+    hidden = minilm.last_hidden_state(kwargs)
+    assert hidden.shape[:2] == kwargs["input_ids"].shape
+    with pytest.raises(ValueError, match="no language-model head"):
+        minilm.lm_logits(kwargs)
+    if minilm.masked_lm_head() is None:
+        with pytest.raises(ValueError, match="no masked-LM head"):
+            minilm.masked_lm_logits(kwargs)
+    enc = smollm2.encode_texts(["The cat sat on the mat."])
+    kwargs, _ = smollm2.prepare_inputs(enc)
+    with torch.inference_mode():
+        logits = smollm2.lm_logits(kwargs)
+        assert logits.shape[:2] == kwargs["input_ids"].shape
+        assert torch.allclose(smollm2.last_hidden_state(kwargs), smollm2.model.base_model(**kwargs).last_hidden_state)
+    root = Path(__file__).resolve().parents[2]
+    for f in (root / "analysis").glob("*.py"):
+        assert not re.search(r"\badapter\._[a-z]|\ba\._[a-z]", f.read_text()), f"{f.name} reaches into an adapter"
