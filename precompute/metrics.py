@@ -85,14 +85,19 @@ def layer_semantics(model: dict, layer: int, head: int | None = None) -> dict:
     sem = per_layer[layer] if 0 <= layer < len(per_layer) else {}
     out = {"causal": bool(sem.get("causal", model.get("causal", False))), "scale": float(model["scale"]),
            "window": sem.get("window"), "softcap": sem.get("softcap")}
-    name = sem.get("bias")
-    if name:
-        if head is None:
-            raise HeadNeeded(f"layer {layer} adds a per-head position bias: its semantics need the head")
-        table = model["position_bias"][name]
-        out["bias"] = (np.float64(table["alibi_slopes"][head]) if "alibi_slopes" in table
-                       else np.asarray(table["values"][head], dtype=np.float64))
+    if sem.get("bias"):
+        out["bias"] = head_bias(model.get("position_bias") or {}, sem["bias"], layer, head)
     return out
+
+
+def head_bias(tables: dict, name: str, layer: int, head: int | None):
+    """One head's row of the stored bias table ``name`` (``model.position_bias``): a T5 table over
+    offsets, or an ALiBi slope (:func:`relative_bias`); HeadNeeded without a head."""
+    if head is None:
+        raise HeadNeeded(f"layer {layer} adds a per-head position bias: its semantics need the head")
+    table = tables[name]
+    return (np.float64(table["alibi_slopes"][head]) if "alibi_slopes" in table
+            else np.asarray(table["values"][head], dtype=np.float64))
 
 
 def _rowwise_spearman(D: np.ndarray, A: np.ndarray, valid: np.ndarray, rA: np.ndarray | None = None):

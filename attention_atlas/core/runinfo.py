@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class LayerAttention:
@@ -146,12 +144,8 @@ class RunInfo:
         out = {"causal": bool(self.causal if sem.causal is None else sem.causal), "scale": float(self.scale),
                "window": sem.window, "softcap": sem.softcap}
         if sem.bias:
-            from precompute.metrics import HeadNeeded
-            if head is None:
-                raise HeadNeeded(f"layer {layer} adds a per-head position bias: its semantics need the head")
-            table = self.position_bias[sem.bias]
-            out["bias"] = (np.float64(table["alibi_slopes"][head]) if "alibi_slopes" in table
-                           else np.asarray(table["values"][head], dtype=np.float64))
+            from precompute.metrics import head_bias
+            out["bias"] = head_bias(self.position_bias, sem.bias, layer, head)
         return out
 
     @property
