@@ -195,9 +195,12 @@ def register(app, data):
             entries = reg.entries()
         finally:
             reg.close()
+        # the first tick of a page is the one that finds no earlier tick's record: under load the
+        # page's initial call can take longer than the interval, and Dash then drops its (older)
+        # answer in favour of the next tick's, so "triggered by nothing" alone is not enough
+        initial = ctx.triggered_id is None or not isinstance(seen, dict)
         seen = seen if isinstance(seen, dict) else {}
         active = any(e["state"] in ACTIVE for e in entries)
-        initial = ctx.triggered_id is None
         now = time.time()
         changed_at = now if seen.get("gen") != gen else float(seen.get("changed_at") or 0)
         # after a change, keep refreshing a little while: run labels and status are cached for 5 s
