@@ -458,6 +458,22 @@ class Run:
                 if "pca" in methods and any(m != "pca" for m in methods)]
         return fast, work
 
+    @staticmethod
+    def _stored_qk(store, run_id, layer, head):
+        """The head's stored queries and keys. A read can miss while another process replaces the
+        entry's file (diskcache answers "absent" then): read again; still absent is one clear line."""
+        for attempt in range(3):
+            got = store.qk(run_id, layer, head)
+            if got is not None:
+                return got
+            time.sleep(0.2 * (attempt + 1))
+        present = store.has_qk(run_id, layer, head)
+        log.warning("run %s: L%d H%d queries/keys unreadable (entry %s)", run_id, layer, head,
+                    "listed but its data is missing" if present else "missing")
+        raise RunError(f"the stored queries/keys of layer {layer} head {head} of run {run_id} could not be read "
+                       f"({'entry listed but its data is missing' if present else 'no entry'}): "
+                       "run the same command again to recompute them")
+
     def _head_phase(self, store, run_id, manifest, work, desc, local, trust):
         from precompute.executor import close_executor, make_executor, run_tasks
 
@@ -472,7 +488,7 @@ class Run:
 
         def tasks():
             for l, h, (variants, methods, dims, measure) in work:
-                q, k = store.qk(run_id, l, h)
+                q, k = self._stored_qk(store, run_id, l, h)
                 stored = {key: store.coords(run_id, l, h, *key) for key in measure}
                 sem = layer_semantics(model, l, h)
                 kind = (model.get("attention") or [{}] * (l + 1))[l].get("kind", "self")

@@ -290,6 +290,8 @@ class Store:
                 raw = self._cache.get(key)
                 if raw is not None:
                     decode(raw, key)
+                elif key in self._cache:  # listed, but diskcache could not read its file (gone): "absent"
+                    bad.append(key)
             except CorruptEntry:
                 bad.append(key)
             except (OSError, EOFError):  # a large value whose file is gone or unreadable

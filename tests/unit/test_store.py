@@ -51,6 +51,23 @@ def test_corrupt_file_entry_is_reported_not_returned(tmp_path):
         s.qk("r1", 0, 0)
 
 
+def test_entry_whose_file_is_gone_is_flagged_for_recompute(tmp_path):
+    """A listed entry whose value file vanished reads as absent (diskcache's answer): verify flags it,
+    so a resumed run deletes and recomputes it instead of failing on it."""
+    s = Store(tmp_path / "s")
+    big = np.ones((20000, 8), np.float32)
+    s.put_qk("r1", 0, 0, big, big)
+    s.put_qk("r1", 0, 1, big, big)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(s.path) for f in fs if f.endswith(".val")]
+    assert len(files) == 2
+    os.remove(files[0])
+    assert s.has_qk("r1", 0, 0) and s.has_qk("r1", 0, 1)
+    bad = s.verify("r1")
+    assert len(bad) == 1 and bad[0].endswith("/qk"), bad
+    gone = 0 if s.qk("r1", 0, 0) is None else 1
+    assert bad == [f"run/r1/head/0/{gone}/qk"]
+
+
 def test_status_partial_then_complete(tmp_path):
     s = Store(tmp_path / "s")
     m = _manifest()
