@@ -8,5 +8,27 @@ window.dash_clientside.atlas_analysis = Object.assign(window.dash_clientside.atl
         return window.dash_clientside.callback_context.outputs_list.map(function(o) {
             return {display: o.id === 'analysis-' + tab ? 'block' : 'none'};
         });
+    },
+    /* one gate store per analysis tab (outputs analysis-gate-<tab>, callbacks/analysis.py): the shown tab's
+     * gets {run, layer, head, token, painted} (the fields that tab reads: layouts/ids.GATED_TABS,
+     * given in the store analysis-gate-fields)
+     * plus `changed`, the fields that differ from what it last got; a hidden tab's, or one whose fields did
+     * not change, gets no_update, so its server callback is not called */
+    _last: {},
+    gate: function(tab, run, layer, head, token, painted, fieldsOf) {
+        var ns = window.dash_clientside.atlas_analysis, nu = window.dash_clientside.no_update;
+        var now = {run: run, layer: layer, head: head, token: token, painted: !!painted};
+        return window.dash_clientside.callback_context.outputs_list.map(function(o) {
+            var name = o.id.replace('analysis-gate-', '');
+            if (name !== tab || !run) { return nu; }
+            var fields = (fieldsOf || {})[name] || [], last = ns._last[name], out = {}, changed = [];
+            fields.forEach(function(f) {
+                out[f] = now[f];
+                if (!last || JSON.stringify(last[f]) !== JSON.stringify(now[f])) { changed.push(f); }
+            });
+            if (!changed.length) { return nu; }
+            ns._last[name] = out;
+            return Object.assign({changed: changed}, out);
+        });
     }
 });

@@ -12,7 +12,7 @@ from figures.ablation import effects_figure, fmt, ranked_rows
 from figures.runinfo import RunInfo
 from layouts import ids
 
-from .common import friendly, on, resolve_projection, resolve_variant
+from .common import friendly, gate_fields, on, resolve_projection, resolve_variant
 
 log = logging.getLogger("atlas")
 HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
@@ -174,9 +174,11 @@ def register(app, data):
 
     @app.callback(Output(ids.ABLATION_TABLE, "children"), Output(ids.ABLATION_GRAPH, "figure"),
                   Output(ids.ABLATION_GRAPH, "style"), Output(ids.ABLATION_SUMMARY, "children"),
-                  Input(ids.ABLATION_RESULT, "data"), Input(ids.RUN_SELECT, "value"), Input(ids.ABLATION_MODE, "value"),
-                  Input(ids.ANALYSIS_TAB, "value"), prevent_initial_call=True)
-    def show(result, run, mode, atab):
+                  # the run through the tab's gate: no round trip while the tab is hidden
+                  Input(ids.ABLATION_RESULT, "data"), Input(ids.GATE_ABLATION, "data"), Input(ids.ABLATION_MODE, "value"),
+                  State(ids.ANALYSIS_TAB, "value"), prevent_initial_call=True)
+    def show(result, gate, mode, atab):
+        run, = gate_fields(gate, "run")
         if atab != "ablation" or not run:
             return no_update, no_update, no_update, no_update
         try:

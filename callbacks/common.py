@@ -51,6 +51,13 @@ def resolve_projection(run: RunInfo, proj: str) -> tuple[str, str]:
     return best, f"{proj} was not computed for this run; showing {best}"
 
 
+def gate_fields(gate, *names):
+    """The named fields of an analysis tab's gate store (callbacks/analysis.py): None for each when
+    the gate has not been written yet."""
+    gate = gate if isinstance(gate, dict) else {}
+    return tuple(gate.get(n) for n in names)
+
+
 def friendly(exc: Exception) -> str:
     if isinstance(exc, DataError):
         return str(exc)

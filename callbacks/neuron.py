@@ -11,7 +11,7 @@ from figures.common import display_token
 from figures.views import empty_figure
 from layouts import ids
 
-from .common import friendly, input_of_token
+from .common import friendly, gate_fields, input_of_token
 
 
 class Missing(Exception):
@@ -77,10 +77,11 @@ def register(app, data):
     @app.callback(Output(ids.NEURON_GRAPH, "figure"), Output(ids.NEURON_ROW_GRAPH, "figure"),
                   Output(ids.NEURON_INFO, "children"), Output(ids.NEURON_KEY, "options"), Output(ids.NEURON_KEY, "value"),
                   Output(ids.NEURON_STATE, "data"),
-                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
-                  Input(ids.TOKEN_STORE, "data"), Input(ids.NEURON_KEY, "value"), Input(ids.NEURON_ROW_GRAPH, "clickData"),
-                  Input(ids.ANALYSIS_TAB, "value"), State(ids.NEURON_STATE, "data"), prevent_initial_call=True)
-    def draw_neuron(run, layer, head, token, key, click, tab, state):
+                  # the shared selection through the tab's gate: no round trip while the tab is hidden
+                  Input(ids.GATE_NEURON, "data"), Input(ids.NEURON_KEY, "value"), Input(ids.NEURON_ROW_GRAPH, "clickData"),
+                  State(ids.ANALYSIS_TAB, "value"), State(ids.NEURON_STATE, "data"), prevent_initial_call=True)
+    def draw_neuron(gate, key, click, tab, state):
+        run, layer, head, token = gate_fields(gate, "run", "layer", "head", "token")
         if tab != "neuron" or not run or layer is None or head is None:
             return (no_update,) * 6
         clicked = None

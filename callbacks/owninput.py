@@ -29,7 +29,7 @@ from figures.views import attention_heatmap, empty_figure, image_figure, sentenc
 from precompute.faithfulness import method_label
 from layouts import ids
 
-from .common import friendly, is_image, on, resolve_projection, resolve_variant
+from .common import friendly, gate_fields, is_image, on, resolve_projection, resolve_variant
 
 EXPIRE = 24 * 3600
 AUTO_HEATMAP_ABOVE = 60
@@ -281,9 +281,11 @@ def register(app, data):
     @app.callback(Output(ids.INPUT_GRID_GRAPH, "figure"), Output(ids.INPUT_HEAD_GRAPH, "figure"),
                   Output(ids.INPUT_SENTENCE_GRAPH, "figure"), Output(ids.INPUT_INFO, "children"),
                   Input(ids.INPUT_STORE, "data"), Input(ids.INPUT_TRANSFORM_STORE, "data"),
-                  Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"), Input(ids.RUN_SELECT, "value"),
-                  Input(ids.ANALYSIS_TAB, "value"), Input(ids.INPUT_EXACT, "value"), prevent_initial_call=True)
-    def draw_input(store_data, tf, layer, head, run, tab, exact):
+                  # the shared selection through the tab's gate: no round trip while the tab is hidden
+                  Input(ids.GATE_INPUT, "data"), Input(ids.INPUT_EXACT, "value"),
+                  State(ids.ANALYSIS_TAB, "value"), prevent_initial_call=True)
+    def draw_input(store_data, tf, gate, exact, tab):
+        run, layer, head = gate_fields(gate, "run", "layer", "head")
         if tab != "input" or not run or layer is None or head is None:
             return (no_update,) * 4
         blank = empty_figure("")

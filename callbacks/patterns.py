@@ -2,7 +2,7 @@
 naming the head's dominant pattern and its most similar heads."""
 from __future__ import annotations
 
-from dash import ClientsideFunction, Input, Output, html, no_update
+from dash import ClientsideFunction, Input, Output, State, ctx, html, no_update
 
 from analysis.head_scores import run_patterns
 from analysis.patterns import LABELS
@@ -11,7 +11,7 @@ from figures.views import empty_figure
 from layouts.patterns import MAX_TABLE_ROWS, describe, scores_table
 from layouts import ids
 
-from .common import friendly
+from .common import friendly, gate_fields
 
 N_SIMILAR = 5
 
@@ -78,17 +78,16 @@ def single_analysis_children(rp, layer, head, run=None):
 def register(app, data):
     @app.callback(Output(ids.PATTERNS_GRAPH, "figure"), Output(ids.PATTERNS_TABLE, "children"),
                   Output(ids.PATTERNS_NOTE, "children"), Output(ids.PATTERNS_HEAD, "children"),
-                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
-                  Input(ids.PATTERNS_SCORE, "value"), Input(ids.ANALYSIS_TAB, "value"), Input(ids.MATRIX_PAINTED, "data"),
-                  prevent_initial_call=True)
-    def draw_patterns(run, layer, head, score, tab, painted=True):
+                  # the shared selection through the tab's gate: no round trip while the tab is hidden
+                  Input(ids.GATE_PATTERNS, "data"), Input(ids.PATTERNS_SCORE, "value"),
+                  State(ids.ANALYSIS_TAB, "value"), prevent_initial_call=True)
+    def draw_patterns(gate, score, tab):
+        run, layer, head, painted = gate_fields(gate, "run", "layer", "head", "painted")
         if tab != "patterns" or not run or layer is None or head is None or not painted:
             return no_update, no_update, no_update, no_update
         try:
             out = patterns_outputs(data, run, layer, head, score)
-            from dash import ctx
-            head_only = bool(ctx.triggered_prop_ids) and set(ctx.triggered_prop_ids) <= {
-                "layer-select.value", "head-select.value"}
+            head_only = ctx.triggered_id == ids.GATE_PATTERNS and set(gate.get("changed") or ()) <= {"layer", "head"}
             if head_only and len(run_patterns(data, run).heads) <= MAX_TABLE_ROWS:
                 # every head's row is on screen already: only the highlight moves (clientside,
                 # below) — re-sending a table of ~800 components cost the page ~1 s per head

@@ -2,7 +2,7 @@
 on the map or on a similar head (here or in the Single View) open that head."""
 from __future__ import annotations
 
-from dash import ALL, ClientsideFunction, Input, Output, ctx, html, no_update
+from dash import ALL, ClientsideFunction, Input, Output, State, ctx, html, no_update
 
 from analysis.head_scores import run_patterns
 from figures.patterns import related_figure
@@ -10,7 +10,7 @@ from figures.views import empty_figure
 from layouts.patterns import describe
 from layouts import ids
 
-from .common import friendly
+from .common import friendly, gate_fields
 
 N_SIMILAR = 5
 
@@ -53,10 +53,11 @@ def related_outputs(data, run, layer, head, color_by):
 
 def register(app, data):
     @app.callback(Output(ids.RELATED_GRAPH, "figure"), Output(ids.RELATED_NOTE, "children"), Output(ids.RELATED_LIST, "children"),
-                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
-                  Input(ids.RELATED_COLOR, "value"), Input(ids.ANALYSIS_TAB, "value"), Input(ids.MATRIX_PAINTED, "data"),
-                  prevent_initial_call=True)
-    def draw_related(run, layer, head, color_by, tab, painted=True):
+                  # the shared selection through the tab's gate: no round trip while the tab is hidden
+                  Input(ids.GATE_RELATED, "data"), Input(ids.RELATED_COLOR, "value"),
+                  State(ids.ANALYSIS_TAB, "value"), prevent_initial_call=True)
+    def draw_related(gate, color_by, tab):
+        run, layer, head, painted = gate_fields(gate, "run", "layer", "head", "painted")
         if tab != "related" or not run or layer is None or head is None or not painted:
             return no_update, no_update, no_update
         try:

@@ -10,7 +10,7 @@ from figures.common import display_token
 from figures.views import empty_figure
 from layouts import ids
 
-from .common import friendly, input_of_token
+from .common import friendly, gate_fields, input_of_token
 
 BUDGET_FLOATS = 16_000_000  # cache every input's per-layer means when they fit (64 MB float32)
 SHOW, HIDE = {"width": "520px", "display": "block"}, {"width": "520px", "display": "none"}
@@ -93,9 +93,11 @@ def register(app, data):
     @app.callback(Output(ids.ROLLOUT_GRAPH, "figure"), Output(ids.ROLLOUT_IMAGE_GRAPH, "figure"),
                   Output(ids.ROLLOUT_IMAGE_GRAPH, "style"), Output(ids.ROLLOUT_INFO, "children"),
                   Output(ids.ROLLOUT_LAYER, "options"), Output(ids.ROLLOUT_LAYER, "value"),
-                  Input(ids.RUN_SELECT, "value"), Input(ids.TOKEN_STORE, "data"), Input(ids.ROLLOUT_LAYER, "value"),
-                  Input(ids.ANALYSIS_TAB, "value"), State(ids.ROLLOUT_LAYER, "options"), prevent_initial_call=True)
-    def draw_rollout(run, token, through, tab, options):
+                  # the shared selection through the tab's gate: no round trip while the tab is hidden
+                  Input(ids.GATE_ROLLOUT, "data"), Input(ids.ROLLOUT_LAYER, "value"),
+                  State(ids.ANALYSIS_TAB, "value"), State(ids.ROLLOUT_LAYER, "options"), prevent_initial_call=True)
+    def draw_rollout(gate, through, tab, options):
+        run, token = gate_fields(gate, "run", "token")
         if tab != "rollout" or not run:
             return (no_update,) * 6
         try:

@@ -269,6 +269,26 @@ ANALYSIS_ROLLOUT = analysis_body("rollout")
 ANALYSIS_INPUT = analysis_body("input")
 ANALYSIS_PRECOMPUTE = analysis_body("precompute")
 
+
+def analysis_gate(tab: str) -> str:
+    """The id of the store that feeds tab ``tab``'s server callback: set in the browser only while the
+    tab is shown and only when what the tab reads changed (callbacks/analysis.py), so a hidden tab
+    makes no server round trip on a head change or a token click."""
+    return f"analysis-gate-{tab}"
+
+
+# what each gated tab's server callback reads of the shared selection (the gate's fields)
+GATED_TABS = {"patterns": ("run", "layer", "head", "painted"), "related": ("run", "layer", "head", "painted"),
+              "neuron": ("run", "layer", "head", "token"), "rollout": ("run", "token"),
+              "ablation": ("run",), "input": ("run", "layer", "head")}
+GATE_FIELDS = "analysis-gate-fields"  # GATED_TABS, for the browser's gate
+GATE_PATTERNS = analysis_gate("patterns")
+GATE_RELATED = analysis_gate("related")
+GATE_NEURON = analysis_gate("neuron")
+GATE_ROLLOUT = analysis_gate("rollout")
+GATE_ABLATION = analysis_gate("ablation")
+GATE_INPUT = analysis_gate("input")
+
 # ---------------------------------------------------------------- made by callbacks (not in the initial layout)
 SINGLE_PATTERN = "single-pattern"
 NEURON_DOT = "neuron-dot"

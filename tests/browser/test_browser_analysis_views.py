@@ -305,3 +305,57 @@ def test_own_image_input_dinov2(real_store, real_server, driver):
     element_shot(driver, "input-view", "own-input-dinov2")
 
 
+
+
+# ----------------------------------------------------------------------------- hidden tabs stay quiet
+RECORD_CALLBACKS = """
+window.__atlasCalls = [];
+if (!window.__atlasFetch) {
+    window.__atlasFetch = window.fetch;
+    window.fetch = function(url, opts) {
+        if (String(url).includes('_dash-update-component') && opts && opts.body) {
+            try { window.__atlasCalls.push(JSON.parse(opts.body).output); } catch (e) {}
+        }
+        return window.__atlasFetch.apply(this, arguments);
+    };
+}
+"""
+
+
+def _calls_after(d, action) -> str:
+    """The outputs of every server callback the page made while doing ``action`` (joined)."""
+    d.execute_script("window.__atlasCalls = [];")
+    action()
+    wait_idle(d)
+    time.sleep(0.5)
+    wait_idle(d)
+    return " ".join(d.execute_script("return window.__atlasCalls.slice()"))
+
+
+def test_hidden_analysis_tabs_make_no_round_trip(real_store, real_server, driver):
+    """A head change or a token click makes a server call only for the analysis tab that is shown
+    (its gate, callbacks/analysis.py); a tab shown later draws the head chosen meanwhile."""
+    store_dir, ids = real_store
+    run = ids["minilm"]
+    open_run(driver, real_server, run, "atab=patterns&layer=0&head=0")
+    wait(driver, gd_js("patterns-graph", "g._fullData.length > 0"), 30, "patterns map")
+    driver.execute_script(RECORD_CALLBACKS)
+    body = driver.find_element(By.TAG_NAME, "body")
+    calls = _calls_after(driver, lambda: body.send_keys("\ue014"))  # → : next head
+    assert "patterns-graph.figure" in calls, calls          # the shown tab follows the head
+    for hidden in ("related-graph.figure", "neuron-graph.figure", "rollout-graph.figure", "input-grid-graph.figure",
+                   "ablation-table.children"):
+        assert hidden not in calls, (hidden, calls)
+    # the neuron tab, shown now, draws the head chosen while it was hidden (layer 0, head 1)
+    driver.execute_script("document.querySelector('#analysis-tab input[value=neuron]').click()")
+    wait(driver, gd_js("neuron-graph", "g._fullData.length === 3"), 30, "neuron bars")
+    wait(driver, gd_js("neuron-graph", "(g.layout.title.text || g.layout.title).includes('L0 H1')"), 15,
+         "the neuron view shows the head picked while it was hidden")
+    calls = _calls_after(driver, lambda: body.send_keys("\ue014"))
+    assert "neuron-graph.figure" in calls and "patterns-graph.figure" not in calls, calls
+    # back to patterns: it catches up with the head picked meanwhile (head 2), once
+    calls = _calls_after(driver, lambda: driver.execute_script(
+        "document.querySelector('#analysis-tab input[value=patterns]').click()"))
+    assert calls.count("patterns-graph.figure") == 1 and "neuron-graph.figure" not in calls, calls
+    collect_logs(driver)
+    assert not driver.severe, driver.severe
