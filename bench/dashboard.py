@@ -380,6 +380,7 @@ def interactions(base: str, run: str, other_run: str | None, repeats: int) -> di
 
 
 def interactions_main(store: Path, repeats: int):
+    from attention_atlas.core.runinfo import RunInfo
     from precompute.store import Store
     runs = Store(store, readonly=True).run_ids()
     proc, base = serve(store)
@@ -387,9 +388,9 @@ def interactions_main(store: Path, repeats: int):
         for i, run in enumerate(runs):
             other = runs[(i + 1) % len(runs)] if len(runs) > 1 else None
             res = interactions(base, run, other, repeats)
-            m = Store(store, readonly=True).manifest(run)
-            print(f"\nrun {run}: {m['model']['name']}, {len(m['layers'])}×{len(m['heads'])} heads, "
-                  f"{m['corpus']['n_tokens']:,} tokens (median of {repeats}, ms, browser-side)")
+            m = RunInfo.from_manifest(Store(store, readonly=True).manifest(run))
+            print(f"\nrun {run}: {m.model_name}, {len(m.layers)}×{len(m.heads)} heads, "
+                  f"{m.n_tokens:,} tokens (median of {repeats}, ms, browser-side)")
             for k, v in res.items():
                 print(f"  {k:<45} {v:8.0f}  {'≤ 1000 ok' if v <= 1000 or k.startswith('page') else 'SLOW'}")
     finally:

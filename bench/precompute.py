@@ -388,6 +388,7 @@ def mode_faithfulness(args):
     from precompute.cli import main as cli
     from precompute.faithfulness import picture_key, trust_key
     from precompute.store import Store, requested_heads
+    from attention_atlas.core.runinfo import RunInfo
 
     methods = args.faith_methods.split(",")
     rivals = [m for m in methods if not m.startswith("attn")]
@@ -412,8 +413,9 @@ def mode_faithfulness(args):
         assert code == 0, argv
         store = Store(cache / model, readonly=True)
         (rid,) = store.run_ids()
-        man = store.manifest(rid)
-        print(f"\n== {model} ({man['model']['name']}), corpus {corpus}: {man['corpus']['n_tokens']} tokens "
+        raw = store.manifest(rid)   # precompute's own reader (requested_heads) takes the manifest as stored
+        man = RunInfo.from_manifest(raw)
+        print(f"\n== {model} ({man.model_name}), corpus {corpus}: {man.n_tokens} tokens "
               f"(--max-tokens {args.faith_tokens}), layers {layers}, heads {heads}; run {wall:.0f} s ==")
         print("`python -m precompute " + " ".join(argv) + "`")
         for dim in map(int, args.faith_dims.split(",")):
@@ -424,7 +426,7 @@ def mode_faithfulness(args):
             ok_trust = {m: 0 for m in wins}
             total = 0
             sums = {}
-            for l, h in requested_heads(man):
+            for l, h in requested_heads(raw):
                 met = store.metrics(rid, l, h) or {}
                 rho = {m: met.get(picture_key("translated", m, dim)) for m in cols}
                 tr = {m: met.get(trust_key("translated", m, dim, "cosine")) for m in cols}
