@@ -75,7 +75,10 @@ def run_info_text(data, run_id, value: dict) -> str:
 
 def register(app, data):
     @app.callback(Output(ids.RUN_PROGRESS, "data"), Output(ids.RUN_INFO, "children", allow_duplicate=True),
-                  Input(ids.RUN_PROGRESS_TICK, "n_intervals"), Input(ids.RUN_SELECT, "value"),
+                  # the run is read, not listened to: the Matrix View (an input of which is run-progress)
+                  # would otherwise wait for this poll on every run switch; the next tick (POLL_MS) tells
+                  # the new run's progress, and a draw records its coverage so that tick redraws nothing
+                  Input(ids.RUN_PROGRESS_TICK, "n_intervals"), State(ids.RUN_SELECT, "value"),
                   State(ids.RUN_PROGRESS, "data"), prevent_initial_call=True)
     def poll(_n, run_id, previous):
         value = update(data, run_id, previous)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from dash import ClientsideFunction, Input, Output, Patch, State, clientside_callback, no_update
 
+from attention_atlas.dashboard_data import DataError
 from analysis.faithfulness import distortion_definition, sort_figure_options
 from figures.colors import AGREEMENT_K, PER_HEAD, color_spec, rgba_rows
 from figures.common import typed
@@ -20,6 +21,7 @@ EMPTY_OVERLAY = {"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)", "plot_
                                         "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
 
 from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
+from .live import progress_value
 
 DATA_INPUTS = [Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
                Input(ids.SCALED_TOGGLE, "value"), Input(ids.LOD_SELECT, "value"), Input(ids.SORT_SELECT, "value"),
@@ -224,6 +226,20 @@ def overlay_of(d) -> "go.Figure":
                           d["token"], searching=d["search"].mask is not None)
 
 
+def coverage(data, run, proj):
+    """How many heads hold every coordinate of the projection ``proj`` now (``Data.progress``, cached
+    until the store changes): recorded with each draw, so a later ``run-progress`` value with the same
+    coverage — the page's first poll after a draw or a run switch — redraws nothing."""
+    value = progress_value(data, run)
+    if not value:
+        return None
+    try:
+        method, _ = resolve_projection(data.info(run), proj)
+    except (DataError, ValueError, KeyError):
+        method = proj
+    return (value.get("methods") or {}).get(method)
+
+
 def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token=None, cost=None,
                    kind=None):
     """(figure, overlay figure, note, message, meta) of a full Matrix View draw. ``meta`` records
@@ -235,6 +251,7 @@ def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, q
         md = d["md"]
         fig = matrix_figure(md, d["colors"], d["scale"], uirevision=f"{run}|{sort}|{rho}|{lod}")
         meta = _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, d["token"], kind)
+        meta["cov"] = coverage(data, run, proj)
         return fig, overlay_of(d), _note(d, data.tokens(run).n, lod), "", meta
     except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
         return empty_figure(friendly(exc)), EMPTY_OVERLAY, "", friendly(exc), None
@@ -266,15 +283,8 @@ def register(app, data):
                 return (no_update,) * 5  # no new head in the projection shown
         if not growing and meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho, kind):
             return (no_update,) * 5  # already drawn by the page-load reducer
-        out = matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost,
-                             kind)
-        if out[4] is not None and isinstance(progress, dict) and progress.get("run") == run:
-            try:
-                method, _ = resolve_projection(data.info(run), proj)
-                out[4]["cov"] = (progress.get("methods") or {}).get(method)
-            except Exception:  # noqa: BLE001
-                pass
-        return out
+        return matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, query, regex, token, cost,
+                              kind)
 
     def _current(meta, run, proj, translate, scaled, lod, sort, rho, kind=None):
         return bool(meta) and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho, kind)

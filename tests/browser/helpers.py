@@ -89,6 +89,34 @@ def open_url(d, base, query="", settle=True):
         wait_idle(d)
 
 
+RECORD_CALLBACKS = """
+window.__atlasCalls = [];
+if (!window.__atlasFetch) {
+    window.__atlasFetch = window.fetch;
+    window.fetch = function(url, opts) {
+        var entry = null;
+        if (String(url).includes('_dash-update-component') && opts && opts.body) {
+            try { entry = [JSON.parse(opts.body).output, performance.now(), null]; window.__atlasCalls.push(entry); }
+            catch (e) {}
+        }
+        var got = window.__atlasFetch.apply(this, arguments);
+        if (entry) { got.then(function(r) { r.clone().text().then(function(t) { entry[2] = t.length; }); }); }
+        return got;
+    };
+}
+"""
+
+
+def record_calls(d):
+    """From now on, record every server callback the page makes: [its outputs, start time in ms,
+    characters of its answer (None until it came; 0: no update)]."""
+    d.execute_script(RECORD_CALLBACKS)
+
+
+def recorded_calls(d) -> list:
+    return d.execute_script("return window.__atlasCalls.slice()")
+
+
 def wait_idle(d, timeout=30):
     """No Dash callback in flight (the renderer marks loading components with data-dash-is-loading)."""
     time.sleep(0.3)

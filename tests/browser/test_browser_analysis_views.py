@@ -14,7 +14,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from analysis.neuron import breakdown
-from tests.browser.helpers import SHOTS, collect_logs, gd_js, open_url, text_of, wait, wait_idle
+from tests.browser.helpers import (SHOTS, collect_logs, gd_js, open_url, record_calls, recorded_calls, text_of, wait,
+                                   wait_idle)
 
 # real_store / real_server: the session-wide real runs of tests/browser/conftest.py
 SENTENCE = "A small dog chased the red ball across the garden."
@@ -308,18 +309,6 @@ def test_own_image_input_dinov2(real_store, real_server, driver):
 
 
 # ----------------------------------------------------------------------------- hidden tabs stay quiet
-RECORD_CALLBACKS = """
-window.__atlasCalls = [];
-if (!window.__atlasFetch) {
-    window.__atlasFetch = window.fetch;
-    window.fetch = function(url, opts) {
-        if (String(url).includes('_dash-update-component') && opts && opts.body) {
-            try { window.__atlasCalls.push(JSON.parse(opts.body).output); } catch (e) {}
-        }
-        return window.__atlasFetch.apply(this, arguments);
-    };
-}
-"""
 
 
 def _calls_after(d, action) -> str:
@@ -329,7 +318,7 @@ def _calls_after(d, action) -> str:
     wait_idle(d)
     time.sleep(0.5)
     wait_idle(d)
-    return " ".join(d.execute_script("return window.__atlasCalls.slice()"))
+    return " ".join(c[0] for c in recorded_calls(d))
 
 
 def test_hidden_analysis_tabs_make_no_round_trip(real_store, real_server, driver):
@@ -339,7 +328,7 @@ def test_hidden_analysis_tabs_make_no_round_trip(real_store, real_server, driver
     run = ids["minilm"]
     open_run(driver, real_server, run, "atab=patterns&layer=0&head=0")
     wait(driver, gd_js("patterns-graph", "g._fullData.length > 0"), 30, "patterns map")
-    driver.execute_script(RECORD_CALLBACKS)
+    record_calls(driver)
     body = driver.find_element(By.TAG_NAME, "body")
     calls = _calls_after(driver, lambda: body.send_keys("\ue014"))  # → : next head
     assert "patterns-graph.figure" in calls, calls          # the shown tab follows the head

@@ -13,7 +13,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from precompute.store import Store
-from tests.browser.helpers import collect_logs, gd_js, pick, shot, text_of, wait, wait_idle
+from callbacks.live import POLL_MS
+from tests.browser.helpers import collect_logs, gd_js, pick, record_calls, recorded_calls, shot, text_of, wait, wait_idle
 
 # the options of the open dropdown menu (Dash 4's dcc.Dropdown)
 OPTIONS = """var xs = Array.from(document.querySelectorAll('.dash-dropdown-options .dash-options-list-option-text'))
@@ -135,9 +136,18 @@ def test_run_switch_resets_the_selection_and_the_menu_tells_runs_apart(real_stor
     smol = [t for t in labels if "smollm2" in t][0]
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     time.sleep(0.5)
+    record_calls(driver)
     pick(driver, "run-select", smol)
     wait(driver, gd_js("single-graph", "g._fullLayout.title.text.startsWith('L0 H0')"), 30, "smollm2 drawn")
     wait_idle(driver)
+    time.sleep(POLL_MS / 1000 + 1.5)  # a progress poll of the new run comes (and must redraw nothing)
+    wait_idle(driver)
+    calls = recorded_calls(driver)
+    matrix = [(t, n) for out, t, n in calls if out.startswith("..matrix-graph.figure")]  # the Matrix View callback
+    polls = [t for out, t, _ in calls if out.startswith("..run-progress.data")]
+    assert matrix and matrix[0][1] > 10_000, calls  # the switch draws the new run's points ...
+    assert all((n or 0) < 2_000 for _, n in matrix[1:]), calls  # ... once: the poll after it redraws nothing
+    assert polls and min(polls) > matrix[0][0], calls  # and the draw did not wait for a progress poll
     assert "token=" not in driver.current_url and ids["smollm2"] in driver.current_url
     assert driver.execute_script(gd_js("matrix-overlay", "g._fullData[2].x.length")) == 0  # no ring left behind
     assert "click a point to select" in text_of(driver, "single-info")
