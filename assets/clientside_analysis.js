@@ -15,13 +15,19 @@ window.dash_clientside.atlas_analysis = Object.assign(window.dash_clientside.atl
      * plus `changed`, the fields that differ from what it last got; a hidden tab's, or one whose fields did
      * not change, gets no_update, so its server callback is not called */
     _last: {},
+    _tab: {},
     gate: function(tab, run, layer, head, token, painted, fieldsOf) {
         var ns = window.dash_clientside.atlas_analysis, nu = window.dash_clientside.no_update;
         var now = {run: run, layer: layer, head: head, token: token, painted: !!painted};
-        return window.dash_clientside.callback_context.outputs_list.map(function(o) {
+        var outs = window.dash_clientside.callback_context.outputs_list, group = outs[0].id;
+        // a tab just shown always gets its gate (with "tab" in `changed`): its own inputs that are
+        // not in the gate (focus, hide, modes) may have changed while it was hidden
+        var shown = ns._tab[group] !== tab;
+        ns._tab[group] = tab;
+        return outs.map(function(o) {
             var name = o.id.replace('analysis-gate-', '');
             if (name !== tab || !run) { return nu; }
-            var fields = (fieldsOf || {})[name] || [], last = ns._last[name], out = {}, changed = [];
+            var fields = (fieldsOf || {})[name] || [], last = ns._last[name], out = {}, changed = shown ? ['tab'] : [];
             fields.forEach(function(f) {
                 out[f] = now[f];
                 if (!last || JSON.stringify(last[f]) !== JSON.stringify(now[f])) { changed.push(f); }

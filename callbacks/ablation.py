@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dash import ClientsideFunction, Input, Output, State, html, no_update
+from dash import ClientsideFunction, Input, Output, State, ctx, html, no_update
 
 from analysis import ablation as abl
 from figures.ablation import effects_figure, fmt, ranked_rows
@@ -123,10 +123,12 @@ def register(app, data):
             return []
 
     @app.callback(Output(ids.ABLATION_PLAN, "children"),
-                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  # the selection through the tab's gate: no round trip while the tab is hidden
+                  Input(ids.GATE_ABLATION, "data"),
                   Input(ids.ABLATION_SCOPE, "value"), Input(ids.ABLATION_MODE, "value"), Input(ids.ABLATION_CAP, "value"),
                   Input(ids.ABLATION_SELECTION, "data"), prevent_initial_call=True)
-    def plan(run, layer, head, scope, mode, cap, selection):
+    def plan(gate, scope, mode, cap, selection):
+        run, layer, head = gate_fields(gate, "run", "layer", "head")
         if not run:
             return ""
         try:
@@ -179,6 +181,8 @@ def register(app, data):
                   State(ids.ANALYSIS_TAB, "value"), prevent_initial_call=True)
     def show(result, gate, mode, atab):
         run, = gate_fields(gate, "run")
+        if ctx.triggered_id == ids.GATE_ABLATION and not {"run", "tab"} & set(gate.get("changed") or ()):
+            return no_update, no_update, no_update, no_update  # only the head moved: the table is the run's
         if atab != "ablation" or not run:
             return no_update, no_update, no_update, no_update
         try:

@@ -19,3 +19,10 @@ def register(app, data):
         Input(ids.ANALYSIS_TAB, "value"), Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"),
         Input(ids.HEAD_SELECT, "value"), Input(ids.TOKEN_STORE, "data"), Input(ids.MATRIX_PAINTED, "data"),
         State(ids.GATE_FIELDS, "data"))
+    # the detail panel's views (Sentence, Image, Model View) through the same gate, keyed on detail-tab
+    clientside_callback(
+        ClientsideFunction(namespace="atlas_analysis", function_name="gate"),
+        [Output(ids.analysis_gate(tab), "data") for tab in ids.GATED_DETAIL],
+        Input(ids.DETAIL_TAB, "value"), Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"),
+        Input(ids.HEAD_SELECT, "value"), Input(ids.TOKEN_STORE, "data"), Input(ids.MATRIX_PAINTED, "data"),
+        State(ids.GATE_FIELDS, "data"))

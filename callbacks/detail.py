@@ -16,7 +16,7 @@ from figures.views import (HEAD_LINE, MODEL_THUMB, attention_heatmap, empty_figu
                            model_view_figure, patch_of_point, sentence_figure)
 from layouts import ids
 
-from .common import friendly, input_of_token, is_image, on
+from .common import friendly, gate_fields, input_of_token, is_image, on
 
 AUTO_HEATMAP_ABOVE = 60
 SHOW, HIDE = {"display": "block"}, {"display": "none"}
@@ -175,13 +175,13 @@ def register(app, data):
             return no_update
 
     @app.callback(Output(ids.SENTENCE_GRAPH, "figure"), Output(ids.SENTENCE_INFO, "children"),
-                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
-                  Input(ids.TOKEN_STORE, "data"), Input(ids.FOCUS_STORE, "data"), Input(ids.HIDE_SELECT, "value"),
-                  Input(ids.SENTENCE_MODE, "value"), Input(ids.DETAIL_TAB, "value"), Input(ids.MATRIX_PAINTED, "data"),
-                  Input(ids.VNORM_TOGGLE, "value"), Input(ids.SENTENCE_HEADS, "value"), Input(ids.SENTENCE_PAIR, "value"),
-                  prevent_initial_call=True)
-    def draw_sentence(run, layer, head, token, focus, hide, mode, tab, painted=True, vnorm=None, extra=None,
-                      pair=None):
+                  # the shared selection through the view's gate (callbacks/analysis.py): no round trip
+                  # while another detail view is shown
+                  Input(ids.GATE_SENTENCE, "data"), Input(ids.FOCUS_STORE, "data"), Input(ids.HIDE_SELECT, "value"),
+                  Input(ids.SENTENCE_MODE, "value"), Input(ids.VNORM_TOGGLE, "value"), Input(ids.SENTENCE_HEADS, "value"),
+                  Input(ids.SENTENCE_PAIR, "value"), State(ids.DETAIL_TAB, "value"), prevent_initial_call=True)
+    def draw_sentence(gate, focus, hide, mode, vnorm=None, extra=None, pair=None, tab=None):
+        run, layer, head, token, painted = gate_fields(gate, "run", "layer", "head", "token", "painted")
         if tab != "sentence" or not run or layer is None or head is None or not painted:
             return no_update, no_update
         try:
@@ -193,10 +193,10 @@ def register(app, data):
             return empty_figure(friendly(exc)), friendly(exc)
 
     @app.callback(Output(ids.IMAGE_GRAPH, "figure"), Output(ids.IMAGE_INFO, "children"),
-                  Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
-                  Input(ids.TOKEN_STORE, "data"), Input(ids.IMAGE_MODE, "value"), Input(ids.DETAIL_TAB, "value"),
-                  Input(ids.MATRIX_PAINTED, "data"), Input(ids.VNORM_TOGGLE, "value"), prevent_initial_call=True)
-    def draw_image(run, layer, head, token, mode, tab, painted=True, vnorm=None):
+                  Input(ids.GATE_IMAGE, "data"), Input(ids.IMAGE_MODE, "value"), Input(ids.VNORM_TOGGLE, "value"),
+                  State(ids.DETAIL_TAB, "value"), prevent_initial_call=True)
+    def draw_image(gate, mode, vnorm=None, tab=None):
+        run, layer, head, token, painted = gate_fields(gate, "run", "layer", "head", "token", "painted")
         if tab != "image" or not run or layer is None or head is None or not painted:
             return no_update, no_update
         try:
@@ -275,9 +275,9 @@ def register(app, data):
             return no_update
 
     @app.callback(Output(ids.MODEL_GRAPH, "figure"), Output(ids.MODEL_INFO, "children"),
-                  Input(ids.RUN_SELECT, "value"), Input(ids.TOKEN_STORE, "data"), Input(ids.DETAIL_TAB, "value"),
-                  Input(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
-    def draw_model(run, token, tab, painted=True):
+                  Input(ids.GATE_MODEL, "data"), State(ids.DETAIL_TAB, "value"), prevent_initial_call=True)
+    def draw_model(gate, tab):
+        run, token, painted = gate_fields(gate, "run", "token", "painted")
         if tab != "model" or not run or not painted:
             return no_update, no_update
         try:

@@ -264,9 +264,11 @@ def register(app, data):
 
     # ------------------------------------------------------------------ real transform (opt-in)
     @app.callback(Output(ids.INPUT_TRANSFORM_REQUEST, "data"),
-                  Input(ids.INPUT_STORE, "data"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
+                  # the head through the tab's gate: a hidden tab asks for nothing on a head change
+                  Input(ids.INPUT_STORE, "data"), Input(ids.GATE_INPUT, "data"),
                   Input(ids.INPUT_EXACT, "value"), prevent_initial_call=True)
-    def request_transform(store_data, layer, head, exact):
+    def request_transform(store_data, gate, exact):
+        layer, head = gate_fields(gate, "layer", "head")
         if not on(exact) or not store_data or store_data.get("method") == "pca" or layer is None or head is None:
             return no_update  # no job (draw ignores a transform that is not for the current head)
         if store_data.get("method") in oi.ATTN_LAYOUTS:

@@ -25,8 +25,9 @@ def analysis_panel():
     return html.Div(className="panel analysis-panel", children=[
         dcc.RadioItems(id=ids.ANALYSIS_TAB, value=DEFAULTS["atab"], inline=True, className="tabs",
                        options=[{"label": label, "value": value} for value, label, _ in TABS]),
-        dcc.Store(id=ids.GATE_FIELDS, data={tab: list(fields) for tab, fields in ids.GATED_TABS.items()}),
-        *[dcc.Store(id=ids.analysis_gate(tab), data=None) for tab in ids.GATED_TABS],
+        dcc.Store(id=ids.GATE_FIELDS, data={tab: list(fields) for tab, fields in {**ids.GATED_TABS,
+                                                                                   **ids.GATED_DETAIL}.items()}),
+        *[dcc.Store(id=ids.analysis_gate(tab), data=None) for tab in (*ids.GATED_TABS, *ids.GATED_DETAIL)],
         html.Div(id=ids.ANALYSIS_BODY, children=[
             html.Div(mod.panel(), id=ids.analysis_body(value), className="analysis-tab-body",
                      style={"display": "block" if value == DEFAULTS["atab"] else "none"})

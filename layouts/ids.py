@@ -280,7 +280,10 @@ def analysis_gate(tab: str) -> str:
 # what each gated tab's server callback reads of the shared selection (the gate's fields)
 GATED_TABS = {"patterns": ("run", "layer", "head", "painted"), "related": ("run", "layer", "head", "painted"),
               "neuron": ("run", "layer", "head", "token"), "rollout": ("run", "token"),
-              "ablation": ("run",), "input": ("run", "layer", "head")}
+              "ablation": ("run", "layer", "head"), "input": ("run", "layer", "head")}
+# the detail panel's views (detail-tab values) are gated the same way (ids analysis-gate-<view>)
+GATED_DETAIL = {"sentence": ("run", "layer", "head", "token", "painted"),
+                "image": ("run", "layer", "head", "token", "painted"), "model": ("run", "token", "painted")}
 GATE_FIELDS = "analysis-gate-fields"  # GATED_TABS, for the browser's gate
 GATE_PATTERNS = analysis_gate("patterns")
 GATE_RELATED = analysis_gate("related")
@@ -288,6 +291,9 @@ GATE_NEURON = analysis_gate("neuron")
 GATE_ROLLOUT = analysis_gate("rollout")
 GATE_ABLATION = analysis_gate("ablation")
 GATE_INPUT = analysis_gate("input")
+GATE_SENTENCE = analysis_gate("sentence")
+GATE_IMAGE = analysis_gate("image")
+GATE_MODEL = analysis_gate("model")
 
 # ---------------------------------------------------------------- made by callbacks (not in the initial layout)
 SINGLE_PATTERN = "single-pattern"
