@@ -96,7 +96,7 @@ if (!window.__atlasFetch) {
     window.fetch = function(url, opts) {
         var entry = null;
         if (String(url).includes('_dash-update-component') && opts && opts.body) {
-            try { entry = [JSON.parse(opts.body).output, performance.now(), null, String(url).slice(-80), JSON.stringify(JSON.parse(opts.body).changedPropIds)]; window.__atlasCalls.push(entry); }
+            try { entry = [JSON.parse(opts.body).output, performance.now(), null]; window.__atlasCalls.push(entry); }
             catch (e) {}
         }
         var got = window.__atlasFetch.apply(this, arguments);
