@@ -1,6 +1,7 @@
 """What the dashboard needs to be served to a team: health endpoint, authentication, request
 limits, security headers and request logging. ``install(app, settings, data)`` wires it into the
-Flask server.
+Flask server and returns what it built (:class:`Serving`: the sign-in object, the request
+watchdog) for the application context (attention_atlas/context.py).
 
 - ``GET /healthz``: without credentials a bare liveness answer (``ok`` / 503), with credentials
   (or when auth is off) JSON with the store's reachability and its runs.
@@ -24,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from typing import NamedTuple
 
 import flask
 
@@ -174,7 +176,13 @@ class RequestWatchdog:
                 os._exit(1)       # not 3 or 4: gunicorn halts the whole server on those (boot errors)
 
 
-def install(app, settings, data) -> None:
+class Serving(NamedTuple):
+    auth: object | None          # teamauth.TeamAuth when sign-in is on
+    watchdog: RequestWatchdog | None
+
+
+def install(app, settings, data, embeddable: bool = False) -> Serving:
+    """``embeddable``: the app is shown in a notebook's iframe (no frame-ancestors refusal)."""
     from attention_atlas import teamauth
 
     server = app.server
@@ -184,7 +192,6 @@ def install(app, settings, data) -> None:
     public = {prefix + teamauth.LOGIN_PATH, prefix + teamauth.LOGOUT_PATH}
 
     watchdog = RequestWatchdog(settings.request_timeout) if settings.team and settings.request_timeout else None
-    app.atlas_watchdog = watchdog
 
     @server.before_request
     def _early():  # registered before the auth hook, so it runs first
@@ -224,8 +231,6 @@ def install(app, settings, data) -> None:
                 return auth.login_request()
             return None
 
-    app.atlas_auth = auth
-
     @server.before_request
     def _cross_site_and_roles():
         path, method = flask.request.path, flask.request.method
@@ -262,7 +267,7 @@ def install(app, settings, data) -> None:
     @server.after_request
     def _headers(response):
         h = response.headers
-        if not getattr(app, "atlas_embeddable", False):   # the notebook shows the app in an iframe
+        if not embeddable:   # the notebook shows the app in an iframe
             h.setdefault("X-Frame-Options", "DENY")
             h.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         h.setdefault("X-Content-Type-Options", "nosniff")
@@ -296,3 +301,5 @@ def install(app, settings, data) -> None:
                  flask.request.method, flask.request.path, response.status_code,
                  response.calculate_content_length() or "-", ms, user)
         return response
+
+    return Serving(auth, watchdog)

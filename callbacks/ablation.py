@@ -97,7 +97,8 @@ def run_ablation(settings, set_progress, n_clicks, run, layer, head, scope, mode
         return no_update, f"the ablation could not run ({name}: {text})"
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.ABLATION_SELECTION, "data"),
                   Input(ids.MATRIX_GRAPH, "selectedData"),
                   State(ids.RUN_SELECT, "value"), State(ids.TRANSLATE_TOGGLE, "value"), State(ids.SCALED_TOGGLE, "value"),

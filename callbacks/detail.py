@@ -128,7 +128,8 @@ def aggregate_matrix(data, run, layer, head, tokens, length, vnorm=None):
     return np.where(s > 0, crop / np.where(s > 0, s, 1), 0.0)
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     # assets/clientside_detail.js: shows the chosen detail view
     clientside_callback(
         ClientsideFunction(namespace="atlas_detail", function_name="show_view"),

@@ -350,7 +350,8 @@ def html_export(data, view: str, s: dict, figures: list, search: str = "") -> tu
     return html_snapshot(figures, title, caption), export_filename(s.get("run"), view, parts, "html")
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     # in the browser (assets/clientside_export.js): PNG and SVG drawn there, HTML and CSV sent up as
     # an export-request with the view's figures; export-config holds the views and the limits
     clientside_callback(

@@ -23,7 +23,8 @@ def filter_label_for(data, run: str, sort: str | None, proj: str | None, transla
     return filter_label(entry if scores is not None else None)
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.RHO_THRESHOLD_LABEL, "children"), Input(ids.SORT_SELECT, "value"),
                   Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
                   Input(ids.SCALED_TOGGLE, "value"), prevent_initial_call=True)

@@ -240,7 +240,8 @@ def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, q
         return empty_figure(friendly(exc)), EMPTY_OVERLAY, "", friendly(exc), None
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.MATRIX_GRAPH, "figure"), Output(ids.MATRIX_OVERLAY, "figure"),
                   Output(ids.MATRIX_NOTE, "children"), Output(ids.MSG_MATRIX, "children"), Output(ids.MATRIX_META, "data"),
                   *DATA_INPUTS, Input(ids.RUN_PROGRESS, "data"), State(ids.COLOR_SELECT, "value"),

@@ -73,7 +73,8 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
     return fig, row, info, options, kpos, {"run": run, "input": input_id}
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.NEURON_GRAPH, "figure"), Output(ids.NEURON_ROW_GRAPH, "figure"),
                   Output(ids.NEURON_INFO, "children"), Output(ids.NEURON_KEY, "options"), Output(ids.NEURON_KEY, "value"),
                   Output(ids.NEURON_STATE, "data"),

@@ -53,11 +53,11 @@ def disk_cache(settings):
         return c
 
 
-def _get(app, key):
+def _get(settings, key):
     hit = _MEM.get(key)
     if hit is not None:
         return hit
-    value = disk_cache(app.atlas_settings).get(key)
+    value = disk_cache(settings).get(key)
     if value is not None:
         if len(_MEM) > 32:
             _MEM.clear()
@@ -75,13 +75,13 @@ def grid_key(key, variant, method):
     return f"grid/{key}/{variant}/{method}"
 
 
-def current_placement(app, store_data, run, layer, head):
+def current_placement(settings, store_data, run, layer, head):
     """The own input's (2n, 2) coordinates in head (layer, head) of the stored projection that
     ``store_data`` (the ``input-store`` value) was placed in, plus its tokens; None when there is
     no input for this run. For other views (Single / Matrix View) that want to overlay it."""
     if not store_data or store_data.get("run") != run:
         return None
-    grid = _get(app, store_data.get("grid", ""))
+    grid = _get(settings, store_data.get("grid", ""))
     if grid is None or (layer, head) not in grid.new:
         return None
     return grid.new[(layer, head)], list(store_data.get("tokens") or [])
@@ -199,7 +199,8 @@ def transform_input(settings, req):
         return {**req, "error": friendly(exc)}
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     # ------------------------------------------------------------------ text box or upload
     @app.callback(Output(ids.INPUT_TEXT_BOX, "style"), Output(ids.INPUT_UPLOAD_BOX, "style"),
                   Input(ids.RUN_SELECT, "value"))
@@ -235,7 +236,7 @@ def register(app, data):
                     img = oi.decode_image(contents, filename)
                     raw = np.asarray(img, np.uint8)
                     key = oi.input_key(run, identity, raw.tobytes() + str(raw.shape).encode())
-                    disk_cache(app.atlas_settings).set(f"img/{key}", raw, expire=EXPIRE)
+                    disk_cache(context.settings).set(f"img/{key}", raw, expire=EXPIRE)
                     req = {"key": key, "run": run, "image": True, "label": filename or "uploaded image"}
                 else:
                     text = oi.check_text(text)
@@ -296,15 +297,16 @@ def register(app, data):
             tf = {**store_data, "layer": int(layer), "head": int(head),
                   "error": oi.attn_transform_refusal(store_data["method"])}
         try:
-            return draw(data, app, store_data, tf if on(exact) else None, int(layer), int(head))
+            return draw(context, store_data, tf if on(exact) else None, int(layer), int(head))
         except Exception as exc:  # noqa: BLE001
             return empty_figure(friendly(exc)), blank, blank, friendly(exc)
 
 
-def draw(data, app, sd, tf, layer, head):
+def draw(context, sd, tf, layer, head):
+    data = context.data
     m = data.info(sd["run"])
-    capd = _get(app, f"cap/{sd['key']}")
-    grid = _get(app, sd["grid"])
+    capd = _get(context.settings, f"cap/{sd['key']}")
+    grid = _get(context.settings, sd["grid"])
     if capd is None or grid is None:
         msg = "your input is no longer cached: run the model again"
         return empty_figure(msg), empty_figure(""), empty_figure(""), msg

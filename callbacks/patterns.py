@@ -75,7 +75,8 @@ def single_analysis_children(rp, layer, head, run=None):
     return kids
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.PATTERNS_GRAPH, "figure"), Output(ids.PATTERNS_TABLE, "children"),
                   Output(ids.PATTERNS_NOTE, "children"), Output(ids.PATTERNS_HEAD, "children"),
                   Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),

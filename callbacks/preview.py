@@ -38,7 +38,8 @@ def preview_png(data, search: str, width: int = 1000, last: str | None = None) -
     return matrix_png(d, width=width)
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     prefix = app.config.requests_pathname_prefix.rstrip("/")
 
     @app.server.route(f"{prefix}/_atlas/matrix-preview.png")

@@ -51,7 +51,8 @@ def related_outputs(data, run, layer, head, color_by):
     return fig, note, items
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.RELATED_GRAPH, "figure"), Output(ids.RELATED_NOTE, "children"), Output(ids.RELATED_LIST, "children"),
                   Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
                   Input(ids.RELATED_COLOR, "value"), Input(ids.ANALYSIS_TAB, "value"), Input(ids.MATRIX_PAINTED, "data"),

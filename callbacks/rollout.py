@@ -89,7 +89,8 @@ def rollout_view(data, run, token, through):
     return heat, img_fig, img_style, " · ".join(notes), [{"label": f"L{l}", "value": l} for l in used], through, r
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.ROLLOUT_GRAPH, "figure"), Output(ids.ROLLOUT_IMAGE_GRAPH, "figure"),
                   Output(ids.ROLLOUT_IMAGE_GRAPH, "style"), Output(ids.ROLLOUT_INFO, "children"),
                   Output(ids.ROLLOUT_LAYER, "options"), Output(ids.ROLLOUT_LAYER, "value"),

@@ -127,7 +127,8 @@ def _single_encdec(data, run, m, layer, head, variant, method, dim, coords, note
     return fig, [" · ".join(info + notes), figure_line(figures)], ""
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.SINGLE_GRAPH, "figure"), Output(ids.SINGLE_INFO, "children"), Output(ids.MSG_SINGLE, "children"),
                   Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
                   Input(ids.PROJECTION_SELECT, "value"), Input(ids.DIM_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),

@@ -164,7 +164,8 @@ def _apply_click(data, state, trig, click, focus, meta=None):
     return focus
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     from .matrix import matrix_outputs
     # the page load's Matrix View comes with the controls (one round trip instead of two)
     matrix_out = [Output(ids.MATRIX_GRAPH, "figure", allow_duplicate=True),

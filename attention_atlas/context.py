@@ -1,0 +1,31 @@
+"""The application context: what the dashboard's parts share, built once by ``app.build_app`` and
+handed to every feature's ``register(app, ctx)`` (callbacks/__init__.register_all).
+
+Nothing is stored on the Dash app: a feature reads the settings, the store facade and the sign-in
+object from here, never through attributes of ``app``. Whoever builds the app gets its context
+back from ``build_app`` (the notebook and the tests do); ``create_app`` returns the app alone, for
+the entry points that only serve it (wsgi, ``atlas serve``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from attention_atlas.dashboard_data import Data
+from attention_atlas.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: Settings
+    data: Data                       # the store facade (cached reads, Matrix View data)
+    auth: object | None = None       # attention_atlas.teamauth.TeamAuth when sign-in is on, else None
+    watchdog: object | None = None   # attention_atlas.serving.RequestWatchdog on a team server, else None
+    embeddable: bool = False         # shown in a notebook's iframe: no frame-ancestors refusal
+
+    def user(self) -> str:
+        """The signed-in user of the current request ("-" without sign-in, "?" if unknown)."""
+        if self.auth is None:
+            return "-"
+        try:
+            return self.auth.user() or "?"
+        except Exception:  # noqa: BLE001
+            return "?"
