@@ -34,7 +34,7 @@ def run_roles(data, run) -> TokenRoles | None:
         tokens = data.tokens(run)
         return token_roles(m.special_tokens, tokens.arrays["text"],
                            tokens.arrays["position"])
-    return data.misc_cache.get(("roles", run), build)
+    return data.caches["roles"].get(run, "roles", build)
 
 
 def run_has_pairs(data, run) -> bool:
@@ -49,7 +49,7 @@ def run_has_pairs(data, run) -> bool:
         pos = np.asarray(tokens.arrays["position"])
         length = np.asarray(tokens.arrays["input_length"])
         return bool((np.isin(text, list(roles.sep)) & (pos < length - 1)).any())
-    return data.misc_cache.get(("pairs", run), build)
+    return data.caches["pairs"].get(run, "pairs", build)
 
 
 def chosen_heads(current, extra, heads) -> list:
@@ -91,7 +91,7 @@ def _input_vnorm(data, run, layer, head, input_id, rows):
     """‖v‖ of every token of one input for this head (stored norms, else the live model; cached)."""
     from analysis.values import input_value_norms
     m = data.info(run)
-    norms = data.misc_cache.get(("vnorm", run, input_id), lambda: input_value_norms(
+    norms = data.caches["value-norms"].get(run, ("input", input_id), lambda: input_value_norms(
         m, data.store(), input_id, m.layers, rows))
     return np.asarray(norms[int(layer)][int(head)], np.float64)
 
@@ -100,7 +100,7 @@ def _run_vnorm(data, run, layer, head):
     """‖v‖ of every token of the run for this head (all inputs: the aggregate view)."""
     from analysis.values import run_value_norms
     m = data.info(run)
-    norms = data.misc_cache.get(("vnorm-run", run), lambda: run_value_norms(m, data.store(), m.layers))
+    norms = data.caches["value-norms"].get(run, "run", lambda: run_value_norms(m, data.store(), m.layers))
     return np.asarray(norms[int(layer)][int(head)], np.float64)
 
 
@@ -120,7 +120,7 @@ def aggregate_matrix(data, run, layer, head, tokens, length, vnorm=None):
             return None
         return aggregate_by_position(qk[0], qk[1], tokens.index, m.scale,
                                      m.causal, max_len, vnorm, m.layer_semantics(layer, head))
-    agg = data.misc_cache.get(("agg", run, layer, head, max_len, vnorm is not None), build)
+    agg = data.caches["aggregate"].get(run, (layer, head, max_len, vnorm is not None), build)
     if agg is None:
         return None
     crop = agg[:length, :length]
@@ -294,7 +294,7 @@ def register(app, context):
                         if a is not None:
                             pats[(layer, head)] = downsample(a, MODEL_THUMB).astype(np.float32)
                 return pats
-            pats = data.misc_cache.get(("model", run, input_id), build)
+            pats = data.caches["model-view"].get(run, input_id, build)
             n = len(tokens.index.rows(input_id))
             fig = model_view_figure(pats, m.layers, m.heads, MODEL_THUMB,
                                     f"input {input_id}: attention pattern of every head (rows = queries, columns = keys"

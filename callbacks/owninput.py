@@ -35,7 +35,6 @@ EXPIRE = 24 * 3600
 AUTO_HEATMAP_ABOVE = 60
 _CACHES: dict = {}
 _LOCK = threading.Lock()
-_MEM: dict = {}   # small in-process memo of decoded cache entries (key -> value)
 
 
 def disk_cache(settings):
@@ -53,16 +52,9 @@ def disk_cache(settings):
         return c
 
 
-def _get(settings, key):
-    hit = _MEM.get(key)
-    if hit is not None:
-        return hit
-    value = disk_cache(settings).get(key)
-    if value is not None:
-        if len(_MEM) > 32:
-            _MEM.clear()
-        _MEM[key] = value
-    return value
+def _get(context, run, key):
+    """A decoded entry of the own-input disk cache, memoised in the ``own-input`` cache region."""
+    return context.caches["own-input"].get(run, key, lambda: disk_cache(context.settings).get(key))
 
 
 def _variant_method(m, translate, scaled, proj):
@@ -75,13 +67,13 @@ def grid_key(key, variant, method):
     return f"grid/{key}/{variant}/{method}"
 
 
-def current_placement(settings, store_data, run, layer, head):
+def current_placement(context, store_data, run, layer, head):
     """The own input's (2n, 2) coordinates in head (layer, head) of the stored projection that
     ``store_data`` (the ``input-store`` value) was placed in, plus its tokens; None when there is
     no input for this run. For other views (Single / Matrix View) that want to overlay it."""
     if not store_data or store_data.get("run") != run:
         return None
-    grid = _get(settings, store_data.get("grid", ""))
+    grid = _get(context, run, store_data.get("grid", ""))
     if grid is None or (layer, head) not in grid.new:
         return None
     return grid.new[(layer, head)], list(store_data.get("tokens") or [])
@@ -305,8 +297,8 @@ def register(app, context):
 def draw(context, sd, tf, layer, head):
     data = context.data
     m = data.info(sd["run"])
-    capd = _get(context.settings, f"cap/{sd['key']}")
-    grid = _get(context.settings, sd["grid"])
+    capd = _get(context, sd["run"], f"cap/{sd['key']}")
+    grid = _get(context, sd["run"], sd["grid"])
     if capd is None or grid is None:
         msg = "your input is no longer cached: run the model again"
         return empty_figure(msg), empty_figure(""), empty_figure(""), msg

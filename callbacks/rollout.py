@@ -31,15 +31,16 @@ def input_layer_means(data, run: str, input_id: int) -> tuple[list[np.ndarray], 
         index = list(tokens.index)
     lengths = [len(rows) for _, rows in index]
     all_fit = sum(n * n for n in lengths) * len(layers) <= BUDGET_FLOATS
-    key = ("rollout-means", run) if all_fit else ("rollout-means", run, input_id)
-    hit = data.misc_cache.get(key, lambda: None)
+    region = data.caches["rollout"]
+    key = "all" if all_fit else input_id
+    hit = region.peek(run, key)
     if hit is not None and input_id in hit[0]:
         return hit[0][input_id], hit[1], hit[2]
     groups = {i: rows for i, rows in index} if all_fit else {input_id: dict(index)[input_id]}
     per_input, used, missing = layer_means(lambda l, h: data.qk(run, l, h), layers, heads, groups,
                                            m.scale, m.causal, m)
     if not missing:  # a partial run fills in later: don't keep its incomplete means
-        data.misc_cache.get(key, lambda: (per_input, used, missing))
+        region.put(run, key, (per_input, used, missing))
     return per_input[input_id], used, missing
 
 
