@@ -11,8 +11,6 @@ jobs directory so the web process and the job processes share them):
 """
 from __future__ import annotations
 
-import os
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 from dash import Input, Output, State, ctx, no_update
 
 from analysis import own_input as oi
+from attention_atlas.core import runtime
 from attention_atlas.dashboard_data import DataError
 from figures.analysis_views import own_grid_figure, own_head_figure
 from figures.attention import attention
@@ -33,23 +32,10 @@ from .common import friendly, is_image, on, resolve_projection, resolve_variant
 
 EXPIRE = 24 * 3600
 AUTO_HEATMAP_ABOVE = 60
-_CACHES: dict = {}
-_LOCK = threading.Lock()
-
-
 def disk_cache(settings):
-    """The own-input disk cache (one diskcache.Cache per process), under the settings' jobs folder."""
-    import diskcache
-
-    path = settings.jobs_path / "owninput"
-    pid = os.getpid()
-    with _LOCK:
-        c = _CACHES.get((pid, str(path)))
-        if c is None:
-            path.mkdir(parents=True, exist_ok=True)
-            c = diskcache.Cache(str(path), size_limit=2**30)
-            _CACHES[(pid, str(path))] = c
-        return c
+    """The own-input disk cache under the settings' jobs folder (runtime.disk_cache: one handle per
+    process, shared by the web process and the job processes through the files)."""
+    return runtime.disk_cache(settings.jobs_path / "owninput", size_limit=2**30)
 
 
 def _get(context, run, key):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 
+from attention_atlas.core import runtime
 from attention_atlas.settings import Settings
 from jobs.background import bind, body_ref, run_callback
 
@@ -97,13 +98,11 @@ def _fail_queued(jobs_path, job_id, message) -> None:
         pass
 
 
-_CONTEXT: list = []
-
-
 def _job_context(modules):
     """multiprocess's fork-server context, its server preloading the model code (jobs/preload.py) and
-    the modules of the background callbacks (named by the app that registered them)."""
-    if not _CONTEXT:
+    the modules of the background callbacks (named by the app that registered them); one per
+    process (runtime.singleton)."""
+    def make():
         import multiprocess
 
         try:
@@ -111,8 +110,8 @@ def _job_context(modules):
             ctx.set_forkserver_preload(["jobs.preload", *sorted(modules)])
         except ValueError:  # a platform without fork servers (Windows): Dash's default
             ctx = None
-        _CONTEXT.append(ctx)
-    return _CONTEXT[0]
+        return ctx
+    return runtime.singleton("jobs.forkserver-context", make)
 
 
 class QueuedCallback:

@@ -27,6 +27,8 @@ import time
 from collections import OrderedDict
 from typing import Callable, Iterable
 
+from attention_atlas.core import runtime
+
 FIXED, GROWS, STORE = "fixed", "grows", "store"
 KINDS = (FIXED, GROWS, STORE)
 _MISSING = object()
@@ -127,6 +129,7 @@ class Caches:
         self._regions: dict[str, Region] = {}
         for spec in regions:
             self.add(*spec)
+        runtime.reset_in_child(self)  # fresh region locks in a forked child
 
     def add(self, name: str, maxsize: int, kind: str = FIXED, single_flight: bool = False) -> Region:
         if name in self._regions:
