@@ -10,6 +10,7 @@ instead; ``store_patterns`` (or ``python -m analysis.head_scores --cache DIR RUN
 a writable store. The dashboard opens stores read-only and keeps results in memory."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from analysis.patterns import LABELS, PATTERNS, SHORT, PatternScorer, applicable, dominant, na_reason, token_flags
 from analysis.related import nearest, related_map
+from attention_atlas.core.errors import DataError
 from attention_atlas.core.runinfo import RunInfo, as_runinfo
 
 VERSION = 1
@@ -304,7 +306,8 @@ def ablation_scores(data, run_id: str) -> dict:
     """{'ablation-<mode>': {(l, h): delta}} from ``analysis/ablation`` when stored (else {})."""
     try:
         ab = data._read(lambda s: s.analysis(run_id, "ablation"))
-    except Exception:  # noqa: BLE001 - a missing or unreadable ablation result just isn't offered
+    except DataError as exc:  # an unreadable ablation result (Data turns store problems into DataError): not offered
+        logging.getLogger("atlas").warning("stored ablation results of run %s unreadable: %s", run_id, exc)
         return {}
     out = {}
     if not isinstance(ab, dict):

@@ -17,6 +17,9 @@ one forward pass, per input (Sentence View) or over the whole corpus (aggregate 
 """
 from __future__ import annotations
 
+import logging
+import sqlite3
+
 import numpy as np
 
 from attention_atlas.core import runtime
@@ -62,9 +65,12 @@ def value_norms(adapter, batch: list, layers: list[int] | None = None) -> dict[i
 
 
 def _stored(store, run_id: str):
+    from precompute.store import StoreError
     try:
         got = store.analysis(run_id, STORED_NAME)
-    except Exception:  # noqa: BLE001 - an unreadable entry just means: compute live
+    except (StoreError, OSError, sqlite3.Error, EOFError) as exc:  # an unreadable entry just means: compute live
+        logging.getLogger("atlas").warning("stored value norms of run %s unreadable (%s); computing them live",
+                                           run_id, exc)
         return None
     if isinstance(got, dict) and "layers" in got and "norms" in got:
         return [int(l) for l in got["layers"]], np.asarray(got["norms"], np.float32)

@@ -32,7 +32,4 @@ class AppContext:
         """The signed-in user of the current request ("-" without sign-in, "?" if unknown)."""
         if self.auth is None:
             return "-"
-        try:
-            return self.auth.user() or "?"
-        except Exception:  # noqa: BLE001
-            return "?"
+        return self.auth.user_name(unknown="?")

@@ -20,6 +20,7 @@ rollout, owninput; analysis/head_scores) are regions of the same table.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from attention_atlas.core.caches import FIXED, GROWS, STORE, Caches
+from attention_atlas.core.errors import DataError  # noqa: F401 - the views import it from here
 from attention_atlas.core.runinfo import RunInfo
 from attention_atlas.core.tokens import joined_index
 from figures.common import context_string, display_token
@@ -37,6 +39,7 @@ from figures.matrix import build_matrix_data
 from figures.search import normalised_texts
 from precompute.store import CorruptEntry, Store, StoreError
 
+log = logging.getLogger("atlas")
 FRESH_EVERY = 0.2  # s: how often a process looks at the store's generation stamp
 STATUS_MAX_AGE = 5.0  # s: a run's status is re-read at most this often (and whenever the store moved)
 PARTIAL_MATRIX_MAX_AGE = 10.0  # s: a Matrix View with missing cells or a note is rebuilt after this
@@ -67,10 +70,6 @@ REGIONS = (
     ("patterns", 8, FIXED, True),          # analysis/head_scores: a run's pattern scores (own freshness rule)
     ("own-input", 32, FIXED, False),       # callbacks/owninput: decoded entries of the own-input disk cache
 )
-
-
-class DataError(Exception):
-    """A friendly, one-line problem with the data behind the current view."""
 
 
 class RunTokens:
@@ -160,8 +159,8 @@ class Data:
                 if self._store is not None:
                     try:
                         self._store.close()
-                    except Exception:  # noqa: BLE001
-                        pass
+                    except (StoreError, OSError, sqlite3.Error) as close_exc:  # it is gone anyway
+                        log.warning("closing the vanished store at %s failed: %s", self.path, close_exc)
                 self._store = None
             raise self._unreachable(exc) from exc
         with self._lock:
@@ -401,9 +400,9 @@ class Data:
         from analysis.head_scores import SCORE_SHORT, head_scores, na_note
         try:
             all_scores = head_scores(self, run_id)
-        except DataError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the view keeps the grid order and says why
+        except (ValueError, LookupError, ArithmeticError, TypeError, MemoryError) as exc:
+            # the scoring maths failed on this run: the view keeps the grid order and says why
+            log.warning("head scores of run %s failed", run_id, exc_info=True)
             return None, "", f"order by {order} unavailable ({exc.__class__.__name__}: {exc}); grid order shown"
         scores = all_scores.get(order)
         if not scores:

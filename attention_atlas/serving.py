@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import flask
 
+from attention_atlas.dashboard_data import DataError
 from attention_atlas.teamauth import cross_site  # noqa: F401 - used below; tests import it from here
 
 log = logging.getLogger("atlas.http")
@@ -40,7 +41,11 @@ def _health(data, detail: bool):
     try:
         runs = data.run_ids()
         ok = True
-    except Exception as exc:  # noqa: BLE001 - any store problem is "not healthy"
+    except Exception as exc:  # noqa: BLE001 - the health endpoint's edge: any store problem is "not healthy"
+        if isinstance(exc, DataError):
+            log.warning("health check: %s", exc)
+        else:
+            log.exception("health check: the store could not be read")
         runs, ok, problem = [], False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if not detail:
         return flask.Response("ok" if ok else "unavailable", status=200 if ok else 503, mimetype="text/plain")
@@ -52,7 +57,8 @@ def _health(data, detail: bool):
         for r in runs:
             try:
                 statuses[r] = data.status(r)["status"]
-            except Exception:  # noqa: BLE001
+            except (DataError, LookupError, TypeError) as exc:
+                log.warning("health check: run %s unreadable: %s", r, exc)
                 statuses[r] = "unreadable"
         body["run_status"] = statuses
     return flask.Response(json.dumps(body), status=200 if ok else 503, mimetype="application/json")
@@ -171,7 +177,7 @@ class RequestWatchdog:
                 for h in logging.getLogger().handlers + log.handlers:
                     try:
                         h.flush()
-                    except Exception:  # noqa: BLE001
+                    except (OSError, ValueError):  # a closed or broken stream: nothing more to say
                         pass
                 os._exit(1)       # not 3 or 4: gunicorn halts the whole server on those (boot errors)
 
@@ -289,12 +295,7 @@ def install(app, settings, data, embeddable: bool = False) -> Serving:
     @server.after_request
     def _log(response):
         ms = (time.perf_counter() - flask.g.get("t0", time.perf_counter())) * 1000
-        user = "-"
-        if auth is not None:
-            try:
-                user = auth.user() or "-"
-            except Exception:  # noqa: BLE001
-                user = "?"
+        user = "-" if auth is None else auth.user_name(unknown="-")
         if watchdog is not None:
             watchdog.end()
         log.info('%s "%s %s" %s %s %.0fms user=%s', auth.client_ip() if auth is not None else flask.request.remote_addr,

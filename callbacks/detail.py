@@ -16,7 +16,7 @@ from figures.views import (HEAD_LINE, MODEL_THUMB, attention_heatmap, empty_figu
                            model_view_figure, patch_of_point, sentence_figure)
 from layouts import ids
 
-from .common import friendly, input_of_token, is_image, on
+from .common import MODEL_ERRORS, VIEW_ERRORS, friendly, input_of_token, is_image, on
 
 AUTO_HEATMAP_ABOVE = 60
 SHOW, HIDE = {"display": "block"}, {"display": "none"}
@@ -160,7 +160,7 @@ def register(app, context):
                 note = (f"none of this model's special tokens ({' '.join(roles.declared) or 'none'}) occurs in the "
                         f"run's inputs")
             return hide_options(roles), opts, (SHOW if run_has_pairs(data, run) else HIDE), note
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return no_update, no_update, no_update, friendly(exc)
 
     @app.callback(Output(ids.SENTENCE_HEADS, "value", allow_duplicate=True),
@@ -172,7 +172,7 @@ def register(app, context):
             return []
         try:
             return [str(h) for h in data.info(run).heads]
-        except Exception:  # noqa: BLE001
+        except VIEW_ERRORS:
             return no_update
 
     @app.callback(Output(ids.SENTENCE_GRAPH, "figure"), Output(ids.SENTENCE_INFO, "children"),
@@ -190,7 +190,7 @@ def register(app, context):
             if is_image(m):
                 return empty_figure("Sentence View is for text runs; this is an image run (see Image View)"), ""
             return sentence_view(data, run, layer, head, token, focus, hide, mode, on(vnorm), extra, pair)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return empty_figure(friendly(exc)), friendly(exc)
 
     @app.callback(Output(ids.IMAGE_GRAPH, "figure"), Output(ids.IMAGE_INFO, "children"),
@@ -217,7 +217,7 @@ def register(app, context):
                 try:
                     a = value_weighted(a, _input_vnorm(data, run, layer, head, input_id, rows))
                     vnote = " · weighted by value norms a·‖v‖ (rows renormalised)"
-                except Exception as exc:  # noqa: BLE001
+                except MODEL_ERRORS as exc:
                     vnote = " · " + _vnorm_problem(exc)
             pr = np.asarray(tokens.arrays["patch_row"])[rows].astype(int)
             pc = np.asarray(tokens.arrays["patch_col"])[rows].astype(int)
@@ -249,7 +249,7 @@ def register(app, context):
                     f"attention from {qname} to the {grid}×{grid} patches; CLS receives {cls_w:.3f}" if cls_w is not None
                     else f"attention from {qname}")
             return fig, info + vnote + " · click a patch to make it the query"
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return empty_figure(friendly(exc)), friendly(exc)
 
     @app.callback(Output(ids.PATCH_ZOOM, "src"), Input(ids.IMAGE_GRAPH, "hoverData"), State(ids.RUN_SELECT, "value"),
@@ -263,6 +263,8 @@ def register(app, context):
             tokens = data.tokens(run)
             input_id, _ = input_of_token(tokens, token)
             rgb = data.image(run, input_id)
+            if rgb is None:  # not an image run (a stale hover), or the image is not stored
+                return no_update
             rows = tokens.index.rows(input_id)
             grid = int(np.asarray(tokens.arrays["patch_row"])[rows].max() + 1)
             ph, pw = rgb.shape[0] // grid, rgb.shape[1] // grid
@@ -272,7 +274,7 @@ def register(app, context):
             buf = io.BytesIO()
             Image.fromarray(crop).resize((160, 160), Image.NEAREST).save(buf, format="PNG")
             return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-        except Exception:  # noqa: BLE001
+        except VIEW_ERRORS:
             return no_update
 
     @app.callback(Output(ids.MODEL_GRAPH, "figure"), Output(ids.MODEL_INFO, "children"),
@@ -301,7 +303,7 @@ def register(app, context):
                                     + (f"; {n} tokens shown as {MODEL_THUMB}×{MODEL_THUMB} block means" if n > MODEL_THUMB else "")
                                     + "; each thumbnail scaled to its own max)")
             return fig, f"{len(pats)} of {len(m.layers) * len(m.heads)} heads · click a thumbnail to open that head"
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return empty_figure(friendly(exc)), friendly(exc)
 
 
@@ -370,7 +372,7 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
                 vn = _run_vnorm(data, run, layer, head)
                 info.append("each input's attention weighted by the value norms ‖v_j‖ (a·‖v‖, rows "
                             "renormalised) before averaging")
-            except Exception as exc:  # noqa: BLE001 - the plain aggregate is still useful
+            except MODEL_ERRORS as exc:  # the plain aggregate is still useful
                 info.append(_vnorm_problem(exc))
                 label = label.replace(" · weighted by ‖v‖", "")
         agg = aggregate_matrix(data, run, layer, head, tokens, n, vn)
@@ -397,7 +399,7 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
             attn = {h: value_weighted(attn[h], vns[h]) for h in heads}
             info.append(f"weighted by value norms a·‖v‖ (rows renormalised); ‖v‖ of H{head} from "
                         f"{vns[head].min():.2f} to {vns[head].max():.2f}")
-        except Exception as exc:  # noqa: BLE001
+        except MODEL_ERRORS as exc:
             info.append(_vnorm_problem(exc))
             label = label.replace(" · weighted by ‖v‖", "")
             weighted = False

@@ -7,7 +7,7 @@ from dash import Input, Output, no_update
 from analysis.faithfulness import filter_label, order_figure_id
 from layouts import ids
 
-from .common import on, resolve_projection, resolve_variant
+from .common import VIEW_ERRORS, on, resolve_projection, resolve_variant
 
 
 def filter_label_for(data, run: str, sort: str | None, proj: str | None, translate=None, scaled=None) -> str:
@@ -33,5 +33,5 @@ def register(app, context):
             return no_update
         try:
             return filter_label_for(data, run, sort, proj, translate, scaled)
-        except Exception:  # noqa: BLE001 - a label; the matrix note reports problems
+        except VIEW_ERRORS:  # a label; the matrix note reports problems
             return no_update

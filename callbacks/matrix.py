@@ -19,7 +19,7 @@ from layouts import ids
 EMPTY_OVERLAY = {"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
                                         "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
 
-from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
+from .common import VIEW_ERRORS, friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
 
 DATA_INPUTS = [Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
                Input(ids.SCALED_TOGGLE, "value"), Input(ids.LOD_SELECT, "value"), Input(ids.SORT_SELECT, "value"),
@@ -236,7 +236,7 @@ def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, q
         fig = matrix_figure(md, d["colors"], d["scale"], uirevision=f"{run}|{sort}|{rho}|{lod}")
         meta = _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, d["token"], kind)
         return fig, overlay_of(d), _note(d, data.tokens(run).n, lod), "", meta
-    except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+    except VIEW_ERRORS as exc:  # shown to the user, never a traceback
         return empty_figure(friendly(exc)), EMPTY_OVERLAY, "", friendly(exc), None
 
 
@@ -259,7 +259,7 @@ def register(app, context):
         if growing:
             try:
                 method, _ = resolve_projection(data.info(run), proj)
-            except Exception:  # noqa: BLE001 - the full draw below reports problems
+            except VIEW_ERRORS:  # the full draw below reports problems
                 method = proj
             cov = (progress.get("methods") or {}).get(method)
             if meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho, kind) \
@@ -273,7 +273,7 @@ def register(app, context):
             try:
                 method, _ = resolve_projection(data.info(run), proj)
                 out[4]["cov"] = (progress.get("methods") or {}).get(method)
-            except Exception:  # noqa: BLE001
+            except VIEW_ERRORS:
                 pass
         return out
 
@@ -304,7 +304,7 @@ def register(app, context):
                     overlay_colors(ov, _spec_for(data, run, scheme, tokens, ov.pt_tok, ov.pt_rows, view))
                     if len(toks) else np.zeros(0, np.uint8))
                 opatch["data"][i]["marker"]["colorscale"] = scale
-        except Exception:  # noqa: BLE001 - the full redraw reports problems
+        except VIEW_ERRORS:  # the full redraw reports problems
             return no_update, no_update, no_update
         mpatch = Patch()
         mpatch["scheme"] = scheme
@@ -328,7 +328,7 @@ def register(app, context):
                 return no_update, "", res.message, no_update
             d = drawn_points(data, run, proj, translate, scaled, lod, sort, rho, meta.get("scheme", scheme) if meta
                              else scheme, query, regex, meta.get("token") if meta else None, meta=meta, kind=kind)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return no_update, "", friendly(exc), no_update
         count = search_count(d, data.tokens(run).n)
         if not current or drawn:  # no figure yet / already shown: count only
@@ -360,7 +360,7 @@ def register(app, context):
             cols = overlay_colors(ov, _spec_for(data, run, meta.get("scheme", "qk"), tokens, ov.pt_tok, ov.pt_rows,
                                             _view(data, run, translate, scaled, proj)))
             rx, ry = ring_points(ov, tok)
-        except Exception:  # noqa: BLE001 - the selection ring is an extra; the views report problems
+        except VIEW_ERRORS:  # the selection ring is an extra; the views report problems
             return no_update, no_update
         patch = Patch()
         patch["data"][1]["x"], patch["data"][1]["y"] = typed(ov.x), typed(ov.y)
@@ -390,7 +390,7 @@ def register(app, context):
             leg = spec.legend if scheme != "embedding_norm" else {"gradient": "Cividis", "lo": "min ‖v‖ (per head)",
                                                                   "hi": "max ‖v‖"}
             return legend_children(leg, schemes[scheme])
-        except Exception:  # noqa: BLE001
+        except VIEW_ERRORS:
             return ""
 
     @app.callback(Output(ids.SORT_SELECT, "options"), Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"),
@@ -408,7 +408,7 @@ def register(app, context):
             return with_current(sort_options(available_orders(m, ablation_scores(data, run)),
                                              sort_figure_options(m, m.variants[0], method)),
                                 current)
-        except Exception:  # noqa: BLE001 - keep every option enabled; the matrix note explains a fallback
+        except VIEW_ERRORS:  # keep every option enabled; the matrix note explains a fallback
             return sort_options()
 
     # Page load draws the Matrix View first and alone: the other views wait for this flag, set

@@ -11,7 +11,7 @@ from figures.common import display_token
 from figures.views import empty_figure
 from layouts import ids
 
-from .common import friendly, input_of_token
+from .common import VIEW_ERRORS, friendly, input_of_token
 
 
 class Missing(Exception):
@@ -94,6 +94,6 @@ def register(app, context):
                 clicked = int(pt["pointNumber"])
         try:
             return neuron_view(data, run, int(layer), int(head), token, key, clicked, state)
-        except Exception as exc:  # noqa: BLE001
+        except (Missing,) + VIEW_ERRORS as exc:
             msg = str(exc) if isinstance(exc, Missing) else friendly(exc)
             return empty_figure(msg), empty_figure(""), msg, no_update, no_update, no_update

@@ -28,7 +28,7 @@ from figures.views import attention_heatmap, empty_figure, image_figure, sentenc
 from precompute.faithfulness import method_label
 from layouts import ids
 
-from .common import friendly, is_image, on, resolve_projection, resolve_variant
+from .common import VIEW_ERRORS, friendly, is_image, on, resolve_projection, resolve_variant
 
 EXPIRE = 24 * 3600
 AUTO_HEATMAP_ABOVE = 60
@@ -129,7 +129,7 @@ def compute_input(settings, req):
                 cache.set(gk, grid, expire=EXPIRE)
     except (oi.InputError, DataError, ValueError, ModelLoadError) as exc:
         return None, first_line(exc)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the job's edge: one line for the page, the trace in the log
         return None, friendly(exc)
     note = f"{own.n} tokens"
     if own.truncated:
@@ -173,7 +173,7 @@ def transform_input(settings, req):
         return out
     except ValueError as exc:  # e.g. an attention-graph layout: no transform, said in one line
         return {**req, "error": str(exc)}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the job's edge: one line for the page, the trace in the log
         return {**req, "error": friendly(exc)}
 
 
@@ -232,7 +232,7 @@ def register(app, context):
             return req, ""
         except (oi.InputError, DataError) as exc:
             return no_update, str(exc)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return no_update, friendly(exc)
 
     # ------------------------------------------------------------------ the model + every head
@@ -276,7 +276,7 @@ def register(app, context):
                   "error": oi.attn_transform_refusal(store_data["method"])}
         try:
             return draw(context, store_data, tf if on(exact) else None, int(layer), int(head))
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return empty_figure(friendly(exc)), blank, blank, friendly(exc)
 
 

@@ -11,7 +11,7 @@ from figures.views import empty_figure
 from layouts.patterns import MAX_TABLE_ROWS, describe, scores_table
 from layouts import ids
 
-from .common import friendly
+from .common import VIEW_ERRORS, friendly
 
 N_SIMILAR = 5
 
@@ -95,7 +95,7 @@ def register(app, context):
                 # below) — re-sending a table of ~800 components cost the page ~1 s per head
                 return out[0], no_update, out[2], out[3]
             return out
-        except Exception as exc:  # noqa: BLE001 - one line in the page, never a traceback
+        except VIEW_ERRORS as exc:  # one line in the page, never a traceback
             msg = friendly(exc)
             return empty_figure(msg), "", msg, ""
 
@@ -126,5 +126,5 @@ def register(app, context):
             if not m.has_head(layer, head):
                 return no_update
             return single_analysis_children(run_patterns(data, run), layer, head, m)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return f"pattern scores unavailable: {friendly(exc)}"

@@ -8,6 +8,7 @@ import logging
 import flask
 from urllib.parse import urlencode
 
+from attention_atlas.dashboard_data import DataError
 from figures.preview import matrix_png
 from figures.urlstate import parse
 
@@ -52,8 +53,11 @@ def register(app, context):
         search = urlencode([(k, v) for k, v in args.items(multi=True) if k not in ("w", "last")])
         try:
             png = preview_png(data, search, width, args.get("last"))
-        except Exception as exc:  # noqa: BLE001 - no picture; the interactive view reports the problem
-            log.info("no matrix preview: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except DataError as exc:  # no picture; the interactive view reports the problem
+            log.info("no matrix preview: %s", exc)
+            png = None
+        except Exception:  # noqa: BLE001 - HTTP edge: a failed picture is a 204, the interactive view draws
+            log.exception("matrix preview failed")
             png = None
         if png is None:
             return flask.Response(status=204)

@@ -10,7 +10,7 @@ from figures.views import empty_figure
 from layouts.patterns import describe
 from layouts import ids
 
-from .common import friendly
+from .common import VIEW_ERRORS, friendly
 
 N_SIMILAR = 5
 
@@ -62,7 +62,7 @@ def register(app, context):
             return no_update, no_update, no_update
         try:
             return related_outputs(data, run, layer, head, color_by)
-        except Exception as exc:  # noqa: BLE001 - one line in the page, never a traceback
+        except VIEW_ERRORS as exc:  # one line in the page, never a traceback
             msg = friendly(exc)
             return empty_figure(msg), msg, ""
 

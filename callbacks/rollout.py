@@ -10,7 +10,7 @@ from figures.common import display_token
 from figures.views import empty_figure
 from layouts import ids
 
-from .common import friendly, input_of_token
+from .common import VIEW_ERRORS, friendly, input_of_token
 
 BUDGET_FLOATS = 16_000_000  # cache every input's per-layer means when they fit (64 MB float32)
 SHOW, HIDE = {"width": "520px", "display": "block"}, {"width": "520px", "display": "none"}
@@ -103,6 +103,6 @@ def register(app, context):
         try:
             heat, img, style, info, opts, value, _ = rollout_view(data, run, token, through)
             return heat, img, style, info, (opts if opts != options else no_update), value
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             msg = str(exc) if isinstance(exc, ValueError) else friendly(exc)
             return empty_figure(msg), empty_figure(""), HIDE, msg, no_update, no_update
