@@ -5,7 +5,9 @@
     gunicorn -c gunicorn.conf.py attention_atlas.wsgi:server             # team server (attention_atlas/wsgi.py)
 
 ``create_app(cache_dir, settings)`` builds the Dash app; settings come from attention_atlas/settings.py
-(defaults < ATLAS_CONFIG file < ATLAS_* environment).
+(defaults < ATLAS_CONFIG file < ATLAS_* environment). ``build_app`` returns the app together with
+its application context (attention_atlas/context.py: settings, store facade, sign-in), which every
+feature's ``register(app, ctx)`` receives; nothing is kept as attributes of the Dash app.
 
 This module sits at the top of the repository beside ``assets/`` (the design's layout: ``app.py`` ·
 ``layouts/`` · ``callbacks/`` · ``precompute/`` · ``assets/`` …); ``pip install .`` installs it as the
@@ -43,9 +45,17 @@ def assets_folder() -> Path:
 
 
 def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> dash.Dash:
+    """The Dash app (for the entry points that only serve it; see :func:`build_app`)."""
+    return build_app(cache_dir, settings)[0]
+
+
+def build_app(cache_dir: str | os.PathLike | None = None, settings=None, embeddable: bool = False):
+    """(the Dash app, its AppContext). ``embeddable``: shown in a notebook's iframe, so pages are not
+    refused to frames (attention_atlas/notebook.py)."""
     from dataclasses import replace
 
     from attention_atlas import serving
+    from attention_atlas.context import AppContext
     from callbacks import register_all
     from attention_atlas.dashboard_data import Data
     from jobs.manager import make_manager
@@ -72,19 +82,19 @@ def create_app(cache_dir: str | os.PathLike | None = None, settings=None) -> das
     app = dash.Dash(__name__, assets_folder=str(assets_folder()), title="Attention Atlas", compress=True,
                     serve_locally=True, update_title=None, on_error=on_error,
                     background_callback_manager=make_manager(settings))
-    app.atlas_settings = settings
-    serving.install(app, settings, data)
+    served = serving.install(app, settings, data, embeddable=embeddable)
+    ctx = AppContext(settings=settings, data=data, auth=served.auth, watchdog=served.watchdog,
+                     embeddable=bool(embeddable))
     # dcc.Graph loads plotly.js only once the layout has rendered; fetch it from the start so
     # it is parsed by the time the Matrix View's data arrives (same URL dcc's loader uses)
     plotly_url = f"{app.config.requests_pathname_prefix}_dash-component-suites/plotly/package_data/plotly.min.js"
     app.index_string = app.index_string.replace(
         "{%css%}", f'<link rel="preload" as="script" href="{plotly_url}">\n        {{%css%}}', 1)
     app.layout = layout()
-    app.atlas_data = data
-    register_all(app, data)
+    register_all(app, ctx)
     app.server.config["COMPRESS_MIN_SIZE"] = 500  # flask-compress is wired by compress=True (gzip)
     _cache_static_compression(app.server)
-    return app
+    return app, ctx
 
 
 def _usable_jobs_dir(settings):

@@ -50,8 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attention_atlas.core import runtime
 from attention_atlas.core.runinfo import RunInfo, as_runinfo
-from analysis import values as _values
 from analysis.values import encode_inputs, token_batches
 from precompute.metrics import attention_from_qk, layer_semantics
 
@@ -186,7 +186,7 @@ class Evaluator:
                     labels[r, :len(items[j][2])] = torch.tensor(items[j][2])
             self.batches.append((group, batch, kwargs, lens, labels))
         self._mean: dict = {}
-        with _values.MODEL_LOCK, torch.inference_mode():
+        with runtime.model_lock(adapter), torch.inference_mode():
             self._base = [self._outputs(b) for b in self.batches]
         if self.objective in ("next-token-loss", "masked-lm-loss"):
             self.baseline_values = np.concatenate(self._base)
@@ -236,7 +236,7 @@ class Evaluator:
         if mode == "mean":
             self.ensure_mean_patterns(heads)
         out = []
-        with _values.MODEL_LOCK, torch.inference_mode():
+        with runtime.model_lock(self.adapter), torch.inference_mode():
             for b, base in zip(self.batches, self._base):
                 patterns = self._batch_patterns(b, heads) if mode == "mean" else None
                 with self.adapter.ablate(heads, mode, patterns):
@@ -261,7 +261,7 @@ class Evaluator:
         count = np.zeros((size, size))
         for b in self.batches:
             _, batch, _, lens, _ = b
-            with _values.MODEL_LOCK:
+            with runtime.model_lock(self.adapter):
                 qk = self.adapter.capture(batch, layers)
             for r, n in enumerate(lens):
                 count[:n, :n] += 1
@@ -386,7 +386,7 @@ def ablation_job(run: RunInfo, store, singles, sets, mode: str, cap: int | None,
     """Load the run's model, encode the sampled inputs, ablate; the mode's result entry."""
     if mode not in ("zero", "mean"):
         raise ValueError(f"unknown ablation mode {mode!r}: use zero or mean")
-    _values.prepare_forked_process()
+    runtime.prepare_forked_process()
     run = as_runinfo(run)
     if adapter is None:
         from analysis.live import run_model

@@ -10,7 +10,7 @@ instead; ``store_patterns`` (or ``python -m analysis.head_scores --cache DIR RUN
 a writable store. The dashboard opens stores read-only and keeps results in memory."""
 from __future__ import annotations
 
-import threading
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from analysis.patterns import LABELS, PATTERNS, SHORT, PatternScorer, applicable, dominant, na_reason, token_flags
 from analysis.related import nearest, related_map
+from attention_atlas.core.errors import DataError
 from attention_atlas.core.runinfo import RunInfo, as_runinfo
 
 VERSION = 1
@@ -276,51 +277,37 @@ def store_patterns(store, run_id: str) -> RunPatterns:
     return rp
 
 
-_CACHE: dict = {}
-_CACHE_MAX = 8
-_LOCKS: dict = {}
-_LOCKS_GUARD = threading.Lock()
 PARTIAL_TTL = 30.0  # s: a run still being computed is re-scored at most this often
 
 
 def run_patterns(data, run_id: str) -> RunPatterns:
     """The run's patterns for the dashboard: from the store if it holds them, else computed once
-    and kept in memory. A complete run is keyed by its creation stamp; a partial one is re-scored
-    when more heads are done, at most every ``PARTIAL_TTL`` seconds."""
+    and kept in the store's ``patterns`` cache region (dashboard_data.REGIONS). A complete run is
+    keyed by its creation stamp; a partial one is re-scored when more heads are done, at most
+    every ``PARTIAL_TTL`` seconds. Concurrent callbacks of one page share one computation."""
     run = data.info(run_id)
     st = data.status(run_id)
-    key = (str(data.path), run_id, run.created)
     sig = (st.get("heads_done"), run.forward_done, st.get("status"))
 
-    def fresh(hit):
-        return hit is not None and (hit[1] == sig or (st.get("status") != "complete"
-                                                      and time.monotonic() - hit[0] < PARTIAL_TTL))
-    hit = _CACHE.get(key)
-    if fresh(hit):
-        return hit[2]
-    with _LOCKS_GUARD:
-        lock = _LOCKS.setdefault(key[:2], threading.Lock())
-    with lock:  # concurrent callbacks of one page share one computation
-        hit = _CACHE.get(key)
-        if fresh(hit):
-            return hit[2]
+    def keep(hit, age):
+        return hit[0] == sig or (st.get("status") != "complete" and age < PARTIAL_TTL)
+
+    def compute():
         rp = data._read(lambda s: _stored(s, run_id, run))
         if rp is None:
             tokens = data.tokens(run_id)
             rp = compute_run_patterns(run, tokens.arrays, tokens.index,
                                       lambda l, h: data._read(lambda s: s.qk(run_id, l, h)), side=tokens.side)
-        _CACHE.pop(key, None)
-        while len(_CACHE) >= _CACHE_MAX:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (time.monotonic(), sig, rp)
-        return rp
+        return sig, rp
+    return data.caches["patterns"].get(run_id, run.created, compute, keep=keep)[1]
 
 
 def ablation_scores(data, run_id: str) -> dict:
     """{'ablation-<mode>': {(l, h): delta}} from ``analysis/ablation`` when stored (else {})."""
     try:
         ab = data._read(lambda s: s.analysis(run_id, "ablation"))
-    except Exception:  # noqa: BLE001 - a missing or unreadable ablation result just isn't offered
+    except DataError as exc:  # an unreadable ablation result (Data turns store problems into DataError): not offered
+        logging.getLogger("atlas").warning("stored ablation results of run %s unreadable: %s", run_id, exc)
         return {}
     out = {}
     if not isinstance(ab, dict):

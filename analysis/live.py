@@ -2,46 +2,27 @@
 inputs or on a user's own input: ablation, value norms, projecting new inputs.
 
 ``run_model(run)`` reloads the run's model (``RunInfo.source``) and refuses a model whose
-identity differs from the one the run was made with (a folder that changed since); one model is
-kept per process (they are large). ``run_inputs(run, store)`` re-encodes the run's inputs
-and checks they give exactly the stored tokens."""
+identity differs from the one the run was made with (a folder that changed since); the loaded
+model, its lock and the fork handling are the process runtime's (attention_atlas/core/runtime.py:
+one model kept per process, they are large). ``run_inputs(run, store)`` re-encodes the run's
+inputs and checks they give exactly the stored tokens."""
 from __future__ import annotations
-
-import os
-import threading
 
 import numpy as np
 
+from attention_atlas.core import runtime
 from attention_atlas.core.runinfo import RunInfo, as_runinfo
-from precompute.models import ModelLoadError, load_model
+from precompute.models import ModelLoadError
 from precompute.models.base import Encoded
-
-_LOCK = threading.Lock()
-_CACHE: dict = {}
-
-
-def _after_fork_in_child() -> None:
-    """A job forked while another thread held the lock (loading a model) must not deadlock."""
-    global _LOCK
-    _LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def run_model(run: RunInfo, device: str = "cpu"):
-    """The run's model adapter (cached: one model per process)."""
+    """The run's model adapter (runtime.live_model: loaded once per process)."""
     run = as_runinfo(run)
     source, identity = run.source, run.identity
     if not source:
         raise ModelLoadError("this run's manifest does not name its model source: re-run precompute to refresh it")
-    with _LOCK:
-        if _CACHE.get("key") == (source, device):
-            adapter = _CACHE["adapter"]
-        else:
-            _CACHE.clear()
-            adapter = load_model(source, device=device)
-            _CACHE.update(key=(source, device), adapter=adapter)
+    adapter = runtime.live_model(source, device)
     if identity and adapter.info.identity != identity:
         raise ModelLoadError(f"the model {source!r} changed since this run was made "
                              f"(run: {identity[:60]}…, now: {adapter.info.identity[:60]}…): re-run precompute")
@@ -50,8 +31,7 @@ def run_model(run: RunInfo, device: str = "cpu"):
 
 def release() -> None:
     """Drop the cached model (frees its memory)."""
-    with _LOCK:
-        _CACHE.clear()
+    runtime.release_models()
 
 
 def run_inputs(run: RunInfo, store, adapter) -> list[Encoded]:

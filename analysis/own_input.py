@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from attention_atlas.core import runtime
 from precompute.faithfulness import method_label
 from precompute.joint import VARIANTS, key_translation, norm_scale_factor
 
@@ -160,7 +161,8 @@ def capture_own_input(adapter, layers: list[int], text: str | None = None, image
         enc = adapter.encode_images([image])[0]
     else:
         enc = adapter.encode_texts([check_text(text)])[0]
-    cap = adapter.capture([enc], layers=list(layers))
+    with runtime.model_lock(adapter):  # one forward pass at a time through a shared model
+        cap = adapter.capture([enc], layers=list(layers))
     return OwnInput(tokens=list(enc.tokens), token_ids=list(enc.token_ids), truncated=int(enc.truncated),
                     layers=[int(l) for l in layers],
                     queries={int(l): cap[l][0][0] for l in layers}, keys={int(l): cap[l][1][0] for l in layers},

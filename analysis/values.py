@@ -17,37 +17,14 @@ one forward pass, per input (Sentence View) or over the whole corpus (aggregate 
 """
 from __future__ import annotations
 
-import os
-import threading
+import logging
+import sqlite3
 
 import numpy as np
 
+from attention_atlas.core import runtime
 from attention_atlas.core.runinfo import RunInfo, as_runinfo
 
-# One forward pass at a time per process: capture/ablation hooks are installed on the shared model.
-# Read it as ``values.MODEL_LOCK`` at call time: a forked background job gets a fresh lock (one held
-# by another thread of the web process at fork time would never be released in the child).
-MODEL_LOCK = threading.Lock()
-FORKED = False
-
-
-def _fresh_lock_after_fork():
-    global MODEL_LOCK, FORKED
-    MODEL_LOCK = threading.Lock()
-    FORKED = True
-
-
-def prepare_forked_process() -> None:
-    """Call before running the model in a process forked from one that may have run torch (Dash's
-    DiskcacheManager forks the web process for background jobs). GNU OpenMP's thread pool does not
-    survive a fork: the child's first parallel torch op would hang forever. One intra-op thread
-    never enters the pool (checked: a forked matmul hangs without this, runs with it)."""
-    if FORKED:
-        import torch
-        torch.set_num_threads(1)
-
-
-os.register_at_fork(after_in_child=_fresh_lock_after_fork)
 STORED_NAME = "value_norms"
 
 
@@ -81,16 +58,19 @@ def encode_inputs(run: RunInfo, store, adapter, input_ids) -> list:
 
 def value_norms(adapter, batch: list, layers: list[int] | None = None) -> dict[int, list[np.ndarray]]:
     """‖v‖ per layer, per input: float32 (n_heads, len_i) (kv heads expanded to their query heads)."""
-    with MODEL_LOCK:
+    with runtime.model_lock(adapter):  # one forward pass at a time: the hooks sit on the shared model
         values = adapter.capture_values(batch, layers)
     return {layer: [np.linalg.norm(v.astype(np.float64), axis=-1).astype(np.float32) for v in per_input]
             for layer, per_input in values.items()}
 
 
 def _stored(store, run_id: str):
+    from precompute.store import StoreError
     try:
         got = store.analysis(run_id, STORED_NAME)
-    except Exception:  # noqa: BLE001 - an unreadable entry just means: compute live
+    except (StoreError, OSError, sqlite3.Error, EOFError) as exc:  # an unreadable entry just means: compute live
+        logging.getLogger("atlas").warning("stored value norms of run %s unreadable (%s); computing them live",
+                                           run_id, exc)
         return None
     if isinstance(got, dict) and "layers" in got and "norms" in got:
         return [int(l) for l in got["layers"]], np.asarray(got["norms"], np.float32)

@@ -12,18 +12,25 @@ written (tokens, q/k, coordinates, images) stay cached; what a writer adds to or
 as the store's generation stamp (``Store.generation``: a counter and the write-ahead log, no
 scan) has moved, checked at most every ``FRESH_EVERY`` seconds per process. ``progress(run)``
 is the cheap per-run coverage the page polls (callbacks/live.py).
+
+Every cache lives in one region of ``Data.caches`` (attention_atlas/core/caches.py), declared in
+:data:`REGIONS` with its bound and kind; ``clear()`` and ``fresh()`` drop entries through its one
+invalidation path (``Caches.invalidate``). The views' own derived results (callbacks/detail,
+rollout, owninput; analysis/head_scores) are regions of the same table.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
+from attention_atlas.core.caches import FIXED, GROWS, STORE, Caches
+from attention_atlas.core.errors import DataError  # noqa: F401 - the views import it from here
 from attention_atlas.core.runinfo import RunInfo
 from attention_atlas.core.tokens import joined_index
 from figures.common import context_string, display_token
@@ -32,37 +39,37 @@ from figures.matrix import build_matrix_data
 from figures.search import normalised_texts
 from precompute.store import CorruptEntry, Store, StoreError
 
-_MISSING = object()
+log = logging.getLogger("atlas")
 FRESH_EVERY = 0.2  # s: how often a process looks at the store's generation stamp
+STATUS_MAX_AGE = 5.0  # s: a run's status is re-read at most this often (and whenever the store moved)
+PARTIAL_MATRIX_MAX_AGE = 10.0  # s: a Matrix View with missing cells or a note is rebuilt after this
 
-
-class DataError(Exception):
-    """A friendly, one-line problem with the data behind the current view."""
-
-
-class LRU:
-    def __init__(self, maxsize: int):
-        self.maxsize = maxsize
-        self._d: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key, fn, cache_none: bool = False):
-        with self._lock:
-            if key in self._d:
-                self._d.move_to_end(key)
-                return self._d[key]
-        value = fn()
-        if value is not None or cache_none:
-            with self._lock:
-                self._d[key] = value
-                self._d.move_to_end(key)
-                while len(self._d) > self.maxsize:
-                    self._d.popitem(last=False)
-        return value
-
-    def clear(self):
-        with self._lock:
-            self._d.clear()
+# Every cache region of a store: (name, max entries, kind, single_flight). Kinds (core/caches.py):
+# FIXED never changes once written; GROWS can grow while its run is written (dropped for runs not
+# known complete when the store moves); STORE is run-level state (dropped for every run then).
+REGIONS = (
+    ("manifest", 256, STORE, False),       # run -> (manifest dict); max_age per call
+    ("info", 256, STORE, False),           # run -> (the manifest it was read from, RunInfo)
+    ("status", 256, STORE, False),         # run -> Store.status
+    ("progress", 256, STORE, False),       # run -> Data.progress
+    ("tokens", 4, FIXED, False),           # run -> RunTokens
+    ("coords", 4096, FIXED, False),        # (layer, head, variant, method, dim) -> coordinates
+    ("qk", 24, FIXED, False),              # (layer, head) -> (queries, keys)
+    ("norms", 4096, FIXED, False),         # (layer, head) -> ‖q‖, ‖k‖
+    ("images", 32, FIXED, False),          # input -> rgb
+    ("agreement", 512, FIXED, False),      # picture agreement of one head's picture
+    ("metrics", 4096, GROWS, False),       # (layer, head) -> stored metrics
+    ("matrix", 6, GROWS, True),            # Matrix View data; concurrent callbacks share one build
+    # the views' derived results (these shared one 64-entry LRU before)
+    ("roles", 8, GROWS, False),            # callbacks/detail: special tokens by role
+    ("pairs", 8, GROWS, False),            # callbacks/detail: whether any input is a sentence pair
+    ("value-norms", 16, GROWS, False),     # callbacks/detail: ‖v‖ of one input / of the whole run
+    ("aggregate", 16, GROWS, False),       # callbacks/detail: attention by position over the run
+    ("model-view", 8, GROWS, False),       # callbacks/detail: every head's thumbnail of one input
+    ("rollout", 8, GROWS, False),          # callbacks/rollout: per-layer head means
+    ("patterns", 8, FIXED, True),          # analysis/head_scores: a run's pattern scores (own freshness rule)
+    ("own-input", 32, FIXED, False),       # callbacks/owninput: decoded entries of the own-input disk cache
+)
 
 
 class RunTokens:
@@ -128,18 +135,11 @@ class Data:
         self._store: Store | None = None
         self._inode = None
         self._lock = threading.Lock()
-        self._manifests = {}
-        self._infos = {}   # run id -> (the manifest dict it was read from, its RunInfo)
-        self.tokens_cache = LRU(4)
-        self.coords_cache = LRU(4096)
-        self.qk_cache = LRU(24)
-        self.norm_cache = LRU(4096)
-        self.metrics_cache = LRU(4096)
-        self.image_cache = LRU(32)
-        self.matrix_cache = LRU(6)
-        self.misc_cache = LRU(64)
-        self.agreement_cache = LRU(512)
-        self._matrix_lock = threading.Lock()
+        self.caches = Caches(REGIONS)
+        c = self.caches
+        self._manifest, self._info, self._status, self._progress = c["manifest"], c["info"], c["status"], c["progress"]
+        self._tokens, self._coords, self._qk, self._norms = c["tokens"], c["coords"], c["qk"], c["norms"]
+        self._metrics, self._images, self._agreement, self._matrix = c["metrics"], c["images"], c["agreement"], c["matrix"]
         self._generation = None
         self._fresh_at = 0.0
         self._complete: set[str] = set()  # runs whose last status read was complete (nothing to add)
@@ -159,8 +159,8 @@ class Data:
                 if self._store is not None:
                     try:
                         self._store.close()
-                    except Exception:  # noqa: BLE001
-                        pass
+                    except (StoreError, OSError, sqlite3.Error) as close_exc:  # it is gone anyway
+                        log.warning("closing the vanished store at %s failed: %s", self.path, close_exc)
                 self._store = None
             raise self._unreachable(exc) from exc
         with self._lock:
@@ -193,11 +193,8 @@ class Data:
         self.store()
 
     def clear(self):
-        for c in (self.tokens_cache, self.coords_cache, self.qk_cache, self.norm_cache, self.metrics_cache,
-                  self.image_cache, self.matrix_cache, self.misc_cache, self.agreement_cache):
-            c.clear()
-        self._manifests.clear()
-        self._infos.clear()
+        """Forget everything cached about the store (it was replaced)."""
+        self.caches.invalidate()
         self._generation = None
         self._complete.clear()
 
@@ -216,16 +213,9 @@ class Data:
         self._generation = gen
         if first:
             return
-        self._manifests.clear()
         done = set(self._complete)
-
-        def stale(key) -> bool:
-            parts = [p for p in (key if isinstance(key, tuple) else (key,))[:3] if isinstance(p, str)]
-            return not any(p in done for p in parts)
-        for cache in (self.metrics_cache, self.matrix_cache, self.misc_cache):
-            with cache._lock:
-                for key in [k for k in cache._d if stale(k)]:
-                    cache._d.pop(key, None)
+        self.caches.invalidate(kinds=(STORE,))
+        self.caches.invalidate(run=lambda run: run not in done, kinds=(GROWS,))
 
     # ----------------------------------------------------------------- runs
     def run_ids(self) -> list[str]:
@@ -233,34 +223,24 @@ class Data:
 
     def manifest(self, run_id: str, max_age: float = 5.0) -> dict:
         self.fresh()
-        hit = self._manifests.get(run_id)
-        if hit and time.monotonic() - hit[0] < max_age:
-            return hit[1]
-        m = self._read(lambda s: s.manifest(run_id))
-        self._manifests[run_id] = (time.monotonic(), m)
-        return m
+        return self._manifest.get(run_id, run_id, lambda: self._read(lambda s: s.manifest(run_id)),
+                                  cache_none=True, keep=lambda _m, age: age < max_age)
 
     def info(self, run_id: str, max_age: float = 5.0) -> RunInfo:
         """The run's manifest read once into a RunInfo (the views read runs through it); rebuilt only
         when the cached manifest itself is re-read (``manifest``'s freshness rules)."""
         m = self.manifest(run_id, max_age)
-        hit = self._infos.get(run_id)
-        if hit is not None and hit[0] is m:
-            return hit[1]
-        info = RunInfo.from_manifest(m)
-        self._infos[run_id] = (m, info)
-        return info
+        return self._info.get(run_id, run_id, lambda: (m, RunInfo.from_manifest(m)),
+                              keep=lambda hit, _age: hit[0] is m)[1]
 
     def status(self, run_id: str) -> dict:
         self.fresh()
-        key = ("status", run_id)
-        hit = self._manifests.get(key)
-        if hit and time.monotonic() - hit[0] < 5.0:
-            return hit[1]
-        st = self._read(lambda s: s.status(run_id, self.manifest(run_id)))
-        self._manifests[key] = (time.monotonic(), st)
-        (self._complete.add if st.get("status") == "complete" else self._complete.discard)(run_id)
-        return st
+
+        def read():
+            st = self._read(lambda s: s.status(run_id, self.manifest(run_id)))
+            (self._complete.add if st.get("status") == "complete" else self._complete.discard)(run_id)
+            return st
+        return self._status.get(run_id, run_id, read, keep=lambda _st, age: age < STATUS_MAX_AGE)
 
     def progress(self, run_id: str) -> dict:
         """How far a run is, cheaply (one pass over the run's keys, redone only after the store has
@@ -269,10 +249,9 @@ class Data:
         changes whenever a head, a projection or the run's coverage was added; the page polls it
         (callbacks/live.py) and redraws what it shows of a growing run."""
         self.fresh(force=True)
-        key = ("progress", run_id)
-        hit = self._manifests.get(key)
-        if hit is not None:
-            return hit[1]
+        return self._progress.get(run_id, run_id, lambda: self._read_progress(run_id))
+
+    def _read_progress(self, run_id: str) -> dict:
         m = self.info(run_id)
         prefix = f"run/{run_id}/head/"
         keys = set(self._read(lambda s: s.keys(prefix)))
@@ -296,7 +275,6 @@ class Data:
         out["version"] = ":".join(str(x) for x in (
             int(out["forward_done"]), int(writing), heads_done, entries, out["metrics"], ",".join(m.projections),
             ",".join(map(str, m.dims)), ",".join(m.variants), total))
-        self._manifests[key] = (time.monotonic(), out)
         (self._complete.add if out["status"] == "complete" else self._complete.discard)(run_id)
         return out
 
@@ -309,18 +287,18 @@ class Data:
                 target = s.target_tokens(run_id) if hasattr(s, "target_tokens") else None
                 return RunTokens(toks, s.inputs(run_id), target)
             return self._read(get)
-        rt = self.tokens_cache.get(run_id, load)
+        rt = self._tokens.get(run_id, run_id, load)
         if rt is None:
             raise DataError(f"run {run_id!r} has no tokens yet (its forward pass is still running): try again later")
         return rt
 
     # ----------------------------------------------------------------- heads
     def coords(self, run_id, layer, head, variant, method, dim) -> np.ndarray | None:
-        key = (run_id, layer, head, variant, method, dim)
-        return self.coords_cache.get(key, lambda: self._read(lambda s: s.coords(run_id, layer, head, variant, method, dim)))
+        return self._coords.get(run_id, (layer, head, variant, method, dim),
+                                lambda: self._read(lambda s: s.coords(run_id, layer, head, variant, method, dim)))
 
     def qk(self, run_id, layer, head):
-        return self.qk_cache.get((run_id, layer, head), lambda: self._read(lambda s: s.qk(run_id, layer, head)))
+        return self._qk.get(run_id, (layer, head), lambda: self._read(lambda s: s.qk(run_id, layer, head)))
 
     def norms(self, run_id, layer, head) -> np.ndarray | None:
         def load():
@@ -329,11 +307,11 @@ class Data:
                 return None
             q, k = qk
             return np.r_[np.linalg.norm(q, axis=1), np.linalg.norm(k, axis=1)].astype(np.float32)
-        return self.norm_cache.get((run_id, layer, head), load)
+        return self._norms.get(run_id, (layer, head), load)
 
     def metrics(self, run_id, layer, head) -> dict | None:
         self.fresh()
-        return self.metrics_cache.get((run_id, layer, head), lambda: self._read(lambda s: s.metrics(run_id, layer, head)))
+        return self._metrics.get(run_id, (layer, head), lambda: self._read(lambda s: s.metrics(run_id, layer, head)))
 
     def rho(self, run_id: str, variant: str) -> dict:
         m = self.info(run_id)
@@ -380,10 +358,10 @@ class Data:
                 return None
             return point_distortion(qk[0], qk[1], coords, np.asarray(tokens.arrays["input_id"]),
                                     k_top=k, **self.info(run_id).layer_semantics(layer, head))
-        return self.agreement_cache.get((run_id, layer, head, variant, method, int(dim), k), compute)
+        return self._agreement.get(run_id, (layer, head, variant, method, int(dim), k), compute)
 
     def image(self, run_id: str, index: int) -> np.ndarray | None:
-        return self.image_cache.get((run_id, index), lambda: self._read(lambda s: s.image(run_id, index)))
+        return self._images.get(run_id, index, lambda: self._read(lambda s: s.image(run_id, index)))
 
     def figure_scores(self, run_id: str, figure_id: str, variant: str, method: str):
         """(scores, catalogue entry, note) of the Matrix View ordered by a faithfulness figure (the
@@ -422,9 +400,9 @@ class Data:
         from analysis.head_scores import SCORE_SHORT, head_scores, na_note
         try:
             all_scores = head_scores(self, run_id)
-        except DataError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the view keeps the grid order and says why
+        except (ValueError, LookupError, ArithmeticError, TypeError, MemoryError) as exc:
+            # the scoring maths failed on this run: the view keeps the grid order and says why
+            log.warning("head scores of run %s failed", run_id, exc_info=True)
             return None, "", f"order by {order} unavailable ({exc.__class__.__name__}: {exc}); grid order shown"
         scores = all_scores.get(order)
         if not scores:
@@ -438,7 +416,7 @@ class Data:
         per_head = int(per_head or 0)
         m = self.info(run_id)
         kind = resolve_kind(m, kind)
-        key = (run_id, variant, method, per_head, order, round(float(rho_threshold), 3)) + ((kind,) if kind else ())
+        key = (variant, method, per_head, order, round(float(rho_threshold), 3)) + ((kind,) if kind else ())
         toks = self.tokens(run_id)
         n = toks.n
         sides = None if kind is None else grid_sides(m, kind, toks.n_src, toks.n_tgt)
@@ -478,11 +456,6 @@ class Data:
                                                          f"checksum ({heads}); re-running the run's precompute command "
                                                          "repairs exactly those") if x)
             return md
-        with self._matrix_lock:  # concurrent callbacks of one page load share a single build
-            md = self.matrix_cache.get(key, build)
-        if md.missing or md.note:  # a partial run fills in / an ablation job may store its scores: don't keep it long
-            stamp = self.misc_cache.get(("mstamp",) + key, lambda: time.monotonic())
-            if time.monotonic() - stamp > 10:
-                self.matrix_cache._d.pop(key, None)
-                self.misc_cache._d.pop(("mstamp",) + key, None)
-        return md
+        # a partial run fills in / an ablation job may store its scores: such a picture is not kept long
+        return self._matrix.get(run_id, key, build,
+                                keep=lambda md, age: not (md.missing or md.note) or age <= PARTIAL_MATRIX_MAX_AGE)

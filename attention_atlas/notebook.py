@@ -36,8 +36,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class AtlasServer:
-    """A running app: ``url`` to open, ``app`` (dash.Dash), ``data`` (dashboard_data.Data)."""
+    """A running app: ``url`` to open, ``app`` (dash.Dash), ``context`` (its AppContext),
+    ``data`` (dashboard_data.Data)."""
     app: object
+    context: object
     host: str
     port: int
     mode: str
@@ -48,7 +50,7 @@ class AtlasServer:
 
     @property
     def data(self):
-        return self.app.atlas_data
+        return self.context.data
 
     def stop(self) -> None:
         from dash._jupyter import jupyter_dash
@@ -68,12 +70,12 @@ def show(cache_dir: str | os.PathLike, mode: str = "inline", port: int | None = 
     if not (Path(cache_dir).expanduser() / "cache.db").exists():
         raise FileNotFoundError(f"no Attention Atlas store at {cache_dir}: build one with build_store(...) "
                                 "or `python -m precompute run ... --cache DIR`")
-    from app import create_app
-    app = create_app(cache_dir)
-    app.atlas_embeddable = True   # shown in the notebook's iframe: no frame-ancestors/X-Frame-Options refusal
+    from app import build_app
+    # shown in the notebook's iframe: no frame-ancestors/X-Frame-Options refusal
+    app, context = build_app(cache_dir, embeddable=True)
     port = int(port or free_port(host))
     app.run(jupyter_mode=mode, host=host, port=port, jupyter_height=height, jupyter_width=width, debug=False)
-    return AtlasServer(app, host, port, mode)
+    return AtlasServer(app, context, host, port, mode)
 
 
 def build_store(cache_dir: str | os.PathLike, model: str = "minilm", sentences: list[str] | None = None,

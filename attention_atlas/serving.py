@@ -1,6 +1,7 @@
 """What the dashboard needs to be served to a team: health endpoint, authentication, request
 limits, security headers and request logging. ``install(app, settings, data)`` wires it into the
-Flask server.
+Flask server and returns what it built (:class:`Serving`: the sign-in object, the request
+watchdog) for the application context (attention_atlas/context.py).
 
 - ``GET /healthz``: without credentials a bare liveness answer (``ok`` / 503), with credentials
   (or when auth is off) JSON with the store's reachability and its runs.
@@ -24,9 +25,11 @@ import logging
 import os
 import threading
 import time
+from typing import NamedTuple
 
 import flask
 
+from attention_atlas.dashboard_data import DataError
 from attention_atlas.teamauth import cross_site  # noqa: F401 - used below; tests import it from here
 
 log = logging.getLogger("atlas.http")
@@ -38,7 +41,11 @@ def _health(data, detail: bool):
     try:
         runs = data.run_ids()
         ok = True
-    except Exception as exc:  # noqa: BLE001 - any store problem is "not healthy"
+    except Exception as exc:  # noqa: BLE001 - the health endpoint's edge: any store problem is "not healthy"
+        if isinstance(exc, DataError):
+            log.warning("health check: %s", exc)
+        else:
+            log.exception("health check: the store could not be read")
         runs, ok, problem = [], False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if not detail:
         return flask.Response("ok" if ok else "unavailable", status=200 if ok else 503, mimetype="text/plain")
@@ -50,7 +57,8 @@ def _health(data, detail: bool):
         for r in runs:
             try:
                 statuses[r] = data.status(r)["status"]
-            except Exception:  # noqa: BLE001
+            except (DataError, LookupError, TypeError) as exc:
+                log.warning("health check: run %s unreadable: %s", r, exc)
                 statuses[r] = "unreadable"
         body["run_status"] = statuses
     return flask.Response(json.dumps(body), status=200 if ok else 503, mimetype="application/json")
@@ -169,12 +177,18 @@ class RequestWatchdog:
                 for h in logging.getLogger().handlers + log.handlers:
                     try:
                         h.flush()
-                    except Exception:  # noqa: BLE001
+                    except (OSError, ValueError):  # a closed or broken stream: nothing more to say
                         pass
                 os._exit(1)       # not 3 or 4: gunicorn halts the whole server on those (boot errors)
 
 
-def install(app, settings, data) -> None:
+class Serving(NamedTuple):
+    auth: object | None          # teamauth.TeamAuth when sign-in is on
+    watchdog: RequestWatchdog | None
+
+
+def install(app, settings, data, embeddable: bool = False) -> Serving:
+    """``embeddable``: the app is shown in a notebook's iframe (no frame-ancestors refusal)."""
     from attention_atlas import teamauth
 
     server = app.server
@@ -184,7 +198,6 @@ def install(app, settings, data) -> None:
     public = {prefix + teamauth.LOGIN_PATH, prefix + teamauth.LOGOUT_PATH}
 
     watchdog = RequestWatchdog(settings.request_timeout) if settings.team and settings.request_timeout else None
-    app.atlas_watchdog = watchdog
 
     @server.before_request
     def _early():  # registered before the auth hook, so it runs first
@@ -224,8 +237,6 @@ def install(app, settings, data) -> None:
                 return auth.login_request()
             return None
 
-    app.atlas_auth = auth
-
     @server.before_request
     def _cross_site_and_roles():
         path, method = flask.request.path, flask.request.method
@@ -262,7 +273,7 @@ def install(app, settings, data) -> None:
     @server.after_request
     def _headers(response):
         h = response.headers
-        if not getattr(app, "atlas_embeddable", False):   # the notebook shows the app in an iframe
+        if not embeddable:   # the notebook shows the app in an iframe
             h.setdefault("X-Frame-Options", "DENY")
             h.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         h.setdefault("X-Content-Type-Options", "nosniff")
@@ -284,15 +295,12 @@ def install(app, settings, data) -> None:
     @server.after_request
     def _log(response):
         ms = (time.perf_counter() - flask.g.get("t0", time.perf_counter())) * 1000
-        user = "-"
-        if auth is not None:
-            try:
-                user = auth.user() or "-"
-            except Exception:  # noqa: BLE001
-                user = "?"
+        user = "-" if auth is None else auth.user_name(unknown="-")
         if watchdog is not None:
             watchdog.end()
         log.info('%s "%s %s" %s %s %.0fms user=%s', auth.client_ip() if auth is not None else flask.request.remote_addr,
                  flask.request.method, flask.request.path, response.status_code,
                  response.calculate_content_length() or "-", ms, user)
         return response
+
+    return Serving(auth, watchdog)

@@ -39,10 +39,12 @@ import html
 import json
 import logging
 import secrets
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
+import diskcache
 import flask
 
 # the users-file format lives one layer down (settings.py checks it at start-up); re-exported here
@@ -50,6 +52,8 @@ from attention_atlas.accounts import (HASH_PREFIXES, ROLES, UsersFileError, _in,
                                       check_password, hash_password, parse_user_lines)
 
 log = logging.getLogger("atlas.auth")
+# what the sessions/counters folder (diskcache) and a malformed stored value can raise
+AUTH_STORE_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout, ValueError, TypeError)
 
 SESSION_COOKIE = "atlas_session"
 CSRF_COOKIE = "_csrf_token"          # the cookie dash-renderer reads (X-CSRFToken header)
@@ -90,8 +94,6 @@ class TeamAuth:
     """Authentication, sessions, roles and request checks of one server (one per worker)."""
 
     def __init__(self, app, settings, mode: str):
-        import diskcache
-
         self.app = app
         self.settings = settings
         self.mode = mode                              # basic | proxy
@@ -120,6 +122,15 @@ class TeamAuth:
     def user(self) -> str | None:
         ident = self.identify()
         return ident["user"] if ident else None
+
+    def user_name(self, unknown: str = "?") -> str:
+        """The user for logs and the jobs list: ``unknown`` when nobody is signed in or the session
+        store cannot be read (logged)."""
+        try:
+            return self.user() or unknown
+        except AUTH_STORE_ERRORS as exc:
+            log.warning("user of this request unknown (%s: %s)", exc.__class__.__name__, exc)
+            return "?"
 
     def role(self) -> str | None:
         ident = self.identify()
@@ -261,8 +272,8 @@ class TeamAuth:
             try:
                 self.db.incr(f"{prefix}/{slot}", 1, default=0)
                 self.db.touch(f"{prefix}/{slot}", expire=3 * w)
-            except Exception:  # noqa: BLE001 - counting is best effort
-                pass
+            except AUTH_STORE_ERRORS as exc:  # counting is best effort
+                log.warning("failed sign-in not counted (%s: %s)", exc.__class__.__name__, exc)
 
     # ---------------------------------------------------------- responses
     def wants_html(self) -> bool:

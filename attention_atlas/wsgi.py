@@ -6,16 +6,22 @@ this mode: set ATLAS_AUTH=basic (with ATLAS_USERS_FILE) or ATLAS_AUTH=proxy; ser
 without it needs an explicit ATLAS_AUTH=none."""
 from __future__ import annotations
 
-from app import create_app, setup_logging
+import app as app_module
+from app import setup_logging
 from attention_atlas.settings import SettingsError, team_settings  # noqa: F401 - SettingsError re-exported
 
 
-def build(env=None):
+def build_app(env=None):
+    """(the team server's Dash app, its AppContext)."""
     settings = team_settings(env)
     setup_logging(settings.log_level)
-    app = create_app(settings=settings)
+    app, context = app_module.build_app(settings=settings)
     app.enable_dev_tools(debug=False)  # explicit: no dev tools, no hot reload, no tracebacks
-    return app
+    return app, context
+
+
+def build(env=None):
+    return build_app(env)[0]
 
 
 _built = {}

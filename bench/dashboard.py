@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import socket
 import statistics
@@ -29,6 +30,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 
 RUNS = ["bench-a", "bench-b", "bench-c"]
+
+
+log = logging.getLogger("atlas.bench")
 
 
 def free_port() -> int:
@@ -135,6 +139,8 @@ def first_paint(base_full: str, base_empty: str, n_points: int, n_default: int, 
                 with_all: bool = True) -> tuple[float | None, float, float]:
     d = _driver()
 
+    from selenium.common.exceptions import WebDriverException
+
     def timed(url, ready_js):
         d.get("about:blank")
         t0 = time.perf_counter()
@@ -143,7 +149,7 @@ def first_paint(base_full: str, base_empty: str, n_points: int, n_default: int, 
             try:
                 if d.execute_script(ready_js):
                     return time.perf_counter() - t0
-            except Exception:  # noqa: BLE001 - page still building
+            except WebDriverException:  # page still building
                 pass
             if time.perf_counter() - t0 > 120:
                 raise RuntimeError("page never became ready: " + url)
@@ -359,7 +365,8 @@ def interactions(base: str, run: str, other_run: str | None, repeats: int) -> di
             try:
                 t = _measure(d, lambda: _pick(d, "projection-select", other), "matrix-graph")
                 out.setdefault("change projection", []).append(t)
-            except Exception as exc:  # noqa: BLE001 - the run holds one projection only
+            except Exception as exc:  # noqa: BLE001 - the bench's edge: the run holds one projection only
+                log.warning("projection change skipped: %s", str(exc)[:80])
                 print("  (projection change skipped:", str(exc)[:80], ")")
             out.setdefault("change colour", []).append(_measure(d, lambda: _pick(d, "color-select", "token frequency"),
                                                                 "matrix-graph"))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import shutil
@@ -50,6 +51,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 
 ERROR_MARK = "something went wrong"   # app.py's on_error safety-net message
+log = logging.getLogger("atlas.bench")
 WILDCARDS = ("ALL", "MATCH", "ALLSMALLER")
 
 
@@ -535,7 +537,8 @@ def user_loop(base: str, auth, runs: list[str], stop_at: float, tally: Tally, se
             t0 = time.perf_counter()
             try:
                 res = fn()
-            except Exception as exc:  # noqa: BLE001 - a broken answer is an error of the run, not of the bench
+            except Exception as exc:  # noqa: BLE001 - the bench's edge: a broken answer is an error of the run, not of the bench
+                log.debug("%s failed", kind, exc_info=True)
                 res = [Result(kind, 0, time.perf_counter() - t0, f"{type(exc).__name__}: {str(exc)[:160]}")]
             tally.add(kind, time.perf_counter() - t0, res)
             if think:

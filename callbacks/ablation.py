@@ -8,11 +8,12 @@ from pathlib import Path
 from dash import ClientsideFunction, Input, Output, State, ctx, html, no_update
 
 from analysis import ablation as abl
+from attention_atlas.dashboard_data import DataError
 from figures.ablation import effects_figure, fmt, ranked_rows
 from figures.runinfo import RunInfo
 from layouts import ids
 
-from .common import friendly, gate_fields, on, resolve_projection, resolve_variant
+from .common import VIEW_ERRORS, friendly, gate_fields, on, resolve_projection, resolve_variant
 
 log = logging.getLogger("atlas")
 HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
@@ -30,8 +31,8 @@ def _objective_guess(run: RunInfo) -> str:
 def _stored_entry(data, run: str):
     try:
         got = data._read(lambda s: s.analysis(run, abl.NAME))
-    except Exception:  # noqa: BLE001 - unreadable: treat as nothing stored
-        log.exception("reading stored ablation results failed")
+    except DataError as exc:  # unreadable (Data turns every store problem into a DataError): nothing stored
+        log.warning("reading the stored ablation results of run %s failed: %s", run, exc)
         return None
     return got if isinstance(got, dict) else None
 
@@ -90,14 +91,15 @@ def run_ablation(settings, set_progress, n_clicks, run, layer, head, scope, mode
                 "progress": last}, msg
     except ValueError as exc:
         return no_update, str(exc)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the job's edge: one line for the page, the trace in the log
         log.exception("ablation job failed")
         name = exc.__class__.__name__
         text = str(exc).splitlines()[0][:200] if str(exc) else ""
         return no_update, f"the ablation could not run ({name}: {text})"
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.ABLATION_SELECTION, "data"),
                   Input(ids.MATRIX_GRAPH, "selectedData"),
                   State(ids.RUN_SELECT, "value"), State(ids.TRANSLATE_TOGGLE, "value"), State(ids.SCALED_TOGGLE, "value"),
@@ -118,7 +120,7 @@ def register(app, data):
                 if hit:
                     heads.add((int(hit[0]), int(hit[1])))
             return sorted([l, h] for l, h in heads)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             log.warning("matrix selection could not be mapped to heads: %s", exc)
             return []
 
@@ -150,7 +152,7 @@ def register(app, data):
                     f"({runs} ablated pass{'es' if runs != 1 else ''} over them); measure: {_objective_guess(m)}")
         except ValueError as exc:
             return str(exc)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return friendly(exc)
 
     app.callback(Output(ids.ABLATION_RESULT, "data"), Output(ids.ABLATION_MSG, "children"),
@@ -207,5 +209,5 @@ def register(app, data):
                                  f"per-{kind[:-1]} effect of the top {min(len(rows), 15)} ablations "
                                  "(dots: one per input; diamond: mean with 95 % CI)")
             return _table(rows, entry), fig, SHOWN, summary
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return html.Div(friendly(exc), className="note"), {}, HIDDEN, ""

@@ -8,7 +8,7 @@ from layouts.analysis import TABS
 from layouts import ids
 
 
-def register(app, data):
+def register(app, context):
     values = [v for v, _, _ in TABS]
     clientside_callback(
         ClientsideFunction(namespace="atlas_analysis", function_name="show_tab"),

@@ -51,6 +51,16 @@ def resolve_projection(run: RunInfo, proj: str) -> tuple[str, str]:
     return best, f"{proj} was not computed for this run; showing {best}"
 
 
+# What a view's own code raises on a problem with the data or with the request's values (the
+# browser sends whatever JSON it likes): shown in the view itself in one line (``friendly``).
+# Anything else is a bug: it reaches the app's safety net (app.py, ``on_error``), which logs the
+# traceback and shows one line at the top of the page.
+VIEW_ERRORS = (DataError, ValueError, TypeError, LookupError, ArithmeticError, OSError)
+# ... and what running the run's model adds (value norms, own input, ablation): loading refused
+# (ModelLoadError), capture refused (CaptureRefused), torch (RuntimeError), a missing package.
+MODEL_ERRORS = VIEW_ERRORS + (RuntimeError, ImportError, MemoryError)
+
+
 def gate_fields(gate, *names):
     """The named fields of an analysis tab's gate store (callbacks/analysis.py): None for each when
     the gate has not been written yet."""
@@ -59,6 +69,7 @@ def gate_fields(gate, *names):
 
 
 def friendly(exc: Exception) -> str:
+    """One line for the page; anything but a DataError is logged with its traceback."""
     if isinstance(exc, DataError):
         return str(exc)
     log.exception("callback failed")

@@ -16,7 +16,7 @@ from figures.views import (HEAD_LINE, MODEL_THUMB, attention_heatmap, empty_figu
                            model_view_figure, patch_of_point, sentence_figure)
 from layouts import ids
 
-from .common import friendly, gate_fields, input_of_token, is_image, on
+from .common import MODEL_ERRORS, VIEW_ERRORS, friendly, gate_fields, input_of_token, is_image, on
 
 AUTO_HEATMAP_ABOVE = 60
 SHOW, HIDE = {"display": "block"}, {"display": "none"}
@@ -34,7 +34,7 @@ def run_roles(data, run) -> TokenRoles | None:
         tokens = data.tokens(run)
         return token_roles(m.special_tokens, tokens.arrays["text"],
                            tokens.arrays["position"])
-    return data.misc_cache.get(("roles", run), build)
+    return data.caches["roles"].get(run, "roles", build)
 
 
 def run_has_pairs(data, run) -> bool:
@@ -49,7 +49,7 @@ def run_has_pairs(data, run) -> bool:
         pos = np.asarray(tokens.arrays["position"])
         length = np.asarray(tokens.arrays["input_length"])
         return bool((np.isin(text, list(roles.sep)) & (pos < length - 1)).any())
-    return data.misc_cache.get(("pairs", run), build)
+    return data.caches["pairs"].get(run, "pairs", build)
 
 
 def chosen_heads(current, extra, heads) -> list:
@@ -91,7 +91,7 @@ def _input_vnorm(data, run, layer, head, input_id, rows):
     """‖v‖ of every token of one input for this head (stored norms, else the live model; cached)."""
     from analysis.values import input_value_norms
     m = data.info(run)
-    norms = data.misc_cache.get(("vnorm", run, input_id), lambda: input_value_norms(
+    norms = data.caches["value-norms"].get(run, ("input", input_id), lambda: input_value_norms(
         m, data.store(), input_id, m.layers, rows))
     return np.asarray(norms[int(layer)][int(head)], np.float64)
 
@@ -100,7 +100,7 @@ def _run_vnorm(data, run, layer, head):
     """‖v‖ of every token of the run for this head (all inputs: the aggregate view)."""
     from analysis.values import run_value_norms
     m = data.info(run)
-    norms = data.misc_cache.get(("vnorm-run", run), lambda: run_value_norms(m, data.store(), m.layers))
+    norms = data.caches["value-norms"].get(run, "run", lambda: run_value_norms(m, data.store(), m.layers))
     return np.asarray(norms[int(layer)][int(head)], np.float64)
 
 
@@ -120,7 +120,7 @@ def aggregate_matrix(data, run, layer, head, tokens, length, vnorm=None):
             return None
         return aggregate_by_position(qk[0], qk[1], tokens.index, m.scale,
                                      m.causal, max_len, vnorm, m.layer_semantics(layer, head))
-    agg = data.misc_cache.get(("agg", run, layer, head, max_len, vnorm is not None), build)
+    agg = data.caches["aggregate"].get(run, (layer, head, max_len, vnorm is not None), build)
     if agg is None:
         return None
     crop = agg[:length, :length]
@@ -128,7 +128,8 @@ def aggregate_matrix(data, run, layer, head, tokens, length, vnorm=None):
     return np.where(s > 0, crop / np.where(s > 0, s, 1), 0.0)
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     # assets/clientside_detail.js: shows the chosen detail view
     clientside_callback(
         ClientsideFunction(namespace="atlas_detail", function_name="show_view"),
@@ -159,7 +160,7 @@ def register(app, data):
                 note = (f"none of this model's special tokens ({' '.join(roles.declared) or 'none'}) occurs in the "
                         f"run's inputs")
             return hide_options(roles), opts, (SHOW if run_has_pairs(data, run) else HIDE), note
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return no_update, no_update, no_update, friendly(exc)
 
     @app.callback(Output(ids.SENTENCE_HEADS, "value", allow_duplicate=True),
@@ -171,7 +172,7 @@ def register(app, data):
             return []
         try:
             return [str(h) for h in data.info(run).heads]
-        except Exception:  # noqa: BLE001
+        except VIEW_ERRORS:
             return no_update
 
     @app.callback(Output(ids.SENTENCE_GRAPH, "figure"), Output(ids.SENTENCE_INFO, "children"),
@@ -189,7 +190,7 @@ def register(app, data):
             if is_image(m):
                 return empty_figure("Sentence View is for text runs; this is an image run (see Image View)"), ""
             return sentence_view(data, run, layer, head, token, focus, hide, mode, on(vnorm), extra, pair)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return empty_figure(friendly(exc)), friendly(exc)
 
     @app.callback(Output(ids.IMAGE_GRAPH, "figure"), Output(ids.IMAGE_INFO, "children"),
@@ -216,7 +217,7 @@ def register(app, data):
                 try:
                     a = value_weighted(a, _input_vnorm(data, run, layer, head, input_id, rows))
                     vnote = " · weighted by value norms a·‖v‖ (rows renormalised)"
-                except Exception as exc:  # noqa: BLE001
+                except MODEL_ERRORS as exc:
                     vnote = " · " + _vnorm_problem(exc)
             pr = np.asarray(tokens.arrays["patch_row"])[rows].astype(int)
             pc = np.asarray(tokens.arrays["patch_col"])[rows].astype(int)
@@ -248,7 +249,7 @@ def register(app, data):
                     f"attention from {qname} to the {grid}×{grid} patches; CLS receives {cls_w:.3f}" if cls_w is not None
                     else f"attention from {qname}")
             return fig, info + vnote + " · click a patch to make it the query"
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return empty_figure(friendly(exc)), friendly(exc)
 
     @app.callback(Output(ids.PATCH_ZOOM, "src"), Input(ids.IMAGE_GRAPH, "hoverData"), State(ids.RUN_SELECT, "value"),
@@ -262,6 +263,8 @@ def register(app, data):
             tokens = data.tokens(run)
             input_id, _ = input_of_token(tokens, token)
             rgb = data.image(run, input_id)
+            if rgb is None:  # not an image run (a stale hover), or the image is not stored
+                return no_update
             rows = tokens.index.rows(input_id)
             grid = int(np.asarray(tokens.arrays["patch_row"])[rows].max() + 1)
             ph, pw = rgb.shape[0] // grid, rgb.shape[1] // grid
@@ -271,7 +274,7 @@ def register(app, data):
             buf = io.BytesIO()
             Image.fromarray(crop).resize((160, 160), Image.NEAREST).save(buf, format="PNG")
             return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-        except Exception:  # noqa: BLE001
+        except VIEW_ERRORS:
             return no_update
 
     @app.callback(Output(ids.MODEL_GRAPH, "figure"), Output(ids.MODEL_INFO, "children"),
@@ -293,14 +296,14 @@ def register(app, data):
                         if a is not None:
                             pats[(layer, head)] = downsample(a, MODEL_THUMB).astype(np.float32)
                 return pats
-            pats = data.misc_cache.get(("model", run, input_id), build)
+            pats = data.caches["model-view"].get(run, input_id, build)
             n = len(tokens.index.rows(input_id))
             fig = model_view_figure(pats, m.layers, m.heads, MODEL_THUMB,
                                     f"input {input_id}: attention pattern of every head (rows = queries, columns = keys"
                                     + (f"; {n} tokens shown as {MODEL_THUMB}×{MODEL_THUMB} block means" if n > MODEL_THUMB else "")
                                     + "; each thumbnail scaled to its own max)")
             return fig, f"{len(pats)} of {len(m.layers) * len(m.heads)} heads · click a thumbnail to open that head"
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return empty_figure(friendly(exc)), friendly(exc)
 
 
@@ -369,7 +372,7 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
                 vn = _run_vnorm(data, run, layer, head)
                 info.append("each input's attention weighted by the value norms ‖v_j‖ (a·‖v‖, rows "
                             "renormalised) before averaging")
-            except Exception as exc:  # noqa: BLE001 - the plain aggregate is still useful
+            except MODEL_ERRORS as exc:  # the plain aggregate is still useful
                 info.append(_vnorm_problem(exc))
                 label = label.replace(" · weighted by ‖v‖", "")
         agg = aggregate_matrix(data, run, layer, head, tokens, n, vn)
@@ -396,7 +399,7 @@ def sentence_view(data, run, layer, head, token, focus, hide, mode, weighted=Fal
             attn = {h: value_weighted(attn[h], vns[h]) for h in heads}
             info.append(f"weighted by value norms a·‖v‖ (rows renormalised); ‖v‖ of H{head} from "
                         f"{vns[head].min():.2f} to {vns[head].max():.2f}")
-        except Exception as exc:  # noqa: BLE001
+        except MODEL_ERRORS as exc:
             info.append(_vnorm_problem(exc))
             label = label.replace(" · weighted by ‖v‖", "")
             weighted = False

@@ -22,7 +22,8 @@ from figures.search import search_tokens
 from layouts.export import views
 from layouts import ids
 
-from .common import friendly, input_of_token, is_image, on, resolve_projection, resolve_variant
+from .common import (MODEL_ERRORS, VIEW_ERRORS, friendly, input_of_token, is_image, on, resolve_projection,
+                     resolve_variant)
 
 MAX_CSV_ROWS = 1_000_000          # larger tables are refused with a message (never cut silently)
 
@@ -131,7 +132,7 @@ def _value_norms(data, run, layer, head, input_id=None, rows=None):
         if input_id is None:
             return detail._run_vnorm(data, run, layer, head), ""
         return detail._input_vnorm(data, run, layer, head, input_id, rows), ""
-    except Exception as exc:  # noqa: BLE001
+    except MODEL_ERRORS as exc:
         text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
         return None, f"value norms unavailable ({text}): plain attention exported"
 
@@ -350,7 +351,8 @@ def html_export(data, view: str, s: dict, figures: list, search: str = "") -> tu
     return html_snapshot(figures, title, caption), export_filename(s.get("run"), view, parts, "html")
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     # in the browser (assets/clientside_export.js): PNG and SVG drawn there, HTML and CSV sent up as
     # an export-request with the view's figures; export-config holds the views and the limits
     clientside_callback(
@@ -379,5 +381,5 @@ def register(app, data):
             return dcc.send_string(text, name, type="text/csv"), f"saved {name} ({n:,} rows)"
         except ExportError as exc:
             return no_update, str(exc)
-        except Exception as exc:  # noqa: BLE001 - a message in the bar, never a traceback
+        except VIEW_ERRORS as exc:  # a message in the bar, never a traceback
             return no_update, "export: " + friendly(exc)

@@ -7,7 +7,7 @@ from dash import Input, Output, no_update
 from analysis.faithfulness import filter_label, order_figure_id
 from layouts import ids
 
-from .common import on, resolve_projection, resolve_variant
+from .common import VIEW_ERRORS, on, resolve_projection, resolve_variant
 
 
 def filter_label_for(data, run: str, sort: str | None, proj: str | None, translate=None, scaled=None) -> str:
@@ -23,7 +23,8 @@ def filter_label_for(data, run: str, sort: str | None, proj: str | None, transla
     return filter_label(entry if scores is not None else None)
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.RHO_THRESHOLD_LABEL, "children"), Input(ids.SORT_SELECT, "value"),
                   Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
                   Input(ids.SCALED_TOGGLE, "value"), prevent_initial_call=True)
@@ -32,5 +33,5 @@ def register(app, data):
             return no_update
         try:
             return filter_label_for(data, run, sort, proj, translate, scaled)
-        except Exception:  # noqa: BLE001 - a label; the matrix note reports problems
+        except VIEW_ERRORS:  # a label; the matrix note reports problems
             return no_update

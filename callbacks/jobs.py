@@ -22,19 +22,8 @@ from attention_atlas.dashboard_data import DataError
 from layouts import ids
 
 
-def _user(app) -> str:
-    auth = getattr(app, "atlas_auth", None)
-    if auth is None:
-        return "-"
-    try:
-        return auth.user() or "?"
-    except Exception:  # noqa: BLE001
-        return "?"
-
-
-def _can_cancel(app, user):
-    auth = getattr(app, "atlas_auth", None)
-    return lambda e: auth is None or e.get("user") == user
+def _can_cancel(context, user):
+    return lambda e: context.auth is None or e.get("user") == user
 
 
 def _stored_runs(data) -> list[str]:
@@ -73,13 +62,14 @@ def run_in_background(settings, set_progress, request):
     return run_job(str(request["job"]), settings, set_progress)
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     from jobs.paths import PathRefused, human_size, list_corpora, list_models, save_upload, source_label
     from jobs.registry import ACTIVE, Registry
     from jobs.runner import JobInvalid, validate_params
     from layouts.jobs import jobs_table, runs_table
 
-    settings = app.atlas_settings
+    settings = context.settings
 
     def registry() -> Registry:
         return Registry(settings.jobs_path)
@@ -119,7 +109,7 @@ def register(app, data):
             raise PreventUpdate
         try:
             info = save_upload(raw.get("contents"), raw.get("filename"), settings, text_column=column or None,
-                               user=_user(app) if getattr(app, "atlas_auth", None) is not None else None)
+                               user=context.user() if context.auth is not None else None)
         except PathRefused as exc:
             return str(exc), no_update, no_update, no_update
         warn = f" ({info['warnings'][0]})" if info["warnings"] else ""
@@ -151,10 +141,10 @@ def register(app, data):
             return no_update, str(exc)
         labels = {"model": source_label(model_spec, checked["model"]),
                   "corpus": source_label(corpus_spec, checked["corpus"])}
-        user = _user(app)
+        user = context.user()
         reg = registry()
         try:
-            if getattr(app, "atlas_auth", None) is not None:   # per-user limit (signed-in users only)
+            if context.auth is not None:   # per-user limit (signed-in users only)
                 from jobs.registry import ACTIVE
 
                 mine = [e for e in reg.entries() if e.get("user") == user and e.get("state") in ACTIVE]
@@ -207,8 +197,8 @@ def register(app, data):
         refresh_runs = initial or now - changed_at < 12 or (active and (_n or 0) % 5 == 0)
         runs = _stored_runs(data) if refresh_runs else None
 
-        user = _user(app)
-        table = jobs_table(entries, _can_cancel(app, user), set(runs if runs is not None else seen.get("runs", [])))
+        user = context.user()
+        table = jobs_table(entries, _can_cancel(context, user), set(runs if runs is not None else seen.get("runs", [])))
         sig = hashlib.sha1(json.dumps([[e["id"], e["state"], round(100 * float(e.get("progress") or 0)),
                                         e.get("message"), e.get("stage"), e.get("run_id"), e.get("cancel_requested"),
                                         int(e.get("finished") or 0)] for e in entries[:30]]
@@ -282,8 +272,8 @@ def register(app, data):
             e = reg.get(job_id)
             if e is None:
                 return f"job {job_id} is not in the list any more"
-            user = _user(app)
-            if not _can_cancel(app, user)(e):
+            user = context.user()
+            if not _can_cancel(context, user)(e):
                 return f"job {job_id} was started by {e['user']}: only they can cancel it"
             if e["state"] not in ACTIVE:
                 return f"job {job_id} has already ended ({e['state']})"

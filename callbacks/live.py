@@ -73,7 +73,8 @@ def run_info_text(data, run_id, value: dict) -> str:
             f"{'?' if m.n_inputs is None else m.n_inputs} {'images' if m.is_image else 'inputs'} · " + progress_text(value))
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.RUN_PROGRESS, "data"), Output(ids.RUN_INFO, "children", allow_duplicate=True),
                   # the run is read, not listened to: the Matrix View (an input of which is run-progress)
                   # would otherwise wait for this poll on every run switch; the next tick (POLL_MS) tells

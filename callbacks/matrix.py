@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from dash import ClientsideFunction, Input, Output, Patch, State, clientside_callback, no_update
 
-from attention_atlas.dashboard_data import DataError
 from analysis.faithfulness import distortion_definition, sort_figure_options
 from figures.colors import AGREEMENT_K, PER_HEAD, color_spec, rgba_rows
 from figures.common import typed
@@ -20,7 +19,7 @@ from layouts import ids
 EMPTY_OVERLAY = {"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
                                         "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
 
-from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
+from .common import VIEW_ERRORS, friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
 from .live import progress_value
 
 DATA_INPUTS = [Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
@@ -235,7 +234,7 @@ def coverage(data, run, proj):
         return None
     try:
         method, _ = resolve_projection(data.info(run), proj)
-    except (DataError, ValueError, KeyError):
+    except VIEW_ERRORS:
         method = proj
     return (value.get("methods") or {}).get(method)
 
@@ -253,11 +252,12 @@ def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, q
         meta = _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, d["token"], kind)
         meta["cov"] = coverage(data, run, proj)
         return fig, overlay_of(d), _note(d, data.tokens(run).n, lod), "", meta
-    except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+    except VIEW_ERRORS as exc:  # shown to the user, never a traceback
         return empty_figure(friendly(exc)), EMPTY_OVERLAY, "", friendly(exc), None
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.MATRIX_GRAPH, "figure"), Output(ids.MATRIX_OVERLAY, "figure"),
                   Output(ids.MATRIX_NOTE, "children"), Output(ids.MSG_MATRIX, "children"), Output(ids.MATRIX_META, "data"),
                   *DATA_INPUTS, Input(ids.RUN_PROGRESS, "data"), State(ids.COLOR_SELECT, "value"),
@@ -275,7 +275,7 @@ def register(app, data):
         if growing:
             try:
                 method, _ = resolve_projection(data.info(run), proj)
-            except Exception:  # noqa: BLE001 - the full draw below reports problems
+            except VIEW_ERRORS:  # the full draw below reports problems
                 method = proj
             cov = (progress.get("methods") or {}).get(method)
             if meta and meta.get("key") == matrix_key(run, proj, translate, scaled, lod, sort, rho, kind) \
@@ -313,7 +313,7 @@ def register(app, data):
                     overlay_colors(ov, _spec_for(data, run, scheme, tokens, ov.pt_tok, ov.pt_rows, view))
                     if len(toks) else np.zeros(0, np.uint8))
                 opatch["data"][i]["marker"]["colorscale"] = scale
-        except Exception:  # noqa: BLE001 - the full redraw reports problems
+        except VIEW_ERRORS:  # the full redraw reports problems
             return no_update, no_update, no_update
         mpatch = Patch()
         mpatch["scheme"] = scheme
@@ -337,7 +337,7 @@ def register(app, data):
                 return no_update, "", res.message, no_update
             d = drawn_points(data, run, proj, translate, scaled, lod, sort, rho, meta.get("scheme", scheme) if meta
                              else scheme, query, regex, meta.get("token") if meta else None, meta=meta, kind=kind)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return no_update, "", friendly(exc), no_update
         count = search_count(d, data.tokens(run).n)
         if not current or drawn:  # no figure yet / already shown: count only
@@ -369,7 +369,7 @@ def register(app, data):
             cols = overlay_colors(ov, _spec_for(data, run, meta.get("scheme", "qk"), tokens, ov.pt_tok, ov.pt_rows,
                                             _view(data, run, translate, scaled, proj)))
             rx, ry = ring_points(ov, tok)
-        except Exception:  # noqa: BLE001 - the selection ring is an extra; the views report problems
+        except VIEW_ERRORS:  # the selection ring is an extra; the views report problems
             return no_update, no_update
         patch = Patch()
         patch["data"][1]["x"], patch["data"][1]["y"] = typed(ov.x), typed(ov.y)
@@ -399,7 +399,7 @@ def register(app, data):
             leg = spec.legend if scheme != "embedding_norm" else {"gradient": "Cividis", "lo": "min ‖v‖ (per head)",
                                                                   "hi": "max ‖v‖"}
             return legend_children(leg, schemes[scheme])
-        except Exception:  # noqa: BLE001
+        except VIEW_ERRORS:
             return ""
 
     @app.callback(Output(ids.SORT_SELECT, "options"), Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"),
@@ -417,7 +417,7 @@ def register(app, data):
             return with_current(sort_options(available_orders(m, ablation_scores(data, run)),
                                              sort_figure_options(m, m.variants[0], method)),
                                 current)
-        except Exception:  # noqa: BLE001 - keep every option enabled; the matrix note explains a fallback
+        except VIEW_ERRORS:  # keep every option enabled; the matrix note explains a fallback
             return sort_options()
 
     # Page load draws the Matrix View first and alone: the other views wait for this flag, set

@@ -11,7 +11,7 @@ from figures.common import display_token
 from figures.views import empty_figure
 from layouts import ids
 
-from .common import friendly, gate_fields, input_of_token
+from .common import VIEW_ERRORS, friendly, gate_fields, input_of_token
 
 
 class Missing(Exception):
@@ -73,7 +73,8 @@ def neuron_view(data, run, layer, head, token, key, clicked_key=None, state=None
     return fig, row, info, options, kpos, {"run": run, "input": input_id}
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.NEURON_GRAPH, "figure"), Output(ids.NEURON_ROW_GRAPH, "figure"),
                   Output(ids.NEURON_INFO, "children"), Output(ids.NEURON_KEY, "options"), Output(ids.NEURON_KEY, "value"),
                   Output(ids.NEURON_STATE, "data"),
@@ -94,6 +95,6 @@ def register(app, data):
                 clicked = int(pt["pointNumber"])
         try:
             return neuron_view(data, run, int(layer), int(head), token, key, clicked, state)
-        except Exception as exc:  # noqa: BLE001
+        except (Missing,) + VIEW_ERRORS as exc:
             msg = str(exc) if isinstance(exc, Missing) else friendly(exc)
             return empty_figure(msg), empty_figure(""), msg, no_update, no_update, no_update

@@ -11,8 +11,6 @@ jobs directory so the web process and the job processes share them):
 """
 from __future__ import annotations
 
-import os
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 from dash import Input, Output, State, ctx, no_update
 
 from analysis import own_input as oi
+from attention_atlas.core import runtime
 from attention_atlas.dashboard_data import DataError
 from figures.analysis_views import own_grid_figure, own_head_figure
 from figures.attention import attention
@@ -29,40 +28,19 @@ from figures.views import attention_heatmap, empty_figure, image_figure, sentenc
 from precompute.faithfulness import method_label
 from layouts import ids
 
-from .common import friendly, gate_fields, is_image, on, resolve_projection, resolve_variant
+from .common import VIEW_ERRORS, friendly, gate_fields, is_image, on, resolve_projection, resolve_variant
 
 EXPIRE = 24 * 3600
 AUTO_HEATMAP_ABOVE = 60
-_CACHES: dict = {}
-_LOCK = threading.Lock()
-_MEM: dict = {}   # small in-process memo of decoded cache entries (key -> value)
-
-
 def disk_cache(settings):
-    """The own-input disk cache (one diskcache.Cache per process), under the settings' jobs folder."""
-    import diskcache
-
-    path = settings.jobs_path / "owninput"
-    pid = os.getpid()
-    with _LOCK:
-        c = _CACHES.get((pid, str(path)))
-        if c is None:
-            path.mkdir(parents=True, exist_ok=True)
-            c = diskcache.Cache(str(path), size_limit=2**30)
-            _CACHES[(pid, str(path))] = c
-        return c
+    """The own-input disk cache under the settings' jobs folder (runtime.disk_cache: one handle per
+    process, shared by the web process and the job processes through the files)."""
+    return runtime.disk_cache(settings.jobs_path / "owninput", size_limit=2**30)
 
 
-def _get(app, key):
-    hit = _MEM.get(key)
-    if hit is not None:
-        return hit
-    value = disk_cache(app.atlas_settings).get(key)
-    if value is not None:
-        if len(_MEM) > 32:
-            _MEM.clear()
-        _MEM[key] = value
-    return value
+def _get(context, run, key):
+    """A decoded entry of the own-input disk cache, memoised in the ``own-input`` cache region."""
+    return context.caches["own-input"].get(run, key, lambda: disk_cache(context.settings).get(key))
 
 
 def _variant_method(m, translate, scaled, proj):
@@ -75,13 +53,13 @@ def grid_key(key, variant, method):
     return f"grid/{key}/{variant}/{method}"
 
 
-def current_placement(app, store_data, run, layer, head):
+def current_placement(context, store_data, run, layer, head):
     """The own input's (2n, 2) coordinates in head (layer, head) of the stored projection that
     ``store_data`` (the ``input-store`` value) was placed in, plus its tokens; None when there is
     no input for this run. For other views (Single / Matrix View) that want to overlay it."""
     if not store_data or store_data.get("run") != run:
         return None
-    grid = _get(app, store_data.get("grid", ""))
+    grid = _get(context, run, store_data.get("grid", ""))
     if grid is None or (layer, head) not in grid.new:
         return None
     return grid.new[(layer, head)], list(store_data.get("tokens") or [])
@@ -151,7 +129,7 @@ def compute_input(settings, req):
                 cache.set(gk, grid, expire=EXPIRE)
     except (oi.InputError, DataError, ValueError, ModelLoadError) as exc:
         return None, first_line(exc)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the job's edge: one line for the page, the trace in the log
         return None, friendly(exc)
     note = f"{own.n} tokens"
     if own.truncated:
@@ -195,11 +173,12 @@ def transform_input(settings, req):
         return out
     except ValueError as exc:  # e.g. an attention-graph layout: no transform, said in one line
         return {**req, "error": str(exc)}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the job's edge: one line for the page, the trace in the log
         return {**req, "error": friendly(exc)}
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     # ------------------------------------------------------------------ text box or upload
     @app.callback(Output(ids.INPUT_TEXT_BOX, "style"), Output(ids.INPUT_UPLOAD_BOX, "style"),
                   Input(ids.RUN_SELECT, "value"))
@@ -235,7 +214,7 @@ def register(app, data):
                     img = oi.decode_image(contents, filename)
                     raw = np.asarray(img, np.uint8)
                     key = oi.input_key(run, identity, raw.tobytes() + str(raw.shape).encode())
-                    disk_cache(app.atlas_settings).set(f"img/{key}", raw, expire=EXPIRE)
+                    disk_cache(context.settings).set(f"img/{key}", raw, expire=EXPIRE)
                     req = {"key": key, "run": run, "image": True, "label": filename or "uploaded image"}
                 else:
                     text = oi.check_text(text)
@@ -253,7 +232,7 @@ def register(app, data):
             return req, ""
         except (oi.InputError, DataError) as exc:
             return no_update, str(exc)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return no_update, friendly(exc)
 
     # ------------------------------------------------------------------ the model + every head
@@ -300,15 +279,16 @@ def register(app, data):
             tf = {**store_data, "layer": int(layer), "head": int(head),
                   "error": oi.attn_transform_refusal(store_data["method"])}
         try:
-            return draw(data, app, store_data, tf if on(exact) else None, int(layer), int(head))
-        except Exception as exc:  # noqa: BLE001
+            return draw(context, store_data, tf if on(exact) else None, int(layer), int(head))
+        except VIEW_ERRORS as exc:
             return empty_figure(friendly(exc)), blank, blank, friendly(exc)
 
 
-def draw(data, app, sd, tf, layer, head):
+def draw(context, sd, tf, layer, head):
+    data = context.data
     m = data.info(sd["run"])
-    capd = _get(app, f"cap/{sd['key']}")
-    grid = _get(app, sd["grid"])
+    capd = _get(context, sd["run"], f"cap/{sd['key']}")
+    grid = _get(context, sd["run"], sd["grid"])
     if capd is None or grid is None:
         msg = "your input is no longer cached: run the model again"
         return empty_figure(msg), empty_figure(""), empty_figure(""), msg

@@ -11,7 +11,7 @@ from figures.views import empty_figure
 from layouts.patterns import MAX_TABLE_ROWS, describe, scores_table
 from layouts import ids
 
-from .common import friendly, gate_fields
+from .common import VIEW_ERRORS, friendly, gate_fields
 
 N_SIMILAR = 5
 
@@ -75,7 +75,8 @@ def single_analysis_children(rp, layer, head, run=None):
     return kids
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.PATTERNS_GRAPH, "figure"), Output(ids.PATTERNS_TABLE, "children"),
                   Output(ids.PATTERNS_NOTE, "children"), Output(ids.PATTERNS_HEAD, "children"),
                   # the shared selection through the tab's gate: no round trip while the tab is hidden
@@ -93,7 +94,7 @@ def register(app, data):
                 # below) — re-sending a table of ~800 components cost the page ~1 s per head
                 return out[0], no_update, out[2], out[3]
             return out
-        except Exception as exc:  # noqa: BLE001 - one line in the page, never a traceback
+        except VIEW_ERRORS as exc:  # one line in the page, never a traceback
             msg = friendly(exc)
             return empty_figure(msg), "", msg, ""
 
@@ -124,5 +125,5 @@ def register(app, data):
             if not m.has_head(layer, head):
                 return no_update
             return single_analysis_children(run_patterns(data, run), layer, head, m)
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return f"pattern scores unavailable: {friendly(exc)}"

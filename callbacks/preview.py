@@ -8,6 +8,7 @@ import logging
 import flask
 from urllib.parse import urlencode
 
+from attention_atlas.dashboard_data import DataError
 from figures.preview import matrix_png
 from figures.urlstate import parse
 
@@ -38,7 +39,8 @@ def preview_png(data, search: str, width: int = 1000, last: str | None = None) -
     return matrix_png(d, width=width)
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     prefix = app.config.requests_pathname_prefix.rstrip("/")
 
     @app.server.route(f"{prefix}/_atlas/matrix-preview.png")
@@ -51,8 +53,11 @@ def register(app, data):
         search = urlencode([(k, v) for k, v in args.items(multi=True) if k not in ("w", "last")])
         try:
             png = preview_png(data, search, width, args.get("last"))
-        except Exception as exc:  # noqa: BLE001 - no picture; the interactive view reports the problem
-            log.info("no matrix preview: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except DataError as exc:  # no picture; the interactive view reports the problem
+            log.info("no matrix preview: %s", exc)
+            png = None
+        except Exception:  # noqa: BLE001 - HTTP edge: a failed picture is a 204, the interactive view draws
+            log.exception("matrix preview failed")
             png = None
         if png is None:
             return flask.Response(status=204)

@@ -10,7 +10,7 @@ from figures.views import empty_figure
 from layouts.patterns import describe
 from layouts import ids
 
-from .common import friendly, gate_fields
+from .common import VIEW_ERRORS, friendly, gate_fields
 
 N_SIMILAR = 5
 
@@ -51,7 +51,8 @@ def related_outputs(data, run, layer, head, color_by):
     return fig, note, items
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.RELATED_GRAPH, "figure"), Output(ids.RELATED_NOTE, "children"), Output(ids.RELATED_LIST, "children"),
                   # the shared selection through the tab's gate: no round trip while the tab is hidden
                   Input(ids.GATE_RELATED, "data"), Input(ids.RELATED_COLOR, "value"),
@@ -62,7 +63,7 @@ def register(app, data):
             return no_update, no_update, no_update
         try:
             return related_outputs(data, run, layer, head, color_by)
-        except Exception as exc:  # noqa: BLE001 - one line in the page, never a traceback
+        except VIEW_ERRORS as exc:  # one line in the page, never a traceback
             msg = friendly(exc)
             return empty_figure(msg), msg, ""
 

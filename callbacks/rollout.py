@@ -10,7 +10,7 @@ from figures.common import display_token
 from figures.views import empty_figure
 from layouts import ids
 
-from .common import friendly, gate_fields, input_of_token
+from .common import VIEW_ERRORS, friendly, gate_fields, input_of_token
 
 BUDGET_FLOATS = 16_000_000  # cache every input's per-layer means when they fit (64 MB float32)
 SHOW, HIDE = {"width": "520px", "display": "block"}, {"width": "520px", "display": "none"}
@@ -31,15 +31,16 @@ def input_layer_means(data, run: str, input_id: int) -> tuple[list[np.ndarray], 
         index = list(tokens.index)
     lengths = [len(rows) for _, rows in index]
     all_fit = sum(n * n for n in lengths) * len(layers) <= BUDGET_FLOATS
-    key = ("rollout-means", run) if all_fit else ("rollout-means", run, input_id)
-    hit = data.misc_cache.get(key, lambda: None)
+    region = data.caches["rollout"]
+    key = "all" if all_fit else input_id
+    hit = region.peek(run, key)
     if hit is not None and input_id in hit[0]:
         return hit[0][input_id], hit[1], hit[2]
     groups = {i: rows for i, rows in index} if all_fit else {input_id: dict(index)[input_id]}
     per_input, used, missing = layer_means(lambda l, h: data.qk(run, l, h), layers, heads, groups,
                                            m.scale, m.causal, m)
     if not missing:  # a partial run fills in later: don't keep its incomplete means
-        data.misc_cache.get(key, lambda: (per_input, used, missing))
+        region.put(run, key, (per_input, used, missing))
     return per_input[input_id], used, missing
 
 
@@ -89,7 +90,8 @@ def rollout_view(data, run, token, through):
     return heat, img_fig, img_style, " · ".join(notes), [{"label": f"L{l}", "value": l} for l in used], through, r
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.ROLLOUT_GRAPH, "figure"), Output(ids.ROLLOUT_IMAGE_GRAPH, "figure"),
                   Output(ids.ROLLOUT_IMAGE_GRAPH, "style"), Output(ids.ROLLOUT_INFO, "children"),
                   Output(ids.ROLLOUT_LAYER, "options"), Output(ids.ROLLOUT_LAYER, "value"),
@@ -103,6 +105,6 @@ def register(app, data):
         try:
             heat, img, style, info, opts, value, _ = rollout_view(data, run, token, through)
             return heat, img, style, info, (opts if opts != options else no_update), value
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             msg = str(exc) if isinstance(exc, ValueError) else friendly(exc)
             return empty_figure(msg), empty_figure(""), HIDE, msg, no_update, no_update

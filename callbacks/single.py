@@ -13,7 +13,7 @@ from figures.common import html_escape
 from figures.views import empty_figure, norm_sizes, single_figure, single_labels
 from layouts import ids
 
-from .common import friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
+from .common import VIEW_ERRORS, friendly, input_of_token, on, resolve_projection, resolve_variant, schemes_for
 
 
 def label_priority(tokens, search_mask=None) -> np.ndarray:
@@ -127,7 +127,8 @@ def _single_encdec(data, run, m, layer, head, variant, method, dim, coords, note
     return fig, [" · ".join(info + notes), figure_line(figures)], ""
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     @app.callback(Output(ids.SINGLE_GRAPH, "figure"), Output(ids.SINGLE_INFO, "children"), Output(ids.MSG_SINGLE, "children"),
                   Input(ids.RUN_SELECT, "value"), Input(ids.LAYER_SELECT, "value"), Input(ids.HEAD_SELECT, "value"),
                   Input(ids.PROJECTION_SELECT, "value"), Input(ids.DIM_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
@@ -207,7 +208,7 @@ def register(app, data):
             if agreement is not None:
                 info.append(agreement_line(agreement, method, dim))
             return fig, [" · ".join(info + notes), figure_line(figures)], ""
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             return empty_figure(friendly(exc), 560), "", friendly(exc)
 
     @app.callback(Output(ids.SINGLE_GRAPH, "figure", allow_duplicate=True), Input(ids.SINGLE_GRAPH, "relayoutData"),
@@ -240,9 +241,7 @@ def register(app, data):
                 lx, ly, lt = single_labels(coords, words, prio, xr, yr)
             else:
                 lx, ly, lt = single_labels(coords, tokens.display, label_priority(tokens, res.mask), xr, yr)
-        except (KeyError, ValueError, TypeError):
-            return no_update
-        except Exception:  # noqa: BLE001 - the labels are an extra; the view itself is unchanged
+        except VIEW_ERRORS:  # the labels are an extra; the view itself is unchanged
             return no_update
         patch = Patch()
         patch["data"][2]["x"], patch["data"][2]["y"] = lx.tolist(), ly.tolist()

@@ -14,7 +14,7 @@ from figures.urlstate import DEFAULTS, FIELDS, parse, serialise
 from figures.views import MODEL_THUMB, model_view_cell, patch_of_point
 from layouts import ids
 
-from .common import friendly, on, schemes_for
+from .common import VIEW_ERRORS, friendly, on, schemes_for
 
 _tog = (lambda v: ["on"] if v else [], on)
 # (URL key, component id, property, (to control, from control)) — derived from the one field table
@@ -164,7 +164,8 @@ def _apply_click(data, state, trig, click, focus, meta=None):
     return focus
 
 
-def register(app, data):
+def register(app, context):
+    data = context.data
     from .matrix import matrix_outputs
     # the page load's Matrix View comes with the controls (one round trip instead of two)
     matrix_out = [Output(ids.MATRIX_GRAPH, "figure", allow_duplicate=True),
@@ -298,7 +299,7 @@ def register(app, data):
         except DataError as exc:
             keep[MSG_URL] = str(exc)
             return keep
-        except Exception as exc:  # noqa: BLE001
+        except VIEW_ERRORS as exc:
             keep[MSG_URL] = friendly(exc)
             return keep
 

@@ -130,7 +130,7 @@ def parse(search: str | None) -> tuple[dict, list[str]]:
     s = (search or "").lstrip("?")
     try:
         pairs = parse_qsl(s, keep_blank_values=True)
-    except Exception:  # noqa: BLE001 - anything odd in the URL is just ignored
+    except (ValueError, TypeError):  # anything odd in the URL (UnicodeError is a ValueError) is just ignored
         return state, ["the link's parameters could not be read; showing the default view"]
     for key, raw in pairs:
         f = FIELD.get(key)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import traceback
 from contextvars import copy_context
 
@@ -80,6 +81,7 @@ def run_callback(fn, progress: bool, store, result_key: str, progress_key: str, 
             store(result_key, {"_dash_no_update": "_dash_no_update"})
             return
         except Exception as err:  # noqa: BLE001 - the edge: the page shows it as the callback's error
+            logging.getLogger("atlas.jobs").exception("background callback %s failed", getattr(fn, "__name__", fn))
             store(result_key, {"background_callback_error": {"msg": str(err), "tb": traceback.format_exc()}})
             return
         store(result_key, out)

@@ -26,21 +26,24 @@ from __future__ import annotations
 import logging
 import time
 
+from attention_atlas.core import runtime
 from attention_atlas.settings import Settings
 from jobs.background import bind, body_ref, run_callback
 
 log = logging.getLogger("atlas.jobs")
 CANCEL_GRACE_S = 4.0
+BROKER_WARN_EVERY_S = 60.0
 
 
 def _cancel_in_registry(jobs_path, job) -> dict | None:
     """Set the cancel flag of the job behind a manager handle; wait (briefly) for it to stop.
     Returns the job's registry view afterwards (None if the registry does not know the handle)."""
-    from jobs.registry import ACTIVE, Registry
+    from jobs.registry import ACTIVE, REGISTRY_ERRORS, Registry
 
     try:
         reg = Registry(jobs_path)
-    except Exception:  # noqa: BLE001
+    except REGISTRY_ERRORS as exc:
+        log.warning("job registry unreachable while cancelling a job (%s): %s", exc.__class__.__name__, exc)
         return None
     try:
         e = reg.by_handle(job)
@@ -85,7 +88,7 @@ def _job_id_in(args):
 
 
 def _fail_queued(jobs_path, job_id, message) -> None:
-    from jobs.registry import Registry
+    from jobs.registry import REGISTRY_ERRORS, Registry
 
     try:
         reg = Registry(jobs_path)
@@ -93,17 +96,15 @@ def _fail_queued(jobs_path, job_id, message) -> None:
             reg.finish(job_id, "failed", message)
         finally:
             reg.close()
-    except Exception:  # noqa: BLE001
-        pass
-
-
-_CONTEXT: list = []
+    except REGISTRY_ERRORS as exc:
+        log.warning("job %s: its failure could not be recorded in the registry (%s)", job_id, exc.__class__.__name__)
 
 
 def _job_context(modules):
     """multiprocess's fork-server context, its server preloading the model code (jobs/preload.py) and
-    the modules of the background callbacks (named by the app that registered them)."""
-    if not _CONTEXT:
+    the modules of the background callbacks (named by the app that registered them); one per
+    process (runtime.singleton)."""
+    def make():
         import multiprocess
 
         try:
@@ -111,8 +112,8 @@ def _job_context(modules):
             ctx.set_forkserver_preload(["jobs.preload", *sorted(modules)])
         except ValueError:  # a platform without fork servers (Windows): Dash's default
             ctx = None
-        _CONTEXT.append(ctx)
-    return _CONTEXT[0]
+        return ctx
+    return runtime.singleton("jobs.forkserver-context", make)
 
 
 class QueuedCallback:
@@ -134,6 +135,18 @@ def make_manager(settings: Settings):
         from jobs.celery_app import RUN_TASK, make_celery
 
         class AtlasCeleryManager(CeleryManager):
+            # The calls below talk to the broker (Redis) and are the process's edge to it: Celery,
+            # kombu and redis-py raise many unrelated types when it is down, so they are caught
+            # broadly and logged (the page's polls: at most one line a minute).
+            _warned_at = float("-inf")
+
+            def _unreachable(self, what: str, exc: BaseException) -> None:
+                now = time.monotonic()
+                if now - self._warned_at >= BROKER_WARN_EVERY_S:
+                    self._warned_at = now
+                    log.warning("the job queue (Redis) did not answer while %s (%s: %s); the page keeps waiting",
+                                what, exc.__class__.__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+
             def make_job_fn(self, fn, progress, key=None):
                 return QueuedCallback(body_ref(fn), progress)
 
@@ -161,7 +174,7 @@ def make_manager(settings: Settings):
                     log.warning("could not send the terminate request to the workers (%s)", exc.__class__.__name__)
 
             def job_running(self, job):
-                from jobs.registry import TERMINAL, Registry
+                from jobs.registry import REGISTRY_ERRORS, TERMINAL, Registry
 
                 try:
                     reg = Registry(jobs_path)
@@ -171,35 +184,40 @@ def make_manager(settings: Settings):
                         reg.close()
                     if e is not None and e["state"] in TERMINAL:
                         return False
-                except Exception:  # noqa: BLE001
-                    pass
+                except REGISTRY_ERRORS as exc:  # ask the broker instead
+                    log.warning("job registry unreachable (%s): asking the job queue", exc.__class__.__name__)
                 try:
                     return super().job_running(job)
-                except Exception:  # noqa: BLE001 - Redis unreachable: keep waiting, the job runs on
+                except Exception as exc:  # noqa: BLE001 - Redis unreachable: keep waiting, the job runs on
+                    self._unreachable("asking whether a job runs", exc)
                     return True
 
             def get_progress(self, key):
                 try:
                     return super().get_progress(key)
-                except Exception:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - broker edge (above)
+                    self._unreachable("reading a job's progress", exc)
                     return None
 
             def result_ready(self, key):
                 try:
                     return super().result_ready(key)
-                except Exception:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - broker edge (above)
+                    self._unreachable("asking whether a job's result is ready", exc)
                     return False
 
             def get_result(self, key, job):
                 try:
                     return super().get_result(key, job)
-                except Exception:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - broker edge (above)
+                    self._unreachable("reading a job's result", exc)
                     return self.UNDEFINED
 
             def get_updated_props(self, key):
                 try:
                     return super().get_updated_props(key)
-                except Exception:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - broker edge (above)
+                    self._unreachable("reading a job's page updates", exc)
                     return {}
 
         return AtlasCeleryManager(make_celery(settings.redis_url, settings), expire=24 * 3600)

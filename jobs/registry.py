@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -27,6 +28,8 @@ HEARTBEAT_S = 3.0
 STALE_S = 45.0           # no heartbeat for this long: the job's process is gone
 QUEUED_STALE_S = 6 * 3600  # queued this long without a worker picking it up: give up
 KEEP = 200               # finished jobs kept in the list
+# what opening or using the registry (a diskcache folder on local disk) can raise
+REGISTRY_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 
 
 def _pid_alive(pid, create_time=None) -> bool:
@@ -49,12 +52,16 @@ def _pid_alive(pid, create_time=None) -> bool:
 
 def process_identity() -> dict:
     """pid, host and process start time of the calling process (pid reuse cannot fool it)."""
+    created = None
     try:
         import psutil
-
-        created = psutil.Process().create_time()
-    except Exception:  # noqa: BLE001
-        created = None
+    except ImportError:  # pragma: no cover - psutil is a dependency of the diskcache manager
+        psutil = None
+    if psutil is not None:
+        try:
+            created = psutil.Process().create_time()
+        except (psutil.Error, OSError):
+            created = None
     return {"pid": os.getpid(), "host": socket.gethostname(), "created_at": created}
 
 

@@ -17,7 +17,7 @@ import threading
 import time
 
 from jobs.paths import PathRefused, check_corpus, check_model
-from jobs.registry import HEARTBEAT_S, Registry
+from jobs.registry import HEARTBEAT_S, REGISTRY_ERRORS, Registry
 
 log = logging.getLogger("atlas.jobs")
 
@@ -201,7 +201,7 @@ class Reporter:
                 fields = dict(self.fields)
             try:
                 self.reg.beat(self.job_id, **fields)
-            except Exception as exc:  # noqa: BLE001 - the registry is local disk; log and go on
+            except REGISTRY_ERRORS as exc:  # the registry is local disk; log and go on
                 log.warning("job %s: heartbeat not recorded (%s)", self.job_id, exc.__class__.__name__)
             last = time.monotonic()
 
@@ -219,7 +219,7 @@ class Reporter:
                 if failing:
                     log.info("job %s: progress reaches the page again", self.job_id)
                 failing = False
-            except Exception as exc:  # noqa: BLE001 - e.g. Redis down: the job goes on regardless
+            except Exception as exc:  # noqa: BLE001 - edge to the manager's store (e.g. Redis down): the job goes on
                 if not failing:
                     log.warning("job %s: progress not delivered to the page (%s); the job goes on",
                                 self.job_id, exc.__class__.__name__)
@@ -248,7 +248,7 @@ def current_handle() -> str:
 
             if current_task is not None and getattr(current_task.request, "id", None):
                 return str(current_task.request.id)
-        except Exception:  # noqa: BLE001
+        except (ImportError, AttributeError):  # not inside a Celery task after all
             pass
     return str(os.getpid())
 
@@ -343,7 +343,7 @@ def run_job(job_id: str, settings, set_progress=None) -> dict:
             set_progress([100 if final["state"] == "done" else round(100 * float(final.get("progress") or 0)),
                           final["state"] + (f" · {final['stage']}" if final["state"] != "done" and final.get("stage")
                                             else "")])
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as exc:  # noqa: BLE001 - edge to the manager's store (e.g. Redis down): the registry has it
+            log.warning("job %s: final progress not delivered to the page (%s)", job_id, exc.__class__.__name__)
     reg.close()
     return final

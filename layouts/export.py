@@ -23,7 +23,7 @@ def views() -> list[tuple[str, str, str, bool]]:
     graphs it shows)."""
     try:
         from layouts.analysis import TABS
-    except Exception:  # noqa: BLE001 - the analysis section is optional for the export bar
+    except ImportError:  # the analysis section is optional for the export bar
         TABS = []
     core = {v for v, *_ in VIEWS}
     return VIEWS + [(f"analysis-{value}", f"{label} (analysis)", f"analysis-{value}", False)

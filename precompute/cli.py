@@ -329,9 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: what was finished is stored; re-run the same command to continue", file=sys.stderr)
         return 130
-    except Exception as exc:  # never a traceback for users unless asked
+    except Exception as exc:  # noqa: BLE001 - the CLI's edge: never a traceback for users unless asked
         if args.debug:
             raise
+        logging.getLogger("precompute").debug("command failed", exc_info=True)
         from precompute.store import _is_disk_full, disk_full_message
         if _is_disk_full(exc):
             print(f"error: {disk_full_message(getattr(args, 'cache', '.'))}", file=sys.stderr)

@@ -24,6 +24,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,13 @@ DEFAULT_TEXT_COLUMN = "text"
 
 TEXT_EXTENSIONS = (".txt", ".jsonl", ".csv", ".tsv")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# what PIL raises on a damaged or hostile image file (its plugins use all of these)
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError,
+                LookupError, TypeError, ZeroDivisionError)
 _MAX_NAMES_IN_WARNING = 10
+
+
+log = logging.getLogger(__name__)
 
 
 class CorpusError(Exception):
@@ -363,8 +370,8 @@ def decode_image(path: Path) -> Image.Image:
         im.load()
         try:
             im = ImageOps.exif_transpose(im)
-        except Exception:
-            pass
+        except IMAGE_ERRORS as exc:  # a broken EXIF block: the pixels as stored
+            log.info("%s: EXIF orientation unreadable (%s), image kept as stored", path.name, exc)
         has_alpha = im.mode in ("RGBA", "LA", "RGBa", "La", "PA") or (
             im.mode == "P" and "transparency" in im.info)
         if has_alpha:
@@ -400,7 +407,8 @@ def _load_folder(path: Path, max_inputs: int | None, warnings: list[str]) -> tup
         try:
             images.append(decode_image(f))
             labels.append(f.name)
-        except Exception:
+        except IMAGE_ERRORS as exc:  # skipped and named in the run's warnings
+            log.info("%s: not decodable (%s: %s)", f.name, exc.__class__.__name__, exc)
             failed.append(f.name)
     if failed:
         noun = "image" if len(failed) == 1 else "images"

@@ -12,6 +12,7 @@ and at least 224×224 (the model resizes/crops them itself):
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def _skimage_images() -> tuple[list[tuple[str, Image.Image]], list[str]]:
     try:
         import skimage
         import skimage.data as skdata
-    except Exception:  # pragma: no cover - scikit-image is a pinned dependency
+    except ImportError:  # pragma: no cover - scikit-image is a pinned dependency
         return out, [name for _, name, _ in _SKIMAGE]
     root = Path(skimage.__file__).parent
     for label, name, files in _SKIMAGE:
@@ -105,7 +106,8 @@ def _skimage_images() -> tuple[list[tuple[str, Image.Image]], list[str]]:
             if isinstance(arr, tuple):  # stereo_motorcycle → (left, right, disparity)
                 arr = arr[0]
             out.append((label, _fit(_to_rgb_image(arr))))
-        except Exception:
+        except Exception:  # noqa: BLE001 - optional demo image: a loader that fails is named as missing
+            logging.getLogger(__name__).warning("demo image %s could not be loaded", name, exc_info=True)
             missing.append(name)
     return out, missing
 
@@ -115,7 +117,8 @@ def _sklearn_images() -> tuple[list[tuple[str, Image.Image]], list[str]]:
         from sklearn.datasets import load_sample_images
 
         data = load_sample_images()
-    except Exception:
+    except Exception:  # noqa: BLE001 - optional demo images: named as missing
+        logging.getLogger(__name__).warning("scikit-learn's sample images could not be loaded", exc_info=True)
         return [], ["sklearn sample images"]
     out = []
     for fname, arr in zip(data.filenames, data.images):

@@ -10,6 +10,7 @@ BLAS loads in a fresh worker.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +22,7 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
                 "NUMBA_NUM_THREADS")
 _LIMITER = None  # keeps threadpoolctl's limits alive in the worker
+log = logging.getLogger(__name__)
 
 
 def numba_cache_dir() -> str:
@@ -42,19 +44,19 @@ def worker_init(threads: int = 1, warm: bool = True) -> None:
     try:  # effective even if BLAS was already loaded (e.g. fork start method)
         from threadpoolctl import threadpool_limits
         _LIMITER = threadpool_limits(limits=threads)
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception:  # noqa: BLE001 - optional-feature probe: the env vars above still limit new pools
+        log.debug("threadpoolctl limits not applied", exc_info=True)
     try:
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception:  # noqa: BLE001 - optional-feature probe: NUMBA_NUM_THREADS is set above
+        log.debug("numba thread count not set", exc_info=True)
     if warm:
         try:
             from .headwork import warmup
             warmup()
-        except Exception:  # noqa: BLE001 - warm-up is an optimisation only
-            pass
+        except Exception:  # noqa: BLE001 - optional: warm-up is an optimisation only
+            log.warning("worker warm-up failed (the first head of this worker is slower)", exc_info=True)
 
 
 def make_executor(workers: int | None = None, dask_address: str | None = None,

@@ -121,9 +121,10 @@ def compute_head(task: HeadTask) -> HeadResult:
                                                 max_queries=task.spearman_max_queries, seed=task.params.seed,
                                                 window=task.window, softcap=task.softcap, bias=task.bias,
                                                 key_index=task.key_index))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - one head's task edge: a failed figure is NaN and a warning, never a stopped run
             res.metrics.update({key: float("nan") for key in spaces})
             res.warnings.append(f"{tag} {variant}: spearman failed ({type(e).__name__}: {e})")
+            log.info("%s %s: spearman failed", tag, variant, exc_info=True)
         res.metrics[f"time/{variant}/spearman"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

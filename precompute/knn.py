@@ -25,7 +25,7 @@ def _torch():
     try:
         import torch
         return torch
-    except Exception:  # noqa: BLE001 - optional accelerator
+    except (ImportError, OSError):  # optional accelerator (OSError: its shared libraries would not load)
         return None
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import platform
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -588,7 +589,8 @@ def _remove_if_empty(store: Store, path: Path, existed: bool) -> None:
     try:
         empty = not store.run_ids()
         store.close()
-    except Exception:  # noqa: BLE001 - leave it as it is
+    except (StoreError, OSError, sqlite3.Error) as exc:  # leave it as it is
+        log.warning("could not check whether the store at %s is empty (%s); left as it is", path, exc)
         return
     if not empty:
         return

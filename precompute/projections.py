@@ -380,7 +380,7 @@ def _attention_layouts(res, X, methods, dims, params, pca_init, rng, qk, input_i
     t0 = time.perf_counter()
     try:
         G = attention_graph(X, qk[0], qk[1], input_index, causal, scale, params)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - third-party algorithm edge: PCA instead, said in the warnings
         warn(f"attention graph failed ({type(e).__name__}: {e}); PCA used instead")
         for m in methods:
             for d in dims:
@@ -395,7 +395,7 @@ def _attention_layouts(res, X, methods, dims, params, pca_init, rng, qk, input_i
                 init = pca_init[:, :d]
                 sc = np.abs(init).max()
                 Y = _graph_umap(G, init / sc * 10.0 if sc > 0 else init, d, params)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - third-party algorithm edge (finite_or_pca below)
                 warn(f"attention-graph UMAP {d}D failed ({type(e).__name__}: {e})")
             res[("attn-umap", d)] = finite_or_pca("attention-graph UMAP", Y, d)
             stage(f"attn-umap{d}d", t0)
@@ -421,7 +421,7 @@ def _attention_layouts(res, X, methods, dims, params, pca_init, rng, qk, input_i
                     z = z / zs * (0.1 * s2) if zs > 0 else z
                     Y = _tsne(P, np.hstack([y2, z]), params, params.tsne_3d_from2d_early_iter,
                               params.tsne_3d_from2d_n_iter, "bh", params.seed)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - third-party algorithm edge (finite_or_pca below)
                 warn(f"attention-graph t-SNE {d}D failed ({type(e).__name__}: {e})")
             res[("attn-tsne", d)] = finite_or_pca("attention-graph t-SNE", Y, d)
             stage(f"attn-tsne{d}d", t0)
@@ -589,7 +589,7 @@ def project(X: np.ndarray, methods=METHODS, dims=DIMS, params: ProjectionParams 
                 s = np.abs(init).max()
                 init = init / s * 10.0 if s > 0 else init
                 Y = _umap(X, knn_idx, knn_dist, init, d, params)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - third-party algorithm edge (finite_or_pca below)
                 warn(f"UMAP {d}D failed ({type(e).__name__}: {e})")
                 Y = None
             res[("umap", d)] = finite_or_pca("UMAP", Y, d)

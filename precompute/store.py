@@ -33,6 +33,8 @@ import socket
 import sqlite3
 import struct
 import time
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -162,7 +164,8 @@ def decode(blob: Any, key: str) -> Any:
         if kind == _KIND_ARRAYS:
             with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
-    except Exception as exc:  # checksum passed but payload unreadable: still corrupt
+    except (ValueError, OSError, EOFError, KeyError, RecursionError, struct.error, zlib.error,
+            zipfile.BadZipFile) as exc:  # checksum passed but payload unreadable: still corrupt
         raise CorruptEntry(f"store entry {key!r} could not be decoded ({exc.__class__.__name__}): {REPAIR_HINT}") from exc
     raise CorruptEntry(f"store entry {key!r} has an unknown kind {kind}: it was written by another version")
 
@@ -215,7 +218,7 @@ class Store:
         try:
             self._cache = diskcache.Cache(str(self.path), size_limit=2**50, eviction_policy="none",
                                           cull_limit=0, timeout=60)
-        except Exception as exc:
+        except (sqlite3.Error, OSError, diskcache.Timeout) as exc:
             if readonly and isinstance(exc, (sqlite3.OperationalError, OSError)):
                 try:  # a read-only mount or folder, or a full disk: read it without writing anything
                     self._cache = _ReadOnlyCache(str(self.path))

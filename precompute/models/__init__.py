@@ -9,6 +9,7 @@ the one registered function in capture.py: text (hf.py), images (vit_hf.py), enc
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from precompute.models import hf, vit_hf
@@ -94,8 +95,8 @@ def _resolve_folder(spec: str) -> str:
             from huggingface_hub import snapshot_download
 
             return snapshot_download(spec, local_files_only=True)
-        except Exception:  # noqa: BLE001 - any failure means: not available offline
-            pass
+        except Exception:  # noqa: BLE001 - optional probe of the local HF cache: any failure means not available offline
+            logging.getLogger(__name__).debug("%s is not in the local Hugging Face cache", spec, exc_info=True)
     raise ModelLoadError(f"model {spec!r} not found: give a built-in name ({', '.join(BUILTIN_MODELS)}), "
                          "an existing local model folder, a model id already in the local Hugging Face cache, "
                          "or timm:<folder or file>")

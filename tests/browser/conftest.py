@@ -49,13 +49,13 @@ def server(store_dir):
     from werkzeug.serving import make_server
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    from app import create_app
-    app = create_app(store_dir)
+    from app import build_app
+    app, context = build_app(store_dir)
     port = free_port()
     srv = make_server("127.0.0.1", port, app.server, threaded=True)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
-    yield f"http://127.0.0.1:{port}", app
+    yield f"http://127.0.0.1:{port}", context
     srv.shutdown()
 
 

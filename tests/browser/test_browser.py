@@ -247,8 +247,8 @@ def test_partial_run_is_shown_as_partial(server, driver):
 
 
 def test_matrix_sort_and_filter_by_rho(server, driver):
-    base, app = server
-    rho = app.atlas_data.rho(TEXT, "translated")
+    base, context = server
+    rho = context.data.rho(TEXT, "translated")
     keep = sum(abs(r) >= 0.5 for r in rho.values())
     assert 0 < keep < 12
     open_url(driver, base, f"?run={TEXT}&sort=rho&rho=0.5")
@@ -256,7 +256,7 @@ def test_matrix_sort_and_filter_by_rho(server, driver):
     assert sum("filtered" in t for t in labels) == 12 - keep
     assert all(t.startswith("H") for t in labels)  # sorted cells keep their head ids
     n_points = driver.execute_script(gd_js("matrix-graph", "g._fullData[0].x.length"))
-    n_tok = app.atlas_data.tokens(TEXT).n
+    n_tok = context.data.tokens(TEXT).n
     assert n_points == keep * 2 * n_tok  # automatic level of detail: a small run is drawn in full
     ticks = driver.execute_script(gd_js("matrix-graph", "g._fullLayout.xaxis.ticktext"))
     assert ticks[0] == "#1"

@@ -248,8 +248,8 @@ def check_matrix(d, folder, data, run, proj, all_points=False):
 
 # ------------------------------------------------------------------ fixture store
 def test_exports_fixture(server, driver, downloads):
-    base, app = server
-    data = app.atlas_data
+    base, context = server
+    data = context.data
     open_url(driver, base, f"?run={TEXT}&layer=1&head=2&token=5&proj=pca&lod=250")
     wait(driver, gd_js("single-graph", "g._fullLayout.title.text.startsWith('L1 H2')"), 15, "single view L1 H2")
     wait_idle(driver)
@@ -272,7 +272,7 @@ def test_exports_fixture(server, driver, downloads):
 
 
 def test_hidden_sentence_and_analysis_views_fixture(server, driver, downloads):
-    base, app = server
+    base, context = server
     open_url(driver, base, f"?run={TEXT}&layer=2&head=1&token=3&tab=sentence&smode=heatmap")
     wait(driver, gd_js("sentence-graph", "g._fullData[0].type === 'heatmap'"), 15, "sentence heatmap")
     wait_idle(driver)
@@ -281,7 +281,7 @@ def test_hidden_sentence_and_analysis_views_fixture(server, driver, downloads):
     wait(driver, "return document.getElementById('export-msg').innerText.includes('not on screen')", 10, "message")
     choose_view(driver, "Sentence View")
     comments, cols = read_csv(export(driver, downloads, "csv", f"{TEXT}_sentence_L2_H1_input0.csv"))
-    data = app.atlas_data
+    data = context.data
     rows = data.tokens(TEXT).index.rows(0)
     q, k = data.qk(TEXT, 2, 1)
     a = attention(q[rows], k[rows], float(data.manifest(TEXT)["model"]["scale"]), False)

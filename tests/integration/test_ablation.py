@@ -217,14 +217,14 @@ def test_forked_job_runs_after_parent_used_torch():
     forked child hangs in OpenMP unless ``prepare_forked_process`` is called (as ablation_job does)."""
     import multiprocessing
 
-    from analysis import values
+    from attention_atlas.core import runtime
 
     x = torch.randn(1500, 1500)
     for _ in range(2):
         x @ x                                  # the parent's OpenMP/MKL thread pool is now running
 
     def child():
-        values.prepare_forked_process()
+        runtime.prepare_forked_process()
         assert torch.get_num_threads() == 1
         (x @ x).sum()
 

@@ -103,9 +103,7 @@ def test_run_map_two_identical_heads(tmp_path):
     others = D[i][[k for k in range(len(heads)) if k not in (i, j)]]
     assert (others > 0.01).all()
     # the signature rows are a fixed, seeded sample: recomputing gives the identical map
-    import analysis.head_scores as hs
-    hs._CACHE.clear()
-    rp2 = run_patterns(Data(tmp_path), "r")
+    rp2 = run_patterns(Data(tmp_path), "r")   # a new Data: its own caches, so computed again
     assert np.array_equal(rp2.related["dist"], D) and np.array_equal(rp2.related["xy"], rp.related["xy"])
 
 

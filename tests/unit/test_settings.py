@@ -89,7 +89,8 @@ def test_team_mode_requires_explicit_auth_choice(tmp_path, monkeypatch):
     from attention_atlas import wsgi  # noqa: F401 - importing builds the app from os.environ; build() is the testable part
     with pytest.raises(SettingsError, match="team mode needs authentication"):
         wsgi.build({"ATLAS_CACHE": str(tmp_path / "store")})
-    app = wsgi.build({"ATLAS_CACHE": str(tmp_path / "store"), "ATLAS_AUTH": "none",
-                      "ATLAS_JOBS_DIR": str(tmp_path / "jobs")})
-    assert app.atlas_settings.team is True
+    app, context = wsgi.build_app({"ATLAS_CACHE": str(tmp_path / "store"), "ATLAS_AUTH": "none",
+                                   "ATLAS_JOBS_DIR": str(tmp_path / "jobs")})
+    assert context.settings.team is True
     assert not app.server.debug
+    assert not [a for a in vars(app) if a.startswith("atlas_")]  # the app context is not kept on the app
