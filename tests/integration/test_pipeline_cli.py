@@ -188,6 +188,7 @@ def test_incompatible_store_untouched(tmp_path, capsys, corpus_file):
         assert c.get("run/old/manifest") == b"precious"
 
 
+@pytest.mark.slow  # two real CLI runs (kill, resume): 41-61 s on the loaded 2-core machine
 def test_sigkill_mid_run_then_resume(tmp_path, corpus_file):
     cache = tmp_path / "kill"
     # two of minilm's six layers (24 heads): enough to kill it mid-run and resume, a third of the work
