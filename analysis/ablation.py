@@ -48,7 +48,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from attention_atlas.core import runtime
 from attention_atlas.core.runinfo import RunInfo, as_runinfo
@@ -152,6 +151,7 @@ class Evaluator:
     inputs again under ``adapter.ablate`` with the same batching, so no heads gives exactly 0."""
 
     def __init__(self, adapter, encoded: list, input_ids: list[int], max_batch_tokens: int = 4096, seed: int = SEED):
+        import torch  # here, not at import: the dashboard loads this module, its web workers need no torch
         self.adapter, self.seed = adapter, seed
         self.objective = objective_for(adapter)
         self.description = OBJECTIVES[self.objective]
@@ -204,6 +204,7 @@ class Evaluator:
     # ------------------------------------------------------------------ forward passes
     def _outputs(self, b):
         """Per-input losses (float64 array) or embeddings (float64 tensor B×d) for one batch."""
+        import torch  # here, not at import: the dashboard loads this module, its web workers need no torch
         group, _, kwargs, lens, labels = b
         a = self.adapter
         if self.objective == "next-token-loss":
@@ -232,6 +233,7 @@ class Evaluator:
 
     def deltas(self, heads=(), mode: str = "zero") -> np.ndarray:
         """Per-input change of the objective with ``heads`` ablated (order of ``input_ids``)."""
+        import torch  # here, not at import: the dashboard loads this module, its web workers need no torch
         heads = [(int(l), int(h)) for l, h in heads]
         if mode == "mean":
             self.ensure_mean_patterns(heads)
@@ -280,6 +282,7 @@ class Evaluator:
         return np.where(s > 0, m / np.where(s > 0, s, 1.0), 0.0)
 
     def _batch_patterns(self, b, heads) -> dict:
+        import torch  # here, not at import: the dashboard loads this module, its web workers need no torch
         _, _, kwargs, lens, _ = b
         width = max(lens)
         pats = {}

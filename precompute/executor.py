@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["make_executor", "close_executor", "run_tasks", "worker_init", "numba_cache_dir"]
+__all__ = ["make_executor", "close_executor", "run_tasks", "worker_init", "numba_cache_dir", "cache_umap_numba"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -28,6 +28,35 @@ log = logging.getLogger(__name__)
 def numba_cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
     return os.path.join(base, "attention_atlas", "numba")
+
+
+def cache_umap_numba() -> int:
+    """Let numba cache the few umap-learn functions that umap leaves uncached (its fuzzy simplicial
+    set and layout epoch: ``smooth_knn_dist``, ``compute_membership_strengths``,
+    ``_nb_optimize_layout_euclidean_single_epoch`` and their helpers). Uncached they are compiled
+    afresh in every worker process (~10 s of a 2-core machine per worker); cached they load from
+    ``NUMBA_CACHE_DIR`` like pynndescent's. Call before their first use. Returns how many were
+    switched to caching (0 when umap or a cache locator is unavailable: nothing changes then)."""
+    try:
+        from numba.core.dispatcher import Dispatcher
+        from numba.core.caching import NullCache
+
+        import umap.layouts
+        import umap.umap_
+        import umap.utils
+    except ImportError:  # umap or numba's internals not there: an optimisation only
+        return 0
+    n = 0
+    for mod in (umap.umap_, umap.layouts, umap.utils):
+        for obj in list(vars(mod).values()):
+            if (isinstance(obj, Dispatcher) and obj.__module__ == mod.__name__ and not obj.signatures
+                    and isinstance(obj._cache, NullCache)):  # noqa: SLF001 - numba's own switch below
+                try:
+                    obj.enable_caching()
+                    n += 1
+                except Exception:  # noqa: BLE001 - optional-feature probe (e.g. no writable cache location)
+                    log.debug("numba caching not enabled for %s: stays uncached", obj.__name__, exc_info=True)
+    return n
 
 
 def worker_init(threads: int = 1, warm: bool = True) -> None:
@@ -51,6 +80,7 @@ def worker_init(threads: int = 1, warm: bool = True) -> None:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     except Exception:  # noqa: BLE001 - optional-feature probe: NUMBA_NUM_THREADS is set above
         log.debug("numba thread count not set", exc_info=True)
+    cache_umap_numba()
     if warm:
         try:
             from .headwork import warmup

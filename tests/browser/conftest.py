@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from precompute.pipeline import RunConfig, run
-from tests.browser.helpers import CHROMEDRIVER, CHROMIUM, IMAGE, PARTIAL, TEXT, free_port, serve
+from tests.browser.helpers import CHROMEDRIVER, CHROMIUM, IMAGE, PARTIAL, TEXT, serve, serve_app
 from tests.store_fixture import make_test_store
 
 HERE = Path(__file__).resolve().parent
@@ -44,19 +43,10 @@ def store_dir():
 
 @pytest.fixture(scope="module")
 def server(store_dir):
-    import logging
-
-    from werkzeug.serving import make_server
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
     from app import build_app
     app, context = build_app(store_dir)
-    port = free_port()
-    srv = make_server("127.0.0.1", port, app.server, threaded=True)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    yield f"http://127.0.0.1:{port}", context
-    srv.shutdown()
+    for url in serve_app(app):
+        yield url, context
 
 
 @pytest.fixture(scope="module")
@@ -83,22 +73,29 @@ REAL_SENTENCES = ["The cat sat on the mat because it was tired.", "Where is the 
                   "The trophy didn't fit in the suitcase because it was too big."]
 
 
-@pytest.fixture(scope="session")
-def real_store():
-    d = Path(tempfile.mkdtemp(prefix="atlas-real-"))
+def _precompute_runs(prefix: str, runs) -> tuple[Path, Path, dict]:
+    """Real precompute runs into one fresh store: ``runs(folder, corpus)`` lists (name, model, corpus,
+    RunConfig options); every run must complete. Returns (folder, store, {name: run id})."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
     corpus = d / "corpus.txt"
     corpus.write_text("\n".join(REAL_SENTENCES), encoding="utf-8")
     ids = {}
-    for name, model, corp, extra in [
-        ("minilm", "minilm", str(corpus), dict(layers="0,5", projections="pca,umap", dims="2,3")),
-        ("smollm2", "smollm2", str(corpus), dict(layers="0,29", projections="pca", dims="2")),
-        ("dinov2", "dinov2-small", "demo-images", dict(layers="0,11", projections="pca", dims="2", max_inputs=2)),
-    ]:
-        summary = run(RunConfig(model=model, corpus=corp, cache=str(d / "store"), variants="translated",
-                                workers=1, **extra))
+    for name, model, corp, extra in runs(d, str(corpus)):
+        options = dict(dict(variants="translated", workers=1), **extra)
+        summary = run(RunConfig(model=model, corpus=corp, cache=str(d / "store"), **options))
         assert summary.status["status"] == "complete"
         ids[name] = summary.run_id
-    yield d / "store", ids
+    return d, d / "store", ids
+
+
+@pytest.fixture(scope="session")
+def real_store():
+    d, store, ids = _precompute_runs("atlas-real-", lambda d, corpus: [
+        ("minilm", "minilm", corpus, dict(layers="0,5", projections="pca,umap", dims="2,3")),
+        ("smollm2", "smollm2", corpus, dict(layers="0,29", projections="pca", dims="2")),
+        ("dinov2", "dinov2-small", "demo-images", dict(layers="0,11", projections="pca", dims="2", max_inputs=2)),
+    ])
+    yield store, ids
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -133,18 +130,11 @@ def big_store():
     """A real precompute run of a random 32 × 32 = 1,024-head model on the same corpus as the
     real runs (PCA 2D), plus the real minilm run of that corpus (72 heads) in the same store, and
     minilm on 600 tokens of the demo corpus (two layers) for views that sample."""
-    d = Path(tempfile.mkdtemp(prefix="atlas-big-"))
-    corpus = d / "corpus.txt"
-    corpus.write_text("\n".join(REAL_SENTENCES), encoding="utf-8")
-    model = make_random_llama(d / "model")
-    ids = {}
-    for name, spec, corp, extra in [("big", str(model), str(corpus), {}), ("minilm", "minilm", str(corpus), {}),
-                                    ("demo", "minilm", "demo", dict(max_tokens=600, layers="0,5"))]:
-        summary = run(RunConfig(model=spec, corpus=corp, cache=str(d / "store"), variants="translated",
-                                projections="pca", dims="2", workers=1, **extra))
-        assert summary.status["status"] == "complete"
-        ids[name] = summary.run_id
-    yield d / "store", ids
+    pca = dict(projections="pca", dims="2")
+    d, store, ids = _precompute_runs("atlas-big-", lambda d, corpus: [
+        ("big", str(make_random_llama(d / "model")), corpus, pca), ("minilm", "minilm", corpus, pca),
+        ("demo", "minilm", "demo", dict(pca, max_tokens=600, layers="0,5"))])
+    yield store, ids
     shutil.rmtree(d, ignore_errors=True)
 
 

@@ -36,17 +36,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(store_dir):
-    """The dashboard on ``store_dir`` in a thread: yields its base URL."""
+def serve_app(app):
+    """A Dash app served by werkzeug in a thread on a free loopback port: yields its base URL."""
     import logging
 
     from werkzeug.serving import make_server
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from app import create_app
-    srv = make_server("127.0.0.1", free_port(), create_app(store_dir).server, threaded=True)
+    srv = make_server("127.0.0.1", 0, app.server, threaded=True)   # port 0: the OS picks, no race
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}"
+    finally:
+        srv.shutdown()
+
+
+def serve(store_dir):
+    """The dashboard on ``store_dir`` in a thread: yields its base URL."""
+    from app import create_app
+    yield from serve_app(create_app(store_dir))
 
 
 # ------------------------------------------------------------------ the page

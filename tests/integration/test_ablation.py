@@ -20,19 +20,7 @@ TEXTS = ["The cat sat on the mat because it was tired.", "Where is the station?"
          "One, two, three: the list goes on."]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return load_model("minilm")
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    return load_model("smollm2")
-
-
-@pytest.fixture(scope="module")
-def dinov2():
-    return load_model("dinov2-small")
+# minilm, smollm2, dinov2: the session's packaged adapters (tests/integration/conftest.py)
 
 
 @pytest.fixture(scope="module")

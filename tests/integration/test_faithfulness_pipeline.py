@@ -116,7 +116,8 @@ SENTENCES = ["The cat sat on the mat because it was warm.", "Where did the troph
              "Paris is the capital of France and its largest city.", "One, two, three, four, five, six."]
 
 
-@pytest.mark.slow  # real minilm through the CLI three times: 59–88 s on the loaded 2-core test machine
+# real minilm through the CLI three times: 27 s in the parallel suite on the loaded 2-core machine (59–88 s
+# before UMAP's numba code was cached for the workers): no longer marked slow
 def test_old_store_rerun_adds_only_missing_figures_and_attention_layout(tmp_path, capsys):
     import json
 

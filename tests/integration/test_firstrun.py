@@ -293,6 +293,7 @@ def _background(cache) -> list:
     return [p] + p.children(recursive=True)
 
 
+@pytest.mark.slow  # two real `scripts/run.sh` starts: 56-86 s on the loaded 2-core machine
 def test_run_sh_serves_after_pca_and_the_background_stops_with_the_server(tmp_path):
     cache = tmp_path / "demo"
     port = _free_port()

@@ -71,19 +71,7 @@ def check_padding_invariant(adapter, batch) -> None:
 
 
 # ---------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def minilm():
-    return load_model("minilm")
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    return load_model("smollm2")
-
-
-@pytest.fixture(scope="module")
-def dinov2():
-    return load_model("dinov2-small")
+# minilm, smollm2, dinov2: the session's packaged adapters (tests/integration/conftest.py)
 
 
 @pytest.fixture(scope="module")

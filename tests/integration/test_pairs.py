@@ -57,10 +57,7 @@ def test_plain_text_hash_unchanged_and_pairs_hash_apart():
 
 
 # ---------------------------------------------------------------- model: encoded as a pair, faithfully
-@pytest.fixture(scope="module")
-def minilm():
-    from precompute.models import load_model
-    return load_model("minilm")
+# minilm: the session's packaged adapter (tests/integration/conftest.py)
 
 
 def test_minilm_encodes_a_pair_like_its_tokenizer(minilm):

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from bench.load import ROOT, DashClient, Gunicorn, HttpTransport, free_port
+from tests.integration.helpers import gunicorn_expecting_failure
 from tests.store_fixture import make_test_store
 
 RUN = "sec-run"
@@ -71,11 +72,8 @@ def session_client(g, s: requests.Session) -> DashClient:
 def test_users_file_must_hold_hashes(store, tmp_path, content, message):
     users = tmp_path / "users"
     users.write_text(content)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
-    env.update({"ATLAS_CACHE": str(store), "ATLAS_PORT": str(free_port()), "ATLAS_AUTH": "basic",
-                "ATLAS_USERS_FILE": str(users), "ATLAS_JOBS_DIR": str(tmp_path / "jobs")})
-    p = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "attention_atlas.wsgi:server"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=90)
+    p, _ = gunicorn_expecting_failure({"ATLAS_CACHE": str(store), "ATLAS_PORT": str(free_port()), "ATLAS_AUTH": "basic",
+                                       "ATLAS_USERS_FILE": str(users), "ATLAS_JOBS_DIR": str(tmp_path / "jobs")})
     out = p.stdout + p.stderr
     assert p.returncode != 0 and message in out and "Traceback" not in out, out[-2000:]
     assert "plain-password" not in out

@@ -18,6 +18,7 @@ import requests
 import yaml
 
 from bench.load import ROOT, DashClient, Gunicorn, HttpTransport, free_port
+from tests.integration.helpers import gunicorn_expecting_failure
 from tests.store_fixture import make_test_store
 
 RUN = "srv-text"
@@ -147,16 +148,8 @@ def test_one_log_line_per_request_without_secrets(server):
 
 # ------------------------------------------------------------------ settings errors
 def _start_expecting_failure(store, tmp_path, env_over: dict, drop=()):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
-    env.update({"ATLAS_CACHE": str(store), "ATLAS_HOST": "127.0.0.1", "ATLAS_PORT": str(free_port()),
-                "ATLAS_JOBS_DIR": str(tmp_path / "jobs"), "ATLAS_AUTH": "none"})
-    env.update(env_over)
-    for k in drop:
-        env.pop(k, None)
-    t0 = time.time()
-    p = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "attention_atlas.wsgi:server"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=90)
-    return p, time.time() - t0
+    return gunicorn_expecting_failure({"ATLAS_CACHE": str(store), "ATLAS_HOST": "127.0.0.1", "ATLAS_PORT": str(free_port()),
+                                       "ATLAS_JOBS_DIR": str(tmp_path / "jobs"), "ATLAS_AUTH": "none", **env_over}, drop)
 
 
 SETTINGS_ERRORS = [

@@ -44,6 +44,7 @@ ALLOWED = {
     ("bench/precompute.py", "load_qk"): (1, "bench: falls back to synthetic q/k"),
     # optional-feature probes
     ("precompute/executor.py", "worker_init"): (3, "threadpoolctl, numba, warm-up"),
+    ("precompute/executor.py", "cache_umap_numba"): (1, "numba's caching switch on umap's functions: an optimisation"),
     ("precompute/models/__init__.py", "_resolve_folder"): (1, "the local Hugging Face cache"),
     ("precompute/demo_images.py", "_skimage_images"): (1, "optional demo images"),
     ("precompute/demo_images.py", "_sklearn_images"): (1, "optional demo images"),

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
 
 from precompute.joint import transform_qk
 from precompute.metrics import attention_from_qk, distance_attention_spearman, trustworthiness
+from tests.helpers import direct_spearman
 
 
 def test_attention_rows_sum_to_one_and_causal_zeros():
@@ -42,21 +42,9 @@ def test_spearman_known_answers_and_per_input_average():
 
 
 def _loop_reference(q, k, idx, causal, scale, translate, norm_scale):
+    """The loop reference of tests/helpers.py on the transformed joint space, Euclidean distance."""
     qt, kt = transform_qk(q, k, translate, norm_scale)
-    per = []
-    for u in np.unique(idx):
-        rows = np.nonzero(idx == u)[0]
-        A = attention_from_qk(q[rows], k[rows], causal, scale)
-        vals = []
-        for i in range(len(rows)):
-            m = i + 1 if causal else len(rows)
-            if m < 3:
-                continue
-            d = np.linalg.norm(qt[rows[i]] - kt[rows[:m]], axis=1)
-            vals.append(spearmanr(d, A[i, :m]).statistic)
-        if vals:
-            per.append(np.mean(vals))
-    return np.mean(per)
+    return direct_spearman(q, k, idx, causal, scale, lambda i, j: np.linalg.norm(qt[i] - kt[j]))
 
 
 @pytest.mark.parametrize("causal", [False, True])
