@@ -183,7 +183,7 @@ def register(app, context):
                   State(ids.ANALYSIS_TAB, "value"), prevent_initial_call=True)
     def show(result, gate, mode, atab):
         run, = gate_fields(gate, "run")
-        if ctx.triggered_id == ids.GATE_ABLATION and not {"run", "tab"} & set(gate.get("changed") or ()):
+        if ctx.triggered_id == ids.GATE_ABLATION and not {"run", "tab"} & set((gate or {}).get("changed") or ()):
             return no_update, no_update, no_update, no_update  # only the head moved: the table is the run's
         if atab != "ablation" or not run:
             return no_update, no_update, no_update, no_update
