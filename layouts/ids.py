@@ -284,7 +284,7 @@ GATED_TABS = {"patterns": ("run", "layer", "head", "painted"), "related": ("run"
 # the detail panel's views (detail-tab values) are gated the same way (ids analysis-gate-<view>)
 GATED_DETAIL = {"sentence": ("run", "layer", "head", "token", "painted"),
                 "image": ("run", "layer", "head", "token", "painted"), "model": ("run", "token", "painted")}
-GATE_FIELDS = "analysis-gate-fields"  # GATED_TABS, for the browser's gate
+GATE_FIELDS = "analysis-gate-fields"  # GATED_TABS and GATED_DETAIL, for the browser's gate
 GATE_PATTERNS = analysis_gate("patterns")
 GATE_RELATED = analysis_gate("related")
 GATE_NEURON = analysis_gate("neuron")
