@@ -81,7 +81,9 @@ def build_app(cache_dir: str | os.PathLike | None = None, settings=None, embedda
 
     app = dash.Dash(__name__, assets_folder=str(assets_folder()), title="Attention Atlas", compress=True,
                     serve_locally=True, update_title=None, on_error=on_error,
-                    background_callback_manager=make_manager(settings))
+                    background_callback_manager=make_manager(settings),
+                    # the one renderer hook: assets/drawcost.js stamps when the Matrix View's figure is asked for
+                    hooks={"request_pre": "function (p) { if (window.atlasRequestPre) { window.atlasRequestPre(p); } }"})
     served = serving.install(app, settings, data, embeddable=embeddable)
     ctx = AppContext(settings=settings, data=data, auth=served.auth, watchdog=served.watchdog,
                      embeddable=bool(embeddable))

@@ -2,29 +2,17 @@
  * there with dash.ClientsideFunction(namespace="atlas_matrix", function_name="<name>"). */
 window.dash_clientside = window.dash_clientside || {};
 window.dash_clientside.atlas_matrix = Object.assign(window.dash_clientside.atlas_matrix || {}, {
-    /* the matrix's points are on screen (or 8 s passed): the flag the other views wait for,
-     * and the time of a full draw for the automatic level of detail */
+    /* the matrix's points are on screen (or 8 s passed): the flag the other views wait for */
     painted: function(fig, painted) {
+        if (painted) { return window.dash_clientside.no_update; }
         var t0 = performance.now();
         var x = fig && fig.data && fig.data[0] ? fig.data[0].x : undefined;
-        var n = 0;
-        if (fig && fig.data) {
-            for (var i = 0; i < fig.data.length; i++) {
-                var xi = fig.data[i].x;
-                if (xi && xi.bdata) { n += Math.floor(xi.bdata.length * 3 / 4 / 2); }
-                else if (xi && xi.length) { n += xi.length; }
-            }
-        }
         return new Promise(function(resolve) {
             function check() {
                 var g = document.querySelector('#matrix-graph .js-plotly-plot');
                 var drawn = g && g._fullLayout && g._fullData && (x === undefined || (g.data && g.data[0] && g.data[0].x === x));
                 if (drawn || performance.now() - t0 > 8000) {
-                    requestAnimationFrame(function() { setTimeout(function() {
-                        var ms = performance.now() - t0;
-                        var cost = (drawn && n >= 20000) ? {points: n, ms: ms} : window.dash_clientside.no_update;
-                        resolve([painted ? window.dash_clientside.no_update : true, cost]);
-                    }, 0); });
+                    requestAnimationFrame(function() { setTimeout(function() { resolve(true); }, 0); });
                 } else { setTimeout(check, 25); }
             }
             check();

@@ -421,12 +421,12 @@ def register(app, context):
             return sort_options()
 
     # Page load draws the Matrix View first and alone: the other views wait for this flag, set
-    # once the matrix's points are on screen (or after 8 s, whatever happened). The same check
-    # times every full draw (figure arrived → drawn) for the automatic level of detail.
+    # once the matrix's points are on screen (or after 8 s, whatever happened). The measured cost of
+    # each full draw, for the automatic level of detail, is written to LOD_COST by assets/drawcost.js.
     # (assets/clientside_matrix.js, as the hover text below)
     clientside_callback(
         ClientsideFunction(namespace="atlas_matrix", function_name="painted"),
-        Output(ids.MATRIX_PAINTED, "data"), Output(ids.LOD_COST, "data"), Input(ids.MATRIX_GRAPH, "figure"),
+        Output(ids.MATRIX_PAINTED, "data"), Input(ids.MATRIX_GRAPH, "figure"),
         State(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
 
     clientside_callback(
