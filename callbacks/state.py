@@ -1,12 +1,16 @@
 """One reducer keeps controls, clicks and the URL query string in sync.
 
-Triggered by the URL (first load, back/forward) it parses and validates the state and sets
-every control; triggered by a control or a click it updates the affected controls and
-writes the URL. Views listen to the controls, so only what changed is redrawn."""
+Triggered by the URL (first load, back/forward), a run switch, a layer or head-kind change, a
+click or a prev/next button, it parses or updates and validates the state, sets the controls
+that changed and writes the URL. Every other control (projection, colour, search, head, …)
+changes nothing but itself: its change goes straight to the views, and the browser writes the
+URL (assets/clientside_state.js, from the same field table) — so those views do not wait for a
+server round trip of this reducer first. Views listen to the controls, so only what changed is
+redrawn."""
 from __future__ import annotations
 
 import numpy as np
-from dash import Input, Output, State, ctx, no_update
+from dash import ClientsideFunction, Input, Output, State, clientside_callback, ctx, no_update
 
 from attention_atlas.dashboard_data import DataError
 from figures.runinfo import RunInfo, as_runinfo
@@ -19,6 +23,11 @@ from .common import VIEW_ERRORS, friendly, on, schemes_for
 _tog = (lambda v: ["on"] if v else [], on)
 # (URL key, component id, property, (to control, from control)) — derived from the one field table
 CONTROLS = [(f.key, f.component, f.prop, (f.to_control, f.from_control)) for f in FIELDS]
+# the controls whose change the reducer must see (it may change other controls: a run switch
+# revalidates the view, a layer of an encoder–decoder run picks its head kind and back); the
+# others are States here and the browser writes the URL for them
+REDUCED = ("run", "layer", "kind")
+BROWSER_WRITTEN = [(cid, prop) for key, cid, prop, _ in CONTROLS if key not in REDUCED and key != "token"]
 CLICKS = [ids.MATRIX_GRAPH, ids.SINGLE_GRAPH, ids.SENTENCE_GRAPH, ids.IMAGE_GRAPH, ids.MODEL_GRAPH]
 BUTTONS = [ids.PREV_HEAD_BTN, ids.NEXT_HEAD_BTN, ids.PREV_LAYER_BTN, ids.NEXT_LAYER_BTN]
 EXTRA_OUT = [(ids.RUN_SELECT, "options"), (ids.LAYER_SELECT, "options"), (ids.HEAD_SELECT, "options"),
@@ -173,22 +182,31 @@ def register(app, context):
                   Output(ids.MATRIX_NOTE, "children", allow_duplicate=True),
                   Output(ids.MSG_MATRIX, "children", allow_duplicate=True), Output(ids.MATRIX_META, "data", allow_duplicate=True)]
     outputs = [Output(cid, prop) for _, cid, prop, _ in CONTROLS] + [Output(c, p) for c, p in EXTRA_OUT] + matrix_out
-    inputs = ([Input(ids.URL, "search")] + [Input(cid, prop) for _, cid, prop, _ in CONTROLS]
+    inputs = ([Input(ids.URL, "search"), Input(ids.URL_POP, "data")]
+              + [Input(cid, prop) for key, cid, prop, _ in CONTROLS if key in REDUCED]
               + [Input(c, "clickData") for c in CLICKS] + [Input(b, "n_clicks") for b in BUTTONS])
     n_ctl = len(CONTROLS)
+    n_in = len(inputs) - 2
     MSG_URL = n_ctl + EXTRA_OUT.index((ids.MSG_URL, "children"))
 
-    @app.callback(outputs, inputs, State(ids.FOCUS_STORE, "data"), State(ids.RUN_SELECT, "options"), State(ids.BOOT_STORE, "data"),
+    @app.callback(outputs, inputs, *[State(cid, prop) for _, cid, prop, _ in CONTROLS],
+                  State(ids.FOCUS_STORE, "data"), State(ids.RUN_SELECT, "options"), State(ids.BOOT_STORE, "data"),
                   State(ids.MATRIX_META, "data"), State(ids.LAST_RUN, "data"), State(ids.LOD_COST, "data"),
                   prevent_initial_call="initial_duplicate")
-    def reduce_state(search, *args):
-        values = args[:n_ctl]
-        clicks = args[n_ctl:n_ctl + len(CLICKS)]
+    def reduce_state(search, popped, *args):
+        n_red = len(REDUCED)
+        clicks = args[n_red:n_red + len(CLICKS)]
+        values = args[n_in:n_in + n_ctl]   # every control's current value (the triggering one's new value)
         focus, run_options, booted, meta, last_run, cost = args[-6:]
         focus0 = focus
         trig = ctx.triggered_id
+        if trig == ids.URL_POP:  # back/forward to an entry the Location component already held
+            if isinstance(popped, dict) and isinstance(popped.get("search"), str):
+                search = popped["search"]
+            elif booted:
+                return [no_update] * len(outputs)
         current = {key: conv[1](v) for (key, _, _, conv), v in zip(CONTROLS, values)}
-        first = not booted or trig == ids.URL
+        first = not booted or trig in (ids.URL, ids.URL_POP)
         problems = []
         if first:
             state, problems = parse(search)
@@ -236,8 +254,6 @@ def register(app, context):
                 else:
                     l = min(len(layers) - 1, l + 1)
                 state["layer"], state["head"] = layers[l], heads[h]
-            elif trig == ids.TOKEN_STORE or trig == ids.SEARCH_INPUT:
-                pass
             # ----- encoder–decoder runs: one Matrix View grid per head kind (figures.encdec)
             from figures.encdec import grid_layers, resolve_kind
             if run.is_encdec:
@@ -344,3 +360,10 @@ def register(app, context):
         else:
             out += [no_update] * len(matrix_out)
         return out
+
+    # the URL for a control the reducer does not see (assets/clientside_state.js): no server call
+    clientside_callback(
+        ClientsideFunction(namespace="atlas_state", function_name="write_url"),
+        Output(ids.URL_WRITTEN, "data"), [Input(c, p) for c, p in BROWSER_WRITTEN],
+        [State(cid, prop) for key, cid, prop, _ in CONTROLS if (cid, prop) not in BROWSER_WRITTEN],
+        State(ids.STATE_FIELDS, "data"), State(ids.BOOT_STORE, "data"), prevent_initial_call=True)

@@ -251,6 +251,9 @@ SINGLE_INFO = "single-info"
 
 # ---------------------------------------------------------------- url
 URL = "url"
+URL_POP = "url-pop"            # {search, t}: written by assets/clientside_state.js on back/forward
+URL_WRITTEN = "url-written"    # the query string the browser last wrote for a control change
+STATE_FIELDS = "state-fields"  # figures/urlstate's field table, for the browser's URL writer
 
 # ---------------------------------------------------------------- analysis tabs: one body per tab value
 ANALYSIS_TABS = FIELD["atab"].choices

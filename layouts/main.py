@@ -6,7 +6,7 @@ from dash import dcc, html
 
 from figures.colors import TEXT_SCHEMES
 from figures.sentence import PAIR_FILTERS
-from figures.urlstate import DEFAULTS
+from figures.urlstate import DEFAULTS, FIELDS
 from layouts import export
 from layouts.analysis import analysis_panel
 from layouts import ids
@@ -188,6 +188,9 @@ def detail_panel():
 def layout():
     return html.Div(className="page", children=[
         dcc.Location(id=ids.URL, refresh=False),
+        dcc.Store(id=ids.URL_POP, data=None),
+        dcc.Store(id=ids.URL_WRITTEN, data=None),
+        dcc.Store(id=ids.STATE_FIELDS, data=[[f.key, f.component, f.prop, f.default, f.kind] for f in FIELDS]),
         dcc.Store(id=ids.TOKEN_STORE, data=None),
         dcc.Store(id=ids.FOCUS_STORE, data=None),
         dcc.Store(id=ids.MATRIX_META, data=None),

@@ -286,3 +286,39 @@ def test_matrix_picture_first_then_interactive(server, driver):
     open_url(driver, base, f"?run={TEXT}&preview=0")
     assert driver.execute_script("return document.getElementById('matrix-preview') === null")
     collect_logs(driver)
+
+
+def test_controls_write_the_url_in_the_browser_and_back_restores(server, driver):
+    """A control the server reducer does not need (colour, projection, search, head, …) goes straight
+    to its views: the browser writes the URL with the serialiser of figures/urlstate (same text), no
+    reducer call comes first, and back/forward restores the view."""
+    from figures.urlstate import FIELDS, parse, serialise
+    from tests.browser.helpers import record_calls, recorded_calls
+    base, _ = server
+    open_url(driver, base, f"?run={TEXT}&layer=1&head=1")
+    before = driver.current_url
+    record_calls(driver)
+    pick(driver, "color-select", "token frequency")
+    wait_idle(driver)
+    calls = [c[0] for c in recorded_calls(driver)]
+    assert calls and not any("run-select.value" in c for c in calls), calls  # the reducer was not called
+    assert "color=" in driver.current_url and driver.current_url != before
+    with_colour = driver.current_url
+    # the browser's serialiser writes what the server's does
+    fields = [[f.key, f.component, f.prop, f.default, f.kind] for f in FIELDS]
+    for q in ("", f"?run={TEXT}&rho=1&minw=0.35&q=the+cat%2Fé%26x%3Dy&regex=1&translate=0&hide=%5BCLS%5D,%5BSEP%5D",
+              "?proj=pca&dim=3&lod=250&sort=fig%3Apicture%3Apca%3A2&token=17&sheads=1,3&pair=ab&kind=cross"):
+        state, problems = parse(q)
+        assert not problems
+        js = driver.execute_script("return window.dash_clientside.atlas_state._serialise(arguments[0], arguments[1])",
+                                   fields, state)
+        assert js == serialise(state), (q, js, serialise(state))
+    # back: the colour of the URL before; forward: the colour again
+    driver.back()
+    wait(driver, "return !window.location.search.includes('color=')", 10, "back")
+    wait(driver, "return document.getElementById('color-legend').innerText.includes('query')", 10, "qk legend again")
+    driver.forward()
+    wait(driver, "return window.location.search.includes('color=')", 10, "forward")
+    wait(driver, "return !document.getElementById('color-legend').innerText.includes('query')", 10, "colour again")
+    assert driver.current_url == with_colour
+    collect_logs(driver)

@@ -1,0 +1,58 @@
+/* Clientside callbacks of the view state (callbacks/state.py): window.dash_clientside.atlas_state.<name>, referenced
+ * there with dash.ClientsideFunction(namespace="atlas_state", function_name="<name>"). */
+window.dash_clientside = window.dash_clientside || {};
+window.dash_clientside.atlas_state = Object.assign(window.dash_clientside.atlas_state || {}, {
+    /* a control value -> its state value: Field.from_control of figures/urlstate.py */
+    _from_control: function(f, v) {
+        var key = f[0], comp = f[1], dflt = f[3], kind = f[4];
+        if (kind === 'toggle') { return !!v && v.indexOf('on') >= 0; }
+        if (kind === 'csv') { return (v || []).slice().sort().join(','); }
+        if (kind === 'str' && dflt === '') { return v || ''; }
+        if (kind === 'float01') {
+            if (dflt === 0) { return Number(v || 0); }
+            return (v === null || v === undefined || v === '') ? dflt : Number(v);
+        }
+        if ((kind === 'nonneg' || kind === 'int') && /-input$/.test(comp)) {
+            return (v === null || v === undefined || v === '') ? dflt : Math.trunc(Number(v));
+        }
+        if (kind === 'choice' && typeof dflt === 'number') {
+            return (v === null || v === undefined) ? dflt : Math.trunc(Number(v));
+        }
+        return v === undefined ? null : v;
+    },
+    /* state -> '?k=v&…' with only the values that differ from the defaults: urlstate.serialise */
+    _serialise: function(fields, state) {
+        var q = new URLSearchParams();
+        fields.forEach(function(f) {
+            var key = f[0], kind = f[4], v = state[key];
+            if (v === null || v === undefined || v === f[3]) { return; }
+            if (typeof v === 'boolean') { v = v ? '1' : '0'; }
+            else if (kind === 'float01' && Number.isInteger(v)) { v = v.toFixed(1); }  // Python's str(1.0)
+            q.append(key, String(v));
+        });
+        var s = q.toString();
+        return s ? '?' + s : '';
+    },
+    /* a control the server reducer does not see changed: write the URL here (a history entry, as
+     * the Location component makes for the reducer's changes) — no server round trip */
+    write_url: function() {
+        var ns = window.dash_clientside.atlas_state, nu = window.dash_clientside.no_update;
+        var n = arguments.length, fields = arguments[n - 2], booted = arguments[n - 1];
+        if (!booted || !fields) { return nu; }
+        var cc = window.dash_clientside.callback_context, vals = Object.assign({}, cc.inputs || {}, cc.states || {});
+        var state = {};
+        fields.forEach(function(f) { state[f[0]] = ns._from_control(f, vals[f[1] + '.' + f[2]]); });
+        var search = ns._serialise(fields, state);
+        if (search !== window.location.search) {
+            window.history.pushState({}, '', window.location.pathname + search + window.location.hash);
+        }
+        return search;
+    }
+});
+/* back/forward: the Location component tells the reducer only when the entry differs from the last
+ * URL it wrote itself; entries written above would go unseen, so every pop is passed on (url-pop) */
+window.addEventListener('popstate', function() {
+    if (window.dash_clientside && window.dash_clientside.set_props) {
+        window.dash_clientside.set_props('url-pop', {data: {search: window.location.search, t: Date.now()}});
+    }
+});
