@@ -33,6 +33,27 @@ window.dash_clientside.atlas_state = Object.assign(window.dash_clientside.atlas_
         var s = q.toString();
         return s ? '?' + s : '';
     },
+    /* prev/next head (wraps) and prev/next layer (stops at the ends), from the menus' options:
+     * the order callbacks/state.py's reducer used */
+    step: function(ph, nh, pl, nl, layer, layerOpts, head, headOpts) {
+        var nu = window.dash_clientside.no_update;
+        var trig = (window.dash_clientside.callback_context.triggered_id || '');
+        var layers = (layerOpts || []).map(function(o) { return o.value; });
+        var heads = (headOpts || []).map(function(o) { return o.value; });
+        if (!layers.length || !heads.length) { return [nu, nu]; }
+        var h = Math.max(0, heads.indexOf(head)), l = Math.max(0, layers.indexOf(layer));
+        if (trig === 'prev-head-btn') { h = (h - 1 + heads.length) % heads.length; }
+        else if (trig === 'next-head-btn') { h = (h + 1) % heads.length; }
+        else if (trig === 'prev-layer-btn') { l = Math.max(0, l - 1); }
+        else if (trig === 'next-layer-btn') { l = Math.min(layers.length - 1, l + 1); }
+        else { return [nu, nu]; }
+        return [layers[l] === layer ? nu : layers[l], heads[h] === head ? nu : heads[h]];
+    },
+    /* an encoder–decoder run's Matrix View shows the grid of the open layer's head kind */
+    kind_of_layer: function(layer, kind, kinds) {
+        var k = kinds ? kinds[String(layer)] : undefined;
+        return (k && k !== kind) ? k : window.dash_clientside.no_update;
+    },
     /* a control the server reducer does not see changed: write the URL here (a history entry, as
      * the Location component makes for the reducer's changes) — no server round trip */
     write_url: function() {

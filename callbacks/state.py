@@ -24,9 +24,11 @@ _tog = (lambda v: ["on"] if v else [], on)
 # (URL key, component id, property, (to control, from control)) — derived from the one field table
 CONTROLS = [(f.key, f.component, f.prop, (f.to_control, f.from_control)) for f in FIELDS]
 # the controls whose change the reducer must see (it may change other controls: a run switch
-# revalidates the view, a layer of an encoder–decoder run picks its head kind and back); the
-# others are States here and the browser writes the URL for them
-REDUCED = ("run", "layer", "kind")
+# revalidates the view, a head kind of an encoder–decoder run opens a layer of that kind); the
+# others are States here and the browser writes the URL for them. The browser also steps through
+# heads and layers (prev/next buttons) and makes the head kind follow the layer
+# (assets/clientside_state.js; the run's layer kinds come in LAYER_KINDS)
+REDUCED = ("run", "kind")
 BROWSER_WRITTEN = [(cid, prop) for key, cid, prop, _ in CONTROLS if key not in REDUCED and key != "token"]
 CLICKS = [ids.MATRIX_GRAPH, ids.SINGLE_GRAPH, ids.SENTENCE_GRAPH, ids.IMAGE_GRAPH, ids.MODEL_GRAPH]
 BUTTONS = [ids.PREV_HEAD_BTN, ids.NEXT_HEAD_BTN, ids.PREV_LAYER_BTN, ids.NEXT_LAYER_BTN]
@@ -34,7 +36,7 @@ EXTRA_OUT = [(ids.RUN_SELECT, "options"), (ids.LAYER_SELECT, "options"), (ids.HE
              (ids.COLOR_SELECT, "options"), (ids.DETAIL_TAB, "options"), (ids.PROJECTION_SELECT, "options"),
              (ids.DIM_SELECT, "options"), (ids.KIND_SELECT, "options"), (ids.KIND_CTL, "style"), (ids.FOCUS_STORE, "data"),
              (ids.URL, "search"), (ids.MSG_URL, "children"), (ids.RUN_INFO, "children"), (ids.BOOT_STORE, "data"),
-             (ids.LAST_RUN, "data")]
+             (ids.LAST_RUN, "data"), (ids.LAYER_KINDS, "data")]
 PROJ_LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA", "attn-umap": "attention graph (UMAP)",
                "attn-tsne": "attention graph (t-SNE)"}
 
@@ -88,6 +90,15 @@ def held_projections(run: RunInfo) -> list[str]:
 def resolve_view_projection(run: RunInfo, proj: str | None) -> str:
     held = held_projections(run)
     return proj if proj in held else held[0]
+
+
+def layer_kinds(run: RunInfo) -> dict | None:
+    """{layer: head kind} of an encoder–decoder run (the grid a layer belongs to), None for others."""
+    from figures.encdec import kinds_of
+    kinds = kinds_of(run)
+    if not kinds:
+        return None
+    return {str(l): run.layer_kind(l) for l in run.layers if run.layer_kind(l) in kinds}
 
 
 def _apply_click(data, state, trig, click, focus, meta=None):
@@ -184,7 +195,7 @@ def register(app, context):
     outputs = [Output(cid, prop) for _, cid, prop, _ in CONTROLS] + [Output(c, p) for c, p in EXTRA_OUT] + matrix_out
     inputs = ([Input(ids.URL, "search"), Input(ids.URL_POP, "data")]
               + [Input(cid, prop) for key, cid, prop, _ in CONTROLS if key in REDUCED]
-              + [Input(c, "clickData") for c in CLICKS] + [Input(b, "n_clicks") for b in BUTTONS])
+              + [Input(c, "clickData") for c in CLICKS])
     n_ctl = len(CONTROLS)
     n_in = len(inputs) - 2
     MSG_URL = n_ctl + EXTRA_OUT.index((ids.MSG_URL, "children"))
@@ -241,26 +252,13 @@ def register(app, context):
                 focus = None
             if trig in CLICKS:
                 focus = _apply_click(data, state, trig, clicks[CLICKS.index(trig)], focus, meta)
-            elif trig in BUTTONS:
-                heads, layers = list(run.heads), list(run.layers)
-                h = heads.index(state["head"]) if state["head"] in heads else 0
-                l = layers.index(state["layer"]) if state["layer"] in layers else 0
-                if trig == ids.PREV_HEAD_BTN:
-                    h = (h - 1) % len(heads)
-                elif trig == ids.NEXT_HEAD_BTN:
-                    h = (h + 1) % len(heads)
-                elif trig == ids.PREV_LAYER_BTN:
-                    l = max(0, l - 1)
-                else:
-                    l = min(len(layers) - 1, l + 1)
-                state["layer"], state["head"] = layers[l], heads[h]
             # ----- encoder–decoder runs: one Matrix View grid per head kind (figures.encdec)
             from figures.encdec import grid_layers, resolve_kind
             if run.is_encdec:
                 if trig == ids.KIND_SELECT and state["layer"] in run.layers \
                         and run.layer_kind(state["layer"]) != state["kind"] and grid_layers(run, state["kind"]):
                     state["layer"] = grid_layers(run, state["kind"])[0]   # open a head of the grid shown
-                elif trig in (ids.LAYER_SELECT, *BUTTONS) or (first and state["kind"] == "auto"):
+                elif first and state["kind"] == "auto":
                     state["kind"] = resolve_kind(run, None, state["layer"])
                 state["kind"] = resolve_kind(run, state["kind"], state["layer"])
             else:
@@ -352,6 +350,7 @@ def register(app, context):
         out.append(info)
         out.append(True)
         out.append(state["run"] if state["run"] != last_run else no_update)
+        out.append(layer_kinds(run) if opts_needed else no_update)
         if first:
             out += list(matrix_outputs(data, state["run"], state["proj"], _tog[0](state["translate"]),
                                        _tog[0](state["scaled"]), state["lod"], state["sort"], state["rho"],
@@ -360,6 +359,17 @@ def register(app, context):
         else:
             out += [no_update] * len(matrix_out)
         return out
+
+    # prev/next head and layer, and the head kind that follows the layer: in the browser
+    clientside_callback(
+        ClientsideFunction(namespace="atlas_state", function_name="step"),
+        Output(ids.LAYER_SELECT, "value", allow_duplicate=True), Output(ids.HEAD_SELECT, "value", allow_duplicate=True),
+        [Input(b, "n_clicks") for b in BUTTONS], State(ids.LAYER_SELECT, "value"), State(ids.LAYER_SELECT, "options"),
+        State(ids.HEAD_SELECT, "value"), State(ids.HEAD_SELECT, "options"), prevent_initial_call=True)
+    clientside_callback(
+        ClientsideFunction(namespace="atlas_state", function_name="kind_of_layer"),
+        Output(ids.KIND_SELECT, "value", allow_duplicate=True), Input(ids.LAYER_SELECT, "value"),
+        State(ids.KIND_SELECT, "value"), State(ids.LAYER_KINDS, "data"), prevent_initial_call=True)
 
     # the URL for a control the reducer does not see (assets/clientside_state.js): no server call
     clientside_callback(

@@ -304,6 +304,21 @@ def test_controls_write_the_url_in_the_browser_and_back_restores(server, driver)
     assert calls and not any("run-select.value" in c for c in calls), calls  # the reducer was not called
     assert "color=" in driver.current_url and driver.current_url != before
     with_colour = driver.current_url
+    # prev/next head and layer step in the browser too: the views are the first calls
+    record_calls(driver)
+    driver.find_element(By.ID, "next-head-btn").click()
+    wait(driver, gd_js("single-graph", "g._fullLayout.title.text.startsWith('L1 H2')"), 10, "next head")
+    driver.find_element(By.ID, "prev-layer-btn").click()
+    wait(driver, gd_js("single-graph", "g._fullLayout.title.text.startsWith('L0 H2')"), 10, "previous layer")
+    driver.find_element(By.ID, "prev-layer-btn").click()  # stops at the first layer
+    wait_idle(driver)
+    calls = [c[0] for c in recorded_calls(driver)]
+    assert calls and not any("run-select.value" in c for c in calls), calls
+    assert "layer=" not in driver.current_url and "head=2" in driver.current_url
+    driver.back()
+    driver.back()  # before the steps: layer 1, head 1, the colour
+    wait(driver, gd_js("single-graph", "g._fullLayout.title.text.startsWith('L1 H1')"), 10, "back to L1 H1")
+    assert driver.current_url == with_colour
     # the browser's serialiser writes what the server's does
     fields = [[f.key, f.component, f.prop, f.default, f.kind] for f in FIELDS]
     for q in ("", f"?run={TEXT}&rho=1&minw=0.35&q=the+cat%2Fé%26x%3Dy&regex=1&translate=0&hide=%5BCLS%5D,%5BSEP%5D",

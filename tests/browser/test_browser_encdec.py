@@ -157,6 +157,18 @@ def test_kind_switch_changes_grid_and_url(bart_server, bart_run, driver):
     assert driver.execute_script(gd_js("matrix-graph", "g.layout.yaxis.ticktext")) == [f"L{l}" for l in enc]
     assert driver.execute_script(gd_js("matrix-graph", "g._fullData[0].x.length")) == \
         len(enc) * len(m["heads"]) * 2 * len(src["text"])
+    # the open layer picks its grid (in the browser): stepping past the last encoder layer shows the next kind's
+    nxt = m["layers"][m["layers"].index(enc[-1]) + 1]
+    kind = m["model"]["attention"][nxt]["kind"]
+    assert kind != "encoder"
+    open_url(driver, bart_server, f"?run={run_id}&layer={enc[-1]}&proj=pca")
+    assert "kind=encoder" in driver.execute_script("return location.search")
+    driver.find_element(By.ID, "next-layer-btn").click()
+    wait(driver, f"return location.search.indexOf('kind={kind}') >= 0 && location.search.indexOf('layer={nxt}') >= 0",
+         30, "the grid of the next layer's kind")
+    wait_idle(driver)
+    assert driver.execute_script(gd_js("matrix-graph", "g.layout.yaxis.ticktext")) == \
+        [f"L{l}" for l in m["layers"] if m["model"]["attention"][l]["kind"] == kind]
     # the rollout tab of an encoder–decoder run: the encoder stack, and one line saying why
     driver.find_element(By.CSS_SELECTOR, "#analysis-tab input[value='rollout']").click()
     wait(driver, "var e = document.getElementById('rollout-info'); return e && e.innerText.indexOf('cannot be "
