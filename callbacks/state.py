@@ -1,12 +1,12 @@
 """One reducer keeps controls, clicks and the URL query string in sync.
 
-Triggered by the URL (first load, back/forward), a run switch, a layer or head-kind change, a
-click or a prev/next button, it parses or updates and validates the state, sets the controls
-that changed and writes the URL. Every other control (projection, colour, search, head, …)
-changes nothing but itself: its change goes straight to the views, and the browser writes the
-URL (assets/clientside_state.js, from the same field table) — so those views do not wait for a
-server round trip of this reducer first. Views listen to the controls, so only what changed is
-redrawn."""
+Triggered by the URL (first load, back/forward), a run switch, a head-kind change or a click on
+a graph, it parses or updates and validates the state, sets the controls that changed and writes
+the URL. Every other control (projection, colour, search, layer, head, …) changes nothing but
+itself: its change goes straight to the views, and the browser writes the URL
+(assets/clientside_state.js, from the same field table), steps prev/next head and layer and makes
+the head kind follow the layer — so those views do not wait for a server round trip of this
+reducer first. Views listen to the controls, so only what changed is redrawn."""
 from __future__ import annotations
 
 import numpy as np
