@@ -33,6 +33,24 @@ window.dash_clientside.atlas_state = Object.assign(window.dash_clientside.atlas_
         var s = q.toString();
         return s ? '?' + s : '';
     },
+    /* a click on the Matrix View's points opens that head with that token selected (the Sentence
+     * View's focus cleared), as figures/matrix.MatrixData.point_to_head maps it; a click on an overlay
+     * point (trace 1-3) goes to the server reducer (matrix-click) */
+    open_head: function(click, meta, layer, head, token, focus) {
+        var nu = window.dash_clientside.no_update, none = [nu, nu, nu, nu, nu];
+        if (!click || !click.points || !click.points.length || !meta) { return none; }
+        var pt = click.points[0], c = pt.curveNumber || 0;
+        var p = pt.pointNumber !== undefined ? pt.pointNumber : pt.pointIndex;
+        if (c !== 0 || !meta.shown || !meta.pt) { return [nu, nu, nu, nu, {click: click, t: Date.now()}]; }
+        var off = meta.offsets || [];
+        if (p === undefined || p === null || p < 0 || !off.length || p >= off[off.length - 1]) { return none; }
+        var lo = 0, hi = off.length - 1;
+        while (hi - lo > 1) { var mid = (lo + hi) >> 1; if (off[mid] <= p) { lo = mid; } else { hi = mid; } }
+        var lh = meta.shown[lo], tok = meta.pt[p - off[lo]];
+        if (!lh || tok === undefined) { return none; }
+        return [lh[0] === layer ? nu : lh[0], lh[1] === head ? nu : lh[1], tok === token ? nu : tok,
+                focus === null ? nu : null, nu];
+    },
     /* prev/next head (wraps) and prev/next layer (stops at the ends), from the menus' options:
      * the order callbacks/state.py's reducer used */
     step: function(ph, nh, pl, nl, layer, layerOpts, head, headOpts) {

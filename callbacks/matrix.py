@@ -195,6 +195,8 @@ def search_count(d, tokens_n) -> str:
 def _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, token, kind=None):
     md = d["md"]
     return {"offsets": md.offsets.tolist(), "heads": [cell_hover(md, l, h) for l, h in md.shown],
+            # point -> (layer, head, token) of a click, in the browser (assets/clientside_state.js)
+            "shown": [[int(l), int(h)] for l, h in md.shown], "pt": md.pt_tok.astype(int).tolist(),
             "key": matrix_key(run, proj, translate, scaled, lod, sort, rho, kind), "scheme": d["scheme"],
             **_roles(md, d["hits"], d["selection"], d["token"]),
             "q": [query or "", on(regex)], "n": int(len(md.x)), "run": run, "lod": lod,

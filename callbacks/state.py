@@ -29,8 +29,12 @@ CONTROLS = [(f.key, f.component, f.prop, (f.to_control, f.from_control)) for f i
 # heads and layers (prev/next buttons) and makes the head kind follow the layer
 # (assets/clientside_state.js; the run's layer kinds come in LAYER_KINDS)
 REDUCED = ("run", "kind")
-BROWSER_WRITTEN = [(cid, prop) for key, cid, prop, _ in CONTROLS if key not in REDUCED and key != "token"]
+BROWSER_WRITTEN = [(cid, prop) for key, cid, prop, _ in CONTROLS if key not in REDUCED]
 CLICKS = [ids.MATRIX_GRAPH, ids.SINGLE_GRAPH, ids.SENTENCE_GRAPH, ids.IMAGE_GRAPH, ids.MODEL_GRAPH]
+# a click on the Matrix View's points opens its head in the browser (the matrix meta maps a point to
+# its head and token); a click on an overlay point (search hit, selected input) comes here through
+# MATRIX_CLICK, as the server knows the overlays' layout
+CLICK_INPUTS = [(ids.MATRIX_CLICK, "data")] + [(c, "clickData") for c in CLICKS[1:]]
 BUTTONS = [ids.PREV_HEAD_BTN, ids.NEXT_HEAD_BTN, ids.PREV_LAYER_BTN, ids.NEXT_LAYER_BTN]
 EXTRA_OUT = [(ids.RUN_SELECT, "options"), (ids.LAYER_SELECT, "options"), (ids.HEAD_SELECT, "options"),
              (ids.COLOR_SELECT, "options"), (ids.DETAIL_TAB, "options"), (ids.PROJECTION_SELECT, "options"),
@@ -195,7 +199,7 @@ def register(app, context):
     outputs = [Output(cid, prop) for _, cid, prop, _ in CONTROLS] + [Output(c, p) for c, p in EXTRA_OUT] + matrix_out
     inputs = ([Input(ids.URL, "search"), Input(ids.URL_POP, "data")]
               + [Input(cid, prop) for key, cid, prop, _ in CONTROLS if key in REDUCED]
-              + [Input(c, "clickData") for c in CLICKS])
+              + [Input(c, p) for c, p in CLICK_INPUTS])
     n_ctl = len(CONTROLS)
     n_in = len(inputs) - 2
     MSG_URL = n_ctl + EXTRA_OUT.index((ids.MSG_URL, "children"))
@@ -206,11 +210,14 @@ def register(app, context):
                   prevent_initial_call="initial_duplicate")
     def reduce_state(search, popped, *args):
         n_red = len(REDUCED)
-        clicks = args[n_red:n_red + len(CLICKS)]
+        clicks = list(args[n_red:n_red + len(CLICKS)])
+        clicks[0] = clicks[0].get("click") if isinstance(clicks[0], dict) else None  # MATRIX_CLICK: {click, t}
         values = args[n_in:n_in + n_ctl]   # every control's current value (the triggering one's new value)
         focus, run_options, booted, meta, last_run, cost = args[-6:]
         focus0 = focus
         trig = ctx.triggered_id
+        if trig == ids.MATRIX_CLICK:
+            trig = ids.MATRIX_GRAPH
         if trig == ids.URL_POP:  # back/forward to an entry the Location component already held
             if isinstance(popped, dict) and isinstance(popped.get("search"), str):
                 search = popped["search"]
@@ -359,6 +366,15 @@ def register(app, context):
         else:
             out += [no_update] * len(matrix_out)
         return out
+
+    # a click on the Matrix View's points: its head and token, in the browser
+    clientside_callback(
+        ClientsideFunction(namespace="atlas_state", function_name="open_head"),
+        Output(ids.LAYER_SELECT, "value", allow_duplicate=True), Output(ids.HEAD_SELECT, "value", allow_duplicate=True),
+        Output(ids.TOKEN_STORE, "data", allow_duplicate=True), Output(ids.FOCUS_STORE, "data", allow_duplicate=True),
+        Output(ids.MATRIX_CLICK, "data"), Input(ids.MATRIX_GRAPH, "clickData"), State(ids.MATRIX_META, "data"),
+        State(ids.LAYER_SELECT, "value"), State(ids.HEAD_SELECT, "value"), State(ids.TOKEN_STORE, "data"),
+        State(ids.FOCUS_STORE, "data"), prevent_initial_call=True)
 
     # prev/next head and layer, and the head kind that follows the layer: in the browser
     clientside_callback(

@@ -253,6 +253,7 @@ SINGLE_INFO = "single-info"
 URL = "url"
 URL_POP = "url-pop"            # {search, t}: written by assets/clientside_state.js on back/forward
 URL_WRITTEN = "url-written"    # the query string the browser last wrote for a control change
+MATRIX_CLICK = "matrix-click"  # a click on a Matrix View overlay point, for the server reducer
 LAYER_KINDS = "layer-kinds"    # {layer: head kind} of an encoder–decoder run shown (None for others)
 STATE_FIELDS = "state-fields"  # figures/urlstate's field table, for the browser's URL writer
 

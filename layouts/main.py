@@ -191,6 +191,7 @@ def layout():
         dcc.Store(id=ids.URL_POP, data=None),
         dcc.Store(id=ids.URL_WRITTEN, data=None),
         dcc.Store(id=ids.LAYER_KINDS, data=None),
+        dcc.Store(id=ids.MATRIX_CLICK, data=None),
         dcc.Store(id=ids.STATE_FIELDS, data=[[f.key, f.component, f.prop, f.default, f.kind] for f in FIELDS]),
         dcc.Store(id=ids.TOKEN_STORE, data=None),
         dcc.Store(id=ids.FOCUS_STORE, data=None),

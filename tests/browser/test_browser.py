@@ -38,6 +38,8 @@ def test_click_head_opens_single_view(server, driver):
     open_url(driver, base, f"?run={TEXT}")
     per_head = driver.execute_script(gd_js("matrix-graph", "g._fullData[0].x.length")) // 12
     target = 6 * per_head + 2 * (per_head // 8)  # a query point (even: points alternate query, key) of L1 H2
+    from tests.browser.helpers import record_calls, recorded_calls
+    record_calls(driver)
     click_matrix_point(driver, target)
     wait(driver, "return document.querySelector('#head-select').innerText.includes('H2') && "
                  "document.querySelector('#layer-select').innerText.includes('L1')", 10, "head L1 H2 selected")
@@ -46,6 +48,10 @@ def test_click_head_opens_single_view(server, driver):
     assert title.startswith("L1 H2")
     assert "selected:" in text_of(driver, "single-info")  # the clicked token became the selected query
     assert "L1" in driver.current_url or "layer=1" in driver.current_url
+    assert "token=" in driver.current_url
+    # the point -> head map ran in the browser: the views were the first server calls
+    calls = [c[0] for c in recorded_calls(driver)]
+    assert calls and not any("run-select.value" in c for c in calls), calls
     # keyboard: → moves to the next head, ↓ to the next layer
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
     wait(driver, gd_js("single-graph", "g._fullLayout.title.text.startsWith('L1 H3')"), 10, "→ to L1 H3")
