@@ -75,10 +75,14 @@ def _fmt(v) -> str:
 MAX_TABLE_ROWS = 80
 
 
-def scores_table(rp, order_by: str, selected=None, max_rows: int = MAX_TABLE_ROWS) -> html.Div:
-    """The heads' scores ranked by ``order_by`` (n/a last): every head up to ``max_rows``, else the
-    top ``max_rows`` plus the selected head; the selected head highlighted. Rows carry
-    data-head="l:h", cells data-score="<pattern>" (tests and readers)."""
+def scores_table_html(rp, order_by: str, selected=None, max_rows: int = MAX_TABLE_ROWS) -> tuple[str, str]:
+    """(caption, table HTML) of the heads' scores ranked by ``order_by`` (n/a last): every head up
+    to ``max_rows``, else the top ``max_rows`` plus the selected head; the selected head
+    highlighted. Rows carry data-head="l:h", cells data-score="<pattern>" (tests and readers).
+    Every text is escaped. One HTML string, not one Dash component per cell: the browser's Dash
+    renderer pays per mounted component on every store update (733 new components cost 2.2 s of
+    main thread on a run switch, bench/RESULTS.md session 13)."""
+    from html import escape
     from analysis.patterns import SHORT
     heads = sorted(rp.heads, key=lambda h: (rp.scores[h].get(order_by) is None,
                                             -(rp.scores[h].get(order_by) or 0.0), h))
@@ -86,26 +90,33 @@ def scores_table(rp, order_by: str, selected=None, max_rows: int = MAX_TABLE_ROW
     shown = heads[:max_rows]
     if sel in heads and sel not in shown:
         shown = shown + [sel]
-    th = {"padding": "2px 8px", "position": "sticky", "top": 0, "background": "#fff"}
-    left = {"textAlign": "left", "padding": "1px 8px"}
-    bold = {"fontWeight": 700}
-    head_row = html.Tr([html.Th("head", style={**th, "textAlign": "left"}),
-                        html.Th("dominant", style={**th, "textAlign": "left"})]
-                       + [html.Th(SHORT[p], style={**th, "color": "#000" if p == order_by else "#555"}) for p in PATTERNS])
-    body = []
+    th = "padding:2px 8px;position:sticky;top:0;background:#fff"
+    left = "text-align:left;padding:1px 8px"
+    out = [f'<table id="{ids.PATTERNS_TABLE_EL}" style="border-collapse:collapse;font-size:12px;width:100%;'
+           'text-align:right;font-variant-numeric:tabular-nums"><thead><tr>',
+           f'<th style="{th};text-align:left">head</th><th style="{th};text-align:left">dominant</th>']
+    out += [f'<th style="{th};color:{"#000" if p == order_by else "#555"}">{escape(SHORT[p])}</th>' for p in PATTERNS]
+    out.append("</tr></thead><tbody>")
     for h in shown:
         s = rp.scores[h]
         dom = rp.dominant(*h)
         is_sel = tuple(h) == sel
-        body.append(html.Tr(**{"data-head": f"{h[0]}:{h[1]}"}, style={"background": "#fff3cd"} if is_sel else None,
-                            children=[html.Td(f"L{h[0]} H{h[1]}", style={**left, **bold} if is_sel else left),
-                                      html.Td(describe(*dom) if dom else "", style=left)]
-                            + [html.Td(_fmt(s.get(p)), **{"data-score": p}, style=bold if p == order_by else None)
-                               for p in PATTERNS]))
+        out.append(f'<tr data-head="{h[0]}:{h[1]}"' + (' style="background:#fff3cd"' if is_sel else "") + ">")
+        out.append(f'<td style="{left}' + (';font-weight:700' if is_sel else "") + f'">L{h[0]} H{h[1]}</td>')
+        out.append(f'<td style="{left}">{escape(describe(*dom)) if dom else ""}</td>')
+        out += [f'<td data-score="{p}"' + (' style="font-weight:700"' if p == order_by else "") + f">{_fmt(s.get(p))}</td>"
+                for p in PATTERNS]
+        out.append("</tr>")
+    out.append("</tbody></table>")
     caption = (f"all {len(heads)} heads, ranked by {LABELS[order_by]}" if len(shown) >= len(heads) else
                f"top {max_rows} of {len(heads)} heads by {LABELS[order_by]}"
                + (" + the selected head" if len(shown) > max_rows else "") + " (the map shows every head)")
+    return caption, "".join(out)
+
+
+def scores_table(rp, order_by: str, selected=None, max_rows: int = MAX_TABLE_ROWS) -> html.Div:
+    """The scores table (``scores_table_html``) as two components: its caption and one Markdown
+    component holding the table."""
+    caption, table = scores_table_html(rp, order_by, selected, max_rows)
     return html.Div([html.Div(caption, className="note"),
-                     html.Table([html.Thead(head_row), html.Tbody(body)], id=ids.PATTERNS_TABLE_EL,
-                                style={"borderCollapse": "collapse", "fontSize": "12px", "width": "100%",
-                                       "textAlign": "right", "fontVariantNumeric": "tabular-nums"})])
+                     dcc.Markdown(table, dangerously_allow_html=True, className="patterns-table-md")])
