@@ -138,10 +138,12 @@ def register(app, context):
 
     @app.callback(Output(ids.HIDE_SELECT, "options"), Output(ids.SENTENCE_HEADS, "options"),
                   Output(ids.SENTENCE_PAIR_CTL, "style"), Output(ids.SENTENCE_HIDE_NOTE, "children"),
-                  Input(ids.RUN_SELECT, "value"), Input(ids.HEAD_SELECT, "value"))
-    def detail_controls(run, head):
+                  Input(ids.RUN_SELECT, "value"))
+    def detail_controls(run):
         """Per run: the hide options named after the run's own special tokens, the head checklist
-        of the layer (one colour per head), and the sentence A/B filter when the run has pairs."""
+        of the layer (one colour per head), and the sentence A/B filter when the run has pairs. The
+        current head's mark moves in the browser (mark_current_head below): a head change
+        re-renders no option."""
         if not run:
             return no_update, no_update, no_update, no_update
         try:
@@ -151,10 +153,9 @@ def register(app, context):
             roles = run_roles(data, run)
             heads = list(m.heads)
             colours = head_colors(heads, heads)
-            opts = [{"label": html.Span([html.Span(className="sw", style={"background": colours[h]}),
-                                         f"H{h}" + (" (current, always drawn)" if h == head else "")],
-                                        style={"color": colours[h], "fontWeight": 600 if h == head else 400}),
-                     "value": str(h), "disabled": h == head} for h in heads]
+            opts = [{"label": html.Span([html.Span(className="sw", style={"background": colours[h]}), f"H{h}"],
+                                        style={"color": colours[h]}),
+                     "value": str(h)} for h in heads]
             note = ""
             if roles.declared is not None and not (roles.cls or roles.sep):
                 note = (f"none of this model's special tokens ({' '.join(roles.declared) or 'none'}) occurs in the "
@@ -162,6 +163,12 @@ def register(app, context):
             return hide_options(roles), opts, (SHOW if run_has_pairs(data, run) else HIDE), note
         except VIEW_ERRORS as exc:
             return no_update, no_update, no_update, friendly(exc)
+
+    # assets/clientside_detail.js: the current head's option is marked "(current, always drawn)" and
+    # made unclickable by a style rule, in the page
+    clientside_callback(
+        ClientsideFunction(namespace="atlas_detail", function_name="mark_current_head"),
+        Output(ids.SENTENCE_HEADS_MARK, "data"), Input(ids.HEAD_SELECT, "value"), Input(ids.SENTENCE_HEADS, "options"))
 
     @app.callback(Output(ids.SENTENCE_HEADS, "value", allow_duplicate=True),
                   Input(ids.SENTENCE_HEADS_ALL, "n_clicks"), Input(ids.SENTENCE_HEADS_NONE, "n_clicks"),

@@ -2,11 +2,11 @@
 naming the head's dominant pattern and its most similar heads."""
 from __future__ import annotations
 
-from dash import ClientsideFunction, Input, Output, State, ctx, html, no_update
+from dash import ClientsideFunction, Input, Output, Patch, State, ctx, html, no_update
 
 from analysis.head_scores import run_patterns
 from analysis.patterns import LABELS
-from figures.patterns import score_map_figure
+from figures.patterns import score_map_figure, selected_shapes
 from figures.views import empty_figure
 from layouts.patterns import MAX_TABLE_ROWS, describe, scores_table
 from layouts import ids
@@ -87,13 +87,15 @@ def register(app, context):
         if tab != "patterns" or not run or layer is None or head is None or not painted:
             return no_update, no_update, no_update, no_update
         try:
-            out = patterns_outputs(data, run, layer, head, score)
             head_only = ctx.triggered_id == ids.GATE_PATTERNS and set(gate.get("changed") or ()) <= {"layer", "head"}
             if head_only and len(run_patterns(data, run).heads) <= MAX_TABLE_ROWS:
-                # every head's row is on screen already: only the highlight moves (clientside,
-                # below) — re-sending a table of ~800 components cost the page ~1 s per head
-                return out[0], no_update, out[2], out[3]
-            return out
+                # every head's row is on screen already: the table's highlight moves in the browser
+                # (below) and the map's outline by a patch — no map or table is re-sent or redrawn
+                m = data.info(run)
+                patch = Patch()
+                patch["layout"]["shapes"] = selected_shapes(list(m.layers), list(m.heads), (layer, head))
+                return patch, no_update, no_update, head_summary(run_patterns(data, run), layer, head, m)
+            return patterns_outputs(data, run, layer, head, score)
         except VIEW_ERRORS as exc:  # one line in the page, never a traceback
             msg = friendly(exc)
             return empty_figure(msg), "", msg, ""

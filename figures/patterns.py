@@ -8,6 +8,15 @@ PATTERN_COLORS = {"first": "#1f77b4", "sep": "#9467bd", "prev": "#2ca02c", "next
                   "broad": "#7f7f7f", "positional": "#bcbd22", "content": "#ff7f0e"}
 
 
+def selected_shapes(layers: list, heads: list, selected=None) -> list[dict]:
+    """The score map's outline of the selected head (none when it is not on the map)."""
+    if not (selected and selected[0] in layers and selected[1] in heads):
+        return []
+    r, c = layers.index(selected[0]), heads.index(selected[1])
+    return [dict(type="rect", xref="x", yref="y", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
+                 line=dict(color="#000", width=2))]
+
+
 def score_map_figure(layers: list, heads: list, scores: dict, title: str, selected=None,
                      na_text: str = "n/a") -> go.Figure:
     """Layers × heads heatmap of one score in [0, 1] (rows = layers, top = first layer), values
@@ -29,11 +38,7 @@ def score_map_figure(layers: list, heads: list, scores: dict, title: str, select
         text=text, texttemplate="%{text}" if small else None, textfont=dict(size=9), customdata=custom,
         hovertemplate="L%{customdata[0]} H%{customdata[1]}: %{text}<extra>click to open</extra>",
         colorbar=dict(thickness=10, len=0.9), xgap=1, ygap=1))
-    shapes = []
-    if selected and selected[0] in layers and selected[1] in heads:
-        r, c = layers.index(selected[0]), heads.index(selected[1])
-        shapes.append(dict(type="rect", xref="x", yref="y", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
-                           line=dict(color="#000", width=2)))
+    shapes = selected_shapes(layers, heads, selected)
     fig.update_layout(title=dict(text=title, font=dict(size=13), x=0.01), shapes=shapes,
                       margin=dict(l=45, r=10, t=30, b=30), height=max(220, min(640, 40 + 22 * len(layers))),
                       yaxis=dict(autorange="reversed"), plot_bgcolor="white")

@@ -239,6 +239,7 @@ SEARCH_COUNT = "search-count"
 SENTENCE_GRAPH = "sentence-graph"
 SENTENCE_HEADS_ALL = "sentence-heads-all"
 SENTENCE_HEADS_NONE = "sentence-heads-none"
+SENTENCE_HEADS_MARK = "sentence-heads-mark"  # output of the clientside current-head mark (never written)
 SENTENCE_HIDE_NOTE = "sentence-hide-note"
 SENTENCE_INFO = "sentence-info"
 SENTENCE_PAIR_CTL = "sentence-pair-ctl"

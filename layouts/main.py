@@ -161,7 +161,8 @@ def detail_panel():
                 _ctl("also draw heads of this layer (lines, one colour a head when several)", html.Div(className="row-inline", children=[
                     dcc.Checklist(id=ids.SENTENCE_HEADS, value=[], inline=True, options=[], className="head-checklist"),
                     html.Button("all heads", id=ids.SENTENCE_HEADS_ALL, title="draw every head of this layer"),
-                    html.Button("current only", id=ids.SENTENCE_HEADS_NONE, title="draw the current head only")])),
+                    html.Button("current only", id=ids.SENTENCE_HEADS_NONE, title="draw the current head only"),
+                    dcc.Store(id=ids.SENTENCE_HEADS_MARK)])),
             ]),
             html.Div(id=ids.SENTENCE_INFO, className="note"),
             dcc.Graph(id=ids.SENTENCE_GRAPH, config={"displaylogo": False}),

@@ -83,8 +83,20 @@ def test_patterns_panel_numbers_on_real_run(real_store, real_server, driver, nam
         .map(function(b) { return b.innerText; });""")
     assert sims == [f"L{l} H{h} ({d:.2f})" for (l, h), d in rp.similar(layer, head, 5)]
     assert "scores from all" in text_of(driver, "patterns-note")
-    collect_logs(driver)
     shot(driver, f"patterns-{name}")
+    # the next head: the map's outline (a patch of the figure) and the table's highlight follow it
+    nxt = m["heads"][2]
+    driver.find_element(By.ID, "next-head-btn").click()
+    c, r = m["heads"].index(nxt), m["layers"].index(layer)
+    wait(driver, gd_js("patterns-graph", f"(g._fullLayout.shapes || []).length === 1 && "
+                                         f"g._fullLayout.shapes[0].x0 === {c - 0.5} && g._fullLayout.shapes[0].y0 === {r - 0.5}"),
+         20, "map outline on the next head")
+    wait(driver, f"""var tr = document.querySelector('#patterns-table-el tr[data-head="{layer}:{nxt}"]');
+        return !!tr && tr.style.background !== '';""", 20, "table highlight on the next head")
+    old_style = table_row(driver, layer, head)["style"].replace(" ", "")
+    assert "fff3cd" not in old_style and "255,243,205" not in old_style, old_style
+    assert text_of(driver, "patterns-head").startswith(f"L{layer} H{nxt}")
+    collect_logs(driver)
 
 
 @pytest.mark.parametrize("name", ["minilm", "smollm2", "dinov2"])

@@ -198,6 +198,23 @@ def test_several_heads_one_colour_each_real_smollm2(real_store, real_server, dri
          30, "all heads")
     driver.find_element(By.ID, "sentence-heads-none").click()
     wait(driver, gd_js("sentence-graph", "!g._fullLayout.showlegend"), 30, "current head only")
+    wait_idle(driver, 60)
+    # the current head is marked (and not a choice); the mark follows the head on the page: a head
+    # change asks the server for no option list (re-rendering it cost the page a store update per option)
+    mark = ("return Array.from(document.querySelectorAll('#sentence-heads label')).filter(function(l) {"
+            "  return getComputedStyle(l, '::after').content.includes('current, always drawn')"
+            "      && getComputedStyle(l).pointerEvents === 'none'; })"
+            ".map(function(l) { return l.innerText.trim(); });")
+    assert driver.execute_script(mark) == ["H2"]
+    from tests.browser.helpers import record_calls, recorded_calls
+    record_calls(driver)
+    driver.find_element(By.ID, "next-head-btn").click()
+    wait(driver, "var m = (function() {" + mark + "})(); return m.length === 1 && m[0] === 'H3';", 20, "mark on H3")
+    wait_idle(driver, 60)
+    calls = recorded_calls(driver)
+    assert calls and not [c for c in calls if "sentence-heads.options" in c[0]], calls
+    # nor the patterns map or table: the map's outline moves by a patch (the head's line beside it)
+    assert all(c[2] < 2000 for c in calls if "patterns-graph.figure" in c[0]), calls
     collect_logs(driver)
 
 
