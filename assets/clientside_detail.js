@@ -12,8 +12,8 @@ window.dash_clientside.atlas_detail = Object.assign(window.dash_clientside.atlas
      * bold, not clickable. A style rule, not the label's own attributes: the checklist re-renders its
      * labels (React would drop a class set here), and a head change re-renders no Dash component. */
     mark_current_head: function(head, options) {
-        var el = document.getElementById('atlas-current-head-style');
-        if (!el) { el = document.createElement('style'); el.id = 'atlas-current-head-style'; document.head.appendChild(el); }
+        var el = window.__atlasCurrentHeadStyle;  /* this script's own style element, made once */
+        if (!el) { el = window.__atlasCurrentHeadStyle = document.createElement('style'); document.head.appendChild(el); }
         var k = (options || []).findIndex(function(o) { return String(o.value) === String(head); });
         var sel = '#sentence-heads label[data-option-index="' + k + '"]';
         el.textContent = k < 0 ? '' : sel + ' { font-weight: 600; pointer-events: none; }\n' +
