@@ -36,6 +36,13 @@ def _cfg(cache, corpus, **kw):
     return RunConfig(**{**base, **kw})
 
 
+def _slow_done(s, run_id, layer, head) -> bool:
+    """The head's slow phase is finished: its UMAP stored and its figures too (a run stores a head's
+    coordinates, then its figures)."""
+    return s.has_coords(run_id, layer, head, "translated", "umap", 3) and \
+        "trust/translated/umap/3d" in (s.metrics(run_id, layer, head) or {})
+
+
 def _store_times(cache) -> dict:
     """key -> diskcache store_time: an entry rewritten gets a new one."""
     con = sqlite3.connect(f"file:{cache}/cache.db?mode=ro", uri=True)
@@ -224,7 +231,7 @@ def test_stop_with_kills_the_whole_tree_and_the_rerun_redoes_nothing(tmp_path):
         heads = [(l, h) for l in range(6) for h in (0, 3, 7, 11)]
         assert all(s.has_coords(run_id, l, h, "translated", "pca", 3) for l, h in heads)
         # wait for the slow phase to be under way: workers started, a first head done
-        while not any(s.has_coords(run_id, l, h, "translated", "umap", 3) for l, h in heads):
+        while not any(_slow_done(s, run_id, l, h) for l, h in heads):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         tree = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
@@ -243,7 +250,9 @@ def test_stop_with_kills_the_whole_tree_and_the_rerun_redoes_nothing(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
-    done = [(l, h) for l, h in heads if s.has_coords(run_id, l, h, "translated", "umap", 3)]
+    # a head is done when its figures are stored too: a kill between a head's coordinates and its
+    # figures leaves it to be measured again (and counted) by the resumed run
+    done = [(l, h) for l, h in heads if _slow_done(s, run_id, l, h)]
     assert 0 < len(done) < len(heads), "the kill did not land inside the t-SNE/UMAP phase"
     before = _store_times(cache)
     summary = run(RunConfig(model="minilm", corpus=str(corpus), cache=str(cache), layers="0-5", heads="0,3,7,11",
