@@ -11,7 +11,7 @@ from figures.colors import AGREEMENT_K, PER_HEAD, color_spec, rgba_rows
 from figures.common import typed
 from figures.lod import budget_from_cost, describe, points_per_head
 from figures.matrix import (FADE, overlay_figure, cell_hover, faithfulness_note, matrix_colors, matrix_figure,
-                            overlay_colors, overlay_points, ring_points)
+                            overlay_colors, overlay_points, overlay_rgba, ring_points)
 from figures.search import search_tokens
 from figures.views import empty_figure
 from layouts import ids
@@ -311,10 +311,9 @@ def register(app, context):
             for i, key in ((0, "hits"), (1, "sel")):
                 toks = np.asarray(meta.get(key) or [], np.int64)
                 ov = overlay_points(md, None, toks)
-                opatch["data"][i]["marker"]["color"] = typed(
+                opatch["data"][i]["marker"]["color"] = typed(overlay_rgba(
                     overlay_colors(ov, _spec_for(data, run, scheme, tokens, ov.pt_tok, ov.pt_rows, view))
-                    if len(toks) else np.zeros(0, np.uint8))
-                opatch["data"][i]["marker"]["colorscale"] = scale
+                    if len(toks) else np.zeros(0, np.uint8), scale))
         except VIEW_ERRORS:  # the full redraw reports problems
             return no_update, no_update, no_update
         mpatch = Patch()
@@ -348,7 +347,7 @@ def register(app, context):
         patch["layout"]["plot_bgcolor"] = FADE if res.mask is not None else "rgba(0,0,0,0)"
         patch["data"][0]["x"] = typed(d["hits"].x)
         patch["data"][0]["y"] = typed(d["hits"].y)
-        patch["data"][0]["marker"]["color"] = typed(d["hit_colors"])
+        patch["data"][0]["marker"]["color"] = typed(overlay_rgba(d["hit_colors"], d["scale"]))
         mpatch = Patch()
         mpatch["q"] = wanted
         mpatch["hits"] = [int(t) for t in d["hits"].tokens]
@@ -368,8 +367,10 @@ def register(app, context):
             tokens = data.tokens(run)
             sel, tok = selection_tokens(data, run, token, md)
             ov = overlay_points(md, _coords_of(data, run, m, translate, scaled, proj), sel)
-            cols = overlay_colors(ov, _spec_for(data, run, meta.get("scheme", "qk"), tokens, ov.pt_tok, ov.pt_rows,
-                                            _view(data, run, translate, scaled, proj)))
+            spec_for = _spec_for(data, run, meta.get("scheme", "qk"), tokens, ov.pt_tok, ov.pt_rows,
+                                 _view(data, run, translate, scaled, proj))
+            cols = overlay_colors(ov, spec_for)
+            cols = overlay_rgba(cols, spec_for(*ov.heads[0]).colorscale) if len(cols) else cols
             rx, ry = ring_points(ov, tok)
         except VIEW_ERRORS:  # the selection ring is an extra; the views report problems
             return no_update, no_update

@@ -262,6 +262,15 @@ def test_overlay_graph_lines_up_with_the_points_and_colours_are_the_scale_s():
     alpha = float(over.layout.plot_bgcolor.rsplit(",", 1)[1].rstrip(")"))
     assert BASE_OPACITY * (1 - alpha) == pytest.approx(FADED, abs=1e-3)
     assert [t.name for t in over.data] == ["search hits", "selected input", "selected token"]
+    # the overlay's hits and selection are RGBA rows too (no per-point colorscale work in the browser)
+    from figures.matrix import overlay_points
+    hits = overlay_points(md, lambda l, h: store[(l, h)], np.array([3, 7]))
+    hit_codes = (np.arange(len(hits.x)) * 37 % 256).astype(np.uint8)
+    over = overlay_figure(md, scale, hits, hit_codes, searching=True)
+    hrows = np.asarray(over.data[0].marker.color)
+    assert hrows.shape == (len(hits.x), 4) and len(hits.x) > 0
+    assert np.array_equal(hrows[:, :3], lut[hit_codes]) and (hrows[:, 3] == 255).all()
+    assert over.data[0].marker.colorscale is None and len(np.asarray(over.data[1].marker.color)) == 0
 
 
 def test_runinfo_semantics_carry_the_heads_position_bias():
