@@ -138,8 +138,8 @@ def register(app, context):
 
     @app.callback(Output(ids.HIDE_SELECT, "options"), Output(ids.SENTENCE_HEADS, "options"),
                   Output(ids.SENTENCE_PAIR_CTL, "style"), Output(ids.SENTENCE_HIDE_NOTE, "children"),
-                  Input(ids.RUN_SELECT, "value"))
-    def detail_controls(run):
+                  Input(ids.RUN_SELECT, "value"), Input(ids.MATRIX_PAINTED, "data"))
+    def detail_controls(run, painted=None):  # painted: held until the Matrix View answered (matrix.sort_choices)
         """Per run: the hide options named after the run's own special tokens, the head checklist
         of the layer (one colour per head), and the sentence A/B filter when the run has pairs. The
         current head's mark moves in the browser (mark_current_head below): a head change

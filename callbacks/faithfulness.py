@@ -27,8 +27,9 @@ def register(app, context):
     data = context.data
     @app.callback(Output(ids.RHO_THRESHOLD_LABEL, "children"), Input(ids.SORT_SELECT, "value"),
                   Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"), Input(ids.TRANSLATE_TOGGLE, "value"),
-                  Input(ids.SCALED_TOGGLE, "value"), prevent_initial_call=True)
-    def label_filter(sort, run, proj, translate, scaled):
+                  Input(ids.SCALED_TOGGLE, "value"), Input(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
+    # painted: held until the Matrix View answered (matrix.sort_choices)
+    def label_filter(sort, run, proj, translate, scaled, painted=None):
         if not run:
             return no_update
         try:

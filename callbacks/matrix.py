@@ -406,10 +406,14 @@ def register(app, context):
             return ""
 
     @app.callback(Output(ids.SORT_SELECT, "options"), Input(ids.RUN_SELECT, "value"), Input(ids.PROJECTION_SELECT, "value"),
-                  State(ids.SORT_SELECT, "value"), prevent_initial_call=True)
-    def sort_choices(run, proj=None, current=None):
+                  State(ids.SORT_SELECT, "value"), Input(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
+    def sort_choices(run, proj=None, current=None, painted=None):
         """Orders that apply to the run (the others stay listed, disabled, so a link's value stays
-        valid), with the faithfulness figures the run holds (the picture shown named)."""
+        valid), with the faithfulness figures the run holds (the picture shown named).
+        ``painted`` (ids.MATRIX_PAINTED, downstream of the Matrix View's figure) is an input only so
+        that Dash holds this call until the Matrix View has answered: on a run switch the small
+        controls' callbacks (this, the filter label, the detail and own-input controls) no longer
+        share the 2-core server with the Matrix View's draw (bench/RESULTS.md session 13)."""
         if not run:
             return no_update
         from analysis.head_scores import ablation_scores, available_orders

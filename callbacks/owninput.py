@@ -181,8 +181,8 @@ def register(app, context):
     data = context.data
     # ------------------------------------------------------------------ text box or upload
     @app.callback(Output(ids.INPUT_TEXT_BOX, "style"), Output(ids.INPUT_UPLOAD_BOX, "style"),
-                  Input(ids.RUN_SELECT, "value"))
-    def show_box(run):
+                  Input(ids.RUN_SELECT, "value"), Input(ids.MATRIX_PAINTED, "data"))
+    def show_box(run, painted=None):  # painted: held until the Matrix View answered (matrix.sort_choices)
         try:
             img = bool(run) and is_image(data.info(run))
         except DataError:
@@ -195,8 +195,9 @@ def register(app, context):
                   Input(ids.TRANSLATE_TOGGLE, "value"), Input(ids.SCALED_TOGGLE, "value"),
                   Input(ids.PROJECTION_SELECT, "value"), Input(ids.RUN_SELECT, "value"),
                   State(ids.INPUT_TEXT, "value"), State(ids.INPUT_UPLOAD, "filename"), State(ids.INPUT_STORE, "data"),
-                  prevent_initial_call=True)
-    def request_input(n_clicks, contents, translate, scaled, proj, run, text, filename, current):
+                  Input(ids.MATRIX_PAINTED, "data"), prevent_initial_call=True)
+    # painted: held until the Matrix View answered (matrix.sort_choices)
+    def request_input(n_clicks, contents, translate, scaled, proj, run, text, filename, current, painted=None):
         trig = ctx.triggered_id
         if not run:
             return no_update, no_update
