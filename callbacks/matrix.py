@@ -9,7 +9,7 @@ from dash import ClientsideFunction, Input, Output, Patch, State, clientside_cal
 from analysis.faithfulness import distortion_definition, sort_figure_options
 from figures.colors import AGREEMENT_K, PER_HEAD, color_spec, rgba_rows
 from figures.common import typed
-from figures.lod import budget_from_cost, describe, points_per_head
+from figures.lod import budget_from_cost, describe, measured as lod_measured, points_per_head
 from figures.matrix import (FADE, overlay_figure, cell_hover, faithfulness_note, matrix_colors, matrix_figure,
                             overlay_colors, overlay_points, overlay_rgba, ring_points)
 from figures.search import search_tokens
@@ -156,9 +156,9 @@ def drawn_points(data, run, proj, translate, scaled, lod, sort, rho, scheme, que
                 token=tok, sel_note=selection_note(data, run, sel, tok))
 
 
-def _note(d, tokens_n, lod) -> str:
+def _note(d, tokens_n, lod, from_measure: bool = True) -> str:
     md = d["md"]
-    parts = [describe(md.per_head if md.sampled else 0, md.n_points // 2, lod, md.budget),
+    parts = [describe(md.per_head if md.sampled else 0, md.n_points // 2, lod, md.budget, from_measure),
              f"{len(md.shown)} {md.kind + ' ' if md.kind else ''}heads drawn"]
     if md.kind == "cross":
         parts.append("cross-attention: queries are target (decoder) tokens, keys source (encoder) tokens")
@@ -253,7 +253,7 @@ def matrix_outputs(data, run, proj, translate, scaled, lod, sort, rho, scheme, q
         fig = matrix_figure(md, d["colors"], d["scale"], uirevision=f"{run}|{sort}|{rho}|{lod}")
         meta = _meta(d, run, proj, translate, scaled, lod, sort, rho, query, regex, d["token"], kind)
         meta["cov"] = coverage(data, run, proj)
-        return fig, overlay_of(d), _note(d, data.tokens(run).n, lod), "", meta
+        return fig, overlay_of(d), _note(d, data.tokens(run).n, lod, lod_measured(cost)), "", meta
     except VIEW_ERRORS as exc:  # shown to the user, never a traceback
         return empty_figure(friendly(exc)), EMPTY_OVERLAY, "", friendly(exc), None
 

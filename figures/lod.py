@@ -33,6 +33,15 @@ def budget_from_cost(cost: dict | None) -> int:
     return int(min(MAX_BUDGET, max(MIN_BUDGET, TARGET_MS * pts / ms)))
 
 
+def measured(cost: dict | None) -> bool:
+    """Whether ``cost`` is a draw this browser measured that the budget extrapolates from (else the
+    budget is DEFAULT_BUDGET)."""
+    try:
+        return float(cost["points"]) >= 20_000 and float(cost["ms"]) > 0
+    except (TypeError, KeyError, ValueError):
+        return False
+
+
 def points_per_head(lod, n_heads: int, n_tokens: int, budget: int) -> int:
     """Points (queries + keys) per head to draw; 0 = all. ``lod``: 'auto' or a fixed count (0 = all)."""
     if lod not in ("auto", None):
@@ -43,11 +52,14 @@ def points_per_head(lod, n_heads: int, n_tokens: int, budget: int) -> int:
     return max(2, 2 * (budget // (2 * max(n_heads, 1))))
 
 
-def describe(per_head: int, n_tokens: int, lod, budget: int) -> str:
-    """One line for the Matrix View note saying what is drawn and why."""
+def describe(per_head: int, n_tokens: int, lod, budget: int, from_measure: bool = True) -> str:
+    """One line for the Matrix View note saying what is drawn and why (``from_measure``: the budget
+    comes from a draw this browser measured, else it is the default until one is)."""
     if per_head == 0 or per_head >= 2 * n_tokens:
         return f"all {2 * n_tokens:,} points per head"
-    why = (f"automatic level of detail: {budget:,} points fit this browser's measured draw budget"
-           if lod in ("auto", None) else "fixed level of detail")
+    why = ("fixed level of detail" if lod not in ("auto", None) else
+           f"automatic level of detail: {budget:,} points fit this browser's measured draw budget" if from_measure else
+           f"automatic level of detail: the default budget of {budget:,} points until this browser has timed a "
+           f"Matrix View draw")
     return (f"sampled: {per_head:,} of {2 * n_tokens:,} points per head ({why}; the same seeded token sample in every "
             f"head; search hits and the selected input are always drawn in full; Single View shows all points)")

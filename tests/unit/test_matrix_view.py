@@ -25,6 +25,14 @@ def test_budget_comes_from_the_measured_draw():
     assert budget_from_cost({"points": 300_000, "ms": 1e6}) == MIN_BUDGET
     assert budget_from_cost({"points": 300_000, "ms": 1}) == MAX_BUDGET
     assert budget_from_cost({"points": "x", "ms": 3}) == DEFAULT_BUDGET
+    # the note says whether the budget was measured or is the default (no draw timed yet)
+    from figures.lod import describe, measured
+    for cost in (None, {"points": 100, "ms": 5}, {"points": "x", "ms": 3}):
+        assert not measured(cost) and budget_from_cost(cost) == DEFAULT_BUDGET
+    assert measured({"points": 300_000, "ms": 600})
+    assert "measured draw budget" in describe(2082, 2475, "auto", 150_000, True)
+    default = describe(2082, 2475, "auto", DEFAULT_BUDGET, False)
+    assert "measured" not in default and f"default budget of {DEFAULT_BUDGET:,} points" in default
 
 
 def test_points_per_head_draws_all_when_the_budget_allows():
