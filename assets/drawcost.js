@@ -5,9 +5,12 @@
 // (Timing from when the figure reached the page missed the draw itself: Dash hands the new figure
 // to its clientside callbacks only after plotly.js has drawn it.)
 (function () {
-  var MATRIX = "matrix-graph.figure";
+  // a full draw: the points AND the note saying how many (a recolour patches the points only: cheaper
+  // on the server, so timing it would inflate the budget of the next full draw)
+  var MATRIX = "matrix-graph.figure", FULL = "matrix-note.children";
   window.atlasRequestPre = function (payload) {
-    if (payload && String(payload.output || "").indexOf(MATRIX) >= 0) {
+    var out = String((payload && payload.output) || "");
+    if (out.indexOf(MATRIX) >= 0 && out.indexOf(FULL) >= 0) {
       var g = document.querySelector("#matrix-graph .js-plotly-plot");
       window.__atlasMatrixAsked = {t: performance.now(), before: g && g.data ? g.data[0] : undefined};
     }

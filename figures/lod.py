@@ -4,7 +4,8 @@ AttentionViz draws every point of every head in one WebGL layer. We do too whene
 matrix fits the point budget; beyond it every head shows the same seeded token sample (search
 hits and the selected input are drawn in full on top, see figures.matrix.overlay_points).
 
-The budget comes from measured cost: the page times its last Matrix View draw, from the moment
+The budget comes from measured cost: the page times its last full Matrix View draw (not a
+recolour, which patches the points without a server draw), from the moment
 it asked the server for the figure to the first frame after plotly.js drew it (server, transfer,
 renderer and WebGL: assets/drawcost.js), and sends {"points": n, "ms": t}; the budget is the
 number of points that fit TARGET_MS at that rate. The fixed part of t (a callback's round trip)

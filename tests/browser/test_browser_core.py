@@ -221,4 +221,14 @@ def test_level_of_detail_times_the_whole_draw(big_store, big_server, driver):
     n_pts = driver.execute_script(gd_js("matrix-graph", "g._fullData[0]._length"))
     assert cost["points"] == n_pts > 20000
     assert cost["ms"] >= drew > 0, (cost, drew)
+    # a recolour patches the points only (no server draw): it is not timed, or the next full draw's
+    # budget would come from a cheaper draw than itself
+    wait_idle(driver, 60)
+    driver.execute_script("""window.localStorage.removeItem('lod-cost'); window.__recoloured = false;
+        document.querySelector('#matrix-graph .js-plotly-plot').on('plotly_afterplot', function () { window.__recoloured = true; });""")
+    pick(driver, "color-select", "token frequency")
+    wait(driver, "return window.__recoloured", 60, "recoloured")
+    wait_idle(driver, 60)
+    time.sleep(0.5)
+    assert driver.execute_script("return window.localStorage.getItem('lod-cost')") is None
     collect_logs(driver)
