@@ -222,9 +222,14 @@ def register(app, context):
         # appears; otherwise run-select belongs to the page (the URL's run, filled by state.py)
         empty_at_load = (not runs) if initial else bool(seen.get("empty_at_load"))
         push_runs = out_runs = no_update
+        runs_sig = seen.get("runs_sig")
         if runs is not None:
             summaries = _run_summaries(data, runs, entries)
-            out_runs = runs_table(summaries)
+            # the table only when it changed: each re-render mounts its ~20 components again, and every
+            # mounted component costs the page a store update (bench/storeupdates.py)
+            runs_sig = hashlib.sha1(json.dumps(summaries, sort_keys=True, default=str).encode()).hexdigest()
+            if initial or runs_sig != seen.get("runs_sig"):
+                out_runs = runs_table(summaries)
             if not initial:  # the page's own first load fills run-select (callbacks/state.py)
                 push = {}
                 opts = [{"label": _run_label(data, r), "value": r} for r in runs]
@@ -237,7 +242,7 @@ def register(app, context):
                     if complete:
                         push["value"] = complete[0]
                 push_runs = push or no_update
-        new_seen = {"gen": gen, "sig": sig, "runs": runs if runs is not None else seen.get("runs", []),
+        new_seen = {"gen": gen, "sig": sig, "runs_sig": runs_sig, "runs": runs if runs is not None else seen.get("runs", []),
                     "changed_at": changed_at, "ended": ended, "mine": mine, "empty_at_load": empty_at_load}
         out_table = table if seen.get("sig") != sig or initial else no_update
         out_mine = mine if seen.get("mine") != mine or initial else no_update
