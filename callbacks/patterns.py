@@ -88,13 +88,14 @@ def register(app, context):
             return no_update, no_update, no_update, no_update
         try:
             head_only = ctx.triggered_id == ids.GATE_PATTERNS and set(gate.get("changed") or ()) <= {"layer", "head"}
-            if head_only and len(run_patterns(data, run).heads) <= MAX_TABLE_ROWS:
+            rp = run_patterns(data, run) if head_only else None
+            if head_only and len(rp.heads) <= MAX_TABLE_ROWS:
                 # every head's row is on screen already: the table's highlight moves in the browser
                 # (below) and the map's outline by a patch — no map or table is re-sent or redrawn
                 m = data.info(run)
                 patch = Patch()
                 patch["layout"]["shapes"] = selected_shapes(list(m.layers), list(m.heads), (layer, head))
-                return patch, no_update, no_update, head_summary(run_patterns(data, run), layer, head, m)
+                return patch, no_update, no_update, head_summary(rp, layer, head, m)
             return patterns_outputs(data, run, layer, head, score)
         except VIEW_ERRORS as exc:  # one line in the page, never a traceback
             msg = friendly(exc)

@@ -23,24 +23,21 @@ MAX_BUDGET = 2_000_000
 FIXED = (250, 500, 1000, 3000)  # the fixed choices still offered (points per head); 0 = all
 
 
-def budget_from_cost(cost: dict | None) -> int:
-    """Points the browser can draw in TARGET_MS, from its last measured draw."""
-    try:
-        pts, ms = float(cost["points"]), float(cost["ms"])
-    except (TypeError, KeyError, ValueError):
-        return DEFAULT_BUDGET
-    if pts < 20_000 or not (ms > 0):  # too small a draw to extrapolate from
-        return DEFAULT_BUDGET
-    return int(min(MAX_BUDGET, max(MIN_BUDGET, TARGET_MS * pts / ms)))
-
-
 def measured(cost: dict | None) -> bool:
     """Whether ``cost`` is a draw this browser measured that the budget extrapolates from (else the
-    budget is DEFAULT_BUDGET)."""
+    budget is DEFAULT_BUDGET): a well-formed cost of a draw big enough to extrapolate from."""
     try:
         return float(cost["points"]) >= 20_000 and float(cost["ms"]) > 0
     except (TypeError, KeyError, ValueError):
         return False
+
+
+def budget_from_cost(cost: dict | None) -> int:
+    """Points the browser can draw in TARGET_MS, from its last measured draw."""
+    if not measured(cost):
+        return DEFAULT_BUDGET
+    pts, ms = float(cost["points"]), float(cost["ms"])
+    return int(min(MAX_BUDGET, max(MIN_BUDGET, TARGET_MS * pts / ms)))
 
 
 def points_per_head(lod, n_heads: int, n_tokens: int, budget: int) -> int:
