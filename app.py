@@ -81,6 +81,10 @@ def build_app(cache_dir: str | os.PathLike | None = None, settings=None, embedda
 
     app = dash.Dash(__name__, assets_folder=str(assets_folder()), title="Attention Atlas", compress=True,
                     serve_locally=True, update_title=None, on_error=on_error,
+                    # the analysis tabs' components enter the page when a tab is first shown
+                    # (layouts/analysis.py); tests/unit/test_ids.py checks instead that every id a callback
+                    # names is in the page once every tab is mounted
+                    suppress_callback_exceptions=True,
                     background_callback_manager=make_manager(settings),
                     # the one renderer hook: assets/drawcost.js stamps when the Matrix View's figure is asked for
                     hooks={"request_pre": "function (p) { if (window.atlasRequestPre) { window.atlasRequestPre(p); } }"})

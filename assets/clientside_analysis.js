@@ -14,6 +14,17 @@ window.dash_clientside.atlas_analysis = Object.assign(window.dash_clientside.atl
      * given in the store analysis-gate-fields)
      * plus `changed`, the fields that differ from what it last got; a hidden tab's, or one whose fields did
      * not change, gets no_update, so its server callback is not called */
+    /* the gate of tabs that are mounted when first shown (the analysis tabs): a tab not yet mounted is
+     * treated as hidden (its callbacks' components are not in the page yet, so Dash could not call
+     * them); `mounted` changes when the mount lands, and the gate then runs with the tab shown */
+    gate_mounted: function(tab, run, layer, head, token, painted, mounted, fieldsOf) {
+        var ns = window.dash_clientside.atlas_analysis;
+        if ((mounted || []).indexOf(tab) < 0) {
+            return window.dash_clientside.callback_context.outputs_list.map(function() {
+                return window.dash_clientside.no_update; });
+        }
+        return ns.gate(tab, run, layer, head, token, painted, fieldsOf);
+    },
     _last: {},
     _tab: {},
     gate: function(tab, run, layer, head, token, painted, fieldsOf) {

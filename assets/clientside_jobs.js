@@ -2,6 +2,12 @@
  * there with dash.ClientsideFunction(namespace="atlas_jobs", function_name="<name>"). */
 window.dash_clientside = window.dash_clientside || {};
 window.dash_clientside.atlas_jobs = Object.assign(window.dash_clientside.atlas_jobs || {}, {
+    /* the tab's tables from what the jobs tick found (jobs-shown holds only the parts that changed, or all of
+     * them when the tab has just been mounted) */
+    show_tables: function(shown) {
+        var NU = window.dash_clientside.no_update, s = shown || {};
+        return ['table', 'status', 'runs'].map(function(k) { return k in s ? s[k] : NU; });
+    },
     /* an upload is size-checked in the browser first: no oversize body is sent */
     check_upload: function(contents, filename, cfg) {
         if (!contents) { return [window.dash_clientside.no_update, window.dash_clientside.no_update]; }

@@ -3,7 +3,8 @@
 window.dash_clientside = window.dash_clientside || {};
 window.dash_clientside.atlas_related = Object.assign(window.dash_clientside.atlas_related || {}, {
     /* a click on the map or on a similar/related head button opens that head */
-    open_head: function(click, similar, related) {
+    /* (two callbacks call it: the map's clickData, or the buttons' n_clicks lists; the trigger tells which) */
+    open_head: function(click) {
         var C = window.dash_clientside, NU = C.no_update, ctx = C.callback_context;
         var t = ctx.triggered && ctx.triggered.length === 1 ? ctx.triggered[0] : null;
         if (!t || !t.value) { return [NU, NU]; }

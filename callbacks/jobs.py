@@ -168,15 +168,22 @@ def register(app, context):
     # The tick writes only to this tab's own components (and two stores when there is news): an
     # output of a callback in flight is marked "loading" by Dash, and the Run dropdown must not
     # flicker every 2 s, so run-select and the progress bar are set by callbacks of their own.
-    @app.callback(Output(ids.JOBS_TABLE, "children"), Output(ids.JOBS_STATUS, "children"), Output(ids.JOBS_GEN, "data"),
-                  Output(ids.JOBS_RUNS, "children"), Output(ids.JOBS_PUSH_RUNS, "data"), Output(ids.JOBS_PUSH_BAR, "data"),
+    # The tick and every store it writes are always in the page (layouts/jobs.watcher), the tab's own
+    # components only once the tab was shown: the tick writes the tab's tables into jobs-shown (only
+    # the parts that changed, all of them when the tab has just been mounted) and the tab copies them
+    # in the browser.
+    @app.callback(Output(ids.JOBS_SHOWN, "data"), Output(ids.JOBS_GEN, "data"),
+                  Output(ids.JOBS_PUSH_RUNS, "data"), Output(ids.JOBS_PUSH_BAR, "data"),
                   # not jobs-result: Dash holds back a callback while one of its inputs is the output of a
                   # callback still running, and the background job is one (the registry tells the end too)
-                  Input(ids.JOBS_TICK, "n_intervals"), Input(ids.JOBS_REQUEST, "data"),
+                  Input(ids.JOBS_TICK, "n_intervals"), Input(ids.JOBS_REQUEST, "data"), Input(ids.ANALYSIS_MOUNTED, "data"),
                   State(ids.JOBS_GEN, "data"), State(ids.RUN_SELECT, "options"), State(ids.RUN_SELECT, "value"),
                   prevent_initial_call=False)
-    def tick(_n, request, seen, run_options, run_value):
+    def tick(_n, request, mounted, seen, run_options, run_value):
         from callbacks.state import _run_label
+
+        if ctx.triggered_id == ids.ANALYSIS_MOUNTED and "precompute" not in (mounted or []):
+            raise PreventUpdate  # another tab was mounted: nothing for this one
 
         reg = registry()
         try:
@@ -189,12 +196,14 @@ def register(app, context):
         # page's initial call can take longer than the interval, and Dash then drops its (older)
         # answer in favour of the next tick's, so "triggered by nothing" alone is not enough
         initial = ctx.triggered_id is None or not isinstance(seen, dict)
+        # the Runs tab has just been mounted: it gets everything once (its components start empty)
+        full = initial or ctx.triggered_id == ids.ANALYSIS_MOUNTED
         seen = seen if isinstance(seen, dict) else {}
         active = any(e["state"] in ACTIVE for e in entries)
         now = time.time()
         changed_at = now if seen.get("gen") != gen else float(seen.get("changed_at") or 0)
         # after a change, keep refreshing a little while: run labels and status are cached for 5 s
-        refresh_runs = initial or now - changed_at < 12 or (active and (_n or 0) % 5 == 0)
+        refresh_runs = full or now - changed_at < 12 or (active and (_n or 0) % 5 == 0)
         runs = _stored_runs(data) if refresh_runs else None
 
         user = context.user()
@@ -228,7 +237,7 @@ def register(app, context):
             # the table only when it changed: each re-render mounts its ~20 components again, and every
             # mounted component costs the page a store update (bench/storeupdates.py)
             runs_sig = hashlib.sha1(json.dumps(summaries, sort_keys=True, default=str).encode()).hexdigest()
-            if initial or runs_sig != seen.get("runs_sig"):
+            if full or runs_sig != seen.get("runs_sig"):
                 out_runs = runs_table(summaries)
             if not initial:  # the page's own first load fills run-select (callbacks/state.py)
                 push = {}
@@ -244,9 +253,18 @@ def register(app, context):
                 push_runs = push or no_update
         new_seen = {"gen": gen, "sig": sig, "runs_sig": runs_sig, "runs": runs if runs is not None else seen.get("runs", []),
                     "changed_at": changed_at, "ended": ended, "mine": mine, "empty_at_load": empty_at_load}
-        out_table = table if seen.get("sig") != sig or initial else no_update
-        out_mine = mine if seen.get("mine") != mine or initial else no_update
-        return out_table, out_mine, new_seen, out_runs, push_runs, push_bar
+        shown = {}
+        if seen.get("sig") != sig or full:
+            shown["table"] = table
+        if seen.get("mine") != mine or full:
+            shown["status"] = mine
+        if out_runs is not no_update:
+            shown["runs"] = out_runs
+        return shown or no_update, new_seen, push_runs, push_bar
+
+    clientside_callback(ClientsideFunction(namespace="atlas_jobs", function_name="show_tables"),
+                        Output(ids.JOBS_TABLE, "children"), Output(ids.JOBS_STATUS, "children"),
+                        Output(ids.JOBS_RUNS, "children"), Input(ids.JOBS_SHOWN, "data"))
 
     @app.callback(Output(ids.RUN_SELECT, "options", allow_duplicate=True),
                   Output(ids.RUN_SELECT, "value", allow_duplicate=True),

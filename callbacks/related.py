@@ -70,9 +70,13 @@ def register(app, context):
     # clientside: the "most similar heads" buttons are re-rendered with every head, and each
     # re-render fires this callback (new n_clicks inputs); a server round trip for that would
     # queue behind the head's views and hold their drawing back (assets/clientside_related.js)
-    app.clientside_callback(
-        ClientsideFunction(namespace="atlas_related", function_name="open_head"),
-        Output(ids.LAYER_SELECT, "value", allow_duplicate=True),
-        Output(ids.HEAD_SELECT, "value", allow_duplicate=True),
-        Input(ids.RELATED_GRAPH, "clickData"), Input({"type": "similar-head", "index": ALL}, "n_clicks"),
-        Input({"type": "related-head", "index": ALL}, "n_clicks"), prevent_initial_call=True)
+    # Two callbacks, because the map is in the page only once this tab was shown (layouts/analysis.py)
+    # while the Single View's buttons always are: Dash refuses to call a callback one of whose
+    # inputs is missing, so the buttons would do nothing before the tab was opened.
+    for inputs in ([Input(ids.RELATED_GRAPH, "clickData")],
+                   [Input({"type": "similar-head", "index": ALL}, "n_clicks"),
+                    Input({"type": "related-head", "index": ALL}, "n_clicks")]):
+        app.clientside_callback(
+            ClientsideFunction(namespace="atlas_related", function_name="open_head"),
+            Output(ids.LAYER_SELECT, "value", allow_duplicate=True),
+            Output(ids.HEAD_SELECT, "value", allow_duplicate=True), *inputs, prevent_initial_call=True)

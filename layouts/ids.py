@@ -131,6 +131,7 @@ JOBS_PUSH_RUNS = "jobs-push-runs"
 JOBS_REQUEST = "jobs-request"
 JOBS_RESULT = "jobs-result"
 JOBS_RUNS = "jobs-runs"
+JOBS_SHOWN = "jobs-shown"  # what the jobs tick last found, for the Runs tab (mounted or not): table, status, runs
 JOBS_START = "jobs-start"
 JOBS_STATUS = "jobs-status"
 JOBS_TABLE = "jobs-table"
@@ -274,6 +275,9 @@ ANALYSIS_NEURON = analysis_body("neuron")
 ANALYSIS_ROLLOUT = analysis_body("rollout")
 ANALYSIS_INPUT = analysis_body("input")
 ANALYSIS_PRECOMPUTE = analysis_body("precompute")
+# the analysis tabs mounted so far: a tab's components enter the page the first time it is shown
+# (callbacks/analysis.py) and stay; every mounted Dash component costs each store update of the page
+ANALYSIS_MOUNTED = "analysis-mounted"
 
 
 def analysis_gate(tab: str) -> str:

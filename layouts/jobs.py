@@ -90,11 +90,17 @@ def panel():
         html.Div(id=ids.JOBS_TABLE, children=html.Div("no jobs yet", className="note")),
         html.H4("Runs in the store", style={"margin": "10px 0 4px", "fontSize": "14px"}),
         html.Div(id=ids.JOBS_RUNS, className="note"),
-        dcc.Interval(id=ids.JOBS_TICK, interval=2000),
-        dcc.Store(id=ids.JOBS_REQUEST), dcc.Store(id=ids.JOBS_RESULT), dcc.Store(id=ids.JOBS_UPLOAD_RAW),
-        dcc.Store(id=ids.JOBS_CONFIG), dcc.Store(id=ids.JOBS_GEN, data=-1),
-        dcc.Store(id=ids.JOBS_PUSH_RUNS), dcc.Store(id=ids.JOBS_PUSH_BAR),
+        dcc.Store(id=ids.JOBS_RESULT), dcc.Store(id=ids.JOBS_UPLOAD_RAW), dcc.Store(id=ids.JOBS_CONFIG),
     ])
+
+
+def watcher():
+    """What follows everyone's jobs and the store's runs whether or not the tab has been mounted
+    (layouts/analysis.py mounts a tab the first time it is shown): the tick, its record, the stores
+    it writes (new runs for the Run menu, the tab's tables) and the started job's request."""
+    return [dcc.Interval(id=ids.JOBS_TICK, interval=2000), dcc.Store(id=ids.JOBS_GEN, data=-1),
+            dcc.Store(id=ids.JOBS_REQUEST), dcc.Store(id=ids.JOBS_SHOWN),
+            dcc.Store(id=ids.JOBS_PUSH_RUNS), dcc.Store(id=ids.JOBS_PUSH_BAR)]
 
 
 def _when(t, now=None) -> str:

@@ -322,28 +322,37 @@ def _calls_after(d, action) -> str:
 
 
 def test_hidden_analysis_tabs_make_no_round_trip(real_store, real_server, driver):
-    """A head change or a token click makes a server call only for the analysis tab that is shown
-    (its gate, callbacks/analysis.py); a tab shown later draws the head chosen meanwhile."""
+    """Only the shown analysis tab is in the page until another is opened (layouts/analysis.py), and a
+    head change or a token click makes a server call only for the tab that is shown (its gate,
+    callbacks/analysis.py); a tab shown later is mounted then, draws the head chosen meanwhile, and
+    stays mounted; the Single View's similar-head buttons work before the related tab was opened."""
     store_dir, ids = real_store
     run = ids["minilm"]
     open_run(driver, real_server, run, "atab=patterns&layer=0&head=0")
     wait(driver, gd_js("patterns-graph", "g._fullData.length > 0"), 30, "patterns map")
+    mounted = ("return ['patterns', 'related', 'ablation', 'neuron', 'rollout', 'input', 'precompute']"
+               ".filter(t => document.getElementById('analysis-' + t).children.length > 0)")
+    assert driver.execute_script(mounted) == ["patterns"]
     record_calls(driver)
     body = driver.find_element(By.TAG_NAME, "body")
-    # (the first head change after a page load also carries one poll of the own-input tab's background
-    # callback, which Dash starts once per page whatever its gate; measured from the second one on)
-    body.send_keys("\ue012")  # ← : previous head (stays at L0 H0)
-    body.send_keys("\ue014")
-    wait(driver, gd_js("patterns-graph", "true"), 5)
     wait_idle(driver)
     time.sleep(1.0)
-    body.send_keys("\ue012")
-    wait_idle(driver)
+    # the very first head change after the page load: nothing for the tabs that are not mounted
     calls = _calls_after(driver, lambda: body.send_keys("\ue014"))  # → : next head (L0 H1)
     assert "patterns-graph.figure" in calls, calls          # the shown tab follows the head
     for hidden in ("related-graph.figure", "neuron-graph.figure", "rollout-graph.figure", "input-grid-graph.figure",
-                   "ablation-table.children", "ablation-plan.children", "image-graph.figure", "model-graph.figure"):
+                   "input-request", "ablation-table.children", "ablation-plan.children", "image-graph.figure",
+                   "model-graph.figure"):
         assert hidden not in calls, (hidden, calls)
+    # a similar-head button of the Single View opens its head, the related tab never having been shown
+    wait(driver, "return document.querySelectorAll('#single-analysis button').length > 0", 15, "similar heads")
+    target = driver.execute_script("var b = document.querySelector('#single-analysis button');"
+                                   "b.click(); return JSON.parse(b.id).index;")
+    layer, head = target.split(":")
+    wait(driver, "var q = new URLSearchParams(location.search);"
+                 f"return (q.get('layer') || '0') === '{layer}' && (q.get('head') || '0') === '{head}'", 10,
+         f"the similar head L{layer} H{head} opened")
+    assert driver.execute_script(mounted) == ["patterns"]
     # the neuron tab, shown now, draws the head chosen while it was hidden
     driver.execute_script("document.querySelector('#analysis-tab input[value=neuron]').click()")
     wait(driver, gd_js("neuron-graph", "g._fullData.length === 3"), 30, "neuron bars")
@@ -351,11 +360,13 @@ def test_hidden_analysis_tabs_make_no_round_trip(real_store, real_server, driver
     want = f"L{q.get('layer', 0)} H{q.get('head', 0)}"
     wait(driver, gd_js("neuron-graph", f"(g.layout.title.text || g.layout.title).includes('{want}')"), 15,
          f"the neuron view shows the head picked while it was hidden ({want})")
+    assert driver.execute_script(mounted) == ["patterns", "neuron"]
     calls = _calls_after(driver, lambda: body.send_keys("\ue014"))
     assert "neuron-graph.figure" in calls and "patterns-graph.figure" not in calls, calls
     # back to patterns: it catches up with the head picked meanwhile (head 2), once
     calls = _calls_after(driver, lambda: driver.execute_script(
         "document.querySelector('#analysis-tab input[value=patterns]').click()"))
     assert calls.count("patterns-graph.figure") == 1 and "neuron-graph.figure" not in calls, calls
+    assert driver.execute_script(mounted) == ["patterns", "neuron"]  # kept: its controls keep their state
     collect_logs(driver)
     assert not driver.severe, driver.severe

@@ -162,3 +162,41 @@ def test_start_progress_finish_cancel_resume(jobs_app, driver):
     wait(driver, f"return location.search.includes('run={run1}')", 10, "URL has the run")
     wait(driver, gd_js("matrix-overlay", "g._fullLayout.annotations.filter(a => (a.hovertext || a.text || '').startsWith('L')).length === 24"),
          20, "opened run drawn")
+
+
+def test_new_run_reaches_the_run_menu_with_the_runs_tab_never_opened(driver, tmp_path):
+    """The jobs tick lives outside the Runs tab (layouts/jobs.watcher), which is mounted only when first
+    shown: a page loaded on an empty store, on the default tab, still gets the first run that lands."""
+    import logging
+
+    from werkzeug.serving import make_server
+
+    from app import create_app
+    from attention_atlas.settings import load_settings
+    from tests.store_fixture import make_test_store
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    settings = load_settings(env={}, cache=str(tmp_path / "store"), jobs_dir=str(tmp_path / "jobs"))
+    srv = make_server("127.0.0.1", free_port(), create_app(settings=settings).server, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        driver.get(f"http://127.0.0.1:{srv.server_port}/")
+        wait(driver, "return document.querySelectorAll('#analysis-tab input').length > 0", 20, "analysis tabs")
+        assert driver.execute_script("return document.getElementById('analysis-precompute').children.length") == 0
+        # a run written by another process while the page watches (the tick re-reads the store's runs
+        # for 12 s after the page's first tick and whenever a job changes)
+        run = make_test_store(tmp_path / "store", n_layers=2, n_heads=2, n_inputs=4, run_id="landed-run",
+                              methods=("pca",), dims=(2,), variants=("translated",))
+        wait(driver, f"return document.getElementById('run-select').innerText.includes('{run}')", 20,
+             "the new run in the Run menu")
+        wait(driver, gd_js("matrix-overlay", "g._fullLayout.annotations.length > 0 && g._fullData.length"), 30,
+             "its Matrix View drawn")
+        assert driver.execute_script("return document.getElementById('analysis-precompute').children.length") == 0
+        # opening the tab mounts it with the tables filled at once (not at the next change)
+        driver.execute_script("document.querySelector('#analysis-tab input[value=precompute]').click()")
+        wait(driver, f"return (document.getElementById('jobs-runs') || {{innerText: ''}}).innerText.includes('{run}')",
+             10, "the Runs tab's table lists the run")
+        collect_logs(driver)
+        assert not driver.severe, driver.severe
+    finally:
+        srv.shutdown()

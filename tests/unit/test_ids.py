@@ -31,12 +31,21 @@ def _walk(c, out: list):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """(the app made by the factory, every component id of its layout, in page order)."""
+    """(the app made by the factory, every component id of its layout, in page order, with every
+    analysis tab mounted: the page as it is once the user has opened each tab)."""
     import app as app_module
+    from layouts.analysis import TABS, tab_panel
     a = app_module.create_app(tmp_path_factory.mktemp("store"))
     layout = a.layout() if callable(a.layout) else a.layout
     found = []
     _walk(layout, found)
+    initial = set(found)
+    for value, _, _ in TABS:
+        tab = []
+        _walk(tab_panel(value), tab)
+        assert (set(tab) <= initial) == (value == "patterns"), f"tab {value}: mounted at first only if it is the default"
+        if value != "patterns":
+            found.extend(tab)
     return a, found
 
 
