@@ -17,6 +17,13 @@ def selected_shapes(layers: list, heads: list, selected=None) -> list[dict]:
                  line=dict(color="#000", width=2))]
 
 
+
+def map_height(n_layers: int) -> int:
+    """Pixel height of the layers × heads score map: ~40 px a layer for few layers, capped for many
+    (its graph takes this height: layouts/patterns.py sets none)."""
+    return max(260, min(720, 70 + 40 * n_layers))
+
+
 def score_map_figure(layers: list, heads: list, scores: dict, title: str, selected=None,
                      na_text: str = "n/a") -> go.Figure:
     """Layers × heads heatmap of one score in [0, 1] (rows = layers, top = first layer), values
@@ -40,7 +47,7 @@ def score_map_figure(layers: list, heads: list, scores: dict, title: str, select
         colorbar=dict(thickness=10, len=0.9), xgap=1, ygap=1))
     shapes = selected_shapes(layers, heads, selected)
     fig.update_layout(title=dict(text=title, font=dict(size=13), x=0.01), shapes=shapes,
-                      margin=dict(l=45, r=10, t=30, b=30), height=max(220, min(640, 40 + 22 * len(layers))),
+                      margin=dict(l=45, r=10, t=30, b=30), height=map_height(len(layers)),
                       yaxis=dict(autorange="reversed"), plot_bgcolor="white")
     return fig
 

@@ -278,8 +278,10 @@ def image_figure(rgb: np.ndarray, grid: int, weights: np.ndarray | None, cls_wei
         fig.add_shape(type="rect", x0=c * pw, x1=(c + 1) * pw, y0=r * ph, y1=(r + 1) * ph,
                       line=dict(color="#00e5ff", width=3))
     sub = f"  ·  CLS weight {cls_weight:.3f}" if cls_weight is not None else ""
-    fig.update_layout(title=dict(text=title + sub, x=0.01, font=dict(size=13)), height=520,
-                      margin=dict(l=10, r=10, t=40, b=10),
+    # the title sits under the modebar's row (the graph is 560 px wide: side by side they overlapped)
+    fig.update_layout(title=dict(text=title + sub, x=0.01, y=1 - 32 / 540, yref="container", yanchor="top",
+                                 font=dict(size=13)), height=540,
+                      margin=dict(l=10, r=10, t=60, b=10),
                       xaxis=dict(visible=False, range=[0, w]), yaxis=dict(visible=False, range=[h, 0], scaleanchor="x"))
     return fig
 

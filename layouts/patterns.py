@@ -55,7 +55,7 @@ def panel():
                                        options=[{"label": LABELS[p], "value": p} for p in PATTERNS])),
         ]),
         html.Div(id=ids.PATTERNS_HEAD, className="note"),
-        dcc.Graph(id=ids.PATTERNS_GRAPH, config={"displaylogo": False}, style={"height": "340px"}),
+        dcc.Graph(id=ids.PATTERNS_GRAPH, config={"displaylogo": False}),  # as tall as its figure
         html.Div(id=ids.PATTERNS_TABLE, style={"maxHeight": "380px", "overflowY": "auto"}),
         dcc.Store(id=ids.PATTERNS_HIGHLIGHT),  # output of the clientside row highlight (never written)
     ])

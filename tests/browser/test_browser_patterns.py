@@ -63,6 +63,10 @@ def test_patterns_panel_numbers_on_real_run(real_store, real_server, driver, nam
     wait(driver, f"return document.querySelectorAll('#patterns-table-el tr[data-head]').length === {n_heads}", 30,
          "patterns table")
     assert not rp.missing and len(rp.heads) == n_heads
+    # the score map's graph is as tall as its figure (no blank band under the heatmap), ≥ 30 px a layer
+    wait(driver, gd_js("patterns-graph", "g._fullData.length > 0"), 30, "patterns map")
+    box, fig_h = driver.execute_script(gd_js("patterns-graph", "[g.getBoundingClientRect().height, g._fullLayout.height]"))
+    assert abs(box - fig_h) <= 2 and (fig_h - 100) / len(m["layers"]) >= 30, (box, fig_h)
     for h in [(layer, head), (m["layers"][0], m["heads"][0])]:
         row = table_row(driver, *h)
         for p in PATTERNS:
