@@ -40,7 +40,9 @@ function walk(n, top) {
   if (!n.props) { Object.keys(n).forEach(function(k) { if (n[k] && typeof n[k] === 'object') { walk(n[k], top); } }); return; }
   total++; var id = (typeof n.props.id === 'string' && n.props.id) ? n.props.id : top;
   counts[id] = (counts[id] || 0) + 1;
-  Object.keys(n.props).forEach(function(k) { var v = n.props[k]; if (v && typeof v === 'object') { walk(v, id); } });
+  // a dcc.Store's data is not rendered, whatever it holds (the jobs-shown store carries component trees)
+  Object.keys(n.props).forEach(function(k) { var v = n.props[k];
+    if (v && typeof v === 'object' && !(n.type === 'Store' && k === 'data')) { walk(v, id); } });
 }
 walk(window.store.getState().layout, '(page)');
 return [total, Object.entries(counts).sort(function(a, b) { return b[1] - a[1]; }).slice(0, 8)];
