@@ -142,9 +142,14 @@ def register(app, context):
         if not run or layer is None or head is None or not painted:  # page load: after the Matrix View
             return no_update, no_update, no_update
         from dash import ctx
-        if ctx.triggered_id == ids.RUN_PROGRESS and (not isinstance(progress, dict) or progress.get("run") != run):
+        # a progress tick alone (ctx.triggered_id names only the first of several inputs that changed
+        # together). When the page's first tick lands while this callback is in flight, Dash drops the
+        # answer in flight and calls again with the tick as the only trigger: so "drawn already" is read
+        # from what the page shows (the info line), never assumed
+        tick_only = set(ctx.triggered_prop_ids) == {f"{ids.RUN_PROGRESS}.data"}
+        if tick_only and (not isinstance(progress, dict) or progress.get("run") != run):
             return no_update, no_update, no_update  # another run grew
-        if ctx.triggered_id == ids.RUN_PROGRESS and "not computed yet" not in str(shown_info or ""):
+        if tick_only and shown_info and "not computed yet" not in str(shown_info):
             return no_update, no_update, no_update  # this head was drawn already: nothing new to show
         try:
             got = _head(data, run, layer, head, proj, dim, translate, scaled)
