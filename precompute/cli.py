@@ -8,6 +8,8 @@ import os
 import sys
 import time
 
+from .executor import pid_alive  # light (stdlib only); attention_atlas/serve_when_ready.py imports it from here
+
 
 
 
@@ -195,21 +197,6 @@ def _progress_factory():
             opts["bar_format"] = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
         return tqdm(file=stream, **opts, **kw)
     return make
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (a zombie — ended, not yet reaped — has ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def stop_with(pid: int, poll: float = 1.0) -> None:

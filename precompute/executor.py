@@ -13,10 +13,12 @@ import concurrent.futures as cf
 import logging
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["make_executor", "close_executor", "run_tasks", "worker_init", "numba_cache_dir", "cache_umap_numba"]
+__all__ = ["make_executor", "close_executor", "run_tasks", "worker_init", "numba_cache_dir", "cache_umap_numba",
+           "pid_alive"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -59,9 +61,41 @@ def cache_umap_numba() -> int:
     return n
 
 
-def worker_init(threads: int = 1, warm: bool = True) -> None:
-    """Process-pool initializer: thread limits, numba cache dir, optional warm-up."""
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie — ended, not yet reaped — has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _exit_with(parent: int, poll: float = 1.0) -> None:
+    """Worker side: end this process once the run that started the pool (``parent``) has ended. The
+    workers are children of multiprocessing's fork server, not of the run, so a run ended by a plain
+    kill (SIGTERM, SIGKILL) left them and the fork server waiting for work for ever."""
+    import threading
+
+    def watch():
+        while pid_alive(parent):
+            time.sleep(poll)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="atlas-exit-with-run").start()
+
+
+def worker_init(threads: int = 1, warm: bool = True, parent: int | None = None) -> None:
+    """Process-pool initializer: thread limits, numba cache dir, optional warm-up; ``parent``: the
+    run's pid, whose end ends this worker (:func:`_exit_with`)."""
     global _LIMITER
+    if parent:
+        _exit_with(parent)
     threads = max(1, int(threads))
     for var in _THREAD_VARS:
         os.environ[var] = str(threads)
@@ -117,7 +151,7 @@ def make_executor(workers: int | None = None, dask_address: str | None = None,
     except ValueError:  # platforms without forkserver
         ctx = mp.get_context("spawn")
     ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init,
-                                initargs=(threads, warm))
+                                initargs=(threads, warm, os.getpid()))
     ex._atlas_workers = workers
     return ex
 

@@ -95,3 +95,47 @@ def test_dask_executor(processes):
             ex._client.close()
     assert sorted(r.head for r in res) == [0, 1, 2]
     assert all(np.isfinite(r.metrics["spearman/translated"]) for r in res)
+
+
+_POOL_THEN_WAIT = """
+import os, sys, time
+from precompute.executor import make_executor
+ex = make_executor(workers=2, warm=False)
+[f.result() for f in [ex.submit(time.sleep, 0.3) for _ in range(4)]]  # both workers started
+pids = set()
+for _ in range(50):
+    pids |= {f.result() for f in [ex.submit(os.getpid) for _ in range(8)]}
+    if len(pids) == 2:
+        break
+import multiprocessing.forkserver as fs
+print(" ".join(map(str, sorted(pids) + [fs._forkserver._forkserver_pid])), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_workers_and_fork_server_end_with_the_run(sig):
+    """A run ended by a plain kill takes its pool with it: the workers are children of
+    multiprocessing's fork server, not of the run, and used to wait for work for ever (seen: a
+    killed `precompute run` left its fork server and a worker running for 82 minutes)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from precompute.executor import pid_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_THEN_WAIT], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 3 and all(pid_alive(p) for p in pids), pids
+        os.kill(proc.pid, getattr(signal, sig))
+        proc.wait(10)
+        end = time.time() + 10
+        while time.time() < end and any(pid_alive(p) for p in pids):
+            time.sleep(0.2)
+        assert not [p for p in pids if pid_alive(p)], "pool processes outlived the run"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
