@@ -245,7 +245,9 @@ def test_gunicorn_worker_sigkill_under_load_is_replaced(tmp_path):
 
     failed = [r for r in results if r.status not in (200, 204) or r.error]
     assert len(failed) <= n_in_flight, (n_in_flight, [(r.callback, r.status, r.error) for r in failed])
-    assert all(r.started <= t_kill for r in failed), [(r.started - t_kill, r.error) for r in failed]
+    # lost: only what the victim had accepted; SIGKILL lands a few ms after os.kill returns, so a request
+    # sent in that gap can still be accepted by it (seen once: 6 ms after) — 100 ms of grace, no more
+    assert all(r.started <= t_kill + 0.1 for r in failed), [(r.started - t_kill, r.error) for r in failed]
     after = [r for r in results if r.started > replaced_at]
     assert len(after) >= 20 and not [r for r in after if r.error]
     assert f"Worker (pid:{victim}) was sent SIGKILL" in log or str(victim) in log

@@ -12,7 +12,7 @@ import pytest
 
 from precompute.cli import main
 from precompute.metrics import attention_from_qk
-from precompute.store import Store
+from precompute.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCES = [
@@ -204,7 +204,10 @@ def test_sigkill_mid_run_then_resume(tmp_path, corpus_file):
     while time.time() < deadline:
         time.sleep(0.5)
         if (cache / "cache.db").exists():
-            s = Store(cache, readonly=True)
+            try:
+                s = Store(cache, readonly=True)
+            except StoreError:  # the run has created cache.db but not written the format marker yet
+                continue
             ids = s.run_ids()
             if ids and s.has(f"run/{ids[0]}/manifest"):
                 done_before = s.status(ids[0])["heads_done"]
